@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency from Debian's packages. Idempotent.
+set -euo pipefail
+PKGS=(build-essential cmake ninja-build pkg-config git
+      libdnnl-dev nlohmann-json3-dev libpng-dev libpcre2-dev libicu-dev
+      libgtest-dev libgmock-dev libcli11-dev libcpp-httplib-dev)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "setup: all build dependencies present"

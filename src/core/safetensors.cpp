@@ -1,0 +1,268 @@
+#include "core/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace zimage {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// Element sizes of every dtype the safetensors format defines.
+int safetensors_dtype_bits(const std::string& d) {
+  static const std::map<std::string, int> k = {
+      {"BOOL", 8},  {"U8", 8},   {"I8", 8},   {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8},
+      {"I16", 16},  {"U16", 16}, {"F16", 16}, {"BF16", 16},   {"I32", 32},    {"U32", 32},
+      {"F32", 32},  {"F64", 64}, {"I64", 64}, {"U64", 64},    {"F4", 4},      {"F6_E2M3", 6},
+      {"F6_E3M2", 6}};
+  auto it = k.find(d);
+  return it == k.end() ? 0 : it->second;
+}
+
+bool float_dtype(const std::string& d, DType* out) {
+  if (d == "F32") *out = DType::F32;
+  else if (d == "BF16") *out = DType::BF16;
+  else if (d == "F16") *out = DType::F16;
+  else return false;
+  return true;
+}
+
+}  // namespace
+
+SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
+  auto bad = [&](const auto&... a) { fail("safetensors: ", path, ": ", a...); };
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) bad("cannot open (", std::strerror(errno), ")");
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    bad("not a regular file");
+  }
+  size_ = size_t(st.st_size);
+  if (size_ < 8) {
+    ::close(fd);
+    bad("file is ", size_, " bytes, shorter than the 8-byte header length");
+  }
+  void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) bad("mmap failed (", std::strerror(errno), ")");
+  size_t sz = size_;
+  map_ = std::shared_ptr<const void>(p, [sz](const void* q) { munmap(const_cast<void*>(q), sz); });
+  const unsigned char* b = static_cast<const unsigned char*>(p);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | b[i];
+  if (n > kMaxHeader) bad("header length ", n, " exceeds the ", kMaxHeader, "-byte limit");
+  if (n > size_ - 8) bad("header length ", n, " runs past the end of the ", size_, "-byte file");
+  std::string_view text(reinterpret_cast<const char*>(b + 8), size_t(n));
+
+  // Parse, rejecting duplicate keys at the top level (nlohmann would silently keep the last).
+  std::set<std::string> seen;
+  std::string dup;
+  json header;
+  try {
+    header = json::parse(text.begin(), text.end(), [&](int depth, json::parse_event_t ev, json& v) {
+      if (ev == json::parse_event_t::key && depth == 1) {
+        std::string k = v.get<std::string>();
+        if (!seen.insert(k).second && dup.empty()) dup = k;
+      }
+      return true;
+    });
+  } catch (const json::exception& e) {
+    bad("header is not valid JSON (", e.what(), ")");
+  }
+  if (!dup.empty()) bad("duplicate tensor name '", dup, "'");
+  if (!header.is_object()) bad("header is not a JSON object");
+
+  const uint64_t data_len = size_ - 8 - n;
+  data_ = reinterpret_cast<const char*>(b + 8 + n);
+  std::vector<std::pair<std::string, TensorInfo*>> order;
+  for (auto& [name, v] : header.items()) {
+    if (name == "__metadata__") {
+      if (!v.is_object()) bad("__metadata__ is not an object");
+      for (auto& [k, mv] : v.items()) {
+        if (!mv.is_string()) bad("__metadata__ value for '", k, "' is not a string");
+        metadata_[k] = mv.get<std::string>();
+      }
+      continue;
+    }
+    if (!v.is_object()) bad("entry for tensor '", name, "' is not an object");
+    TensorInfo ti;
+    if (!v.contains("dtype") || !v["dtype"].is_string()) bad("tensor '", name, "' has no dtype string");
+    ti.dtype = v["dtype"].get<std::string>();
+    int bits = safetensors_dtype_bits(ti.dtype);
+    if (bits == 0) bad("tensor '", name, "' has unknown dtype '", ti.dtype, "'");
+    if (!v.contains("shape") || !v["shape"].is_array()) bad("tensor '", name, "' has no shape array");
+    for (auto& d : v["shape"]) {
+      if (!d.is_number_unsigned()) bad("tensor '", name, "' has a shape entry that is not a non-negative integer: ", d.dump());
+      uint64_t x = d.get<uint64_t>();
+      if (x > uint64_t(std::numeric_limits<int64_t>::max())) bad("tensor '", name, "' dimension ", x, " too large");
+      ti.shape.push_back(int64_t(x));
+    }
+    auto& off = v.contains("data_offsets") ? v["data_offsets"] : v["__missing__"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+      bad("tensor '", name, "' has no [begin, end] data_offsets");
+    ti.begin = off[0].get<uint64_t>();
+    ti.end = off[1].get<uint64_t>();
+    if (ti.end < ti.begin) bad("tensor '", name, "' has data_offsets end ", ti.end, " before begin ", ti.begin);
+    // shape x dtype size == byte length, with overflow checks
+    unsigned __int128 nel = 1;
+    for (auto d : ti.shape) {
+      nel *= uint64_t(d);
+      if (nel > (unsigned __int128)(std::numeric_limits<uint64_t>::max())) bad("tensor '", name, "' shape ", shape_str(ti.shape), " overflows");
+    }
+    unsigned __int128 nbits = nel * unsigned(bits);
+    if (nbits % 8 != 0) bad("tensor '", name, "' has a size that is not a whole number of bytes");
+    unsigned __int128 nbytes = nbits / 8;
+    if (nbytes != (unsigned __int128)(ti.end - ti.begin))
+      bad("tensor '", name, "' shape ", shape_str(ti.shape), " x ", ti.dtype, " needs ", uint64_t(nbytes),
+          " bytes but data_offsets span ", ti.end - ti.begin);
+    auto [it, ok] = tensors_.emplace(name, ti);
+    order.emplace_back(name, &it->second);
+  }
+  std::sort(order.begin(), order.end(), [](auto& a, auto& c) {
+    return a.second->begin != c.second->begin ? a.second->begin < c.second->begin : a.second->end < c.second->end;
+  });
+  uint64_t pos = 0;
+  for (auto& [name, ti] : order) {
+    if (ti->begin < pos) bad("tensor '", name, "' at offset ", ti->begin, " overlaps the previous tensor (ends at ", pos, ")");
+    if (ti->begin > pos) bad("gap in the data section before tensor '", name, "' (", pos, " .. ", ti->begin, ")");
+    pos = ti->end;
+  }
+  if (pos != data_len)
+    bad("data section is ", data_len, " bytes but tensors cover ", pos,
+        pos < data_len ? " (trailing bytes)" : " (past the end of the file)");
+}
+
+Tensor SafeTensorsFile::get(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) fail("safetensors: ", path_, ": no tensor named '", name, "'");
+  DType dt;
+  if (!float_dtype(it->second.dtype, &dt))
+    fail("safetensors: ", path_, ": tensor '", name, "' has dtype ", it->second.dtype,
+         " (only F32, BF16 and F16 are supported)");
+  return Tensor::view(dt, it->second.shape, data_ + it->second.begin, map_);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+WeightStore WeightStore::open_dir(const std::string& dir) {
+  if (!fs::is_directory(dir)) fail("weights: folder '", dir, "' does not exist");
+  for (const char* stem : {"diffusion_pytorch_model", "model"}) {
+    fs::path single = fs::path(dir) / (std::string(stem) + ".safetensors");
+    fs::path index = fs::path(dir) / (std::string(stem) + ".safetensors.index.json");
+    if (fs::exists(single)) return open_file(single.string());
+    if (fs::exists(index)) return open_index(index.string());
+  }
+  fail("weights: no *.safetensors or *.safetensors.index.json in '", dir, "'");
+}
+
+WeightStore WeightStore::open_file(const std::string& file) {
+  WeightStore w;
+  w.source_ = file;
+  w.files_.push_back(std::make_shared<SafeTensorsFile>(file));
+  for (auto& [name, ti] : w.files_[0]->tensors()) w.where_[name] = 0;
+  return w;
+}
+
+WeightStore WeightStore::open_index(const std::string& index_json) {
+  auto bad = [&](const auto&... a) { fail("weights: ", index_json, ": ", a...); };
+  std::ifstream f(index_json);
+  if (!f) bad("cannot open");
+  json j;
+  try {
+    j = json::parse(f);
+  } catch (const json::exception& e) {
+    bad("not valid JSON (", e.what(), ")");
+  }
+  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+    bad("has no 'weight_map' object");
+  fs::path dir = fs::path(index_json).parent_path();
+  std::error_code ec;
+  fs::path root = fs::canonical(dir, ec);
+  if (ec) bad("cannot resolve folder '", dir.string(), "'");
+  WeightStore w;
+  w.source_ = index_json;
+  std::map<std::string, size_t> shard_idx;
+  for (auto& [name, v] : j["weight_map"].items()) {
+    if (!v.is_string()) bad("weight_map entry for '", name, "' is not a string");
+    std::string shard = v.get<std::string>();
+    fs::path sp(shard);
+    if (shard.empty() || sp.is_absolute()) bad("shard path '", shard, "' for '", name, "' is absolute or empty");
+    for (auto& part : sp)
+      if (part == "..") bad("shard path '", shard, "' for '", name, "' leaves the component folder");
+    auto it = shard_idx.find(shard);
+    if (it == shard_idx.end()) {
+      fs::path full = root / sp;
+      if (!fs::exists(full)) bad("shard '", shard, "' (for '", name, "') is missing");
+      fs::path real = fs::canonical(full, ec);
+      if (ec) bad("cannot resolve shard '", shard, "'");
+      auto rel = real.lexically_relative(root);
+      if (rel.empty() || *rel.begin() == "..") bad("shard '", shard, "' resolves outside the component folder (", real.string(), ")");
+      w.files_.push_back(std::make_shared<SafeTensorsFile>(real.string()));
+      it = shard_idx.emplace(shard, w.files_.size() - 1).first;
+    }
+    if (!w.files_[it->second]->has(name)) bad("shard '", shard, "' does not contain '", name, "'");
+    w.where_[name] = it->second;
+  }
+  return w;
+}
+
+std::vector<std::string> WeightStore::names() const {
+  std::vector<std::string> v;
+  for (auto& [k, _] : where_) v.push_back(k);
+  return v;
+}
+
+const TensorInfo& WeightStore::info(const std::string& name) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) fail("weights: ", source_, ": missing tensor '", name, "'");
+  return files_[it->second]->tensors().at(name);
+}
+
+Tensor WeightStore::get(const std::string& name) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) fail("weights: ", source_, ": missing tensor '", name, "'");
+  return files_[it->second]->get(name);
+}
+
+Tensor WeightStore::get(const std::string& name, const Shape& expected) const {
+  Tensor t = get(name);
+  if (t.shape() != expected)
+    fail("weights: ", source_, ": tensor '", name, "' has shape ", shape_str(t.shape()), ", expected ",
+         shape_str(expected));
+  return t;
+}
+
+DType WeightStore::stored_dtype() const {
+  for (auto& [name, idx] : where_) {
+    DType d;
+    if (float_dtype(files_[idx]->tensors().at(name).dtype, &d)) return d;
+  }
+  return DType::F32;
+}
+
+size_t WeightStore::bytes_on_disk() const {
+  size_t s = 0;
+  for (auto& f : files_) s += f->file_size();
+  return s;
+}
+
+int64_t WeightStore::num_params() const {
+  int64_t n = 0;
+  for (auto& [name, idx] : where_) n += shape_numel(files_[idx]->tensors().at(name).shape);
+  return n;
+}
+
+}  // namespace zimage

@@ -1,0 +1,69 @@
+// Memory-mapped safetensors files, validated as the reference (Rust) parser does, and the
+// weight set of one model component (a single file or shards through *.safetensors.index.json).
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace zimage {
+
+struct TensorInfo {
+  std::string dtype;  // as written in the header ("BF16", "F32", ...)
+  Shape shape;
+  uint64_t begin = 0, end = 0;  // byte offsets into the data section
+};
+
+class SafeTensorsFile {
+ public:
+  static constexpr uint64_t kMaxHeader = 100'000'000;
+  // Opens and validates `path`; every problem is an Error naming the file.
+  explicit SafeTensorsFile(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  bool has(const std::string& name) const { return tensors_.count(name) != 0; }
+  // A read-only view into the mapping (float dtypes only).
+  Tensor get(const std::string& name) const;
+  size_t file_size() const { return size_; }
+
+ private:
+  std::string path_;
+  std::shared_ptr<const void> map_;
+  size_t size_ = 0;
+  const char* data_ = nullptr;  // start of the data section
+  std::map<std::string, TensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// All weights of one component folder (e.g. "<model>/transformer").
+class WeightStore {
+ public:
+  // Finds `<stem>.safetensors` or `<stem>.safetensors.index.json` in `dir`, trying the
+  // diffusers (diffusion_pytorch_model) and transformers (model) stems.
+  static WeightStore open_dir(const std::string& dir);
+  static WeightStore open_file(const std::string& file);
+  static WeightStore open_index(const std::string& index_json);
+
+  bool has(const std::string& name) const { return where_.count(name) != 0; }
+  std::vector<std::string> names() const;
+  // The tensor, checked against `expected` shape; the error names tensor, expected and actual.
+  Tensor get(const std::string& name, const Shape& expected) const;
+  Tensor get(const std::string& name) const;
+  const TensorInfo& info(const std::string& name) const;
+  // dtype of the first floating tensor (what the component is stored in)
+  DType stored_dtype() const;
+  size_t bytes_on_disk() const;
+  int64_t num_params() const;
+  const std::string& source() const { return source_; }
+
+ private:
+  std::string source_;
+  std::vector<std::shared_ptr<SafeTensorsFile>> files_;
+  std::map<std::string, size_t> where_;
+};
+
+}  // namespace zimage

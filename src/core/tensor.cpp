@@ -1,0 +1,132 @@
+#include "core/tensor.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <sstream>
+
+namespace zimage {
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream os;
+  os << '[';
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  os << ']';
+  return os.str();
+}
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (auto d : s) {
+    if (d < 0) fail("tensor: negative dimension in shape ", shape_str(s));
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d)
+      fail("tensor: shape ", shape_str(s), " has too many elements");
+    n *= d;
+  }
+  return n;
+}
+
+Tensor Tensor::empty(DType dt, Shape shape) {
+  int64_t n = shape_numel(shape);
+  if (uint64_t(n) > (uint64_t(1) << 40) / dtype_size(dt))
+    fail("tensor: refusing to allocate ", shape_str(shape), " (", dtype_name(dt), "): too large");
+  Tensor t;
+  t.dtype_ = dt;
+  t.shape_ = std::move(shape);
+  size_t bytes = size_t(n) * dtype_size(dt);
+  size_t alloc = (bytes + 63) / 64 * 64;
+  if (alloc == 0) alloc = 64;
+  void* p = std::aligned_alloc(64, alloc);
+  if (!p) fail("tensor: out of memory allocating ", bytes, " bytes for ", shape_str(t.shape_));
+  t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  t.data_ = p;
+  return t;
+}
+
+Tensor Tensor::zeros(DType dt, Shape shape) {
+  Tensor t = empty(dt, std::move(shape));
+  std::memset(t.data_, 0, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::from_f32(Shape shape, const std::vector<float>& values) {
+  Tensor t = empty(DType::F32, std::move(shape));
+  ZI_ASSERT(size_t(t.numel()) == values.size(), "from_f32: ", values.size(), " values for ",
+            shape_str(t.shape_));
+  std::memcpy(t.data_, values.data(), t.nbytes());
+  return t;
+}
+
+Tensor Tensor::view(DType dt, Shape shape, const void* data, std::shared_ptr<const void> keepalive) {
+  Tensor t;
+  t.dtype_ = dt;
+  shape_numel(shape);
+  t.shape_ = std::move(shape);
+  t.owner_ = std::move(keepalive);
+  t.data_ = const_cast<void*>(data);
+  t.read_only_ = true;
+  return t;
+}
+
+int64_t Tensor::dim(int i) const {
+  int n = ndim();
+  int j = i < 0 ? i + n : i;
+  ZI_ASSERT(j >= 0 && j < n, "dim ", i, " out of range for shape ", shape_str(shape_));
+  return shape_[size_t(j)];
+}
+
+Tensor Tensor::reshape(Shape s) const {
+  ZI_ASSERT(shape_numel(s) == numel(), "reshape ", shape_str(shape_), " -> ", shape_str(s));
+  Tensor t = *this;
+  t.shape_ = std::move(s);
+  return t;
+}
+
+Tensor Tensor::slice0(int64_t begin, int64_t end) const {
+  ZI_ASSERT(ndim() >= 1 && begin >= 0 && begin <= end && end <= shape_[0], "slice0 [", begin, ", ",
+            end, ") of ", shape_str(shape_));
+  Tensor t = *this;
+  int64_t row = shape_[0] ? numel() / shape_[0] : 0;
+  t.shape_[0] = end - begin;
+  t.data_ = static_cast<char*>(data_) + size_t(begin * row) * dtype_size(dtype_);
+  return t;
+}
+
+Tensor Tensor::to(DType dt) const {
+  if (dt == dtype_) return *this;
+  Tensor t = empty(dt, shape_);
+  convert(data_, dtype_, t.data_, dt, size_t(numel()));
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = empty(dtype_, shape_);
+  std::memcpy(t.data_, data_, nbytes());
+  return t;
+}
+
+std::vector<float> Tensor::to_vector() const {
+  std::vector<float> v(static_cast<size_t>(numel()));
+  convert(data_, dtype_, v.data(), DType::F32, v.size());
+  return v;
+}
+
+double rel_l2(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double d = double(a[i]) - double(b[i]);
+    num += d * d;
+    den += double(b[i]) * double(b[i]);
+  }
+  if (den == 0) return std::sqrt(num);
+  return std::sqrt(num / den);
+}
+
+double rel_l2(const Tensor& a, const Tensor& b) {
+  ZI_ASSERT(a.numel() == b.numel(), "rel_l2: ", shape_str(a.shape()), " vs ", shape_str(b.shape()));
+  auto va = a.to_vector(), vb = b.to_vector();
+  return rel_l2(va.data(), vb.data(), va.size());
+}
+
+}  // namespace zimage

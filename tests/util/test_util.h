@@ -1,0 +1,18 @@
+// Shared helpers for tests: fixture paths and reference loading.
+#pragma once
+#include <string>
+
+#include "core/safetensors.h"
+#include "core/tensor.h"
+
+namespace zimage::test {
+
+// Absolute path of a file under tests/fixtures.
+std::string fixture(const std::string& rel);
+// A fresh empty temporary folder (removed by the OS tmp cleaner; tests clean up their own files).
+std::string temp_dir(const std::string& tag);
+// Reads a whole file.
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& bytes);
+
+}  // namespace zimage::test
