@@ -1,0 +1,42 @@
+#include <cmath>
+
+#include "ops/ops.h"
+
+namespace zimage::ops {
+
+void silu_(Tensor& x) {
+  float* p = x.f32();
+  const int64_t n = x.numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) p[i] = p[i] / (1.f + std::exp(-p[i]));
+}
+
+Tensor silu_mul(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape()) fail("[silu_mul] shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " differ");
+  Tensor y = Tensor::empty(DType::F32, a.shape());
+  const float* ap = a.f32();
+  const float* bp = b.f32();
+  float* yp = y.f32();
+  const int64_t n = a.numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) yp[i] = ap[i] / (1.f + std::exp(-ap[i])) * bp[i];
+  return y;
+}
+
+void add_(Tensor& x, const Tensor& y) {
+  if (x.numel() != y.numel()) fail("[add] shapes ", shape_str(x.shape()), " and ", shape_str(y.shape()), " differ");
+  float* p = x.f32();
+  const float* q = y.f32();
+  const int64_t n = x.numel();
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) p[i] += q[i];
+}
+
+void round_to_bf16_(Tensor& x) {
+  float* p = x.f32();
+  const int64_t n = x.numel();
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) p[i] = round_bf16(p[i]);
+}
+
+}  // namespace zimage::ops

@@ -1,0 +1,66 @@
+#include <omp.h>
+
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "ops/ops.h"
+
+namespace zimage::ops {
+
+void set_num_threads(int n) { omp_set_num_threads(n > 0 ? n : omp_get_num_procs()); }
+int num_threads() { return omp_get_max_threads(); }
+
+Tensor prepare_weight(const Tensor& w, DType compute) {
+  if (compute == DType::BF16) return w.to(DType::BF16);
+  return w.to(DType::F32);
+}
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias) {
+  if (w.ndim() != 2) fail("[linear] weight must have 2 dimensions but has shape ", shape_str(w.shape()));
+  if (x.dtype() != DType::F32) fail("[linear] input must be float32, got ", dtype_name(x.dtype()));
+  const int64_t N = w.dim(0), K = w.dim(1);
+  if (x.ndim() < 1 || x.dim(-1) != K)
+    fail("[linear] input shape ", shape_str(x.shape()), " does not end in ", K, " (weight ", shape_str(w.shape()), ")");
+  if (bias && bias->numel() != N) fail("[linear] bias has ", bias->numel(), " elements, expected ", N);
+  const int64_t M = K ? x.numel() / K : 0;
+  Shape out_shape = x.shape();
+  out_shape.back() = N;
+  Tensor y = Tensor::empty(DType::F32, out_shape);
+  Tensor b32;
+  if (bias) b32 = bias->to(DType::F32);
+  const float* bp = bias ? b32.f32() : nullptr;
+  if (w.dtype() == DType::BF16) {
+    Tensor xb = x.to(DType::BF16);
+    cpu::gemm_nt(M, N, K, xb.raw(), w.raw(), DType::BF16, bp, y.f32());
+  } else {
+    Tensor w32 = w.to(DType::F32);
+    cpu::gemm_nt(M, N, K, x.raw(), w32.raw(), DType::F32, bp, y.f32());
+  }
+  return y;
+}
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
+                 const std::vector<int64_t>& key_valid) {
+  auto chk4 = [](const Tensor& t, const char* n) {
+    if (t.ndim() != 4 || t.dtype() != DType::F32)
+      fail("[attention] ", n, " must be a float32 [B, S, H, D] tensor, got ", dtype_name(t.dtype()), " ",
+           shape_str(t.shape()));
+  };
+  chk4(q, "q");
+  chk4(k, "k");
+  chk4(v, "v");
+  const int64_t B = q.dim(0), Sq = q.dim(1), Hq = q.dim(2), D = q.dim(3);
+  const int64_t Sk = k.dim(1), Hkv = k.dim(2);
+  if (k.shape() != v.shape()) fail("[attention] k ", shape_str(k.shape()), " and v ", shape_str(v.shape()), " differ");
+  if (k.dim(0) != B || k.dim(3) != D)
+    fail("[attention] q ", shape_str(q.shape()), " and k ", shape_str(k.shape()), " disagree");
+  if (Hkv == 0 || Hq % Hkv != 0) fail("[attention] query heads ", Hq, " not a multiple of kv heads ", Hkv);
+  if (!key_valid.empty() && int64_t(key_valid.size()) != B)
+    fail("[attention] key_valid has ", key_valid.size(), " entries for batch ", B);
+  Tensor out = Tensor::empty(DType::F32, {B, Sq, Hq, D});
+  cpu::attention(q.f32(), k.f32(), v.f32(), out.f32(), B, Sq, Sk, Hq, Hkv, D, scale, causal,
+                 key_valid.empty() ? nullptr : key_valid.data());
+  return out;
+}
+
+}  // namespace zimage::ops

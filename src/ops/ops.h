@@ -1,0 +1,51 @@
+// Device-independent ops used by model code. Activations are float32 tensors; weights may be
+// float32, bfloat16 or float16 as stored. Today every op runs on the CPU backend
+// (src/backend/cpu); model code never names a device, an ISA or a library.
+#pragma once
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace zimage::ops {
+
+// Threads used by every op (OpenMP, shared with oneDNN). 0 = all cores.
+void set_num_threads(int n);
+int num_threads();
+
+// Converts a weight once, at load, to what `linear` computes with for `compute`:
+// bf16 compute keeps bf16 weights (f32/f16 weights are rounded to bf16); f32 compute
+// gets f32 weights. Returns the same tensor (no copy) when nothing changes.
+Tensor prepare_weight(const Tensor& w, DType compute);
+
+// y[..., N] = x[..., K] · w[N, K]^T (+ bias[N]).  x f32, result f32.
+// bf16 weights: x is rounded to bf16 and the product accumulates in f32 (AVX-512 BF16).
+// f32 weights: exact f32 GEMM.  f16 weights: converted to f32 on the fly (slow path).
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias = nullptr);
+
+// Scaled-dot-product attention with online softmax (the S×S score matrix is never stored).
+// q: [B, Sq, Hq, D]; k, v: [B, Sk, Hkv, D] with Hq % Hkv == 0 (grouped-query attention).
+// key_valid[b] (optional): keys at positions >= key_valid[b] are masked out for batch b.
+// causal: query i attends to keys j <= i + (Sk - Sq).  Returns [B, Sq, Hq, D] f32.
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
+                 const std::vector<int64_t>& key_valid = {});
+
+// RMSNorm over the last dimension: x * rsqrt(mean(x^2) + eps) * weight.  x f32; weight any
+// float dtype with numel == last dim, or undefined for no affine weight.
+Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
+// LayerNorm over the last dimension (weight / bias may be undefined = no affine).
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
+
+// Elementwise helpers (f32).
+void silu_(Tensor& x);                                   // x = x * sigmoid(x)
+Tensor silu_mul(const Tensor& a, const Tensor& b);       // silu(a) * b  (SwiGLU)
+void add_(Tensor& x, const Tensor& y);                   // x += y (same shape)
+void round_to_bf16_(Tensor& x);                          // emulate a bf16 tensor's storage
+
+// Reference implementations (plain loops, double accumulation) for tests of the fast kernels.
+namespace ref {
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias = nullptr);
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
+                 const std::vector<int64_t>& key_valid = {});
+}  // namespace ref
+
+}  // namespace zimage::ops
