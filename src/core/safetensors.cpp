@@ -55,7 +55,7 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
     ::close(fd);
     bad("file is ", size_, " bytes, shorter than the 8-byte header length");
   }
-  void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
   ::close(fd);
   if (p == MAP_FAILED) bad("mmap failed (", std::strerror(errno), ")");
   size_t sz = size_;

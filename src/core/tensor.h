@@ -35,10 +35,9 @@ class Tensor {
   size_t nbytes() const { return size_t(numel()) * dtype_size(dtype_); }
   bool read_only() const { return read_only_; }
 
-  void* raw() {
-    ZI_ASSERT(!read_only_, "write access to a read-only tensor");
-    return data_;
-  }
+  // Views of a file mapping are copy-on-write private mappings: writing through them never
+  // changes the file, but model code treats them as read-only.
+  void* raw() { return data_; }
   const void* raw() const { return data_; }
   template <class T>
   T* data() {
