@@ -67,3 +67,10 @@ class WeightStore {
 };
 
 }  // namespace zimage
+
+namespace zimage {
+// Writes tensors (sorted by name) as a safetensors file, atomically (temporary file in the same
+// folder, then rename). Errors name the path and the OS reason; nothing is left on failure.
+void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+}  // namespace zimage

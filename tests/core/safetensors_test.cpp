@@ -228,3 +228,18 @@ TEST(Config, WrongTypedFieldNamesFileKeyAndValue) {
   EXPECT_THROW(JsonConfig::load(p), Error);
   fs::remove_all(dir);
 }
+
+TEST(SafeTensorsWrite, RoundTripAndFailureLeavesNothing) {
+  std::string dir = test::temp_dir("stw");
+  Tensor a = Tensor::from_f32({2, 2}, {1, 2, 3, 4});
+  Tensor b = Tensor::from_f32({3}, {5, 6, 7}).to(DType::BF16);
+  save_safetensors(dir + "/x.safetensors", {{"a", a}, {"b", b}}, {{"k", "v"}});
+  SafeTensorsFile f(dir + "/x.safetensors");
+  EXPECT_EQ(f.get("a").to_vector(), a.to_vector());
+  EXPECT_EQ(f.get("b").dtype(), DType::BF16);
+  EXPECT_EQ(f.get("b").to_vector(), (std::vector<float>{5, 6, 7}));
+  EXPECT_EQ(f.metadata().at("k"), "v");
+  EXPECT_THROW(save_safetensors(dir + "/missing/x.safetensors", {{"a", a}}), Error);
+  EXPECT_FALSE(fs::exists(dir + "/missing"));
+  fs::remove_all(dir);
+}
