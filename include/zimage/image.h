@@ -1,0 +1,93 @@
+// Images and PNG files: the output end of the pipeline.
+//
+// An Image is 8-bit, row-major, channels last (HWC): pixel (x, y) channel c is
+// pixels[(y * width + x) * channels + c]. channels is 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA).
+//
+// PNG files are written atomically (temporary file in the same folder, fsync, rename) and carry
+// two text chunks: "parameters" (the Automatic1111 infotext that A1111/Forge/ComfyUI/civitai
+// viewers read) and "zimage" (JSON with every generation parameter, for exact regeneration).
+// Text that is Latin-1 goes into tEXt chunks (as Pillow's PngInfo.add_text does), anything else
+// (e.g. a Chinese prompt) into uncompressed UTF-8 iTXt chunks.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace zimage {
+
+struct Image {
+  int width = 0, height = 0, channels = 0;
+  std::vector<uint8_t> pixels;  // [height, width, channels]
+};
+
+// The fields of an A1111 infotext. Rendered as
+//   {prompt}
+//   Negative prompt: {negative_prompt}          (line omitted when the negative prompt is empty)
+//   Steps: 8, Sampler: Euler, CFG scale: 0, Seed: 42, Size: 1024x1024, Model: Z-Image-Turbo, {extra...}
+// Values containing ',', ':' or a newline are JSON-quoted (A1111's infotext_utils.quote).
+struct InfotextParams {
+  std::string prompt;
+  std::string negative_prompt;
+  int steps = 0;
+  std::string sampler = "Euler";
+  double cfg_scale = 0.0;
+  uint64_t seed = 0;
+  int width = 0, height = 0;
+  std::string model;  // omitted when empty
+  // Further "Key: value" pairs appended in order (e.g. {"Shift", "3"}, {"Version", "zimage.cpp 0.1.0"}).
+  std::vector<std::pair<std::string, std::string>> extra;
+};
+
+// Formats the A1111 "parameters" text (see InfotextParams).
+std::string format_infotext(const InfotextParams& p);
+
+// Parses an A1111 infotext the way A1111's parse_generation_parameters does: the last line is the
+// "Key: value, ..." line if it holds at least 3 pairs; lines before it are the prompt until a line
+// starting with "Negative prompt:". Lines are whitespace-stripped (as A1111 does), so the exact
+// prompt lives in the "zimage" JSON chunk. Returns prompt, negative prompt and each key (unquoted).
+struct ParsedInfotext {
+  std::string prompt, negative_prompt;
+  std::vector<std::pair<std::string, std::string>> params;  // in file order, JSON-unquoted
+};
+ParsedInfotext parse_infotext(const std::string& text);
+
+struct PngMetadata {
+  std::optional<InfotextParams> parameters;  // -> "parameters" chunk
+  nlohmann::json zimage;                     // -> "zimage" chunk (compact JSON) unless null
+  // Any further text chunks, written in order after the two above. Keys: 1-79 Latin-1 characters.
+  std::vector<std::pair<std::string, std::string>> text;
+};
+
+struct PngWriteOptions {
+  bool overwrite = true;       // false: an existing file at the path is an error, and it is left alone
+  int compression_level = 6;   // zlib level 0-9 (6 = Pillow's and zlib's default)
+};
+
+// Encodes and writes a PNG atomically. Errors (zimage::Error, "[image] ...") name the path and the
+// OS reason; on any error nothing is left behind and an existing file is untouched.
+void write_png(const std::string& path, const Image& img, const PngMetadata& meta = {},
+               const PngWriteOptions& opts = {});
+
+// Encodes a PNG into memory (what write_png writes).
+std::vector<uint8_t> encode_png(const Image& img, const PngMetadata& meta = {}, int compression_level = 6);
+
+// Decodes a PNG: palette and low-bit-depth images are expanded to 8 bits, tRNS to an alpha channel,
+// 16-bit samples are scaled to 8 bits. Not a PNG, truncated or corrupt -> zimage::Error naming the path.
+Image read_png(const std::string& path);
+// All text chunks (tEXt, zTXt, iTXt; before and after the image data), values as UTF-8
+// (Latin-1 tEXt/zTXt text is converted). A repeated key keeps its first value.
+std::map<std::string, std::string> read_png_metadata(const std::string& path);
+
+// Output numbering. Returns the first of these that does not exist:
+//   index == 0:  "out.png", "out-1.png", "out-2.png", ...
+//   index == n:  "out-n.png", "out-(n+1).png", ...
+// i.e. the stem gets "-<number>" before the extension (no zero padding), and the plain name counts
+// as number 0. Writing the result with overwrite=false guards against a file appearing meanwhile.
+std::string next_free_path(const std::string& path, int index = 0);
+
+}  // namespace zimage
