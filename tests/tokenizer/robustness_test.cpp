@@ -1,0 +1,182 @@
+// Hostile input: invalid UTF-8, NUL bytes, huge prompts and huge single "words" (BPE must stay
+// exact and fast: tokenizers has no word length limit).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "tokenizer/byte_level.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/qwen3_fixture.h"
+#include "util/test_util.h"
+
+using zimage::Qwen2Tokenizer;
+
+namespace {
+const Qwen2Tokenizer& qwen3() { return zimage::test::qwen3_tokenizer(); }
+
+std::string error_of(const std::string& text) {
+  try {
+    qwen3().encode(text);
+  } catch (const zimage::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Plain quadratic BPE straight from tokenizer.json: merge the lowest-rank adjacent pair,
+// leftmost first, until none applies. Independent of the library's heap implementation.
+class NaiveBpe {
+ public:
+  NaiveBpe() {
+    const auto j = nlohmann::json::parse(zimage::test::read_file(zimage::test::fixture("qwen3_tokenizer/tokenizer.json")));
+    for (const auto& [k, v] : j["model"]["vocab"].items()) vocab_[k] = v.get<int32_t>();
+    int rank = 0;
+    for (const auto& m : j["model"]["merges"]) ranks_[{m[0].get<std::string>(), m[1].get<std::string>()}] = rank++;
+  }
+  std::vector<int32_t> encode_word(const std::string& raw) const {
+    const auto& a = zimage::tok::byte_level_alphabet();
+    std::vector<std::string> parts;
+    for (unsigned char b : raw) parts.push_back(a.utf8_of(b));
+    for (;;) {
+      int best = -1, best_rank = INT32_MAX;
+      for (size_t i = 0; i + 1 < parts.size(); ++i) {
+        auto it = ranks_.find({parts[i], parts[i + 1]});
+        if (it != ranks_.end() && it->second < best_rank) best_rank = it->second, best = int(i);
+      }
+      if (best < 0) break;
+      parts[size_t(best)] += parts[size_t(best) + 1];
+      parts.erase(parts.begin() + best + 1);
+    }
+    std::vector<int32_t> ids;
+    for (const auto& p : parts) ids.push_back(vocab_.at(p));
+    return ids;
+  }
+
+ private:
+  std::map<std::string, int32_t> vocab_;
+  std::map<std::pair<std::string, std::string>, int> ranks_;
+};
+
+std::string repeat(const std::string& s, size_t n) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += s;
+  return out;
+}
+}  // namespace
+
+TEST(TokenizerRobustness, InvalidUtf8IsAnErrorNamingTheByte) {
+  EXPECT_EQ(error_of(std::string("ab\x80", 3)), "[tokenizer] prompt is not valid UTF-8 at byte 2");   // lone continuation
+  EXPECT_EQ(error_of(std::string("\xC3", 1)), "[tokenizer] prompt is not valid UTF-8 at byte 0");     // truncated
+  EXPECT_EQ(error_of(std::string("ok\xC0\xAF", 4)), "[tokenizer] prompt is not valid UTF-8 at byte 2");  // overlong
+  EXPECT_EQ(error_of(std::string("x\xED\xA0\x80", 4)), "[tokenizer] prompt is not valid UTF-8 at byte 1");  // surrogate
+  EXPECT_EQ(error_of(std::string("\xF4\x90\x80\x80", 4)), "[tokenizer] prompt is not valid UTF-8 at byte 0");  // > U+10FFFF
+  EXPECT_EQ(error_of(std::string("\xFF", 1)), "[tokenizer] prompt is not valid UTF-8 at byte 0");
+  EXPECT_EQ(error_of("caf\xC3\xA9 \xE6\x97\xA5\xF0\x9F\x98\x80"), "");  // valid multi-byte text
+  EXPECT_THROW(qwen3().encode_prompt(std::string("a\x80", 2), 16), zimage::Error);
+}
+
+TEST(TokenizerRobustness, NulBytesAreOrdinaryCharacters) {
+  // transformers: tok("\x00a\x00")["input_ids"] == [188, 64, 188]
+  EXPECT_EQ(qwen3().encode(std::string("\0a\0", 3)), (std::vector<int32_t>{188, 64, 188}));
+  EXPECT_EQ(qwen3().decode({188, 64, 188}), std::string("\0a\0", 3));
+}
+
+TEST(TokenizerRobustness, DecodeOfPartialUtf8IsLossyLikeRust) {
+  // transformers: decode([157, 108]) == "\ufffd" (a truncated 3-byte sequence is one U+FFFD).
+  EXPECT_EQ(qwen3().decode({157, 108}), "\xEF\xBF\xBD");
+  EXPECT_EQ(qwen3().decode({2073}), "\xE2\x80\x9C");
+  EXPECT_THROW(qwen3().decode({151669}), zimage::Error);
+  EXPECT_THROW(qwen3().decode({-1}), zimage::Error);
+}
+
+TEST(TokenizerRobustness, TenThousandRepeatedCharactersAreExactAndFast) {
+  // Expected values from transformers on the same strings.
+  struct Case {
+    std::string unit;
+    size_t count;
+    int32_t id;
+    size_t n_ids;
+  } cases[] = {{"a", 10000, 69440, 1250}, {"\xE6\x97\xA5", 10000, 8903, 10000}, {"ab", 5000, 370, 5000}};
+  for (const Case& c : cases) {
+    const std::string text = repeat(c.unit, c.count);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto ids = qwen3().encode(text);
+    const double s = seconds_since(t0);
+    EXPECT_LT(s, 3.0) << c.unit;
+    EXPECT_EQ(ids, std::vector<int32_t>(c.n_ids, c.id)) << c.unit;
+    EXPECT_EQ(qwen3().decode(ids), text);
+  }
+}
+
+TEST(TokenizerRobustness, LongWordsMatchPlainQuadraticBpe) {
+  const NaiveBpe naive;
+  const char* units[] = {"a", "ab", "abc", "\xC3\xA9", "xyzzy", "Lorem", "\xE2\x80\x94", "1"};
+  for (const char* u : units) {
+    for (size_t n : {7, 33, 400}) {
+      const std::string word = repeat(u, n);
+      std::vector<int32_t> expect;
+      if (std::string(u) == "1") {  // \p{N} splits digits one by one
+        for (size_t i = 0; i < n; ++i) expect.push_back(16);
+      } else {
+        expect = naive.encode_word(word);
+      }
+      EXPECT_EQ(qwen3().encode(word), expect) << u << " x " << n;
+    }
+  }
+  // An irregular long word: letters drawn from a small alphabet.
+  std::string word;
+  uint32_t x = 12345;
+  for (int i = 0; i < 1500; ++i) {
+    x = x * 1103515245u + 12345u;
+    word += "etaoinshrdlu"[(x >> 16) % 12];
+  }
+  EXPECT_EQ(qwen3().encode(word), naive.encode_word(word));
+}
+
+TEST(TokenizerRobustness, OneMegabytePromptIsBoundedInTime) {
+  std::string text;
+  const char* pieces[] = {"A photograph of a cat, ", "\xE4\xB8\xAD\xE6\x96\x87 ", "  \n\t", "12345 ", "<|im_end|>",
+                          "\xF0\x9F\x98\x80!? ", "don't ", "\xC3\xA9t\xC3\xA9 "};
+  for (size_t i = 0; text.size() < (1u << 20); ++i) text += pieces[(i * 7) % 8];
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto ids = qwen3().encode(text);
+  const double s = seconds_since(t0);
+  std::printf("1 MB prompt: %zu tokens in %.3f s (%.0f tokens/s)\n", ids.size(), s, double(ids.size()) / s);
+  EXPECT_LT(s, 10.0);
+  EXPECT_EQ(qwen3().decode(ids), text);
+  const zimage::TokenizedPrompt tp = qwen3().encode_prompt(text, 512);
+  EXPECT_EQ(tp.num_real, 512);
+  EXPECT_EQ(tp.num_dropped, int(ids.size()) + 8 - 512);  // + the template's 8 tokens
+  // Huge runs of whitespace and of punctuation (regex backtracking paths).
+  for (const std::string& unit : {std::string(" "), std::string("\n"), std::string(" \n"), std::string("!"), std::string("\xE3\x80\x80")}) {
+    const std::string big = repeat(unit, (1u << 20) / unit.size());
+    const auto t1 = std::chrono::steady_clock::now();
+    const auto big_ids = qwen3().encode(big);
+    EXPECT_LT(seconds_since(t1), 10.0);
+    EXPECT_EQ(qwen3().decode(big_ids), big);
+  }
+}
+
+TEST(TokenizerRobustness, EncodePromptTruncatesRightAndPads) {
+  const auto full = qwen3().encode(qwen3().apply_chat_template("one two three four five"));
+  ASSERT_GT(full.size(), 10u);
+  const auto tp = qwen3().encode_prompt("one two three four five", 10);
+  EXPECT_EQ(tp.input_ids, std::vector<int32_t>(full.begin(), full.begin() + 10));
+  EXPECT_EQ(tp.attention_mask, std::vector<int32_t>(10, 1));
+  EXPECT_EQ(tp.num_dropped, int(full.size()) - 10);
+  const auto padded = qwen3().encode_prompt("one", 20);
+  EXPECT_EQ(padded.num_real, 9);
+  EXPECT_EQ(padded.num_dropped, 0);
+  for (int i = 9; i < 20; ++i) {
+    EXPECT_EQ(padded.input_ids[size_t(i)], 151643);
+    EXPECT_EQ(padded.attention_mask[size_t(i)], 0);
+  }
+  EXPECT_THROW(qwen3().encode_prompt("x", 0), zimage::Error);
+}
