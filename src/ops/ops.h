@@ -28,6 +28,13 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias = nullptr);
 // causal: query i attends to keys j <= i + (Sk - Sq).  Returns [B, Sq, Hq, D] f32.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
                  const std::vector<int64_t>& key_valid = {});
+// The same, computed as torch's CPU flash-attention kernel (AVX-512 build) does for bfloat16
+// q/k/v, to emulate a bf16 torch run: q, k, v hold bf16 values; keys in blocks of 512; exp through
+// torch's exp_u20 where torch vectorises; probabilities rounded to bf16 before the product with v;
+// result rounded to bf16. torch_kv_len: the key length torch ran with when it padded keys that a
+// mask then hid (0 = Sk); it decides which entries torch exponentiated with exp_u20.
+Tensor attention_torch_bf16(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
+                            const std::vector<int64_t>& key_valid = {}, int64_t torch_kv_len = 0);
 
 // RMSNorm over the last dimension: x * rsqrt(mean(x^2) + eps) * weight.  x f32; weight any
 // float dtype with numel == last dim, or undefined for no affine weight.
@@ -40,6 +47,12 @@ void silu_(Tensor& x);                                   // x = x * sigmoid(x)
 Tensor silu_mul(const Tensor& a, const Tensor& b);       // silu(a) * b  (SwiGLU)
 void add_(Tensor& x, const Tensor& y);                   // x += y (same shape)
 void round_to_bf16_(Tensor& x);                          // emulate a bf16 tensor's storage
+
+// Rotary position embedding, rotate-half convention (transformers' apply_rotary_pos_emb):
+// x = x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2]).
+// x: [S, H, D] or [B, S, H, D] f32, in place; cos, sin: [S, D] f32 (cat(freqs, freqs) layout).
+// bf16_steps: round both products and the sum to bf16, as a bf16 torch run materialises them.
+void rope_rotate_half_(Tensor& x, const Tensor& cos, const Tensor& sin, bool bf16_steps = false);
 
 // Reference implementations (plain loops, double accumulation) for tests of the fast kernels.
 namespace ref {

@@ -1,0 +1,241 @@
+// Follows transformers' Qwen3Model.forward (modeling_qwen3.py), stopping at hidden_states[-2].
+#include "text_encoder/qwen3_text_encoder.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "ops/ops.h"
+
+namespace zimage {
+
+namespace {
+
+template <class F>
+auto tagged(F&& f) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.rfind("[text_encoder]", 0) == 0) throw;
+    fail("[text_encoder] ", what);
+  }
+}
+
+// Qwen3RotaryEmbedding with the default rope type: inv_freq = 1 / theta^(arange(0, D, 2) / D) in
+// float32, freqs = position * inv_freq, emb = cat(freqs, freqs); cos/sin are cast to the
+// activation dtype (bf16 in a bf16 run).
+void rotary_embedding(int64_t S, int64_t D, double theta, bool bf16, Tensor& cos, Tensor& sin) {
+  const int64_t half = D / 2;
+  std::vector<float> inv_freq(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i)
+    inv_freq[size_t(i)] = 1.0f / std::pow(float(theta), float(2 * i) / float(D));
+  cos = Tensor::empty(DType::F32, {S, D});  // [S, D]
+  sin = Tensor::empty(DType::F32, {S, D});
+  float* c = cos.f32();
+  float* s = sin.f32();
+  for (int64_t p = 0; p < S; ++p)
+    for (int64_t i = 0; i < half; ++i) {
+      const float f = float(p) * inv_freq[size_t(i)];
+      float cv = std::cos(f), sv = std::sin(f);
+      if (bf16) cv = round_bf16(cv), sv = round_bf16(sv);
+      c[p * D + i] = c[p * D + half + i] = cv;
+      s[p * D + i] = s[p * D + half + i] = sv;
+    }
+}
+
+// x[r, i] *= w[i] for every row (w f32, numel == last dim).
+void mul_rows_(Tensor& x, const Tensor& w) {
+  const int64_t d = x.dim(-1), rows = d ? x.numel() / d : 0;
+  float* p = x.f32();
+  const float* wp = w.f32();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < d; ++i) p[r * d + i] = wp[i] * p[r * d + i];
+}
+
+// a *= b elementwise (same shape).
+void mul_(Tensor& a, const Tensor& b) {
+  float* p = a.f32();
+  const float* q = b.f32();
+  const int64_t n = a.numel();
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) p[i] *= q[i];
+}
+
+}  // namespace
+
+Qwen3TextEncoder Qwen3TextEncoder::load(const std::string& dir, DType compute) {
+  if (compute != DType::F32 && compute != DType::BF16)
+    fail("[text_encoder] compute dtype ", dtype_name(compute), " is not supported (float32 or bfloat16)");
+  Qwen3TextEncoder m;
+  m.cfg_ = Qwen3Config::load((std::filesystem::path(dir) / "config.json").string());
+  m.compute_ = compute;
+  const Qwen3Config& c = m.cfg_;
+  tagged([&] {
+    m.store_ = WeightStore::open_dir(dir);
+    const WeightStore& ws = m.store_;
+    // Qwen3ForCausalLM checkpoints (the real Z-Image-Turbo text_encoder) nest Qwen3Model under "model.".
+    std::string pre;
+    if (ws.has("model.embed_tokens.weight"))
+      pre = "model.";
+    else if (!ws.has("embed_tokens.weight"))
+      fail("[text_encoder] ", ws.source(), ": no 'embed_tokens.weight' or 'model.embed_tokens.weight'");
+
+    const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
+    const int64_t Hq = c.num_attention_heads, Hkv = c.num_key_value_heads;
+    m.embed_tokens_ = ws.get(pre + "embed_tokens.weight", {c.vocab_size, H});
+    auto vec = [&](const std::string& name, int64_t n) {
+      // Norm weights and biases as the model holds them: bf16 in a bf16 run.
+      Tensor t = ws.get(name, {n});
+      return compute == DType::BF16 ? t.to(DType::BF16).to(DType::F32) : t.to(DType::F32).clone();
+    };
+    auto lin = [&](const std::string& name, int64_t out, int64_t in) {
+      return ops::prepare_weight(ws.get(name, {out, in}), compute);
+    };
+    // hidden_states[-2] is the output of layer num_hidden_layers - 2: the last layer and the
+    // final norm never contribute, so they are not loaded.
+    for (int64_t i = 0; i + 1 < c.num_hidden_layers; ++i) {
+      const std::string p = pre + "layers." + std::to_string(i) + ".";
+      Layer l;
+      l.input_layernorm = vec(p + "input_layernorm.weight", H);
+      l.post_attention_layernorm = vec(p + "post_attention_layernorm.weight", H);
+      l.q_proj = lin(p + "self_attn.q_proj.weight", Hq * D, H);
+      l.k_proj = lin(p + "self_attn.k_proj.weight", Hkv * D, H);
+      l.v_proj = lin(p + "self_attn.v_proj.weight", Hkv * D, H);
+      l.o_proj = lin(p + "self_attn.o_proj.weight", H, Hq * D);
+      if (c.attention_bias) {
+        l.q_proj_bias = vec(p + "self_attn.q_proj.bias", Hq * D);
+        l.k_proj_bias = vec(p + "self_attn.k_proj.bias", Hkv * D);
+        l.v_proj_bias = vec(p + "self_attn.v_proj.bias", Hkv * D);
+        l.o_proj_bias = vec(p + "self_attn.o_proj.bias", H);
+      }
+      l.q_norm = vec(p + "self_attn.q_norm.weight", D);
+      l.k_norm = vec(p + "self_attn.k_norm.weight", D);
+      l.gate_proj = lin(p + "mlp.gate_proj.weight", I, H);
+      l.up_proj = lin(p + "mlp.up_proj.weight", I, H);
+      l.down_proj = lin(p + "mlp.down_proj.weight", H, I);
+      m.layers_.push_back(std::move(l));
+    }
+    return 0;
+  });
+  return m;
+}
+
+void Qwen3TextEncoder::round_(Tensor& x) const {
+  if (compute_ == DType::BF16) ops::round_to_bf16_(x);
+}
+
+// Qwen3RMSNorm: normalise in fp32, cast back to the input dtype, then weight * x (in that dtype).
+Tensor Qwen3TextEncoder::norm(const Tensor& x, const Tensor& weight) const {
+  const float eps = float(cfg_.rms_norm_eps);
+  if (compute_ != DType::BF16) return ops::rms_norm(x, weight, eps);
+  Tensor y = ops::rms_norm(x, Tensor(), eps);
+  ops::round_to_bf16_(y);
+  mul_rows_(y, weight);
+  ops::round_to_bf16_(y);
+  return y;
+}
+
+Tensor Qwen3TextEncoder::embed(const std::vector<int32_t>& ids, int64_t n) const {
+  const int64_t H = cfg_.hidden_size;
+  for (int64_t i = 0; i < n; ++i)
+    if (ids[size_t(i)] < 0 || ids[size_t(i)] >= cfg_.vocab_size)
+      fail("[text_encoder] token id ", ids[size_t(i)], " at position ", i, " is out of range [0, ",
+           cfg_.vocab_size, ")");
+  Tensor x = Tensor::empty(DType::F32, {n, H});  // [S, hidden]
+  const auto* table = static_cast<const char*>(embed_tokens_.raw());
+  const size_t row_bytes = size_t(H) * dtype_size(embed_tokens_.dtype());
+  for (int64_t i = 0; i < n; ++i)
+    convert(table + size_t(ids[size_t(i)]) * row_bytes, embed_tokens_.dtype(), x.f32() + i * H, DType::F32,
+            size_t(H));
+  round_(x);  // a bf16 model holds a bf16 table (no-op when stored in bf16)
+  return x;
+}
+
+// Qwen3DecoderLayer.forward on x [S, hidden], in place.
+void Qwen3TextEncoder::decoder_layer(Tensor& x, const Layer& l, const Tensor& cos, const Tensor& sin,
+                                     int64_t torch_kv_len) const {
+  const int64_t S = x.dim(0), D = cfg_.head_dim;
+  const int64_t Hq = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads;
+  const bool bf16 = compute_ == DType::BF16;
+  auto proj = [&](const Tensor& in, const Tensor& w, const Tensor& b) {
+    Tensor y = ops::linear(in, w, cfg_.attention_bias ? &b : nullptr);
+    round_(y);
+    return y;
+  };
+
+  // Self attention (Qwen3Attention).
+  Tensor h = norm(x, l.input_layernorm);
+  Tensor q = proj(h, l.q_proj, l.q_proj_bias).reshape({1, S, Hq, D});  // [B, S, Hq, D]
+  Tensor k = proj(h, l.k_proj, l.k_proj_bias).reshape({1, S, Hkv, D});  // [B, S, Hkv, D]
+  Tensor v = proj(h, l.v_proj, l.v_proj_bias).reshape({1, S, Hkv, D});  // [B, S, Hkv, D]
+  q = norm(q, l.q_norm);  // per head, over head_dim, before RoPE
+  k = norm(k, l.k_norm);
+  ops::rope_rotate_half_(q, cos, sin, bf16);
+  ops::rope_rotate_half_(k, cos, sin, bf16);
+  const float scale = float(1.0 / std::sqrt(double(D)));
+  // transformers' sdpa path; in a bf16 run that is torch's CPU flash kernel on bf16 tensors.
+  Tensor a = bf16 ? ops::attention_torch_bf16(q, k, v, scale, /*causal=*/true, {}, torch_kv_len)
+                  : ops::attention(q, k, v, scale, /*causal=*/true);  // [B, S, Hq, D]
+  Tensor o = proj(a.reshape({S, Hq * D}), l.o_proj, l.o_proj_bias);  // [S, hidden]
+  ops::add_(x, o);
+  round_(x);
+
+  // MLP (Qwen3MLP): down(silu(gate(x)) * up(x)).
+  h = norm(x, l.post_attention_layernorm);
+  Tensor g = ops::linear(h, l.gate_proj);
+  Tensor u = ops::linear(h, l.up_proj);
+  Tensor act;
+  if (bf16) {
+    ops::round_to_bf16_(g);
+    ops::round_to_bf16_(u);
+    ops::silu_(g);
+    ops::round_to_bf16_(g);
+    mul_(g, u);
+    ops::round_to_bf16_(g);
+    act = std::move(g);
+  } else {
+    act = ops::silu_mul(g, u);
+  }
+  Tensor d = ops::linear(act, l.down_proj);
+  round_(d);
+  ops::add_(x, d);
+  round_(x);
+}
+
+Tensor Qwen3TextEncoder::encode(const std::vector<int32_t>& ids, int64_t num_real) const {
+  if (num_real < 0 || num_real > int64_t(ids.size()))
+    fail("[text_encoder] num_real = ", num_real, " is outside [0, ", ids.size(), "] (the number of token ids)");
+  const int64_t S = num_real;
+  Tensor x = embed(ids, S);  // [S, hidden]
+  if (S == 0) return x;
+  Tensor cos, sin;
+  rotary_embedding(S, cfg_.head_dim, cfg_.rope_theta, compute_ == DType::BF16, cos, sin);
+  // In a bf16 run torch's attention numerics depend on the padded length it ran with.
+  for (const Layer& l : layers_) decoder_layer(x, l, cos, sin, int64_t(ids.size()));
+  return x;
+}
+
+Tensor Qwen3TextEncoder::encode_masked(const std::vector<int32_t>& ids, const std::vector<int32_t>& mask) const {
+  if (mask.size() != ids.size())
+    fail("[text_encoder] attention mask has ", mask.size(), " entries for ", ids.size(), " token ids");
+  int64_t n = 0;
+  while (n < int64_t(mask.size()) && mask[size_t(n)] != 0) ++n;
+  for (size_t i = size_t(n); i < mask.size(); ++i)
+    if (mask[i] != 0)
+      fail("[text_encoder] attention mask is not right-padded: position ", i, " is ", mask[i],
+           " after a 0 at position ", n);
+  return encode(ids, n);
+}
+
+std::vector<Tensor> Qwen3TextEncoder::encode_batch(const std::vector<std::vector<int32_t>>& ids,
+                                                   const std::vector<int64_t>& num_real) const {
+  if (ids.size() != num_real.size())
+    fail("[text_encoder] ", ids.size(), " prompts but ", num_real.size(), " lengths");
+  std::vector<Tensor> out;
+  out.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) out.push_back(encode(ids[i], num_real[i]));
+  return out;
+}
+
+}  // namespace zimage

@@ -1,0 +1,57 @@
+// Qwen3Model (transformers/models/qwen3/modeling_qwen3.py) as ZImagePipeline._encode_prompt uses
+// it: hidden_states[-2] (the output of the second-to-last decoder layer) for the real tokens.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/safetensors.h"
+#include "core/tensor.h"
+#include "text_encoder/qwen3_config.h"
+
+namespace zimage {
+
+class Qwen3TextEncoder {
+ public:
+  // Loads `<dir>/config.json` and the weights in `dir` (Qwen3Model names, or Qwen3ForCausalLM
+  // names under "model."; lm_head is ignored). compute: F32 (exact fp32 math on the stored
+  // weights) or BF16 (emulates a torch bf16 run: every intermediate tensor rounded to bf16).
+  static Qwen3TextEncoder load(const std::string& dir, DType compute);
+
+  // hidden_states[-2] for one prompt: ids are the (possibly right-padded) token ids and the first
+  // num_real of them are real. Under the causal mask real tokens never attend to padding, so only
+  // those are computed. Returns [num_real, hidden_size] float32. In BF16 mode ids.size() (the
+  // padded length) also picks the attention numerics torch used for that length.
+  Tensor encode(const std::vector<int32_t>& ids, int64_t num_real) const;
+  // Same, with a tokenizer attention mask (ones then zeros: right padding only).
+  Tensor encode_masked(const std::vector<int32_t>& ids, const std::vector<int32_t>& attention_mask) const;
+  // One result per prompt.
+  std::vector<Tensor> encode_batch(const std::vector<std::vector<int32_t>>& ids,
+                                   const std::vector<int64_t>& num_real) const;
+
+  const Qwen3Config& config() const { return cfg_; }
+  DType compute_dtype() const { return compute_; }
+  // Decoder layers actually held and run (num_hidden_layers - 1).
+  int64_t layers_run() const { return int64_t(layers_.size()); }
+
+ private:
+  struct Layer {
+    Tensor input_layernorm, post_attention_layernorm;  // [hidden] f32 (bf16-valued in BF16 mode)
+    Tensor q_proj, k_proj, v_proj, o_proj;             // as ops::prepare_weight gives them
+    Tensor q_proj_bias, k_proj_bias, v_proj_bias, o_proj_bias;  // only with attention_bias
+    Tensor q_norm, k_norm;                             // [head_dim]
+    Tensor gate_proj, up_proj, down_proj;
+  };
+
+  Tensor embed(const std::vector<int32_t>& ids, int64_t n) const;
+  Tensor norm(const Tensor& x, const Tensor& weight) const;
+  void round_(Tensor& x) const;
+  void decoder_layer(Tensor& x, const Layer& l, const Tensor& cos, const Tensor& sin, int64_t torch_kv_len) const;
+
+  Qwen3Config cfg_;
+  DType compute_ = DType::F32;
+  WeightStore store_;     // keeps the mapped embedding table alive
+  Tensor embed_tokens_;   // [vocab, hidden] as stored (a view into the file)
+  std::vector<Layer> layers_;
+};
+
+}  // namespace zimage
