@@ -240,6 +240,23 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+def cpu_info():
+    """bf16 references go through oneDNN kernels whose path depends on the CPU (AVX512-BF16 / AMX)."""
+    info = dict(machine=platform.machine(), torch_cpu_capability=torch.backends.cpu.get_cpu_capability())
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+        for line in text.splitlines():
+            if line.startswith("model name"):
+                info["model_name"] = line.split(":", 1)[1].strip()
+                break
+        flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+        info["flags"] = sorted(f for f in flags if f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
+    except OSError:
+        pass
+    return info
+
+
 def bf16_round(t):
     return t.to(torch.bfloat16).to(torch.float32)
 
@@ -899,6 +916,11 @@ def make_model(name, spec, tok, out_dir, only):
     assert pipe.transformer.dtype == run_dtype and pipe.vae.dtype == run_dtype
     assert pipe.text_encoder.dtype == run_dtype
     assert type(pipe.tokenizer).__name__ == "Qwen2Tokenizer", type(pipe.tokenizer)
+    # The model folder's tokenizer (two symlinks) must behave exactly like the fixture tokenizer.
+    for probe in ["a photo of a cat", "星空下的城市 <think> x"]:
+        a, b = template(pipe.tokenizer, probe), template(tok, probe)
+        assert a == b and pipe.tokenizer(a)["input_ids"] == tok(b)["input_ids"], probe
+    info["tokenizer_folder"] = "tokenizer.json, tokenizer_config.json: relative symlinks to ../../../qwen3_tokenizer/"
     info["loaded_classes"] = {k: type(getattr(pipe, k)).__name__ for k in
                               ["scheduler", "vae", "text_encoder", "tokenizer", "transformer"]}
     info["vae_scale_factor"] = pipe.vae_scale_factor
@@ -1038,6 +1060,7 @@ def main():
             numpy=np.__version__,
         ),
         torch_threads=torch.get_num_threads(),
+        cpu=cpu_info(),
         tokenizer=dict(
             path="qwen3_tokenizer/tokenizer.json",
             sha256=sha256_file(os.path.join(tok_dir, "tokenizer.json")),

@@ -18,7 +18,6 @@ fi
 req_stamp="$venv/.zimage-requirements.sha256"
 req_hash="$(sha256sum "$here/requirements.txt" | cut -d' ' -f1)"
 if [ ! -f "$req_stamp" ] || [ "$(cat "$req_stamp")" != "$req_hash" ]; then
-  "$venv/bin/pip" install --upgrade pip >/dev/null
   # shellcheck disable=SC2086
   "$venv/bin/pip" install ${PIP_EXTRA_ARGS:-} -r "$here/requirements.txt"
   echo "$req_hash" > "$req_stamp"
