@@ -54,6 +54,22 @@ void round_to_bf16_(Tensor& x);                          // emulate a bf16 tenso
 // bf16_steps: round both products and the sum to bf16, as a bf16 torch run materialises them.
 void rope_rotate_half_(Tensor& x, const Tensor& cos, const Tensor& sin, bool bf16_steps = false);
 
+// Transformer-block helpers (Z-Image DiT). `storage` names the dtype torch holds the tensors in:
+// F32 computes plainly; BF16 rounds every tensor torch would materialise to bf16 (intermediate by
+// intermediate), so a bf16 reference run is reproduced closely.
+// Rotary embedding on interleaved pairs as complex multiplication (x[2i] + i*x[2i+1]) * (cos + i*sin).
+// x: [T, H, D] f32, in place; cs: [T, D/2, 2] f32 (cos, sin) per token and pair, shared by all heads.
+void rope_interleaved_(Tensor& x, const Tensor& cs);
+// Rows are grouped by item: item b owns rows[b] consecutive rows of x (sum(rows) == x.dim(0)).
+// y = x * scale[item]              x: [T, N], scale: [B, N]
+Tensor modulate(const Tensor& x, const Tensor& scale, const std::vector<int64_t>& rows, DType storage);
+// x = x + gate[item] * y           (gate undefined: x = x + y)
+void gate_add_(Tensor& x, const Tensor& gate, const Tensor& y, const std::vector<int64_t>& rows, DType storage);
+// silu(a) * b, with the intermediate silu(a) stored as `storage`.
+Tensor silu_mul_as(const Tensor& a, const Tensor& b, DType storage);
+// RMSNorm as torch computes it for `storage` tensors (bf16: bf16(bf16(x * rsqrt(mean(x^2)+eps)) * w)).
+Tensor rms_norm_as(const Tensor& x, const Tensor& weight, float eps, DType storage);
+
 // Reference implementations (plain loops, double accumulation) for tests of the fast kernels.
 namespace ref {
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias = nullptr);

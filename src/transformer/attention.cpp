@@ -1,0 +1,67 @@
+#include "transformer/attention.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "ops/ops.h"
+
+namespace zimage::transformer {
+
+namespace {
+constexpr float kQkNormEps = 1e-5f;  // Attention(..., qk_norm="rms_norm", eps=1e-5)
+}
+
+ZSingleStreamAttention::ZSingleStreamAttention(const WeightLoader& w, const std::string& prefix, int64_t dim,
+                                               int64_t heads, bool qk_norm)
+    : storage_(w.compute()), dim_(dim), heads_(heads), head_dim_(dim / heads) {
+  to_q_ = w.linear(prefix + "to_q.weight", dim, dim);
+  to_k_ = w.linear(prefix + "to_k.weight", dim, dim);
+  to_v_ = w.linear(prefix + "to_v.weight", dim, dim);
+  to_out_ = w.linear(prefix + "to_out.0.weight", dim, dim);
+  if (qk_norm) {
+    norm_q_ = w.f32(prefix + "norm_q.weight", {head_dim_});
+    norm_k_ = w.f32(prefix + "norm_k.weight", {head_dim_});
+  }
+}
+
+Tensor ZSingleStreamAttention::forward(const Tensor& x, const std::vector<int64_t>& rows, const Tensor& rope) const {
+  const bool bf = storage_ == DType::BF16;
+  const int64_t T = x.dim(0), H = heads_, D = head_dim_;
+  auto project = [&](const Tensor& w, const Tensor& norm) {
+    Tensor y = ops::linear(x, w);  // [T, dim]
+    if (bf) ops::round_to_bf16_(y);
+    y = y.reshape({T, H, D});  // unflatten(-1, (heads, -1)): [T, H, D]
+    if (norm.defined() && norm.numel() > 0) y = ops::rms_norm_as(y, norm, kQkNormEps, storage_);
+    return y;
+  };
+  Tensor q = project(to_q_, norm_q_);
+  Tensor k = project(to_k_, norm_k_);
+  Tensor v = project(to_v_, Tensor());
+  // apply_rotary_emb: float32 complex product, then type_as(x_in)
+  ops::rope_interleaved_(q, rope);
+  ops::rope_interleaved_(k, rope);
+  if (bf) {
+    ops::round_to_bf16_(q);
+    ops::round_to_bf16_(k);
+  }
+  const float scale = 1.f / std::sqrt(float(D));
+  Tensor o = Tensor::empty(DType::F32, {T, H, D});  // [T, H, D]
+  int64_t off = 0;
+  for (int64_t n : rows) {
+    if (n > 0) {
+      auto item = [&](const Tensor& t) { return t.slice0(off, off + n).reshape({1, n, H, D}); };  // [1, S, H, D]
+      // bf16: torch's CPU flash kernel rounds the probabilities to bf16 before the product with v.
+      Tensor oi = bf ? ops::attention_torch_bf16(item(q), item(k), item(v), scale, /*causal=*/false)
+                     : ops::attention(item(q), item(k), item(v), scale, /*causal=*/false);
+      std::memcpy(o.f32() + off * H * D, oi.f32(), size_t(n * H * D) * sizeof(float));
+    }
+    off += n;
+  }
+  ZI_ASSERT(off == T, "rows sum ", off, " != tokens ", T);
+  if (bf) ops::round_to_bf16_(o);
+  Tensor out = ops::linear(o.reshape({T, H * D}), to_out_);  // flatten(2, 3): [T, dim]
+  if (bf) ops::round_to_bf16_(out);
+  return out;
+}
+
+}  // namespace zimage::transformer

@@ -1,0 +1,23 @@
+// FinalLayer of transformer_z_image.py: LayerNorm (no affine, eps 1e-6) * (1 + Linear(SiLU(c))) -> Linear.
+#pragma once
+#include <vector>
+
+#include "core/tensor.h"
+#include "transformer/weights.h"
+
+namespace zimage::transformer {
+
+class FinalLayer {
+ public:
+  FinalLayer() = default;
+  FinalLayer(const WeightLoader& w, const std::string& prefix, int64_t hidden_size, int64_t out_channels,
+             int64_t adaln_dim);
+  // x: [T, hidden] (item b owns rows[b] rows), c: [B, adaln_dim].  Returns [T, out_channels].
+  Tensor forward(const Tensor& x, const std::vector<int64_t>& rows, const Tensor& c) const;
+
+ private:
+  DType storage_ = DType::F32;
+  Tensor linear_w_, linear_b_, adaln_w_, adaln_b_;
+};
+
+}  // namespace zimage::transformer

@@ -1,0 +1,83 @@
+#include "transformer/transformer_block.h"
+
+#include <cmath>
+
+#include "ops/ops.h"
+
+namespace zimage::transformer {
+
+FeedForward::FeedForward(const WeightLoader& w, const std::string& prefix, int64_t dim, int64_t hidden_dim)
+    : storage_(w.compute()) {
+  w1_ = w.linear(prefix + "w1.weight", hidden_dim, dim);
+  w2_ = w.linear(prefix + "w2.weight", dim, hidden_dim);
+  w3_ = w.linear(prefix + "w3.weight", hidden_dim, dim);
+}
+
+Tensor FeedForward::forward(const Tensor& x) const {
+  const bool bf = storage_ == DType::BF16;
+  Tensor a = ops::linear(x, w1_);  // [T, hidden]
+  Tensor b = ops::linear(x, w3_);  // [T, hidden]
+  if (bf) {
+    ops::round_to_bf16_(a);
+    ops::round_to_bf16_(b);
+  }
+  Tensor h = ops::silu_mul_as(a, b, storage_);
+  Tensor y = ops::linear(h, w2_);  // [T, dim]
+  if (bf) ops::round_to_bf16_(y);
+  return y;
+}
+
+ZImageTransformerBlock::ZImageTransformerBlock(const WeightLoader& w, const std::string& prefix,
+                                               const ZImageTransformerConfig& cfg, bool modulation)
+    : storage_(w.compute()), dim_(cfg.dim), eps_(float(cfg.norm_eps)), modulation_(modulation) {
+  attention_ = ZSingleStreamAttention(w, prefix + "attention.", cfg.dim, cfg.n_heads, cfg.qk_norm);
+  feed_forward_ = FeedForward(w, prefix + "feed_forward.", cfg.dim, cfg.ffn_hidden_dim());
+  attention_norm1_ = w.f32(prefix + "attention_norm1.weight", {cfg.dim});
+  ffn_norm1_ = w.f32(prefix + "ffn_norm1.weight", {cfg.dim});
+  attention_norm2_ = w.f32(prefix + "attention_norm2.weight", {cfg.dim});
+  ffn_norm2_ = w.f32(prefix + "ffn_norm2.weight", {cfg.dim});
+  if (modulation) {
+    adaln_w_ = w.linear(prefix + "adaLN_modulation.0.weight", 4 * cfg.dim, cfg.adaln_dim());
+    adaln_b_ = w.f32(prefix + "adaLN_modulation.0.bias", {4 * cfg.dim});
+  }
+}
+
+Tensor ZImageTransformerBlock::forward(Tensor x, const std::vector<int64_t>& rows, const Tensor& rope,
+                                       const Tensor& adaln) const {
+  const bool bf = storage_ == DType::BF16;
+  const int64_t D = dim_;
+  auto norm = [&](const Tensor& t, const Tensor& w) { return ops::rms_norm_as(t, w, eps_, storage_); };
+  if (!modulation_) {
+    Tensor attn_out = attention_.forward(norm(x, attention_norm1_), rows, rope);
+    ops::gate_add_(x, Tensor(), norm(attn_out, attention_norm2_), rows, storage_);
+    Tensor ff = feed_forward_.forward(norm(x, ffn_norm1_));
+    ops::gate_add_(x, Tensor(), norm(ff, ffn_norm2_), rows, storage_);
+    return x;
+  }
+  ZI_ASSERT(adaln.defined() && adaln.ndim() == 2 && adaln.dim(0) == int64_t(rows.size()));
+  Tensor mod = ops::linear(adaln, adaln_w_, &adaln_b_);  // [B, 4 * dim]
+  if (bf) ops::round_to_bf16_(mod);
+  const int64_t B = adaln.dim(0);
+  // chunk(4): scale_msa, gate_msa, scale_mlp, gate_mlp; gates through tanh, scales as 1 + scale.
+  Tensor scale_msa = Tensor::empty(DType::F32, {B, D}), gate_msa = Tensor::empty(DType::F32, {B, D});
+  Tensor scale_mlp = Tensor::empty(DType::F32, {B, D}), gate_mlp = Tensor::empty(DType::F32, {B, D});
+  auto st = [&](float v) { return bf ? round_bf16(v) : v; };
+  for (int64_t b = 0; b < B; ++b) {
+    const float* m = mod.f32() + b * 4 * D;
+    for (int64_t i = 0; i < D; ++i) {
+      scale_msa.f32()[b * D + i] = st(1.f + m[i]);
+      gate_msa.f32()[b * D + i] = st(std::tanh(m[D + i]));
+      scale_mlp.f32()[b * D + i] = st(1.f + m[2 * D + i]);
+      gate_mlp.f32()[b * D + i] = st(std::tanh(m[3 * D + i]));
+    }
+  }
+  // Attention block
+  Tensor attn_out = attention_.forward(ops::modulate(norm(x, attention_norm1_), scale_msa, rows, storage_), rows, rope);
+  ops::gate_add_(x, gate_msa, norm(attn_out, attention_norm2_), rows, storage_);
+  // FFN block
+  Tensor ff = feed_forward_.forward(ops::modulate(norm(x, ffn_norm1_), scale_mlp, rows, storage_));
+  ops::gate_add_(x, gate_mlp, norm(ff, ffn_norm2_), rows, storage_);
+  return x;
+}
+
+}  // namespace zimage::transformer

@@ -1,0 +1,232 @@
+#include "transformer/transformer_z_image.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "ops/ops.h"
+#include "transformer/patchify.h"
+
+namespace zimage {
+
+using transformer::PatchGrid;
+using transformer::PosId;
+
+ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, DType compute) {
+  if (compute != DType::F32 && compute != DType::BF16)
+    fail("[transformer] compute dtype ", dtype_name(compute), " is not supported (use float32 or bfloat16)");
+  ZImageTransformer2DModel m;
+  m.cfg_ = ZImageTransformerConfig::load(dir + "/config.json");
+  m.compute_ = compute;
+  try {
+    m.store_ = std::make_shared<WeightStore>(WeightStore::open_dir(dir));
+  } catch (const Error& e) {
+    fail("[transformer] ", e.what());
+  }
+  const auto& c = m.cfg_;
+  transformer::WeightLoader w(*m.store_, compute);
+
+  for (size_t i = 0; i < c.all_patch_size.size(); ++i) {
+    const int64_t p = c.all_patch_size[i], f = c.all_f_patch_size[i];
+    const std::string key = ZImageTransformerConfig::patch_key(p, f);
+    m.x_embedder_w_[key] = w.linear("all_x_embedder." + key + ".weight", c.dim, f * p * p * c.in_channels);
+    m.x_embedder_b_[key] = w.f32("all_x_embedder." + key + ".bias", {c.dim});
+    m.final_layer_[key] = transformer::FinalLayer(w, "all_final_layer." + key + ".", c.dim,
+                                                  p * p * f * c.out_channels(), c.adaln_dim());
+  }
+  for (int64_t i = 0; i < c.n_refiner_layers; ++i)
+    m.noise_refiner_.emplace_back(w, "noise_refiner." + std::to_string(i) + ".", c, /*modulation=*/true);
+  for (int64_t i = 0; i < c.n_refiner_layers; ++i)
+    m.context_refiner_.emplace_back(w, "context_refiner." + std::to_string(i) + ".", c, /*modulation=*/false);
+  m.t_embedder_ = transformer::TimestepEmbedder(w, "t_embedder.", c.adaln_dim(), ZImageTransformerConfig::kTimestepMid,
+                                                ZImageTransformerConfig::kFrequencyEmbedding);
+  m.cap_norm_w_ = w.f32("cap_embedder.0.weight", {c.cap_feat_dim});
+  m.cap_linear_w_ = w.linear("cap_embedder.1.weight", c.dim, c.cap_feat_dim);
+  m.cap_linear_b_ = w.f32("cap_embedder.1.bias", {c.dim});
+  for (const char* pad : {"x_pad_token", "cap_pad_token"})
+    if (!w.has(pad))
+      fail("[transformer] weights: ", m.store_->source(), ": missing pad token '", pad,
+           "' (needed to pad sequences to a multiple of ", ZImageTransformerConfig::kSeqMultiOf, ")");
+  m.x_pad_token_ = w.f32("x_pad_token", {1, c.dim}).to_vector();
+  m.cap_pad_token_ = w.f32("cap_pad_token", {1, c.dim}).to_vector();
+  for (int64_t i = 0; i < c.n_layers; ++i)
+    m.layers_.emplace_back(w, "layers." + std::to_string(i) + ".", c, /*modulation=*/true);
+  m.rope_ = std::make_shared<transformer::RopeEmbedder>(c.rope_theta, c.axes_dims, c.axes_lens);
+  return m;
+}
+
+namespace {
+
+int64_t padded(int64_t n) { return n + (-n % ZImageTransformerConfig::kSeqMultiOf + ZImageTransformerConfig::kSeqMultiOf) % ZImageTransformerConfig::kSeqMultiOf; }
+
+// Copies rows [src_row, src_row + n) of src ([*, D]) to rows starting at dst_row of dst.
+void copy_rows(Tensor& dst, int64_t dst_row, const Tensor& src, int64_t src_row, int64_t n) {
+  const int64_t D = src.numel() / std::max<int64_t>(src.dim(0), 1);
+  ZI_ASSERT(dst.numel() / std::max<int64_t>(dst.dim(0), 1) == D);
+  if (n > 0)
+    std::memcpy(dst.f32() + dst_row * D, src.f32() + src_row * D, size_t(n * D) * sizeof(float));
+}
+
+void fill_rows(Tensor& dst, int64_t row0, int64_t n, const std::vector<float>& value) {
+  const int64_t D = int64_t(value.size());
+  for (int64_t r = row0; r < row0 + n; ++r) std::memcpy(dst.f32() + r * D, value.data(), size_t(D) * sizeof(float));
+}
+
+}  // namespace
+
+std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>& x, const std::vector<float>& t,
+                                                      const std::vector<Tensor>& cap, int64_t patch_size,
+                                                      int64_t f_patch_size) const {
+  const auto& c = cfg_;
+  const bool bf = compute_ == DType::BF16;
+  const int64_t B = int64_t(x.size()), dim = c.dim;
+  if (B == 0) fail("[transformer] forward: no latents given");
+  if (int64_t(cap.size()) != B) fail("[transformer] forward: ", B, " latents but ", cap.size(), " caption feature tensors");
+  if (int64_t(t.size()) != B) fail("[transformer] forward: ", B, " latents but ", t.size(), " timesteps");
+  if (!c.has_patch(patch_size, f_patch_size))
+    fail("[transformer] forward: patch size ", ZImageTransformerConfig::patch_key(patch_size, f_patch_size),
+         " is not in the model's all_x_embedder");
+  const std::string key = ZImageTransformerConfig::patch_key(patch_size, f_patch_size);
+
+  // Validate the inputs and lay out the tokens of every item.
+  std::vector<PatchGrid> grids(static_cast<size_t>(B));
+  std::vector<int64_t> x_len(static_cast<size_t>(B)), x_pad_len(static_cast<size_t>(B)), cap_len(static_cast<size_t>(B)), cap_pad_len(static_cast<size_t>(B));
+  for (int64_t i = 0; i < B; ++i) {
+    const Tensor& xi = x[size_t(i)];
+    const Tensor& ci = cap[size_t(i)];
+    if (xi.ndim() != 4 || xi.dtype() != DType::F32)
+      fail("[transformer] latent ", i, " must be a float32 [C, F, H, W] tensor, got ", dtype_name(xi.dtype()), " ",
+           shape_str(xi.shape()));
+    if (xi.dim(0) != c.in_channels)
+      fail("[transformer] latent ", i, " has ", xi.dim(0), " channels, the model takes in_channels = ", c.in_channels);
+    PatchGrid& g = grids[size_t(i)];
+    g = {xi.dim(0), xi.dim(1), xi.dim(2), xi.dim(3), f_patch_size, patch_size, patch_size};
+    if (g.F <= 0 || g.H <= 0 || g.W <= 0) fail("[transformer] latent ", i, " is empty: ", shape_str(xi.shape()));
+    if (g.H % g.pH || g.W % g.pW || g.F % g.pF)
+      fail("[transformer] latent ", i, " size ", shape_str(xi.shape()), " (F, H, W) is not a multiple of the patch size (",
+           g.pF, ", ", g.pH, ", ", g.pW, ")");
+    if (ci.ndim() != 2 || ci.dtype() != DType::F32 || ci.dim(1) != c.cap_feat_dim)
+      fail("[transformer] caption features ", i, " must be a float32 [L, ", c.cap_feat_dim, "] tensor, got ",
+           dtype_name(ci.dtype()), " ", shape_str(ci.shape()));
+    if (ci.dim(0) == 0) fail("[transformer] caption features ", i, " are empty (0 tokens)");
+    x_len[size_t(i)] = g.tokens();
+    x_pad_len[size_t(i)] = padded(g.tokens());
+    cap_len[size_t(i)] = ci.dim(0);
+    cap_pad_len[size_t(i)] = padded(ci.dim(0));
+  }
+
+  // Timestep embedding: t_embedder(t * t_scale), one adaLN input per item.
+  std::vector<float> ts(t.size());
+  for (size_t i = 0; i < t.size(); ++i) ts[i] = t[i] * float(c.t_scale);
+  Tensor adaln = t_embedder_.forward(ts);  // [B, adaln_dim]
+  auto debug = [&](const std::string& name, const Tensor& v) {
+    if (debug_) debug_(name, v);
+  };
+  debug("t_embedder", adaln);
+
+  // Position ids (patchify_and_embed / _pad_with_ids): caption token j (pads included) at
+  // (1 + j, 0, 0); image token (f, h, w) at (padded caption length + 1 + f, h, w); image pads at (0, 0, 0).
+  int64_t X = 0, Cp = 0;
+  for (int64_t i = 0; i < B; ++i) X += x_pad_len[size_t(i)], Cp += cap_pad_len[size_t(i)];
+  std::vector<PosId> x_pos, cap_pos;
+  x_pos.reserve(size_t(X));
+  cap_pos.reserve(size_t(Cp));
+  for (int64_t i = 0; i < B; ++i) {
+    const PatchGrid& g = grids[size_t(i)];
+    for (int64_t j = 0; j < cap_pad_len[size_t(i)]; ++j) cap_pos.push_back({1 + j, 0, 0});
+    const int64_t f0 = cap_pad_len[size_t(i)] + 1;
+    for (int64_t f = 0; f < g.f_tokens(); ++f)
+      for (int64_t h = 0; h < g.h_tokens(); ++h)
+        for (int64_t w = 0; w < g.w_tokens(); ++w) x_pos.push_back({f0 + f, h, w});
+    for (int64_t j = x_len[size_t(i)]; j < x_pad_len[size_t(i)]; ++j) x_pos.push_back({0, 0, 0});
+  }
+  const Tensor x_rope = (*rope_)(x_pos);      // [X, head_dim/2, 2]
+  const Tensor cap_rope = (*rope_)(cap_pos);  // [Cp, head_dim/2, 2]
+
+  // X embed: patchify, all_x_embedder, pad rows := x_pad_token.
+  const int64_t P = grids[0].patch_dim();
+  Tensor patches = Tensor::zeros(DType::F32, {X, P});  // [X, pF*pH*pW*C]
+  {
+    int64_t row = 0;
+    for (int64_t i = 0; i < B; ++i) {
+      transformer::patchify(x[size_t(i)], grids[size_t(i)], patches.f32() + row * P);
+      row += x_pad_len[size_t(i)];
+    }
+  }
+  if (bf) ops::round_to_bf16_(patches);  // latents.to(bfloat16)
+  Tensor xt = ops::linear(patches, x_embedder_w_.at(key), &x_embedder_b_.at(key));  // [X, dim]
+  if (bf) ops::round_to_bf16_(xt);
+  {
+    int64_t row = 0;
+    for (int64_t i = 0; i < B; ++i) {
+      fill_rows(xt, row + x_len[size_t(i)], x_pad_len[size_t(i)] - x_len[size_t(i)], x_pad_token_);
+      row += x_pad_len[size_t(i)];
+    }
+  }
+  debug("x_embedder", xt);
+  for (size_t l = 0; l < noise_refiner_.size(); ++l) {
+    xt = noise_refiner_[l].forward(xt, x_pad_len, x_rope, adaln);
+    debug("noise_refiner." + std::to_string(l), xt);
+  }
+
+  // Cap embed: RMSNorm + Linear, pad rows := cap_pad_token.
+  Tensor capf = Tensor::zeros(DType::F32, {Cp, c.cap_feat_dim});  // [Cp, cap_feat_dim]
+  {
+    int64_t row = 0;
+    for (int64_t i = 0; i < B; ++i) {
+      copy_rows(capf, row, cap[size_t(i)], 0, cap_len[size_t(i)]);
+      row += cap_pad_len[size_t(i)];
+    }
+  }
+  if (bf) ops::round_to_bf16_(capf);
+  Tensor ct = ops::linear(ops::rms_norm_as(capf, cap_norm_w_, float(c.norm_eps), compute_), cap_linear_w_,
+                          &cap_linear_b_);  // [Cp, dim]
+  if (bf) ops::round_to_bf16_(ct);
+  {
+    int64_t row = 0;
+    for (int64_t i = 0; i < B; ++i) {
+      fill_rows(ct, row + cap_len[size_t(i)], cap_pad_len[size_t(i)] - cap_len[size_t(i)], cap_pad_token_);
+      row += cap_pad_len[size_t(i)];
+    }
+  }
+  debug("cap_embedder", ct);
+  for (size_t l = 0; l < context_refiner_.size(); ++l) {
+    ct = context_refiner_[l].forward(ct, cap_pad_len, cap_rope, Tensor());
+    debug("context_refiner." + std::to_string(l), ct);
+  }
+
+  // Unified sequence per item: [image tokens (padded), caption tokens (padded)].
+  const int64_t U = X + Cp, R = x_rope.numel() / std::max<int64_t>(X, 1);
+  Tensor u = Tensor::empty(DType::F32, {U, dim});                              // [U, dim]
+  Tensor u_rope = Tensor::empty(DType::F32, {U, c.head_dim() / 2, 2});         // [U, head_dim/2, 2]
+  std::vector<int64_t> u_len(static_cast<size_t>(B));
+  {
+    int64_t row = 0, xr = 0, cr = 0;
+    for (int64_t i = 0; i < B; ++i) {
+      const int64_t nx = x_pad_len[size_t(i)], nc = cap_pad_len[size_t(i)];
+      copy_rows(u, row, xt, xr, nx);
+      copy_rows(u, row + nx, ct, cr, nc);
+      std::memcpy(u_rope.f32() + row * R, x_rope.f32() + xr * R, size_t(nx * R) * sizeof(float));
+      std::memcpy(u_rope.f32() + (row + nx) * R, cap_rope.f32() + cr * R, size_t(nc * R) * sizeof(float));
+      u_len[size_t(i)] = nx + nc;
+      row += nx + nc, xr += nx, cr += nc;
+    }
+  }
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    u = layers_[l].forward(u, u_len, u_rope, adaln);
+    debug("layers." + std::to_string(l), u);
+  }
+
+  Tensor out = final_layer_.at(key).forward(u, u_len, adaln);  // [U, pH*pW*pF*C]
+  debug("final_layer", out);
+
+  // Unpatchify the first x_len rows of every item.
+  std::vector<Tensor> result;
+  int64_t row = 0;
+  for (int64_t i = 0; i < B; ++i) {
+    result.push_back(transformer::unpatchify(out.f32() + row * P, grids[size_t(i)]));
+    row += u_len[size_t(i)];
+  }
+  return result;
+}
+
+}  // namespace zimage

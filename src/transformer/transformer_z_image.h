@@ -1,0 +1,53 @@
+// ZImageTransformer2DModel, the Z-Image denoiser, following diffusers
+// models/transformers/transformer_z_image.py (basic text-to-image mode, as ZImagePipeline calls it).
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/safetensors.h"
+#include "core/tensor.h"
+#include "transformer/config.h"
+#include "transformer/final_layer.h"
+#include "transformer/rope_embedder.h"
+#include "transformer/timestep_embedder.h"
+#include "transformer/transformer_block.h"
+
+namespace zimage {
+
+class ZImageTransformer2DModel {
+ public:
+  // Loads `<dir>/config.json` and the weights in `dir`. `compute`: F32 (exact) or BF16 (emulates
+  // a torch bf16 run: bf16 GEMM inputs, activations rounded where torch stores bf16 tensors).
+  static ZImageTransformer2DModel load(const std::string& dir, DType compute);
+
+  // x[i]: [C, F, H, W] float32 latents; t[i]: (1000 - timestep) / 1000; cap[i]: [L_i, cap_feat_dim]
+  // float32 caption features.  Returns one [C, F, H, W] float32 prediction per item.
+  std::vector<Tensor> forward(const std::vector<Tensor>& x, const std::vector<float>& t,
+                              const std::vector<Tensor>& cap, int64_t patch_size = 2, int64_t f_patch_size = 1) const;
+
+  // Called with every named intermediate of forward ("t_embedder", "x_embedder", "noise_refiner.0",
+  // "cap_embedder", "context_refiner.0", "layers.0", "final_layer"): packed [tokens, features] rows.
+  using DebugFn = std::function<void(const std::string& name, const Tensor& value)>;
+  void set_debug(DebugFn fn) { debug_ = std::move(fn); }
+
+  const ZImageTransformerConfig& config() const { return cfg_; }
+  DType compute() const { return compute_; }
+
+ private:
+  ZImageTransformerConfig cfg_;
+  DType compute_ = DType::F32;
+  std::shared_ptr<WeightStore> store_;  // keeps the mapped weights alive
+  std::map<std::string, Tensor> x_embedder_w_, x_embedder_b_;  // all_x_embedder["{p}-{f}"]
+  std::map<std::string, transformer::FinalLayer> final_layer_;  // all_final_layer["{p}-{f}"]
+  std::vector<transformer::ZImageTransformerBlock> noise_refiner_, context_refiner_, layers_;
+  transformer::TimestepEmbedder t_embedder_;
+  Tensor cap_norm_w_, cap_linear_w_, cap_linear_b_;  // cap_embedder: RMSNorm, Linear
+  std::vector<float> x_pad_token_, cap_pad_token_;
+  std::shared_ptr<transformer::RopeEmbedder> rope_;
+  DebugFn debug_;
+};
+
+}  // namespace zimage
