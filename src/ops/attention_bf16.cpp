@@ -4,7 +4,7 @@
 namespace zimage::ops {
 
 Tensor attention_torch_bf16(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
-                            const std::vector<int64_t>& key_valid, int64_t torch_kv_len) {
+                            const std::vector<int64_t>& key_valid) {
   auto chk4 = [](const Tensor& t, const char* n) {
     if (t.ndim() != 4 || t.dtype() != DType::F32)
       fail("[attention_torch_bf16] ", n, " must be a float32 [B, S, H, D] tensor, got ", dtype_name(t.dtype()), " ",
@@ -23,11 +23,9 @@ Tensor attention_torch_bf16(const Tensor& q, const Tensor& k, const Tensor& v, f
     fail("[attention_torch_bf16] query heads ", Hq, " not a multiple of kv heads ", Hkv);
   if (!key_valid.empty() && int64_t(key_valid.size()) != B)
     fail("[attention_torch_bf16] key_valid has ", key_valid.size(), " entries for batch ", B);
-  if (torch_kv_len != 0 && torch_kv_len < Sk)
-    fail("[attention_torch_bf16] torch_kv_len ", torch_kv_len, " is shorter than the ", Sk, " keys");
   Tensor out = Tensor::empty(DType::F32, {B, Sq, Hq, D});
   cpu::attention_torch_bf16(q.f32(), k.f32(), v.f32(), out.f32(), B, Sq, Sk, Hq, Hkv, D, scale, causal,
-                            key_valid.empty() ? nullptr : key_valid.data(), torch_kv_len);
+                            key_valid.empty() ? nullptr : key_valid.data());
   return out;
 }
 

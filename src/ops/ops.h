@@ -28,13 +28,11 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias = nullptr);
 // causal: query i attends to keys j <= i + (Sk - Sq).  Returns [B, Sq, Hq, D] f32.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
                  const std::vector<int64_t>& key_valid = {});
-// The same, computed as torch's CPU flash-attention kernel (AVX-512 build) does for bfloat16
-// q/k/v, to emulate a bf16 torch run: q, k, v hold bf16 values; keys in blocks of 512; exp through
-// torch's exp_u20 where torch vectorises; probabilities rounded to bf16 before the product with v;
-// result rounded to bf16. torch_kv_len: the key length torch ran with when it padded keys that a
-// mask then hid (0 = Sk); it decides which entries torch exponentiated with exp_u20.
+// The same, computed as torch's CPU flash-attention kernel does for bfloat16 q/k/v, to emulate a
+// bf16 torch run: q, k, v hold bf16 values; keys in blocks of 512 (online softmax across blocks);
+// the probabilities are rounded to bf16 before the product with v; the result is rounded to bf16.
 Tensor attention_torch_bf16(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
-                            const std::vector<int64_t>& key_valid = {}, int64_t torch_kv_len = 0);
+                            const std::vector<int64_t>& key_valid = {});
 
 // RMSNorm over the last dimension: x * rsqrt(mean(x^2) + eps) * weight.  x f32; weight any
 // float dtype with numel == last dim, or undefined for no affine weight.

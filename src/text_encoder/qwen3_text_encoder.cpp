@@ -153,8 +153,7 @@ Tensor Qwen3TextEncoder::embed(const std::vector<int32_t>& ids, int64_t n) const
 }
 
 // Qwen3DecoderLayer.forward on x [S, hidden], in place.
-void Qwen3TextEncoder::decoder_layer(Tensor& x, const Layer& l, const Tensor& cos, const Tensor& sin,
-                                     int64_t torch_kv_len) const {
+void Qwen3TextEncoder::decoder_layer(Tensor& x, const Layer& l, const Tensor& cos, const Tensor& sin) const {
   const int64_t S = x.dim(0), D = cfg_.head_dim;
   const int64_t Hq = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads;
   const bool bf16 = compute_ == DType::BF16;
@@ -175,7 +174,7 @@ void Qwen3TextEncoder::decoder_layer(Tensor& x, const Layer& l, const Tensor& co
   ops::rope_rotate_half_(k, cos, sin, bf16);
   const float scale = float(1.0 / std::sqrt(double(D)));
   // transformers' sdpa path; in a bf16 run that is torch's CPU flash kernel on bf16 tensors.
-  Tensor a = bf16 ? ops::attention_torch_bf16(q, k, v, scale, /*causal=*/true, {}, torch_kv_len)
+  Tensor a = bf16 ? ops::attention_torch_bf16(q, k, v, scale, /*causal=*/true)
                   : ops::attention(q, k, v, scale, /*causal=*/true);  // [B, S, Hq, D]
   Tensor o = proj(a.reshape({S, Hq * D}), l.o_proj, l.o_proj_bias);  // [S, hidden]
   ops::add_(x, o);
@@ -211,8 +210,7 @@ Tensor Qwen3TextEncoder::encode(const std::vector<int32_t>& ids, int64_t num_rea
   if (S == 0) return x;
   Tensor cos, sin;
   rotary_embedding(S, cfg_.head_dim, cfg_.rope_theta, compute_ == DType::BF16, cos, sin);
-  // In a bf16 run torch's attention numerics depend on the padded length it ran with.
-  for (const Layer& l : layers_) decoder_layer(x, l, cos, sin, int64_t(ids.size()));
+  for (const Layer& l : layers_) decoder_layer(x, l, cos, sin);
   return x;
 }
 

@@ -19,8 +19,7 @@ class Qwen3TextEncoder {
 
   // hidden_states[-2] for one prompt: ids are the (possibly right-padded) token ids and the first
   // num_real of them are real. Under the causal mask real tokens never attend to padding, so only
-  // those are computed. Returns [num_real, hidden_size] float32. In BF16 mode ids.size() (the
-  // padded length) also picks the attention numerics torch used for that length.
+  // those are computed. Returns [num_real, hidden_size] float32.
   Tensor encode(const std::vector<int32_t>& ids, int64_t num_real) const;
   // Same, with a tokenizer attention mask (ones then zeros: right padding only).
   Tensor encode_masked(const std::vector<int32_t>& ids, const std::vector<int32_t>& attention_mask) const;
@@ -45,7 +44,7 @@ class Qwen3TextEncoder {
   Tensor embed(const std::vector<int32_t>& ids, int64_t n) const;
   Tensor norm(const Tensor& x, const Tensor& weight) const;
   void round_(Tensor& x) const;
-  void decoder_layer(Tensor& x, const Layer& l, const Tensor& cos, const Tensor& sin, int64_t torch_kv_len) const;
+  void decoder_layer(Tensor& x, const Layer& l, const Tensor& cos, const Tensor& sin) const;
 
   Qwen3Config cfg_;
   DType compute_ = DType::F32;

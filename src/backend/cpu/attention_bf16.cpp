@@ -15,28 +15,6 @@ namespace {
 constexpr int64_t kQB = 32;   // query rows per task (does not change the numbers)
 constexpr int64_t kKB = 512;  // torch's kv_split_size: the block the softmax is taken over
 
-// torch's AVX-512 build: Vectorized<float> holds 16 lanes.
-constexpr int64_t kLanes = 16;
-
-// The value torch's Vectorized<float>::exp_u20 (AVX-512) gives: exp(x) = 2^n * p(r) with
-// n = floor(x * log2(e) + 0.5), r = x - n * ln 2 and a degree-5 polynomial p, all in f32 with fused
-// multiply-adds. Used for the vectorised part of every row of probabilities.
-inline float exp_u20(float x) {
-  const float ln_flt_min = f32_from_bits(0xc2aeac50u), ln_flt_max = f32_from_bits(0x42b17218u);
-  const float log2e = f32_from_bits(0x3fb8aa3bu), ln2 = f32_from_bits(0x3f317218u);
-  const bool underflow = x < ln_flt_min;
-  const float src = std::max(std::min(x, ln_flt_max), ln_flt_min);
-  const float fx = std::floor(std::fma(src, log2e, 0.5f));
-  const float r = std::fma(-fx, ln2, src);
-  float p = std::fma(r, 0.00828929059f, 0.0418978221f);
-  p = std::fma(r, p, 0.166676521f);
-  p = std::fma(r, p, 0.499991506f);
-  p = std::fma(r, p, 0.999999701f);
-  p = std::fma(r, p, 1.f);
-  const float two_pow = underflow ? 0.f : f32_from_bits(uint32_t(int32_t(fx - 1.f) + 127) << 23);
-  return p * two_pow * 2.f;
-}
-
 inline float dot(const float* a, const float* b, int64_t n) {
   float s = 0.f;
 #pragma omp simd reduction(+ : s)
@@ -47,8 +25,7 @@ inline float dot(const float* a, const float* b, int64_t n) {
 
 void attention_torch_bf16(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq,
                           int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
-                          const int64_t* key_valid, int64_t torch_kv_len) {
-  if (torch_kv_len < Sk) torch_kv_len = Sk;
+                          const int64_t* key_valid) {
   const int64_t group = Hq / Hkv;
   const int64_t nqb = (Sq + kQB - 1) / kQB;
   const int64_t causal_off = Sk - Sq;
@@ -86,23 +63,11 @@ void attention_torch_bf16(const float* q, const float* k, const float* v, float*
                 mx = std::max(mx, s[size_t(j)]);
               }
               mx = std::max(mx, m[size_t(i)]);
-              // torch's row is the whole key block (masked keys give 0): the first multiple of
-              // 16 entries use the vectorised exp_u20 and 16 lane sums, the tail std::exp.
-              const int64_t vec_end = std::min(kKB, torch_kv_len - k0) / kLanes * kLanes;
-              float lane[kLanes] = {};
-              const int64_t jv = std::min(jmax, vec_end);
-              for (int64_t j = 0; j < jv; ++j) {
-                const float e = exp_u20(s[size_t(j)] - mx);
-                lane[j % kLanes] += e;
-                s[size_t(j)] = round_bf16(e);  // torch stores the probabilities as bf16
-              }
-              for (int64_t w = kLanes / 2; w >= 1; w /= 2)
-                for (int64_t t = 0; t < w; ++t) lane[t] += lane[t + w];
-              float sum = lane[0];
-              for (int64_t j = jv; j < jmax; ++j) {
+              float sum = 0.f;
+              for (int64_t j = 0; j < jmax; ++j) {
                 const float e = std::exp(s[size_t(j)] - mx);
                 sum += e;
-                s[size_t(j)] = round_bf16(e);
+                s[size_t(j)] = round_bf16(e);  // torch stores the probabilities as bf16
               }
               const float corr = std::exp(m[size_t(i)] - mx);
               l[size_t(i)] = sum + corr * l[size_t(i)];

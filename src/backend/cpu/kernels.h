@@ -18,6 +18,6 @@ void attention(const float* q, const float* k, const float* v, float* out, int64
 // Attention as torch's CPU flash kernel computes it for bf16 tensors, see ops::attention_torch_bf16.
 void attention_torch_bf16(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq,
                           int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
-                          const int64_t* key_valid, int64_t torch_kv_len);
+                          const int64_t* key_valid);
 
 }  // namespace zimage::cpu
