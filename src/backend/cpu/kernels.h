@@ -20,4 +20,17 @@ void attention_torch_bf16(const float* q, const float* k, const float* v, float*
                           int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
                           const int64_t* key_valid);
 
+// 2-D convolution (cross-correlation as torch's Conv2d), see ops::conv2d. x [N, C, H, W] and
+// w [O, C, kh, kw] of dtype `dt` (F32 or BF16), bias [O] f32 or null, y [N, O, OH, OW] f32.
+struct ConvShape {
+  int64_t N, C, H, W, O, kh, kw, sh, sw, pt, pb, pl, pr;
+  int64_t out_h() const { return (H + pt + pb - kh) / sh + 1; }
+  int64_t out_w() const { return (W + pl + pr - kw) / sw + 1; }
+};
+// Plain: the primitive reads/writes NCHW directly. Blocked: oneDNN picks its layout and the
+// source, weights and result are reordered around the primitive.
+enum class ConvLayout { Plain, Blocked };
+void conv2d(const ConvShape& s, const void* x, const void* w, DType dt, const float* bias, float* y,
+            ConvLayout layout);
+
 }  // namespace zimage::cpu

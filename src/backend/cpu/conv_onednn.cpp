@@ -1,0 +1,102 @@
+// 2-D convolution through oneDNN's convolution_forward primitive, primitives cached by shape.
+// Two layouts: plain NCHW memory handed to the primitive as is, or oneDNN's preferred blocked
+// layout (format_tag::any) with reorders of source, weights and result around the primitive.
+#include <dnnl.hpp>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <tuple>
+#include <unordered_map>
+
+#include "backend/cpu/kernels.h"
+#include "core/error.h"
+
+namespace zimage::cpu {
+namespace {
+
+struct Engine {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream strm{eng};
+};
+Engine& engine() {
+  static Engine e;
+  return e;
+}
+
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                       int64_t, int64_t, int64_t, int64_t, int, bool, bool>;
+
+struct Cached {
+  dnnl::convolution_forward prim;
+  dnnl::memory::desc src_plain, wei_plain, dst_plain, bias;
+  dnnl::memory::desc src, wei, dst;  // what the primitive uses
+  std::optional<dnnl::reorder> src_reorder, wei_reorder, dst_reorder;
+};
+
+Cached& primitive(const ConvShape& s, DType dt, bool has_bias, bool blocked) {
+  static std::mutex mu;
+  static std::map<Key, Cached> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  Key key{s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw, s.pt, s.pb, s.pl, s.pr, int(dt), has_bias, blocked};
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  using dt_t = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  const dt_t in = dt == DType::BF16 ? dt_t::bf16 : dt_t::f32;
+  const int64_t OH = s.out_h(), OW = s.out_w();
+  Cached c;
+  c.src_plain = dnnl::memory::desc({s.N, s.C, s.H, s.W}, in, tag::nchw);
+  c.wei_plain = dnnl::memory::desc({s.O, s.C, s.kh, s.kw}, in, tag::oihw);
+  c.dst_plain = dnnl::memory::desc({s.N, s.O, OH, OW}, dt_t::f32, tag::nchw);
+  if (has_bias) c.bias = dnnl::memory::desc({s.O}, dt_t::f32, tag::a);
+  dnnl::memory::desc src_any = blocked ? dnnl::memory::desc({s.N, s.C, s.H, s.W}, in, tag::any) : c.src_plain;
+  dnnl::memory::desc wei_any = blocked ? dnnl::memory::desc({s.O, s.C, s.kh, s.kw}, in, tag::any) : c.wei_plain;
+  dnnl::memory::desc dst_any = blocked ? dnnl::memory::desc({s.N, s.O, OH, OW}, dt_t::f32, tag::any) : c.dst_plain;
+  const dnnl::memory::dims strides{s.sh, s.sw}, pad_l{s.pt, s.pl}, pad_r{s.pb, s.pr};
+  auto& e = engine();
+  auto desc = has_bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                         dnnl::algorithm::convolution_direct, src_any, wei_any,
+                                                         c.bias, dst_any, strides, pad_l, pad_r)
+                       : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                         dnnl::algorithm::convolution_direct, src_any, wei_any,
+                                                         dst_any, strides, pad_l, pad_r);
+  dnnl::convolution_forward::primitive_desc pd(desc, e.eng);
+  c.src = pd.src_desc();
+  c.wei = pd.weights_desc();
+  c.dst = pd.dst_desc();
+  c.prim = dnnl::convolution_forward(pd);
+  if (c.src != c.src_plain) c.src_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(e.eng, c.src_plain, e.eng, c.src));
+  if (c.wei != c.wei_plain) c.wei_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(e.eng, c.wei_plain, e.eng, c.wei));
+  if (c.dst != c.dst_plain) c.dst_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(e.eng, c.dst, e.eng, c.dst_plain));
+  return cache.emplace(key, std::move(c)).first->second;
+}
+
+}  // namespace
+
+void conv2d(const ConvShape& s, const void* x, const void* w, DType dt, const float* bias, float* y,
+            ConvLayout layout) {
+  ZI_ASSERT(dt == DType::F32 || dt == DType::BF16, "conv2d: dtype ", dtype_name(dt));
+  if (s.N == 0 || s.O == 0 || s.out_h() <= 0 || s.out_w() <= 0) return;
+  Cached& c = primitive(s, dt, bias != nullptr, layout == ConvLayout::Blocked);
+  auto& e = engine();
+  dnnl::memory src_plain(c.src_plain, e.eng, const_cast<void*>(x));
+  dnnl::memory wei_plain(c.wei_plain, e.eng, const_cast<void*>(w));
+  dnnl::memory dst_plain(c.dst_plain, e.eng, y);
+  dnnl::memory src = src_plain, wei = wei_plain, dst = dst_plain;
+  if (c.src_reorder) {
+    src = dnnl::memory(c.src, e.eng);
+    c.src_reorder->execute(e.strm, src_plain, src);
+  }
+  if (c.wei_reorder) {
+    wei = dnnl::memory(c.wei, e.eng);
+    c.wei_reorder->execute(e.strm, wei_plain, wei);
+  }
+  if (c.dst_reorder) dst = dnnl::memory(c.dst, e.eng);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(c.bias, e.eng, const_cast<float*>(bias)));
+  c.prim.execute(e.strm, args);
+  if (c.dst_reorder) c.dst_reorder->execute(e.strm, dst, dst_plain);
+  e.strm.wait();
+}
+
+}  // namespace zimage::cpu

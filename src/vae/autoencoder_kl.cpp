@@ -1,0 +1,185 @@
+#include "vae/autoencoder_kl.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+namespace zimage {
+
+namespace {
+void store_as(Tensor& t, DType storage) {
+  if (storage == DType::BF16) ops::round_to_bf16_(t);
+}
+}  // namespace
+
+AutoencoderKL AutoencoderKL::load(const std::string& dir, DType compute) {
+  if (compute != DType::F32 && compute != DType::BF16)
+    fail("[vae] compute dtype must be float32 or bfloat16, got ", dtype_name(compute));
+  AutoencoderKL m;
+  m.cfg_ = AutoencoderKLConfig::load((std::filesystem::path(dir) / "config.json").string());
+  m.compute_ = compute;
+  WeightStore ws = [&] {
+    try {
+      return WeightStore::open_dir(dir);
+    } catch (const Error& e) {
+      fail("[vae] ", e.what());
+    }
+  }();
+  vae::Loader l{ws, compute};
+  m.encoder_.load(l, m.cfg_, "encoder");
+  m.decoder_.load(l, m.cfg_, "decoder");
+  const int64_t L = m.cfg_.latent_channels;
+  if (m.cfg_.use_quant_conv) m.quant_conv_.load(l, "quant_conv", 2 * L, 2 * L, 1, 1, {});
+  if (m.cfg_.use_post_quant_conv) m.post_quant_conv_.load(l, "post_quant_conv", L, L, 1, 1, {});
+  return m;
+}
+
+Tensor AutoencoderKL::latents_to_vae_space(const Tensor& latents) const {
+  Tensor z = latents.to(DType::F32).clone();
+  store_as(z, compute_);  // latents.to(vae.dtype)
+  const float sf = float(cfg_.scaling_factor);
+  // torch rounds a python scalar added to a bf16 tensor to bf16 first.
+  const float shift = compute_ == DType::BF16 ? round_bf16(float(cfg_.shift_factor)) : float(cfg_.shift_factor);
+  const bool bf16 = compute_ == DType::BF16;
+  float* p = z.f32();
+  const int64_t n = z.numel();
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    float v = p[i] / sf;
+    if (bf16) v = round_bf16(v);
+    v = v + shift;
+    if (bf16) v = round_bf16(v);
+    p[i] = v;
+  }
+  return z;
+}
+
+Tensor AutoencoderKL::check_latents(const Tensor& z) const {
+  if (z.ndim() != 4)
+    fail("[vae] decode: latents must be [B, ", cfg_.latent_channels, ", h, w], got ", shape_str(z.shape()));
+  if (z.dim(1) != cfg_.latent_channels)
+    fail("[vae] decode: latents have ", z.dim(1), " channels, the VAE expects latent_channels = ", cfg_.latent_channels,
+         " (shape ", shape_str(z.shape()), ")");
+  if (z.dim(0) < 1 || z.dim(2) < 1 || z.dim(3) < 1) fail("[vae] decode: empty latents ", shape_str(z.shape()));
+  Tensor x = z.to(DType::F32);
+  if (compute_ == DType::BF16) {
+    x = x.clone();
+    ops::round_to_bf16_(x);  // z.to(vae.dtype)
+  }
+  return x;
+}
+
+Tensor AutoencoderKL::decode_untiled(const Tensor& z) const {
+  Tensor x = check_latents(z);
+  if (cfg_.use_post_quant_conv) x = post_quant_conv_.forward(x, compute_);
+  return decoder_.forward(x, compute_);
+}
+
+size_t AutoencoderKL::decode_working_bytes(int64_t B, int64_t h, int64_t w) const {
+  // The largest live set: a resnet / upsample step holds its input, the norm output and the
+  // convolution's reordered source, result and output, plus a bf16 copy and oneDNN's scratchpad:
+  // counted as 8 tensors of the stage's widest channel count at its resolution (measured peak
+  // on the tiny fixture: about 6.7); the mid-block attention
+  // holds q, k, v, the output and a [rows, S] score block.
+  const auto& boc = cfg_.block_out_channels;
+  const int64_t n = int64_t(boc.size());
+  double area = double(h) * double(w), peak = 0;
+  peak = std::max(peak, double(boc.back()) * area);
+  int64_t prev = boc.back();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t out = boc[size_t(n - 1 - i)];
+    peak = std::max(peak, double(std::max(prev, out)) * area);
+    if (i != n - 1) {
+      area *= 4;
+      peak = std::max(peak, double(out) * area);
+    }
+    prev = out;
+  }
+  const double conv_bytes = 8.0 * peak * 4.0 * double(B);
+  const double attn_bytes = cfg_.mid_block_add_attention
+                                ? 6.0 * double(boc.back()) * double(h) * double(w) * 4.0 * double(B) + double(64 << 20)
+                                : 0.0;
+  return size_t(std::max(conv_bytes, attn_bytes));
+}
+
+Tensor AutoencoderKL::decode(const Tensor& z, const VaeDecodeOptions& opt) const {
+  check_latents(z);
+  if (!(opt.tile_overlap_factor >= 0.0 && opt.tile_overlap_factor < 1.0))
+    fail("[vae] tile_overlap_factor = ", opt.tile_overlap_factor, " must be in [0, 1)");
+  if (opt.tile_latent_size < 0) fail("[vae] tile_latent_size = ", opt.tile_latent_size, " must be >= 0");
+  const int64_t tile_latent = opt.tile_latent_size ? opt.tile_latent_size : cfg_.tile_latent_min_size();
+  const int64_t tile_sample = opt.tile_latent_size ? opt.tile_latent_size * cfg_.spatial_scale() : cfg_.sample_size;
+  bool tiled = opt.tiling == VaeDecodeOptions::Tiling::On;
+  if (opt.tiling == VaeDecodeOptions::Tiling::Auto) {
+    size_t budget = opt.memory_budget_bytes;
+    if (budget == 0) budget = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGESIZE)) / 2;
+    tiled = decode_working_bytes(z.dim(0), z.dim(2), z.dim(3)) > budget;
+  }
+  // As diffusers' _decode: only latents larger than a tile are tiled.
+  if (tiled && (z.dim(2) > tile_latent || z.dim(3) > tile_latent))
+    return decode_tiled(z, tile_latent, tile_sample, opt.tile_overlap_factor);
+  return decode_untiled(z);
+}
+
+// ---- encode ----
+
+LatentDistribution AutoencoderKL::encode(const Tensor& x) const {
+  if (x.ndim() != 4 || x.dim(1) != cfg_.in_channels)
+    fail("[vae] encode: images must be [B, ", cfg_.in_channels, ", H, W], got ", shape_str(x.shape()));
+  if (x.dim(0) < 1 || x.dim(2) < 1 || x.dim(3) < 1) fail("[vae] encode: empty images ", shape_str(x.shape()));
+  Tensor in = x.to(DType::F32);
+  if (compute_ == DType::BF16) {
+    in = in.clone();
+    ops::round_to_bf16_(in);
+  }
+  Tensor h = encoder_.forward(in, compute_);  // [B, 2L, h, w]
+  if (cfg_.use_quant_conv) h = quant_conv_.forward(h, compute_);
+  const int64_t B = h.dim(0), L = cfg_.latent_channels, hw = h.dim(2) * h.dim(3);
+  LatentDistribution d;
+  d.storage = compute_;
+  d.mean = Tensor::empty(DType::F32, {B, L, h.dim(2), h.dim(3)});
+  d.logvar = Tensor::empty(DType::F32, {B, L, h.dim(2), h.dim(3)});
+  for (int64_t b = 0; b < B; ++b) {  // torch.chunk(parameters, 2, dim=1)
+    const float* src = h.f32() + b * 2 * L * hw;
+    std::copy(src, src + L * hw, d.mean.f32() + b * L * hw);
+    float* lv = d.logvar.f32() + b * L * hw;
+    for (int64_t i = 0; i < L * hw; ++i) lv[i] = std::clamp(src[L * hw + i], -30.f, 20.f);
+  }
+  return d;
+}
+
+Tensor LatentDistribution::std() const {
+  Tensor s = Tensor::empty(DType::F32, logvar.shape());
+  const bool bf16 = storage == DType::BF16;
+  for (int64_t i = 0; i < s.numel(); ++i) {
+    float h = 0.5f * logvar.f32()[i];
+    if (bf16) h = round_bf16(h);
+    float v = std::exp(h);
+    s.f32()[i] = bf16 ? round_bf16(v) : v;
+  }
+  return s;
+}
+
+Tensor LatentDistribution::sample(const Tensor& noise) const {
+  if (noise.shape() != mean.shape())
+    fail("[vae] sample: noise shape ", shape_str(noise.shape()), " does not match the latents ", shape_str(mean.shape()));
+  Tensor n = noise.to(DType::F32);
+  Tensor s = std(), out = Tensor::empty(DType::F32, mean.shape());
+  const bool bf16 = storage == DType::BF16;
+  for (int64_t i = 0; i < out.numel(); ++i) {
+    float nv = bf16 ? round_bf16(n.f32()[i]) : n.f32()[i];
+    float p = s.f32()[i] * nv;
+    if (bf16) p = round_bf16(p);
+    float v = mean.f32()[i] + p;
+    out.f32()[i] = bf16 ? round_bf16(v) : v;
+  }
+  return out;
+}
+
+Tensor LatentDistribution::sample(const std::function<Tensor(const Shape&)>& randn) const {
+  return sample(randn(mean.shape()));
+}
+
+}  // namespace zimage

@@ -1,0 +1,72 @@
+// AutoencoderKL (diffusers/models/autoencoders/autoencoder_kl.py), Flux / Z-Image layout:
+// encoder + decoder, optional quant_conv / post_quant_conv, DiagonalGaussianDistribution,
+// tiled decoding (tiled_decode / blend_v / blend_h) chosen automatically under a memory budget.
+#pragma once
+#include <functional>
+#include <string>
+
+#include "vae/autoencoder_kl_config.h"
+#include "vae/decoder.h"
+#include "vae/encoder.h"
+
+namespace zimage {
+
+// DiagonalGaussianDistribution(parameters) with parameters = [mean | logvar] along channels.
+struct LatentDistribution {
+  Tensor mean;    // [B, latent_channels, h, w] f32
+  Tensor logvar;  // clamped to [-30, 20]
+  DType storage = DType::F32;  // dtype the run holds tensors in (bf16 rounds std, products, sums)
+
+  Tensor mode() const { return mean; }
+  Tensor std() const;  // exp(0.5 * logvar)
+  // mean + std * noise, noise of mean's shape (randn_tensor(mean.shape, generator) upstream).
+  Tensor sample(const Tensor& noise) const;
+  // Same, drawing the noise from `randn(shape)` (e.g. a seeded torch-compatible generator).
+  Tensor sample(const std::function<Tensor(const Shape&)>& randn) const;
+};
+
+struct VaeDecodeOptions {
+  enum class Tiling { Auto, Off, On };
+  Tiling tiling = Tiling::Auto;
+  // Latent tile size; 0 = diffusers' default int(sample_size / 2^(n-1)) with sample tiles of
+  // sample_size. With an explicit size the sample tile is tile_latent_size * 2^(n-1).
+  int64_t tile_latent_size = 0;
+  double tile_overlap_factor = 0.25;
+  // Auto tiling: tile when the untiled decode's estimated working memory exceeds this.
+  // 0 = half of the physical memory.
+  size_t memory_budget_bytes = 0;
+};
+
+class AutoencoderKL {
+ public:
+  // `dir` is the vae folder (config.json + diffusion_pytorch_model.safetensors). compute F32
+  // (default: force_upcast, what the official pipeline does) or BF16 (bf16 weights and tensors
+  // rounded to bf16 wherever a bfloat16 torch run stores them).
+  static AutoencoderKL load(const std::string& dir, DType compute = DType::F32);
+
+  const AutoencoderKLConfig& config() const { return cfg_; }
+  DType compute_dtype() const { return compute_; }
+
+  // Pipeline helper: latents / scaling_factor + shift_factor (in the compute dtype's storage).
+  Tensor latents_to_vae_space(const Tensor& latents) const;
+
+  // z: [B, latent_channels, h, w] (VAE space) -> [B, out_channels, h * s, w * s] f32, s = 2^(n-1).
+  Tensor decode(const Tensor& z, const VaeDecodeOptions& opt = {}) const;
+  Tensor decode_untiled(const Tensor& z) const;
+  Tensor decode_tiled(const Tensor& z, int64_t tile_latent, int64_t tile_sample, double overlap_factor) const;
+  // Estimated peak working memory (bytes) of an untiled decode of a [B, *, h, w] latent.
+  size_t decode_working_bytes(int64_t B, int64_t h, int64_t w) const;
+
+  // x: [B, in_channels, H, W] in [-1, 1] -> the latent distribution.
+  LatentDistribution encode(const Tensor& x) const;
+
+ private:
+  Tensor check_latents(const Tensor& z) const;
+  AutoencoderKLConfig cfg_;
+  DType compute_ = DType::F32;
+  vae::Encoder encoder_;
+  vae::Decoder decoder_;
+  vae::Conv2d quant_conv_, post_quant_conv_;
+};
+
+}  // namespace zimage

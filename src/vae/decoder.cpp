@@ -1,0 +1,42 @@
+#include "vae/decoder.h"
+
+namespace zimage::vae {
+
+void Decoder::load(const Loader& l, const AutoencoderKLConfig& cfg, const std::string& p) {
+  const auto& boc = cfg.block_out_channels;
+  const int64_t g = cfg.norm_num_groups, n = int64_t(boc.size());
+  conv_in_.load(l, p + ".conv_in", cfg.latent_channels, boc.back(), 3, 1, ops::Padding2d::same(1));
+  mid_block_.load(l, p + ".mid_block", boc.back(), g, cfg.mid_block_add_attention);
+  std::vector<int64_t> rev(boc.rbegin(), boc.rend());
+  int64_t out_ch = rev[0];
+  up_blocks_.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t prev_ch = out_ch;
+    out_ch = rev[size_t(i)];
+    const bool is_final = i == n - 1;
+    const std::string bp = p + ".up_blocks." + std::to_string(i);
+    auto& blk = up_blocks_[size_t(i)];
+    blk.resnets.resize(size_t(cfg.layers_per_block + 1));
+    for (int64_t j = 0; j <= cfg.layers_per_block; ++j)
+      blk.resnets[size_t(j)].load(l, bp + ".resnets." + std::to_string(j), j == 0 ? prev_ch : out_ch, out_ch, g, 1e-6f);
+    if (!is_final) {
+      blk.upsamplers.resize(1);
+      blk.upsamplers[0].load(l, bp + ".upsamplers.0", out_ch);
+    }
+  }
+  conv_norm_out_.load(l, p + ".conv_norm_out", boc.front(), g, 1e-6f);
+  conv_out_.load(l, p + ".conv_out", boc.front(), cfg.out_channels, 3, 1, ops::Padding2d::same(1));
+}
+
+Tensor Decoder::forward(const Tensor& z, DType storage) const {
+  Tensor h = conv_in_.forward(z, storage);
+  h = mid_block_.forward(h, storage);
+  for (const auto& blk : up_blocks_) {
+    for (const auto& r : blk.resnets) h = r.forward(h, storage);
+    for (const auto& u : blk.upsamplers) h = u.forward(h, storage);
+  }
+  h = conv_norm_out_.forward(h, /*silu=*/true, storage);
+  return conv_out_.forward(h, storage);
+}
+
+}  // namespace zimage::vae

@@ -1,0 +1,94 @@
+// Layers of diffusers' AutoencoderKL: Conv2d, GroupNorm, ResnetBlock2D (models/resnet.py), the
+// mid-block Attention (models/attention_processor.py, group norm + one head), Upsample2D
+// (models/upsampling.py), Downsample2D (models/downsampling.py) and UNetMidBlock2D
+// (models/unets/unet_2d_blocks.py). Activations are float32 NCHW; `storage` BF16 rounds every
+// tensor a bfloat16 torch run materialises, F32 computes plainly.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/safetensors.h"
+#include "ops/ops.h"
+
+namespace zimage::vae {
+
+// Loads weights by diffusers state-dict name, shape-checked; converted for `compute` once.
+struct Loader {
+  const WeightStore& ws;
+  DType compute;
+  // Conv / linear weights in the dtype the kernels compute with.
+  Tensor conv_weight(const std::string& name, const Shape& shape) const;
+  Tensor linear_weight(const std::string& name, const Shape& shape) const;
+  // Biases and norm parameters as f32 (bf16-rounded when computing in bf16, as a bf16 model holds them).
+  Tensor param(const std::string& name, const Shape& shape) const;
+};
+
+struct Conv2d {
+  Tensor weight, bias;  // [O, C, k, k], [O]
+  int64_t stride = 1;
+  ops::Padding2d pad;
+  void load(const Loader& l, const std::string& prefix, int64_t in, int64_t out, int64_t k, int64_t stride,
+            ops::Padding2d pad);
+  Tensor forward(const Tensor& x, DType storage) const;
+};
+
+struct GroupNorm {
+  Tensor weight, bias;  // [C]
+  int64_t groups = 32;
+  float eps = 1e-6f;
+  void load(const Loader& l, const std::string& prefix, int64_t channels, int64_t groups, float eps);
+  Tensor forward(const Tensor& x, bool silu, DType storage) const;
+};
+
+struct Linear {
+  Tensor weight, bias;  // [N, K], [N]
+  void load(const Loader& l, const std::string& prefix, int64_t in, int64_t out);
+  Tensor forward(const Tensor& x, DType storage) const;
+  // x · w^T stored, then + bias stored: what torch's linear does for a non-contiguous input
+  // (the attention's transposed [B, S, C] view goes through matmul, then add).
+  Tensor forward_matmul_add(const Tensor& x, DType storage) const;
+};
+
+// ResnetBlock2D (temb None, output_scale_factor 1):
+// h = conv1(silu(norm1(x))); h = conv2(silu(norm2(h))); out = shortcut(x) + h.
+struct ResnetBlock2D {
+  GroupNorm norm1, norm2;
+  Conv2d conv1, conv2, conv_shortcut;
+  bool has_shortcut = false;
+  void load(const Loader& l, const std::string& prefix, int64_t in, int64_t out, int64_t groups, float eps);
+  Tensor forward(const Tensor& x, DType storage) const;
+};
+
+// Attention(query_dim=C, heads=1, dim_head=C, norm_num_groups, residual_connection=True, bias=True)
+// with AttnProcessor2_0 on a [B, C, H, W] input.
+struct MidAttention {
+  GroupNorm group_norm;
+  Linear to_q, to_k, to_v, to_out;
+  int64_t channels = 0;
+  void load(const Loader& l, const std::string& prefix, int64_t channels, int64_t groups, float eps);
+  Tensor forward(const Tensor& x, DType storage) const;
+};
+
+// UNetMidBlock2D: resnets[0], then (attention, resnet) pairs; one pair here (num_layers=1).
+struct MidBlock2D {
+  std::vector<ResnetBlock2D> resnets;
+  std::vector<MidAttention> attentions;  // empty when mid_block_add_attention is false
+  void load(const Loader& l, const std::string& prefix, int64_t channels, int64_t groups, bool add_attention);
+  Tensor forward(const Tensor& x, DType storage) const;
+};
+
+// Upsample2D(use_conv=True): nearest 2x, then a 3x3 conv (padding 1).
+struct Upsample2D {
+  Conv2d conv;
+  void load(const Loader& l, const std::string& prefix, int64_t channels);
+  Tensor forward(const Tensor& x, DType storage) const;
+};
+
+// Downsample2D(use_conv=True, padding=0): F.pad(x, (0, 1, 0, 1)), then a 3x3 stride-2 conv.
+struct Downsample2D {
+  Conv2d conv;
+  void load(const Loader& l, const std::string& prefix, int64_t channels);
+  Tensor forward(const Tensor& x, DType storage) const;
+};
+
+}  // namespace zimage::vae

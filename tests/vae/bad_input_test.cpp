@@ -1,0 +1,101 @@
+// Bad configs, inputs and weights give zimage::Error messages that start with "[vae]" and name the values.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/safetensors.h"
+#include "util/test_util.h"
+#include "vae/autoencoder_kl.h"
+
+using namespace zimage;
+
+namespace {
+
+const std::string kModel = test::fixture("models/tiny-fp32/vae");
+
+// Copies the tiny-fp32 VAE to a temp folder, with `edit` applied to its config.
+std::string copy_model(const std::string& tag, const std::function<void(nlohmann::json&)>& edit) {
+  std::string dir = test::temp_dir(tag);
+  auto j = nlohmann::json::parse(test::read_file(kModel + "/config.json"));
+  edit(j);
+  test::write_file(dir + "/config.json", j.dump(2));
+  std::filesystem::copy_file(kModel + "/diffusion_pytorch_model.safetensors", dir + "/diffusion_pytorch_model.safetensors");
+  return dir;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+void expect_has(const std::string& msg, const std::string& part) {
+  EXPECT_NE(msg.find(part), std::string::npos) << "message: " << msg << "\nexpected to contain: " << part;
+}
+
+}  // namespace
+
+TEST(VaeBadInput, ChannelsNotDivisibleByGroups) {
+  std::string dir = copy_model("vae_groups", [](nlohmann::json& j) { j["block_out_channels"] = {16, 30, 32}; });
+  std::string msg = error_of([&] { AutoencoderKL::load(dir); });
+  expect_has(msg, "[vae]");
+  expect_has(msg, "block_out_channels");
+  expect_has(msg, "30 is not divisible by norm_num_groups = 16");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(VaeBadInput, UnsupportedConfigValues) {
+  auto check = [](const std::string& tag, const std::function<void(nlohmann::json&)>& edit, const std::string& part) {
+    std::string dir = copy_model(tag, edit);
+    std::string msg = error_of([&] { AutoencoderKL::load(dir); });
+    expect_has(msg, "[vae]");
+    expect_has(msg, part);
+    std::filesystem::remove_all(dir);
+  };
+  check("vae_act", [](nlohmann::json& j) { j["act_fn"] = "gelu"; }, "act_fn");
+  check("vae_up", [](nlohmann::json& j) { j["up_block_types"][1] = "AttnUpDecoderBlock2D"; }, "\"AttnUpDecoderBlock2D\" is not supported");
+  check("vae_len", [](nlohmann::json& j) { j["down_block_types"] = {"DownEncoderBlock2D"}; }, "down_block_types");
+  check("vae_type", [](nlohmann::json& j) { j["latent_channels"] = "sixteen"; }, "latent_channels");
+}
+
+TEST(VaeBadInput, LatentsWithWrongChannelCount) {
+  auto vae = AutoencoderKL::load(kModel);
+  Tensor z = Tensor::zeros(DType::F32, {1, 15, 4, 4});
+  std::string msg = error_of([&] { vae.decode(z); });
+  expect_has(msg, "[vae]");
+  expect_has(msg, "15 channels");
+  expect_has(msg, "latent_channels = 16");
+  expect_has(error_of([&] { vae.decode(Tensor::zeros(DType::F32, {16, 4, 4})); }), "[16, 4, 4]");
+  expect_has(error_of([&] { vae.encode(Tensor::zeros(DType::F32, {1, 4, 8, 8})); }), "[1, 4, 8, 8]");
+  VaeDecodeOptions opt;
+  opt.tiling = VaeDecodeOptions::Tiling::On;
+  opt.tile_latent_size = 1;  // step int(1 * 0.75) = 0
+  expect_has(error_of([&] { vae.decode(Tensor::zeros(DType::F32, {1, 16, 4, 4}), opt); }), "step of 0");
+}
+
+TEST(VaeBadInput, WeightWithWrongShape) {
+  std::string dir = copy_model("vae_shape", [](nlohmann::json&) {});
+  const std::string file = dir + "/diffusion_pytorch_model.safetensors";
+  std::map<std::string, Tensor> tensors;
+  {
+    SafeTensorsFile f(file);
+    for (auto& [name, info] : f.tensors()) tensors[name] = f.get(name).clone();
+  }
+  tensors["decoder.up_blocks.1.resnets.0.conv1.weight"] = Tensor::zeros(DType::F32, {32, 32, 3, 1});
+  save_safetensors(file, tensors);
+  std::string msg = error_of([&] { AutoencoderKL::load(dir); });
+  expect_has(msg, "[vae]");
+  expect_has(msg, "decoder.up_blocks.1.resnets.0.conv1.weight");
+  expect_has(msg, "[32, 32, 3, 1]");
+  expect_has(msg, "[32, 32, 3, 3]");
+  // A missing tensor is named too.
+  tensors.erase("decoder.conv_out.bias");
+  tensors["decoder.up_blocks.1.resnets.0.conv1.weight"] = Tensor::zeros(DType::F32, {32, 32, 3, 3});
+  save_safetensors(file, tensors);
+  expect_has(error_of([&] { AutoencoderKL::load(dir); }), "decoder.conv_out.bias");
+  std::filesystem::remove_all(dir);
+}
