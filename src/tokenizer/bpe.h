@@ -3,7 +3,6 @@
 // over a linked list of symbols so a long word costs O(n log n).
 #pragma once
 #include <cstdint>
-#include <list>
 #include <mutex>
 #include <string>
 #include <string_view>

@@ -45,6 +45,7 @@ class Qwen2Tokenizer {
   struct Impl;
 
  private:
+  Qwen2Tokenizer() = default;  // only the factories make one
   std::shared_ptr<const Impl> impl_;
 };
 

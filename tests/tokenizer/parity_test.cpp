@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <ctime>
 #include <nlohmann/json.hpp>
 
 #include "tokenizer/normalizer.h"
@@ -21,9 +22,10 @@ std::string show(const std::string& s) { return json(s).dump(); }
 
 TEST(TokenizerParity, LoadsRealQwen3Tokenizer) {
   const auto t0 = std::chrono::steady_clock::now();
+  const std::clock_t c0 = std::clock();
   const Qwen2Tokenizer t = Qwen2Tokenizer::from_folder(zimage::test::fixture("qwen3_tokenizer"));
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("tokenizer.json load: %.3f s\n", s);
+  std::printf("tokenizer.json load: %.3f s wall, %.3f s CPU\n", s, double(std::clock() - c0) / CLOCKS_PER_SEC);
   EXPECT_EQ(t.vocab_size(), 151669);
   EXPECT_EQ(t.pad_token_id(), 151643);
   EXPECT_EQ(t.eos_token_id(), 151645);
@@ -92,4 +94,18 @@ TEST(TokenizerParity, SkipSpecialTokensDropsOnlySpecialOnes) {
   EXPECT_EQ(qwen3().decode(ids), "<|im_start|>user\nhi<think></think><|im_end|>");
   // <think> and </think> are added tokens but not special.
   EXPECT_EQ(qwen3().decode(ids, true), "user\nhi<think></think>");
+}
+
+TEST(TokenizerParity, UnicodeVersionQuirksMatchTokenizers) {
+  // Expected ids from transformers. tokenizers normalizes with Unicode 9.0 tables (U+1DF6 and
+  // U+08CA/U+08CB are newer: not reordered), splits with Oniguruma's Unicode 15 classes
+  // (U+1D2C2 KAKTOVIK NUMERAL is \p{N}; U+2EBF0 is unassigned there) and its \s is White_Space
+  // (U+180E is not a space).
+  EXPECT_EQ(qwen3().encode("a\xE1\xB7\xB6\xCC\x96 e\xCC\x81"), (std::vector<int32_t>{64, 157, 115, 114, 136, 244, 3958}));
+  EXPECT_EQ(qwen3().encode("x \xE1\xA0\x8E y"), (std::vector<int32_t>{87, 86089, 254, 236, 379}));
+  EXPECT_EQ(qwen3().encode("a \xF0\x9D\x8B\x82 1"), (std::vector<int32_t>{64, 220, 56252, 233, 224, 220, 16}));
+  EXPECT_EQ(qwen3().encode("it'\xC5\xBF"), (std::vector<int32_t>{275, 6, 144815}));
+  EXPECT_EQ(qwen3().encode("\xE0\xA3\x8A\xCC\x96\xE0\xA3\x8B"), (std::vector<int32_t>{156, 96, 232, 136, 244, 156, 96, 233}));
+  EXPECT_EQ(qwen3().encode("\xF0\xAE\xAF\xB0\xF0\xAE\xAF\xB1 z"),
+            (std::vector<int32_t>{172, 106, 107, 108, 172, 106, 107, 109, 1147}));
 }

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <map>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -179,4 +180,25 @@ TEST(TokenizerRobustness, EncodePromptTruncatesRightAndPads) {
     EXPECT_EQ(padded.attention_mask[size_t(i)], 0);
   }
   EXPECT_THROW(qwen3().encode_prompt("x", 0), zimage::Error);
+}
+
+TEST(TokenizerRobustness, ConcurrentEncodesAgree) {
+  // One tokenizer shared by threads (the word cache is shared): results equal the serial ones.
+  std::vector<std::string> texts;
+  for (int i = 0; i < 300; ++i)
+    texts.push_back("prompt " + std::to_string(i) + " with words w" + std::to_string(i % 17) + " \xE6\x97\xA5\xE6\x9C\xAC " +
+                    repeat("ab", size_t(i % 50)));
+  std::vector<std::vector<int32_t>> serial;
+  for (const auto& t : texts) serial.push_back(qwen3().encode(t));
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int th = 0; th < 4; ++th)
+    threads.emplace_back([&, th] {
+      for (int rep = 0; rep < 5; ++rep)
+        for (size_t i = 0; i < texts.size(); ++i)
+          if (qwen3().encode(texts[(i + size_t(th) * 37) % texts.size()]) != serial[(i + size_t(th) * 37) % texts.size()])
+            ++mismatches[size_t(th)];
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
