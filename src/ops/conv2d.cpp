@@ -31,8 +31,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stri
   if (layout == ConvLayout::Auto) layout = ConvLayout::Blocked;
   const cpu::ConvLayout cl = layout == ConvLayout::Plain ? cpu::ConvLayout::Plain : cpu::ConvLayout::Blocked;
   if (w.dtype() == DType::BF16) {
-    Tensor xb = x.to(DType::BF16);
-    cpu::conv2d(s, xb.raw(), w.raw(), DType::BF16, bp, y.f32(), cl);
+    cpu::conv2d(s, x.raw(), w.raw(), DType::BF16, bp, y.f32(), cl);  // x rounded to bf16 by the kernel
   } else {
     Tensor w32 = w.to(DType::F32);
     cpu::conv2d(s, x.raw(), w32.raw(), DType::F32, bp, y.f32(), cl);

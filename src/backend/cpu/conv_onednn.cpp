@@ -1,4 +1,5 @@
 // 2-D convolution through oneDNN's convolution_forward primitive, primitives cached by shape.
+// The input is always f32 NCHW; for bf16 compute the source reorder also converts it.
 // Two layouts: plain NCHW memory handed to the primitive as is, or oneDNN's preferred blocked
 // layout (format_tag::any) with reorders of source, weights and result around the primitive.
 #include <dnnl.hpp>
@@ -45,11 +46,12 @@ Cached& primitive(const ConvShape& s, DType dt, bool has_bias, bool blocked) {
   const dt_t in = dt == DType::BF16 ? dt_t::bf16 : dt_t::f32;
   const int64_t OH = s.out_h(), OW = s.out_w();
   Cached c;
-  c.src_plain = dnnl::memory::desc({s.N, s.C, s.H, s.W}, in, tag::nchw);
+  c.src_plain = dnnl::memory::desc({s.N, s.C, s.H, s.W}, dt_t::f32, tag::nchw);  // the caller's f32 input
   c.wei_plain = dnnl::memory::desc({s.O, s.C, s.kh, s.kw}, in, tag::oihw);
   c.dst_plain = dnnl::memory::desc({s.N, s.O, OH, OW}, dt_t::f32, tag::nchw);
   if (has_bias) c.bias = dnnl::memory::desc({s.O}, dt_t::f32, tag::a);
-  dnnl::memory::desc src_any = blocked ? dnnl::memory::desc({s.N, s.C, s.H, s.W}, in, tag::any) : c.src_plain;
+  // bf16 compute: the reorder converts f32 -> bf16 on the way in (one pass over the input).
+  dnnl::memory::desc src_any = dnnl::memory::desc({s.N, s.C, s.H, s.W}, in, blocked ? tag::any : tag::nchw);
   dnnl::memory::desc wei_any = blocked ? dnnl::memory::desc({s.O, s.C, s.kh, s.kw}, in, tag::any) : c.wei_plain;
   dnnl::memory::desc dst_any = blocked ? dnnl::memory::desc({s.N, s.O, OH, OW}, dt_t::f32, tag::any) : c.dst_plain;
   const dnnl::memory::dims strides{s.sh, s.sw}, pad_l{s.pt, s.pl}, pad_r{s.pb, s.pr};

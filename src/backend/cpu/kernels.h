@@ -20,8 +20,26 @@ void attention_torch_bf16(const float* q, const float* k, const float* v, float*
                           int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
                           const int64_t* key_valid);
 
-// 2-D convolution (cross-correlation as torch's Conv2d), see ops::conv2d. x [N, C, H, W] and
-// w [O, C, kh, kw] of dtype `dt` (F32 or BF16), bias [O] f32 or null, y [N, O, OH, OW] f32.
+// The attention kernels behind the two above: `attention` and `attention_torch_bf16` pick the
+// AVX-512 ones where the CPU has the instructions (AVX-512 F/BW/DQ/VL, plus BF16 for the bf16
+// path) and the plain portable loops otherwise. Same arguments as above.
+void attention_avx512(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
+                      int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
+void attention_generic(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
+                       int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
+void attention_torch_bf16_avx512(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
+                                 int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
+void attention_torch_bf16_generic(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
+                                  int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
+bool cpu_has_avx512();
+bool cpu_has_avx512_bf16();
+// y[i] = exp(x[i]) with the attention kernels' vectorised exp (std::exp without AVX-512).
+void exp_f32(const float* x, float* y, int64_t n);
+void exp_avx512(const float* x, float* y, int64_t n);
+
+// 2-D convolution (cross-correlation as torch's Conv2d), see ops::conv2d. x [N, C, H, W] f32,
+// w [O, C, kh, kw] of dtype `dt` (F32 or BF16: x is rounded to bf16), bias [O] f32 or null,
+// y [N, O, OH, OW] f32.
 struct ConvShape {
   int64_t N, C, H, W, O, kh, kw, sh, sw, pt, pb, pl, pr;
   int64_t out_h() const { return (H + pt + pb - kh) / sh + 1; }
