@@ -1,0 +1,131 @@
+// zimage.cpp public API: ZImagePipeline, mirroring diffusers' names.
+//
+//   auto pipe = zimage::ZImagePipeline::from_pretrained("Tongyi-MAI/Z-Image-Turbo", {.torch_dtype = "bfloat16"});
+//   zimage::CallParams p;
+//   p.prompt = {"a cat"};
+//   p.num_inference_steps = 8;
+//   p.guidance_scale = 0;
+//   p.generator = {42};
+//   auto out = pipe(p);               // out.images[0] is an 8-bit RGB zimage::Image
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "zimage/image.h"
+
+namespace zimage {
+
+// Options of diffusers' DiffusionPipeline.from_pretrained.
+struct PretrainedOptions {
+  std::string torch_dtype = "bfloat16";  // compute dtype of text encoder and transformer: bfloat16, float16, float32
+  std::string vae_dtype = "float32";     // the VAE decodes in fp32 by default (config force_upcast)
+  std::string revision = "main";
+  std::string subfolder;
+  std::string cache_dir;                 // Hugging Face hub cache root
+  bool local_files_only = false;         // downloads are not implemented: always local
+  bool force_download = false;           // error: downloading is not implemented
+  std::string token;                     // accepted for API compatibility (unused offline)
+  bool use_safetensors = true;           // only safetensors weights are supported
+  bool low_cpu_mem_usage = true;         // weights are memory-mapped, never copied when the dtype fits
+  // Release each component when the pipeline is done with it (diffusers' model_cpu_offload_seq
+  // "text_encoder->transformer->vae"): peak memory is one component, components reload per call.
+  bool low_memory = false;
+  std::string device = "cpu";
+  int num_threads = 0;                   // 0 = all cores
+};
+
+enum class OutputType { Image, Array, Latent };  // "pil", "np", "latent"
+OutputType parse_output_type(const std::string& s);
+
+// torch.Generator("cpu").manual_seed(seed). A CUDA (Philox) generator is reserved for later.
+struct Generator {
+  uint64_t seed = 0;
+  std::string device = "cpu";
+};
+
+class ZImagePipeline;
+// callback_on_step_end(pipe, step_index, timestep, latents): may modify latents in place and may
+// call pipe.interrupt() to stop after this step.
+using StepEndCallback = std::function<void(ZImagePipeline&, int, float, Tensor&)>;
+
+// Parameters of ZImagePipeline.__call__ (diffusers' defaults).
+struct CallParams {
+  std::vector<std::string> prompt;              // one prompt or a list
+  std::optional<int> height, width;             // default 1024; multiples of 16
+  int num_inference_steps = 50;
+  std::optional<std::vector<float>> sigmas;     // custom sigmas (then num_inference_steps = size)
+  float guidance_scale = 5.0f;
+  bool cfg_normalization = false;
+  double cfg_truncation = 1.0;
+  std::vector<std::string> negative_prompt;     // empty = "" per prompt (when CFG is on)
+  int num_images_per_prompt = 1;
+  std::vector<Generator> generator;             // empty: random seed; 1: one generator; N: per image
+  std::optional<Tensor> latents;                // [B, 16, H/8, W/8] float32
+  std::optional<std::vector<Tensor>> prompt_embeds;           // per prompt [L_i, cap_dim]
+  std::optional<std::vector<Tensor>> negative_prompt_embeds;
+  OutputType output_type = OutputType::Image;
+  StepEndCallback callback_on_step_end;
+  int max_sequence_length = 512;
+};
+
+struct StageTimes {
+  double text_encoder = 0, denoise = 0, vae = 0, total = 0;
+  std::vector<double> step_seconds;
+};
+
+struct PipelineOutput {
+  std::vector<Image> images;  // OutputType::Image
+  Tensor array;               // OutputType::Array: [B, H, W, 3] float in [0, 1]
+  Tensor latents;             // final latents [B, 16, h, w] (always filled)
+  std::vector<uint64_t> seeds;  // the seed used for each image's generator ("one generator": repeated)
+  StageTimes times;
+  std::vector<std::string> warnings;  // e.g. truncated prompts
+};
+
+// Progress reports for front ends (CLI progress bar).
+struct Progress {
+  std::string stage;  // "text_encoder", "denoise", "vae"
+  int step = 0, num_steps = 0;
+  double seconds = 0;  // time of the last step
+};
+using ProgressFn = std::function<void(const Progress&)>;
+
+// Checks of the call parameters that need no model (the rest is checked after loading).
+void validate_call_params(const CallParams& p);
+// Writes latents (e.g. output_type latent) as a safetensors file with one tensor "latents".
+void save_latents(const std::string& path, const Tensor& latents);
+// `zimage info`: components, configs, dtypes, parameter counts and bytes on disk, as JSON text.
+std::string describe_model(const std::string& path_or_id, const PretrainedOptions& opts = {});
+
+class ZImagePipeline {
+ public:
+  static ZImagePipeline from_pretrained(const std::string& path_or_id, const PretrainedOptions& opts = {});
+  ZImagePipeline(ZImagePipeline&&) noexcept;
+  ZImagePipeline& operator=(ZImagePipeline&&) noexcept;
+  ~ZImagePipeline();
+
+  // "cpu" (or "cuda" in a build with the CUDA backend).
+  ZImagePipeline& to(const std::string& device);
+
+  // diffusers' transformer.set_attention_backend(name): "native" (and its aliases), "flash",
+  // "_flash_3", ... An unknown name, or one this build cannot run, is an error naming it.
+  void set_attention_backend(const std::string& name);
+  std::string attention_backend() const;
+
+  PipelineOutput operator()(const CallParams& params, const ProgressFn& progress = {});
+  void interrupt();  // from a callback: stop after the current step
+
+  const std::string& folder() const;
+
+ private:
+  ZImagePipeline();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace zimage

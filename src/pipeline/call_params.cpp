@@ -1,0 +1,59 @@
+// Validation of ZImagePipeline call parameters, as diffusers raises them (plus the checks that
+// keep bad input from turning into a crash or a huge allocation).
+#include <cmath>
+
+#include "core/error.h"
+#include "pipeline/pipeline_internal.h"
+#include "zimage/pipeline.h"
+
+namespace zimage {
+
+OutputType parse_output_type(const std::string& s) {
+  if (s == "pil" || s == "image") return OutputType::Image;
+  if (s == "np" || s == "array" || s == "pt") return OutputType::Array;
+  if (s == "latent") return OutputType::Latent;
+  fail("[pipeline] unknown output_type '", s, "' (expected pil, np or latent)");
+}
+
+void validate_call_params(const CallParams& p) {
+  const bool have_embeds = p.prompt_embeds.has_value();
+  if (p.prompt.empty() && !have_embeds) fail("[pipeline] no prompt given (pass a prompt or prompt_embeds)");
+  if (!p.prompt.empty() && have_embeds) fail("[pipeline] pass either prompt or prompt_embeds, not both");
+  const int64_t batch = have_embeds ? int64_t(p.prompt_embeds->size()) : int64_t(p.prompt.size());
+  if (batch < 1) fail("[pipeline] prompt_embeds is empty");
+  const int h = p.height.value_or(1024), w = p.width.value_or(1024);
+  if (h <= 0) fail("[pipeline] height must be positive, got ", h);
+  if (w <= 0) fail("[pipeline] width must be positive, got ", w);
+  if (h % 16 != 0) fail("[pipeline] height must be divisible by 16 (got ", h, "); use ", (h + 15) / 16 * 16);
+  if (w % 16 != 0) fail("[pipeline] width must be divisible by 16 (got ", w, "); use ", (w + 15) / 16 * 16);
+  if (h > kMaxSide || w > kMaxSide) fail("[pipeline] ", w, "x", h, " is larger than the supported ", kMaxSide, "x", kMaxSide);
+  if (p.sigmas) {
+    if (p.sigmas->empty()) fail("[pipeline] sigmas is empty");
+    for (float s : *p.sigmas)
+      if (!std::isfinite(s) || s < 0 || s > 1) fail("[pipeline] sigmas must be finite values in [0, 1], got ", s);
+  } else {
+    if (p.num_inference_steps < 1) fail("[pipeline] num_inference_steps must be at least 1, got ", p.num_inference_steps);
+    if (p.num_inference_steps > kMaxSteps) fail("[pipeline] num_inference_steps ", p.num_inference_steps, " exceeds ", kMaxSteps);
+  }
+  if (!std::isfinite(p.guidance_scale)) fail("[pipeline] guidance_scale must be a finite number, got ", p.guidance_scale);
+  if (!std::isfinite(p.cfg_truncation)) fail("[pipeline] cfg_truncation must be a finite number, got ", p.cfg_truncation);
+  if (p.num_images_per_prompt < 1 || p.num_images_per_prompt > kMaxImages)
+    fail("[pipeline] num_images_per_prompt must be in [1, ", kMaxImages, "], got ", p.num_images_per_prompt);
+  if (p.max_sequence_length < 1 || p.max_sequence_length > kMaxSequence)
+    fail("[pipeline] max_sequence_length must be in [1, ", kMaxSequence, "], got ", p.max_sequence_length);
+  if (!p.negative_prompt.empty() && int64_t(p.negative_prompt.size()) != batch && p.negative_prompt.size() != 1)
+    fail("[pipeline] ", p.negative_prompt.size(), " negative prompts for ", batch, " prompts (give one, or one per prompt)");
+  if (p.guidance_scale > 0 && have_embeds && !p.negative_prompt_embeds)
+    fail("[pipeline] when prompt_embeds is given without prompt, negative_prompt_embeds must be given for guidance > 0");
+  if (p.negative_prompt_embeds && int64_t(p.negative_prompt_embeds->size()) != batch)
+    fail("[pipeline] ", p.negative_prompt_embeds->size(), " negative_prompt_embeds for ", batch, " prompts");
+  const int64_t images = batch * p.num_images_per_prompt;
+  if (p.generator.size() > 1 && int64_t(p.generator.size()) != images)
+    fail("[pipeline] ", p.generator.size(), " generators (seeds) for ", images,
+         " images: give one seed, or one per image (prompts x num_images_per_prompt)");
+  for (auto& g : p.generator)
+    if (g.device != "cpu")
+      fail("[pipeline] generator device '", g.device, "': only torch.Generator(\"cpu\") streams are reproduced (CUDA Philox is not implemented yet)");
+}
+
+}  // namespace zimage

@@ -1,0 +1,310 @@
+// ZImagePipeline: the only place the stages meet. Follows diffusers'
+// pipelines/z_image/pipeline_z_image.py (__call__, encode_prompt, prepare_latents).
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <optional>
+
+#include "core/config.h"
+#include "ops/ops.h"
+#include "pipeline/model_folder.h"
+#include "pipeline/pipeline_internal.h"
+#include "random/randn_tensor.h"
+#include "scheduler/flow_match_euler.h"
+#include "text_encoder/qwen3_text_encoder.h"
+#include "tokenizer/tokenizer.h"
+#include "transformer/transformer_z_image.h"
+#include "vae/autoencoder_kl.h"
+#include "image/postprocess.h"
+#include "zimage/pipeline.h"
+
+namespace zimage {
+
+using scheduler::FlowMatchEulerConfig;
+using scheduler::FlowMatchEulerDiscreteScheduler;
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Attention backends by diffusers' names. All run the same flash-style CPU kernel here; names
+// that need a GPU are refused on a CPU pipeline.
+bool cpu_attention_name(const std::string& n) {
+  return n == "native" || n == "_native_math" || n == "_native_flash" || n == "_native_efficient" || n == "default";
+}
+bool known_attention_name(const std::string& n) {
+  return cpu_attention_name(n) || n == "flash" || n == "_flash_3" || n == "flash_varlen" || n == "_flash_varlen_3" ||
+         n == "sage" || n == "xformers" || n == "_native_cudnn" || n == "flex";
+}
+}  // namespace
+
+struct ZImagePipeline::Impl {
+  std::string folder;
+  ModelIndex index;
+  PretrainedOptions opts;
+  DType compute = DType::BF16, vae_compute = DType::F32;
+  std::string attention = "native";
+  std::atomic<bool> interrupted{false};
+
+  // Cheap facts read from the configs at load time (for validation before any weights are used).
+  int64_t vae_scale_factor = 8, in_channels = 16, cap_dim = 0, max_positions = 0;
+  std::optional<FlowMatchEulerConfig> scheduler_cfg;
+
+  std::optional<Qwen2Tokenizer> tokenizer;
+  std::optional<Qwen3TextEncoder> text_encoder;
+  std::optional<ZImageTransformer2DModel> transformer;
+  std::optional<AutoencoderKL> vae;
+
+  Qwen3TextEncoder& te() {
+    if (!text_encoder) text_encoder = Qwen3TextEncoder::load(index.component_dir("text_encoder"), compute);
+    return *text_encoder;
+  }
+  ZImageTransformer2DModel& dit() {
+    if (!transformer) transformer = ZImageTransformer2DModel::load(index.component_dir("transformer"), compute);
+    return *transformer;
+  }
+  AutoencoderKL& autoencoder() {
+    if (!vae) vae = AutoencoderKL::load(index.component_dir("vae"), vae_compute);
+    return *vae;
+  }
+
+  std::vector<Tensor> encode(const std::vector<std::string>& prompts, int max_len, std::vector<std::string>& warnings) {
+    std::vector<Tensor> out;
+    for (auto& p : prompts) {
+      TokenizedPrompt tp = tokenizer->encode_prompt(p, max_len);
+      if (tp.num_dropped > 0)
+        warnings.push_back("prompt truncated to " + std::to_string(max_len) + " tokens: " +
+                           std::to_string(tp.num_dropped) + " tokens dropped");
+      out.push_back(te().encode(tp.input_ids, tp.num_real));
+    }
+    return out;
+  }
+
+  PipelineOutput call(ZImagePipeline& self, const CallParams& p, const ProgressFn& progress);
+};
+
+ZImagePipeline::ZImagePipeline() : impl_(std::make_unique<Impl>()) {}
+ZImagePipeline::ZImagePipeline(ZImagePipeline&&) noexcept = default;
+ZImagePipeline& ZImagePipeline::operator=(ZImagePipeline&&) noexcept = default;
+ZImagePipeline::~ZImagePipeline() = default;
+
+ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, const PretrainedOptions& o) {
+  if (!o.use_safetensors) fail("[from_pretrained] use_safetensors=false: only safetensors weights are supported");
+  ResolveOptions ro;
+  ro.revision = o.revision;
+  ro.subfolder = o.subfolder;
+  ro.cache_dir = o.cache_dir;
+  ro.local_files_only = o.local_files_only;
+  ro.force_download = o.force_download;
+  ro.token = o.token;
+  ZImagePipeline pipe;
+  Impl& m = *pipe.impl_;
+  m.opts = o;
+  m.folder = resolve_model_folder(path_or_id, ro);
+  m.index = read_model_index(m.folder);
+  m.compute = parse_dtype(o.torch_dtype);
+  if (m.compute == DType::F16) m.compute = DType::F32;  // fp16 weights compute in fp32 on the CPU (no fp16 GEMM here)
+  m.vae_compute = parse_dtype(o.vae_dtype) == DType::BF16 ? DType::BF16 : DType::F32;
+  pipe.to(o.device);
+  ops::set_num_threads(o.num_threads);
+
+  auto vae_cfg = JsonConfig::load(m.index.component_dir("vae") + "/config.json");
+  m.vae_scale_factor = int64_t(1) << (vae_cfg.get_int_list("block_out_channels").size() - 1);
+  auto tr_cfg = JsonConfig::load(m.index.component_dir("transformer") + "/config.json");
+  m.in_channels = tr_cfg.get_int("in_channels", 16);
+  m.cap_dim = tr_cfg.get_int("cap_feat_dim");
+  auto te_cfg = JsonConfig::load(m.index.component_dir("text_encoder") + "/config.json");
+  if (te_cfg.get_int("hidden_size") != m.cap_dim)
+    fail("[from_pretrained] text_encoder hidden_size ", te_cfg.get_int("hidden_size"), " != transformer cap_feat_dim ", m.cap_dim);
+  m.max_positions = te_cfg.get_int("max_position_embeddings", 40960);
+  m.scheduler_cfg = FlowMatchEulerConfig::load(m.index.component_dir("scheduler") + "/scheduler_config.json");
+  m.tokenizer = Qwen2Tokenizer::from_folder(m.index.component_dir("tokenizer"));
+  if (!o.low_memory) {  // load once, reuse across calls
+    m.te();
+    m.dit();
+    m.autoencoder();
+  }
+  return pipe;
+}
+
+ZImagePipeline& ZImagePipeline::to(const std::string& device) {
+  if (device == "cpu") {
+    impl_->opts.device = device;
+    return *this;
+  }
+  if (device == "cuda" || device.rfind("cuda:", 0) == 0)
+    fail("[pipeline] device '", device, "': this build has no CUDA backend (configure with -DZIMAGE_CUDA=ON)");
+  fail("[pipeline] unknown device '", device, "' (expected cpu or cuda)");
+}
+
+void ZImagePipeline::set_attention_backend(const std::string& name) {
+  if (!known_attention_name(name)) fail("[transformer] unknown attention backend '", name, "'");
+  if (!cpu_attention_name(name))
+    fail("[transformer] attention backend '", name, "' needs a CUDA device; on the CPU use 'native'");
+  impl_->attention = name;
+}
+std::string ZImagePipeline::attention_backend() const { return impl_->attention; }
+void ZImagePipeline::interrupt() { impl_->interrupted = true; }
+const std::string& ZImagePipeline::folder() const { return impl_->folder; }
+
+PipelineOutput ZImagePipeline::operator()(const CallParams& p, const ProgressFn& progress) {
+  return impl_->call(*this, p, progress);
+}
+
+PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams& p, const ProgressFn& progress) {
+  validate_call_params(p);
+  const auto t_start = Clock::now();
+  PipelineOutput out;
+  const int height = p.height.value_or(1024), width = p.width.value_or(1024);
+  const int64_t vae_scale = vae_scale_factor * 2;
+  if (height % vae_scale != 0) fail("[pipeline] height must be divisible by ", vae_scale, " for this model (got ", height, ")");
+  if (width % vae_scale != 0) fail("[pipeline] width must be divisible by ", vae_scale, " for this model (got ", width, ")");
+  if (p.max_sequence_length > max_positions)
+    fail("[pipeline] max_sequence_length ", p.max_sequence_length, " exceeds the text encoder's ", max_positions, " positions");
+  interrupted = false;
+  const bool do_cfg = p.guidance_scale > 0;
+
+  // 1. Prompts -> caption features.
+  auto t0 = Clock::now();
+  std::vector<Tensor> prompt_embeds, negative_embeds;
+  int64_t batch;
+  if (p.prompt_embeds) {
+    prompt_embeds = *p.prompt_embeds;
+    if (p.negative_prompt_embeds) negative_embeds = *p.negative_prompt_embeds;
+    batch = int64_t(prompt_embeds.size());
+  } else {
+    batch = int64_t(p.prompt.size());
+    prompt_embeds = encode(p.prompt, p.max_sequence_length, out.warnings);
+    if (do_cfg) {
+      std::vector<std::string> neg(size_t(batch), "");
+      if (p.negative_prompt.size() == 1) neg.assign(size_t(batch), p.negative_prompt[0]);
+      else if (!p.negative_prompt.empty()) neg = p.negative_prompt;
+      negative_embeds = encode(neg, p.max_sequence_length, out.warnings);
+    }
+  }
+  for (auto* list : {&prompt_embeds, &negative_embeds})
+    for (auto& e : *list)
+      if (e.ndim() != 2 || e.dim(1) != cap_dim || e.dim(0) < 1)
+        fail("[pipeline] prompt embeddings must be [L, ", cap_dim, "] with L >= 1, got ", shape_str(e.shape()));
+  if (opts.low_memory) text_encoder.reset();
+  out.times.text_encoder = since(t0);
+  if (progress) progress({"text_encoder", 0, 0, out.times.text_encoder});
+
+  // 2. Latents.
+  const int64_t images = batch * p.num_images_per_prompt;
+  const int64_t lh = 2 * (height / vae_scale), lw = 2 * (width / vae_scale);
+  const Shape shape{images, in_channels, lh, lw};
+  Tensor latents;
+  if (p.latents) {
+    if (p.latents->shape() != shape)
+      fail("[pipeline] unexpected latents shape ", shape_str(p.latents->shape()), ", expected ", shape_str(shape));
+    latents = p.latents->to(DType::F32).clone();
+    for (auto& g : p.generator) out.seeds.push_back(g.seed);
+  } else {
+    std::vector<random::TorchGenerator> gens;
+    for (auto& g : p.generator) gens.emplace_back(g.seed);
+    if (gens.empty()) gens.emplace_back(uint64_t(std::chrono::system_clock::now().time_since_epoch().count()));
+    std::vector<random::TorchGenerator*> ptrs;
+    for (auto& g : gens) ptrs.push_back(&g);
+    latents = random::randn_tensor(shape, ptrs);
+    for (int64_t i = 0; i < images; ++i) out.seeds.push_back(gens[gens.size() == 1 ? 0 : size_t(i)].initial_seed());
+  }
+  if (p.num_images_per_prompt > 1) {
+    auto repeat = [&](std::vector<Tensor>& v) {
+      std::vector<Tensor> r;
+      for (auto& e : v)
+        for (int i = 0; i < p.num_images_per_prompt; ++i) r.push_back(e);
+      v = std::move(r);
+    };
+    repeat(prompt_embeds);
+    if (do_cfg) repeat(negative_embeds);
+  }
+
+  // 3. Timesteps.
+  FlowMatchEulerDiscreteScheduler scheduler(*scheduler_cfg);
+  const int64_t image_seq_len = (lh / 2) * (lw / 2);
+  const double mu = scheduler.mu_for_image_seq_len(image_seq_len);
+  std::vector<float> sigmas = p.sigmas ? *p.sigmas : FlowMatchEulerDiscreteScheduler::default_zimage_sigmas(p.num_inference_steps);
+  scheduler.set_timesteps_sigmas(sigmas, mu);
+  const std::vector<float> timesteps = scheduler.timesteps();
+  const int num_steps = int(timesteps.size());
+
+  // 4. Denoising loop.
+  t0 = Clock::now();
+  ZImageTransformer2DModel& model = dit();
+  const int64_t per_image = latents.numel() / images;
+  for (int i = 0; i < num_steps && !interrupted; ++i) {
+    const auto ts = Clock::now();
+    const float t = timesteps[size_t(i)];
+    const float t_norm = FlowMatchEulerDiscreteScheduler::transformer_timestep(t);
+    float guidance = p.guidance_scale;
+    if (do_cfg && p.cfg_truncation <= 1.0 && double(t_norm) > p.cfg_truncation) guidance = 0.f;
+    const bool apply_cfg = do_cfg && guidance > 0;
+
+    std::vector<Tensor> x;
+    for (int64_t b = 0; b < images; ++b) {
+      Tensor xi = latents.slice0(b, b + 1).reshape({in_channels, 1, lh, lw}).clone();  // [C, 1, H, W]
+      if (compute == DType::BF16) ops::round_to_bf16_(xi);  // latents.to(transformer.dtype)
+      x.push_back(xi);
+    }
+    std::vector<Tensor> caps = prompt_embeds;
+    std::vector<float> tv(size_t(images), t_norm);
+    if (apply_cfg) {
+      for (int64_t b = 0; b < images; ++b) x.push_back(x[size_t(b)]);
+      caps.insert(caps.end(), negative_embeds.begin(), negative_embeds.end());
+      tv.resize(size_t(2 * images), t_norm);
+    }
+    std::vector<Tensor> pred = model.forward(x, tv, caps);
+    Tensor noise = Tensor::empty(DType::F32, latents.shape());
+    for (int64_t b = 0; b < images; ++b) {
+      const float* pos = pred[size_t(b)].f32();
+      float* dst = noise.f32() + b * per_image;
+      if (apply_cfg) {
+        const float* neg = pred[size_t(images + b)].f32();
+        for (int64_t k = 0; k < per_image; ++k) dst[k] = pos[k] + guidance * (pos[k] - neg[k]);
+        if (p.cfg_normalization) {
+          double pn = 0, nn = 0;
+          for (int64_t k = 0; k < per_image; ++k) {
+            pn += double(pos[k]) * pos[k];
+            nn += double(dst[k]) * dst[k];
+          }
+          const float ori = float(std::sqrt(pn)), cur = float(std::sqrt(nn));
+          const float max_norm = ori * 1.0f;  // float(cfg_normalization) for True
+          if (cur > max_norm) {
+            const float s = max_norm / cur;
+            for (int64_t k = 0; k < per_image; ++k) dst[k] *= s;
+          }
+        }
+      } else {
+        std::copy(pos, pos + per_image, dst);
+      }
+      for (int64_t k = 0; k < per_image; ++k) dst[k] = -dst[k];
+    }
+    latents = scheduler.step(noise, latents, i);
+    if (p.callback_on_step_end) p.callback_on_step_end(self, i, t, latents);
+    out.times.step_seconds.push_back(since(ts));
+    if (progress) progress({"denoise", i + 1, num_steps, out.times.step_seconds.back()});
+  }
+  if (opts.low_memory) transformer.reset();
+  out.times.denoise = since(t0);
+
+  // 5. Decode.
+  out.latents = latents;
+  if (p.output_type != OutputType::Latent) {
+    t0 = Clock::now();
+    AutoencoderKL& v = autoencoder();
+    Tensor z = v.latents_to_vae_space(latents);
+    Tensor decoded = v.decode(z);
+    if (p.output_type == OutputType::Image) out.images = postprocess(decoded);
+    else out.array = postprocess_float(decoded);
+    if (opts.low_memory) vae.reset();
+    out.times.vae = since(t0);
+    if (progress) progress({"vae", 0, 0, out.times.vae});
+  }
+  out.times.total = since(t_start);
+  return out;
+}
+
+void save_latents(const std::string& path, const Tensor& latents) { save_safetensors(path, {{"latents", latents}}); }
+
+}  // namespace zimage

@@ -1,0 +1,91 @@
+// `zimage generate` reproduces diffusers' images for every tiny-fp32 pipeline fixture.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/safetensors.h"
+#include "util/test_util.h"
+#include "zimage/image.h"
+
+namespace fs = std::filesystem;
+using namespace zimage;
+using json = nlohmann::json;
+
+namespace {
+std::string q(const std::string& s) {
+  std::string r = "'";
+  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return r + "'";
+}
+std::vector<std::string> as_list(const json& v) {
+  if (v.is_null()) return {};
+  if (v.is_string()) return {v.get<std::string>()};
+  return v.get<std::vector<std::string>>();
+}
+}  // namespace
+
+class CliParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CliParity, MatchesDiffusers) {
+  std::ifstream f(test::fixture("ref/tiny-fp32/pipeline_cases.json"));
+  json c;
+  for (auto& e : json::parse(f))
+    if (e["name"] == GetParam()) c = e;
+  ASSERT_FALSE(c.is_null());
+  std::string dir = test::temp_dir("cliparity");
+  std::string cmd = std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32 -m " + q(test::fixture("models/tiny-fp32"));
+  for (auto& p : as_list(c["prompt"])) cmd += " -p " + q(p);
+  for (auto& n : as_list(c["negative_prompt"])) cmd += " -n " + q(n);
+  cmd += " -W " + std::to_string(c["width"].get<int>()) + " -H " + std::to_string(c["height"].get<int>());
+  cmd += " -s " + std::to_string(c["num_inference_steps"].get<int>());
+  cmd += " -g " + c["guidance_scale"].dump() + " --cfg-truncation " + c["cfg_truncation"].dump();
+  if (c["cfg_normalization"].get<bool>()) cmd += " --cfg-normalization";
+  cmd += " --num-images " + std::to_string(c["num_images_per_prompt"].get<int>());
+  std::string seeds;
+  if (c.contains("seeds"))
+    for (auto& s : c["seeds"]) seeds += (seeds.empty() ? "" : ",") + s.dump();
+  else
+    seeds = c["seed"].dump();
+  cmd += " --seed " + seeds + " -o " + q(dir + "/img.png") + " --save-latents " + q(dir + "/lat.safetensors");
+  ASSERT_EQ(std::system((cmd + " > /dev/null").c_str()), 0) << cmd;
+
+  SafeTensorsFile ref(test::fixture("ref/tiny-fp32/" + c["file"].get<std::string>()));
+  SafeTensorsFile lat(dir + "/lat.safetensors");
+  double err = rel_l2(lat.get("latents"), ref.get("latents"));
+  EXPECT_LE(err, 1e-4);
+  auto ref_img = ref.get("image_u8");
+  const int64_t n = ref_img.dim(0), per = ref_img.numel() / n;
+  auto rv = ref_img.to_vector();
+  size_t ok = 0, total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    std::string path = dir + (i == 0 ? "/img.png" : "/img-" + std::to_string(i) + ".png");
+    Image im = read_png(path);
+    ASSERT_EQ(int64_t(im.pixels.size()), per) << path;
+    for (int64_t k = 0; k < per; ++k, ++total) ok += std::fabs(float(im.pixels[size_t(k)]) - rv[size_t(i * per + k)]) <= 1.f;
+    auto meta = read_png_metadata(path);
+    ASSERT_TRUE(meta.count("zimage") && meta.count("parameters")) << path;
+    auto j = json::parse(meta["zimage"]);
+    EXPECT_EQ(j["seed"].get<uint64_t>(), c.contains("seeds") ? c["seeds"][size_t(i)].get<uint64_t>() : c["seed"].get<uint64_t>());
+  }
+  EXPECT_GE(double(ok) / double(total), 0.999);
+  fs::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CliParity,
+                         ::testing::Values("basic", "cfg", "cfg_trunc", "cfg_norm", "multi", "plist", "nonsquare", "seedlist"));
+
+TEST(CliNumbering, ExistingFilesAreNotOverwritten) {
+  std::string dir = test::temp_dir("clinum");
+  test::write_file(dir + "/x.png", "keep");
+  std::string cmd = std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32 -m " + q(test::fixture("models/tiny-fp32")) +
+                    " -p cat -W 32 -H 32 -s 1 --seed 1 --num-images 2 -o " + q(dir + "/x.png") + " > /dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  EXPECT_EQ(test::read_file(dir + "/x.png"), "keep");
+  EXPECT_TRUE(fs::exists(dir + "/x-1.png"));
+  EXPECT_TRUE(fs::exists(dir + "/x-2.png"));
+  fs::remove_all(dir);
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Writes a full-width random-weight Z-Image diffusers folder for benchmarks.
+
+Same shapes as Tongyi-MAI/Z-Image-Turbo (transformer dim 3840, 30 heads, Qwen3-4B-width text
+encoder, Flux VAE) with a configurable number of layers, fixed seeds, saved with
+save_pretrained (sharded safetensors, like the real model).
+
+  python tools/bench/make_model.py --out /tmp/zimage-full --layers 4 --te-layers 4
+"""
+import argparse
+import os
+import shutil
+import sys
+
+import torch
+
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
+from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+@torch.no_grad()
+def randomize(module, seed, std=0.02):
+    g = torch.Generator().manual_seed(seed)
+    for name, p in module.named_parameters():
+        if p.ndim == 1 and ("norm" in name or name.endswith("weight") and "norm" in name):
+            p.copy_(1.0 + 0.05 * torch.randn(p.shape, generator=g, dtype=torch.float32))
+        elif p.ndim == 1:
+            p.copy_(0.02 * torch.randn(p.shape, generator=g, dtype=torch.float32))
+        else:
+            fan_in = p[0].numel()
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * min(std, fan_in ** -0.5))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--layers", type=int, default=30, help="transformer main layers (Z-Image-Turbo: 30)")
+    ap.add_argument("--te-layers", type=int, default=36, help="Qwen3 layers (Qwen3-4B: 36)")
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    args = ap.parse_args()
+    dtype = getattr(torch, args.dtype)
+    torch.set_default_dtype(dtype)
+
+    tok = AutoTokenizer.from_pretrained(os.path.join(ROOT, "tests/fixtures/qwen3_tokenizer"))
+    te = Qwen3Model(Qwen3Config(vocab_size=151936, hidden_size=2560, intermediate_size=9728,
+                                num_hidden_layers=args.te_layers, num_attention_heads=32, num_key_value_heads=8,
+                                head_dim=128, rope_theta=1000000.0, rms_norm_eps=1e-6, max_position_embeddings=40960,
+                                tie_word_embeddings=True, torch_dtype=args.dtype)).to(dtype)
+    randomize(te, 1)
+    tr = ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=3840,
+                                  n_layers=args.layers, n_refiner_layers=2, n_heads=30, n_kv_heads=30, norm_eps=1e-5,
+                                  qk_norm=True, cap_feat_dim=2560, rope_theta=256.0, t_scale=1000.0,
+                                  axes_dims=[32, 48, 48], axes_lens=[1536, 512, 512]).to(dtype)
+    randomize(tr, 2)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512),
+                        layers_per_block=2, latent_channels=16, norm_num_groups=32, scaling_factor=0.3611,
+                        shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False, force_upcast=True,
+                        sample_size=1024).to(dtype)
+    randomize(vae, 3, std=0.05)
+    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False)
+    pipe = ZImagePipeline(scheduler=sched, vae=vae, text_encoder=te, tokenizer=tok, transformer=tr)
+    pipe.save_pretrained(args.out, safe_serialization=True, max_shard_size="5GB")
+    print(f"wrote {args.out}: transformer {sum(p.numel() for p in tr.parameters())/1e9:.2f}B params, "
+          f"text encoder {sum(p.numel() for p in te.parameters())/1e9:.2f}B, vae {sum(p.numel() for p in vae.parameters())/1e6:.1f}M")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+// `zimage generate` and `zimage info`.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+namespace zimage::cli {
+
+struct GenerateArgs {
+  std::string model;
+  std::vector<std::string> prompt;
+  std::vector<std::string> negative_prompt;
+  int width = 1024, height = 1024;
+  int steps = 8;
+  double guidance = 0.0;
+  bool cfg_normalization = false;
+  double cfg_truncation = 1.0;
+  std::vector<uint64_t> seed;
+  int num_images = 1;
+  int max_sequence_length = 512;
+  std::string dtype = "bfloat16";
+  std::string vae_dtype = "float32";
+  std::string device = "cpu";
+  std::string attention = "native";
+  int threads = 0;
+  std::string output = "zimage.png";
+  bool overwrite = false;
+  bool quiet = false;
+  bool low_memory = false;
+  std::string save_latents;
+};
+
+void add_generate_options(CLI::App& app, GenerateArgs& a);
+int run_generate(const GenerateArgs& a);
+int run_info(const std::string& model);
+
+}  // namespace zimage::cli
