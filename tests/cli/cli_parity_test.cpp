@@ -89,3 +89,36 @@ TEST(CliNumbering, ExistingFilesAreNotOverwritten) {
   EXPECT_TRUE(fs::exists(dir + "/x-2.png"));
   fs::remove_all(dir);
 }
+
+TEST(CliFromPng, RegeneratesTheSameImageFromItsMetadata) {
+  std::string dir = test::temp_dir("clipng");
+  std::string base = std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32";
+  std::string first = base + " -m " + q(test::fixture("models/tiny-fp32")) +
+                      " -p " + q("a red fox, 狐狸\nsecond line") + " -W 48 -H 32 -s 3 -g 1.5 -n blurry --seed 77 -o " + q(dir + "/a.png") + " > /dev/null";
+  ASSERT_EQ(std::system(first.c_str()), 0);
+  ASSERT_EQ(std::system((base + " --from-png " + q(dir + "/a.png") + " -o " + q(dir + "/b.png") + " > /dev/null").c_str()), 0);
+  Image a = read_png(dir + "/a.png"), b = read_png(dir + "/b.png");
+  EXPECT_EQ(a.width, 48);
+  EXPECT_EQ(a.height, 32);
+  EXPECT_EQ(a.pixels, b.pixels);
+  auto mb = json::parse(read_png_metadata(dir + "/b.png")["zimage"]);
+  EXPECT_EQ(mb["prompt"], "a red fox, 狐狸\nsecond line");
+  EXPECT_EQ(mb["seed"], 77);
+  // An option given on the command line overrides the PNG's value.
+  ASSERT_EQ(std::system((base + " --from-png " + q(dir + "/a.png") + " --seed 78 -o " + q(dir + "/c.png") + " > /dev/null").c_str()), 0);
+  EXPECT_NE(read_png(dir + "/c.png").pixels, a.pixels);
+  EXPECT_EQ(json::parse(read_png_metadata(dir + "/c.png")["zimage"])["seed"], 78);
+  fs::remove_all(dir);
+}
+
+TEST(CliInfo, DescribesComponents) {
+  std::string dir = test::temp_dir("cliinfo");
+  ASSERT_EQ(std::system((std::string(ZIMAGE_CLI_PATH) + " info " + q(test::fixture("models/tiny-bf16")) + " > " + q(dir + "/info.json")).c_str()), 0);
+  auto j = json::parse(test::read_file(dir + "/info.json"));
+  EXPECT_EQ(j["pipeline"], "ZImagePipeline");
+  EXPECT_EQ(j["components"]["transformer"]["class"], "ZImageTransformer2DModel");
+  EXPECT_EQ(j["components"]["transformer"]["dtype"], "bfloat16");
+  EXPECT_GT(j["components"]["text_encoder"]["parameters"].get<int64_t>(), 151936 * 32);
+  EXPECT_GT(j["total_weight_bytes"].get<int64_t>(), 0);
+  fs::remove_all(dir);
+}

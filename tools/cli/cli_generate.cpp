@@ -18,8 +18,10 @@ namespace zimage::cli {
 namespace fs = std::filesystem;
 
 void add_generate_options(CLI::App& g, GenerateArgs& a) {
-  g.add_option("-m,--model", a.model, "model folder or hub id in the Hugging Face cache")->required();
-  g.add_option("-p,--prompt", a.prompt, "prompt (repeat for a list of prompts)")->required();
+  g.add_option("-m,--model", a.model, "model folder or hub id in the Hugging Face cache (required unless --from-png names one)");
+  g.add_option("-p,--prompt", a.prompt, "prompt (repeat for a list of prompts)");
+  g.add_option("--from-png", a.from_png, "regenerate: take prompt, size, steps, guidance, seed, ... from a zimage PNG's metadata")
+      ->check(CLI::ExistingFile);
   g.add_option("-n,--negative-prompt", a.negative_prompt, "negative prompt (one, or one per prompt); used when guidance > 0");
   g.add_option("-W,--width", a.width, "image width in pixels, a multiple of 16")->capture_default_str();
   g.add_option("-H,--height", a.height, "image height in pixels, a multiple of 16")->capture_default_str();
@@ -43,6 +45,46 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
   // A repeated scalar option takes its last value (as most CLIs do); list options accumulate.
   for (CLI::Option* o : g.get_options())
     if (o->get_items_expected_max() == 1) o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  g.final_callback([&g, &a] {
+    for (CLI::Option* o : g.get_options())
+      if (o->count() > 0) a.given.insert(o->get_name());
+  });
+}
+
+void apply_png_parameters(const std::string& png, GenerateArgs& a) {
+  auto meta = read_png_metadata(png);
+  auto it = meta.find("zimage");
+  if (it == meta.end()) fail("[from-png] ", png, " has no zimage parameters (not written by zimage)");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception& e) {
+    fail("[from-png] ", png, ": zimage parameters are not valid JSON (", e.what(), ")");
+  }
+  auto take = [&](const char* opt, const char* key, auto& field) {
+    if (a.given.count(opt) || !j.contains(key)) return;
+    try {
+      j.at(key).get_to(field);
+    } catch (const nlohmann::json::exception&) {
+      fail("[from-png] ", png, ": parameter '", key, "' has the wrong type: ", j.at(key).dump());
+    }
+  };
+  if (!a.given.count("--prompt") && j.contains("prompt")) a.prompt = {j["prompt"].get<std::string>()};
+  if (!a.given.count("--negative-prompt") && j.contains("negative_prompt")) {
+    std::string n = j["negative_prompt"].get<std::string>();
+    a.negative_prompt = n.empty() ? std::vector<std::string>{} : std::vector<std::string>{n};
+  }
+  if (!a.given.count("--seed") && j.contains("seed")) a.seed = {j["seed"].get<uint64_t>()};
+  take("--width", "width", a.width);
+  take("--height", "height", a.height);
+  take("--steps", "num_inference_steps", a.steps);
+  take("--guidance", "guidance_scale", a.guidance);
+  take("--cfg-normalization", "cfg_normalization", a.cfg_normalization);
+  take("--cfg-truncation", "cfg_truncation", a.cfg_truncation);
+  take("--max-sequence-length", "max_sequence_length", a.max_sequence_length);
+  take("--dtype", "dtype", a.dtype);
+  take("--vae-dtype", "vae_dtype", a.vae_dtype);
+  take("--model", "model", a.model);
 }
 
 namespace {
@@ -90,7 +132,10 @@ class ProgressPrinter {
 
 }  // namespace
 
-int run_generate(const GenerateArgs& a) {
+int run_generate(GenerateArgs a) {
+  if (!a.from_png.empty()) apply_png_parameters(a.from_png, a);
+  if (a.prompt.empty()) fail("[generate] no prompt: give -p/--prompt (or --from-png)");
+  if (a.model.empty()) fail("[generate] no model: give -m/--model");
   check_output_path(a.output);
   if (!a.save_latents.empty()) check_output_path(a.save_latents);
   PretrainedOptions po;

@@ -1,6 +1,7 @@
 // `zimage generate` and `zimage info`.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,10 +29,14 @@ struct GenerateArgs {
   bool quiet = false;
   bool low_memory = false;
   std::string save_latents;
+  std::string from_png;  // take the generation parameters from this PNG's zimage metadata
+  std::set<std::string> given;  // options given on the command line (override --from-png)
 };
 
 void add_generate_options(CLI::App& app, GenerateArgs& a);
-int run_generate(const GenerateArgs& a);
+int run_generate(GenerateArgs a);
+// Fills `a` from a PNG written by zimage (its "zimage" JSON chunk); options in a.given win.
+void apply_png_parameters(const std::string& png, GenerateArgs& a);
 int run_info(const std::string& model);
 
 }  // namespace zimage::cli
