@@ -1,0 +1,647 @@
+#!/usr/bin/env python3
+"""zimage.cpp vs diffusers/transformers on PyTorch CPU, side by side, same weights, one invocation.
+
+  python tools/bench/bench.py --model /work/models/full-l2 --size 512 --steps 2 --dtype bf16 --threads 2
+  python tools/bench/bench.py --model /work/models/full-l2 --text-encoder-only --threads 2
+  python tools/bench/bench.py --model /work/models/full-l2 --vae-only --size 512 1024 --threads 2
+
+Every number is measured in this run: the zimage binaries (CLI + tools/bench helpers) and a
+PyTorch subprocess (--python, a venv with torch/diffusers/transformers) run one after the other
+on the same model folder, dtype, size, steps, seed and thread count. Each process' peak RSS comes
+from the kernel (wait4 ru_maxrss). Results print as a Markdown table and can be written as JSON
+(--json) and Markdown (--markdown). See tools/bench/README.md for what each row means.
+
+This script itself only needs the Python standard library.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+# A ~100-token prompt (after ZImagePipeline's chat template) for the text-encoder benchmark.
+LONG_PROMPT = (
+    "A photorealistic portrait of an elderly fisherman with a weathered face and a thick white beard, "
+    "wearing a yellow raincoat, standing on a wooden pier at dawn. Soft golden light, mist over the harbour, "
+    "seagulls in the background, small boats with peeling paint, shallow depth of field, 85mm lens, "
+    "highly detailed skin texture, cinematic colour grading. Reflections shimmer on the calm water."
+)
+DEFAULT_PROMPT = "A cat holding a sign that says hello world, studio lighting, highly detailed"
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch side: one script, run in the reference venv, prints "BENCH_JSON {...}" on stdout.
+# ---------------------------------------------------------------------------------------------
+TORCH_SCRIPT = r'''
+import json, os, statistics, sys, time, resource
+a = json.loads(sys.argv[1])
+import torch
+torch.set_num_threads(a["threads"])
+DT = {"bf16": torch.bfloat16, "f32": torch.float32}
+out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+clock = time.perf_counter
+
+def rss_gb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+@torch.no_grad()
+def pipeline():
+    import diffusers
+    from diffusers import ZImagePipeline
+    out["diffusers"] = diffusers.__version__
+    t0 = clock()
+    pipe = ZImagePipeline.from_pretrained(a["model"], torch_dtype=DT[a["dtype"]])
+    if a["vae_dtype"] != a["dtype"]:
+        pipe.vae.to(DT[a["vae_dtype"]])
+    pipe.set_progress_bar_config(disable=True)
+    out["load_s"] = clock() - t0
+    marks = {}
+    enc = pipe.encode_prompt
+    def timed_encode(*args, **kw):
+        s = clock()
+        r = enc(*args, **kw)
+        marks["enc_end"] = clock()
+        out["text_encoder_s"] = marks["enc_end"] - s
+        out["prompt_tokens"] = int(r[0][0].shape[0])
+        if r[1]:
+            out["negative_tokens"] = int(r[1][0].shape[0])
+        return r
+    pipe.encode_prompt = timed_encode
+    dec = pipe.vae.decode
+    def timed_decode(*args, **kw):
+        s = clock()
+        r = dec(*args, **kw)
+        out["vae_decode_only_s"] = clock() - s
+        return r
+    pipe.vae.decode = timed_decode
+    step_marks = []
+    def on_step(p, i, t, kw):
+        step_marks.append(clock())
+        return kw
+    g = torch.Generator("cpu").manual_seed(a["seed"])
+    t0 = clock()
+    img = pipe(prompt=a["prompt"], height=a["height"], width=a["width"], num_inference_steps=a["steps"],
+               guidance_scale=a["guidance"], generator=g, callback_on_step_end=on_step).images[0]
+    t_end = clock()
+    out["total_s"] = t_end - t0
+    prev = marks["enc_end"]
+    out["step_s"] = []
+    for m in step_marks:
+        out["step_s"].append(m - prev)
+        prev = m
+    out["vae_s"] = t_end - step_marks[-1]  # unscale + vae.decode + postprocess, as zimage's "vae" stage
+    if a.get("output"):
+        img.save(a["output"])
+
+@torch.no_grad()
+def text_encoder():
+    import transformers
+    from transformers import AutoModel, AutoTokenizer
+    out["transformers"] = transformers.__version__
+    t0 = clock()
+    tok = AutoTokenizer.from_pretrained(os.path.join(a["model"], "tokenizer"))
+    te = AutoModel.from_pretrained(os.path.join(a["model"], "text_encoder"), dtype=DT[a["dtype"]])
+    te.eval()
+    out["load_s"] = clock() - t0
+    secs = []
+    for _ in range(a["reps"]):
+        s = clock()
+        # ZImagePipeline._encode_prompt, line for line.
+        text = tok.apply_chat_template([{"role": "user", "content": a["prompt"]}], tokenize=False,
+                                       add_generation_prompt=True, enable_thinking=True)
+        ti = tok([text], padding="max_length", max_length=a["max_sequence_length"], truncation=True, return_tensors="pt")
+        mask = ti.attention_mask.bool()
+        h = te(input_ids=ti.input_ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2]
+        emb = h[0][mask[0]]
+        secs.append(clock() - s)
+    out["tokens"] = int(emb.shape[0])
+    out["seconds"] = secs
+
+def tokenizer():
+    import transformers
+    from transformers import AutoTokenizer
+    out["transformers"] = transformers.__version__
+    t0 = clock()
+    tok = AutoTokenizer.from_pretrained(os.path.join(a["model"], "tokenizer"))
+    out["load_s"] = clock() - t0
+    with open(a["corpus"], "rb") as f:
+        lines = [l.decode("utf-8", "replace") for l in f.read().split(b"\n") if l]
+    secs, n = [], 0
+    for _ in range(a["reps"]):
+        s = clock()
+        ids = tok(lines, add_special_tokens=False)["input_ids"]
+        secs.append(clock() - s)
+        n = sum(len(x) for x in ids)
+    out.update(lines=len(lines), tokens=n, first_pass_s=secs[0], best_pass_s=min(secs),
+               tokens_per_s=n / min(secs), tokens_per_s_first=n / secs[0])
+    # The Rust core alone (tokenizers.Tokenizer.encode_batch, no Python lists / BatchEncoding).
+    backend = tok.backend_tokenizer
+    secs = []
+    for _ in range(a["reps"]):
+        s = clock()
+        enc = backend.encode_batch(lines, add_special_tokens=False)
+        secs.append(clock() - s)
+    nr = sum(len(e.ids) for e in enc)
+    out["rust"] = dict(tokens=nr, first_pass_s=secs[0], best_pass_s=min(secs), tokens_per_s=nr / min(secs),
+                       tokens_per_s_first=nr / secs[0])
+
+@torch.no_grad()
+def vae():
+    from diffusers import AutoencoderKL
+    t0 = clock()
+    v = AutoencoderKL.from_pretrained(os.path.join(a["model"], "vae"), torch_dtype=DT[a["dtype"]])
+    v.eval()
+    out["load_s"] = clock() - t0
+    s = 2 ** (len(v.config.block_out_channels) - 1)
+    g = torch.Generator("cpu").manual_seed(0)
+    z = torch.randn(1, v.config.latent_channels, a["height"] // s, a["width"] // s, generator=g).to(DT[a["dtype"]])
+    secs = []
+    for _ in range(a["reps"]):
+        t = clock()
+        img = v.decode(z, return_dict=False)[0]
+        secs.append(clock() - t)
+    assert img.shape[-2:] == (a["height"], a["width"]), img.shape
+    out["seconds"] = secs
+
+{"pipeline": pipeline, "text_encoder": text_encoder, "tokenizer": tokenizer, "vae": vae}[a["mode"]]()
+out["peak_rss_gb_self"] = rss_gb()
+print("BENCH_JSON " + json.dumps(out), flush=True)
+'''
+
+
+# ---------------------------------------------------------------------------------------------
+# Running processes with peak RSS.
+# ---------------------------------------------------------------------------------------------
+class RunResult:
+    def __init__(self, rc, stdout, stderr, wall_s, peak_rss_gb):
+        self.rc, self.stdout, self.stderr, self.wall_s, self.peak_rss_gb = rc, stdout, stderr, wall_s, peak_rss_gb
+
+
+def run_measured(cmd, env=None, label=""):
+    """Runs cmd; returns its output, wall time and peak RSS (ru_maxrss of the child via wait4)."""
+    print(f"[bench] {label}: {' '.join(cmd) if len(' '.join(cmd)) < 300 else cmd[0] + ' ...'}", file=sys.stderr, flush=True)
+    with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        fo.seek(0)
+        fe.seek(0)
+        res = RunResult(p.returncode, fo.read().decode("utf-8", "replace"), fe.read().decode("utf-8", "replace"), wall,
+                        ru.ru_maxrss / 1024**2)  # KiB -> GiB
+    if res.rc != 0:
+        raise SystemExit(f"[bench] {label} failed (exit {res.rc}):\n{res.stderr[-4000:]}\n{res.stdout[-2000:]}")
+    print(f"[bench] {label}: done in {wall:.1f} s, peak RSS {res.peak_rss_gb:.2f} GB", file=sys.stderr, flush=True)
+    return res
+
+
+def last_json(text, prefix=""):
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if prefix:
+            if line.startswith(prefix):
+                return json.loads(line[len(prefix):])
+        elif line.startswith("{"):
+            return json.loads(line)
+    raise SystemExit(f"[bench] no JSON result in output:\n{text[-3000:]}")
+
+
+def torch_env(threads):
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), RAYON_NUM_THREADS=str(max(threads, 1)),
+               TOKENIZERS_PARALLELISM="true", TRANSFORMERS_VERBOSITY="error", DIFFUSERS_VERBOSITY="error",
+               HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+    return env
+
+
+def zimage_env(threads):
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run_torch(args, mode, **kw):
+    payload = dict(mode=mode, model=os.path.abspath(args.model), threads=args.threads, **kw)
+    cmd = [args.python, "-c", TORCH_SCRIPT, json.dumps(payload)]
+    r = run_measured(cmd, env=torch_env(args.threads), label=f"pytorch {mode} {kw.get('dtype', '')}".strip())
+    d = last_json(r.stdout, "BENCH_JSON ")
+    d["peak_rss_gb"] = r.peak_rss_gb
+    d["wall_s"] = r.wall_s
+    return d
+
+
+def steady(step_s):
+    """Steady-state seconds per step: median of the steps after the first (the first alone if only one)."""
+    return statistics.median(step_s[1:]) if len(step_s) > 1 else step_s[0]
+
+
+def ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Analytic transformer FLOPs.
+# ---------------------------------------------------------------------------------------------
+SEQ_MULTI_OF = 32  # diffusers transformer_z_image.SEQ_MULTI_OF: caption and image tokens are padded to it
+
+
+def pad32(n):
+    return n + (-n) % SEQ_MULTI_OF
+
+
+def transformer_flops_per_step(cfg, width, height, vae_scale, cap_tokens_list):
+    """FLOPs of one ZImageTransformer2DModel forward (all items of the batch: one per caption).
+
+    linear: 2 * tokens * in * out; attention: 4 * S^2 * head_dim * heads per block (QK^T and PV).
+    Token counts as the model pads them (multiples of 32). Elementwise ops and norms are ignored.
+    """
+    dim, n_heads = cfg["dim"], cfg["n_heads"]
+    head_dim = dim // n_heads
+    kv_dim = cfg.get("n_kv_heads", n_heads) * head_dim
+    ffn = int(dim / 3 * 8)
+    p = cfg["all_patch_size"][0]
+    fp = cfg["all_f_patch_size"][0]
+    cin = cfg["in_channels"]
+    adaln = min(dim, 256)
+    lh, lw = 2 * (height // (vae_scale * 2)), 2 * (width // (vae_scale * 2))  # latent size, as prepare_latents
+    img = pad32((lh // p) * (lw // p))
+
+    def block(t, modulation):
+        f = 2 * t * dim * dim * 2 + 2 * t * dim * kv_dim * 2  # to_q, to_out; to_k, to_v
+        f += 2 * t * dim * ffn * 3  # w1, w3, w2
+        f += 4 * t * t * head_dim * n_heads  # scores and weighted sum
+        if modulation:
+            f += 2 * adaln * 4 * dim  # adaLN_modulation on the timestep embedding
+        return f
+
+    total = 0
+    for cap_real in cap_tokens_list:
+        cap = pad32(cap_real)
+        f = 2 * img * (fp * p * p * cin) * dim  # x_embedder
+        f += 2 * cap * cfg["cap_feat_dim"] * dim  # cap_embedder
+        f += 2 * (256 * 1024 + 1024 * adaln)  # t_embedder (frequency 256 -> mid 1024 -> 256)
+        f += cfg["n_refiner_layers"] * (block(img, True) + block(cap, False))  # noise / context refiners
+        f += cfg["n_layers"] * block(img + cap, True)  # main layers on [image | caption]
+        f += 2 * adaln * dim + 2 * img * dim * (p * p * fp * cin)  # final layer
+        total += f
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# zimage side.
+# ---------------------------------------------------------------------------------------------
+TIME_RE = re.compile(r"time: load ([\d.]+) s, text encoder ([\d.]+) s, denoise ([\d.]+) s \(([\d.]+) s/step\), "
+                     r"vae ([\d.]+) s, total ([\d.]+) s")
+STEP_RE = re.compile(r"denoise step (\d+)/(\d+): ([\d.]+) s")
+
+
+def tool(args, name):
+    path = os.path.join(args.build_dir, "tools", "bench", name)
+    if not os.path.exists(path):
+        raise SystemExit(f"[bench] {path} not found: build it (ninja -C {args.build_dir} {name})")
+    return path
+
+
+def run_zimage_cli(args, width, height, dtype, vae_dtype, low_memory, outdir):
+    names = {"bf16": "bfloat16", "f32": "float32"}
+    out_png = os.path.join(outdir, f"zimage_{width}x{height}_{dtype}{'_lowmem' if low_memory else ''}.png")
+    cmd = [args.zimage_bin, "generate", "-m", args.model, "-p", args.prompt, "-W", str(width), "-H", str(height),
+           "-s", str(args.steps), "-g", str(args.guidance), "--seed", str(args.seed), "--dtype", names[dtype],
+           "--vae-dtype", names[vae_dtype], "-t", str(args.threads), "-o", out_png, "--overwrite"]
+    if low_memory:
+        cmd.append("--low-memory")
+    r = run_measured(cmd, env=zimage_env(args.threads), label=f"zimage generate{' --low-memory' if low_memory else ''}")
+    m = TIME_RE.search(r.stderr)
+    if not m:
+        raise SystemExit(f"[bench] no 'time:' line in zimage's stderr:\n{r.stderr[-3000:]}")
+    load, te, den, _, vae, total = map(float, m.groups())
+    steps = [float(s.group(3)) for s in STEP_RE.finditer(r.stderr)]
+    if len(steps) != args.steps:
+        raise SystemExit(f"[bench] expected {args.steps} 'denoise step' lines, got {len(steps)}:\n{r.stderr[-3000:]}")
+    return dict(load_s=load, text_encoder_s=te, denoise_s=den, step_s=steps, vae_s=vae, total_s=total - load,
+                peak_rss_gb=r.peak_rss_gb, wall_s=r.wall_s, output=out_png)
+
+
+def prompt_tokens(args, prompt):
+    r = run_measured([tool(args, "bench_tokenizer"), os.path.join(args.model, "tokenizer"), "--prompt-tokens", prompt],
+                     label="zimage prompt token count")
+    return last_json(r.stdout)["prompt_tokens"]
+
+
+def run_gemm(args):
+    cmd = [tool(args, "bench_gemm"), "--json", "--threads", str(args.threads), "--min-seconds", str(args.gemm_seconds)]
+    r = run_measured(cmd, env=zimage_env(args.threads), label="zimage bench_gemm")
+    return json.loads(r.stdout)["results"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables.
+# ---------------------------------------------------------------------------------------------
+def fmt(v, digits=3):
+    if v is None:
+        return "–"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.{digits}f}" if abs(v) < 1 else f"{v:.2f}"
+
+
+def md_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt(c) for c in r) + " |")
+    return "\n".join(lines)
+
+
+def x_ratio(v):
+    return None if v is None else f"{v:.2f}x"
+
+
+def environment(args):
+    def git(*a):
+        try:
+            return subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return ""
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return dict(commit=git("rev-parse", "--short=12", "HEAD") + ("-dirty" if dirty else ""),
+                date=datetime.datetime.now().isoformat(timespec="seconds"), cpu=cpu, cores=os.cpu_count(),
+                threads=args.threads, loadavg_start=os.getloadavg()[0], host=platform.node())
+
+
+def env_line(env):
+    return (f"commit {env['commit']}, {env['cpu']} ({env['cores']} cores), {env['threads']} threads, "
+            f"load average {env['loadavg_start']:.1f} at start / {env.get('loadavg_end', float('nan')):.1f} at end, {env['date']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmarks.
+# ---------------------------------------------------------------------------------------------
+def bench_pipeline(args, report, md):
+    cfg = json.load(open(os.path.join(args.model, "transformer", "config.json")))
+    vcfg = json.load(open(os.path.join(args.model, "vae", "config.json")))
+    vae_scale = 2 ** (len(vcfg["block_out_channels"]) - 1)
+    gemm = None if args.skip_gemm or args.skip_zimage else run_gemm(args)
+    report["gemm"] = gemm
+    outdir = args.out_dir or tempfile.mkdtemp(prefix="zimage-bench-")
+    os.makedirs(outdir, exist_ok=True)
+    if gemm:
+        md.append("GEMM (zimage ops::linear, GFLOP/s median):\n\n" + md_table(
+            ["dtype", "M", "K", "N", "ms", "GFLOP/s"],
+            [[g["dtype"], str(g["M"]), str(g["K"]), str(g["N"]), g["ms_median"], g["gflops_median"]] for g in gemm]))
+    for dtype in args.dtype:
+        vae_dtype = args.vae_dtype or dtype
+        for (w, h) in args.sizes:
+            key = f"{w}x{h}_{dtype}"
+            res = dict(width=w, height=h, dtype=dtype, vae_dtype=vae_dtype, steps=args.steps, guidance=args.guidance,
+                       seed=args.seed, prompt=args.prompt)
+            if not args.skip_zimage:
+                res["zimage"] = run_zimage_cli(args, w, h, dtype, vae_dtype, False, outdir)
+                if args.low_memory:
+                    res["zimage_low_memory"] = run_zimage_cli(args, w, h, dtype, vae_dtype, True, outdir)
+            if not args.skip_torch:
+                res["pytorch"] = run_torch(args, "pipeline", dtype=dtype, vae_dtype=vae_dtype, width=w, height=h,
+                                           steps=args.steps, guidance=args.guidance, seed=args.seed, prompt=args.prompt,
+                                           output=os.path.join(outdir, f"pytorch_{w}x{h}_{dtype}.png"))
+            # FLOPs of one step: caption token counts from zimage's tokenizer (or PyTorch's run).
+            if not args.skip_zimage:
+                caps = [prompt_tokens(args, args.prompt)] + ([prompt_tokens(args, "")] if args.guidance > 0 else [])
+            else:
+                caps = [res["pytorch"]["prompt_tokens"]] + ([res["pytorch"]["negative_tokens"]] if args.guidance > 0 else [])
+            flops = transformer_flops_per_step(cfg, w, h, vae_scale, caps)
+            res["caption_tokens"] = caps
+            res["step_gflop"] = flops / 1e9
+            peak = max((g["gflops_median"] for g in gemm if g["dtype"] == dtype), default=None) if gemm else None
+            res["gemm_peak_gflops"] = peak
+            cols = [c for c in ("zimage", "zimage_low_memory", "pytorch") if c in res]
+            for c in cols:
+                r = res[c]
+                r["steady_step_s"] = steady(r["step_s"])
+                r["first_step_s"] = r["step_s"][0]
+                r["step_gflops"] = flops / r["steady_step_s"] / 1e9
+                r["pct_of_gemm_peak"] = 100 * r["step_gflops"] / peak if peak else None
+            report["pipeline"][key] = res
+            names = {"zimage": "zimage", "zimage_low_memory": "zimage --low-memory", "pytorch": "PyTorch"}
+            header = ["", *[names[c] for c in cols]]
+            z, t = res.get("zimage"), res.get("pytorch")
+            if z and t:
+                header.append("zimage / PyTorch")
+            rows = []
+            for label, k in [("load s", "load_s"), ("text encoding s", "text_encoder_s"),
+                             ("first denoising step s", "first_step_s"), ("s / denoising step (steady)", "steady_step_s"),
+                             ("VAE decode s", "vae_s"), ("end-to-end s (excl. load)", "total_s"),
+                             ("peak RSS GB", "peak_rss_gb"), ("step GFLOP/s", "step_gflops"),
+                             ("% of bf16 GEMM peak" if dtype == "bf16" else "% of f32 GEMM peak", "pct_of_gemm_peak")]:
+                row = [label] + [res[c].get(k) for c in cols]
+                if z and t:
+                    row.append(x_ratio(ratio(z.get(k), t.get(k))) if k != "pct_of_gemm_peak" else None)
+                rows.append(row)
+            title = (f"{w}x{h}, {dtype} (VAE {vae_dtype}), {args.steps} steps, guidance {args.guidance}, seed {args.seed}, "
+                     f"caption tokens {caps}, transformer {cfg['n_layers']}+{cfg['n_refiner_layers']}+{cfg['n_refiner_layers']} "
+                     f"layers dim {cfg['dim']}: {flops / 1e9:.0f} GFLOP/step"
+                     + (f"; {dtype} GEMM peak {peak:.0f} GFLOP/s" if peak else ""))
+            md.append(f"{title}\n\n" + md_table(header, rows))
+
+
+def default_corpus(path):
+    """License texts + diffusers' Python sources (sorted, deterministic), about 4 MB."""
+    parts, size = [], 0
+    lic = "/usr/share/common-licenses"
+    srcs = []
+    if os.path.isdir(lic):
+        srcs += [os.path.join(lic, f) for f in sorted(os.listdir(lic))]
+    try:
+        out = subprocess.run([ARGS.python, "-c", "import diffusers, os; print(os.path.dirname(diffusers.__file__))"],
+                             capture_output=True, text=True, env=torch_env(1)).stdout.strip()
+        for d, _, fs in sorted(os.walk(out)):
+            srcs += [os.path.join(d, f) for f in sorted(fs) if f.endswith(".py")]
+    except OSError:
+        pass
+    for s in srcs:
+        if not os.path.isfile(s) or os.path.islink(s):
+            continue
+        b = open(s, "rb").read()
+        parts.append(b)
+        size += len(b)
+        if size > 4 << 20:
+            break
+    with open(path, "wb") as f:
+        f.write(b"\n".join(parts))
+    return path
+
+
+def bench_text_encoder(args, report, md):
+    rows = []
+    corpus = args.corpus or default_corpus(os.path.join(tempfile.mkdtemp(prefix="zimage-bench-"), "corpus.txt"))
+    tk = {}
+    if not args.skip_zimage:
+        r = run_measured([tool(args, "bench_tokenizer"), os.path.join(args.model, "tokenizer"), "--corpus", corpus,
+                          "--threads", str(args.threads), "--reps", "3"], env=zimage_env(args.threads),
+                         label="zimage bench_tokenizer")
+        tk["zimage"] = last_json(r.stdout)
+    if not args.skip_torch:
+        tk["pytorch"] = run_torch(args, "tokenizer", corpus=corpus, reps=3)
+    report["tokenizer"] = dict(corpus=corpus, **tk)
+    z, t = tk.get("zimage"), tk.get("pytorch")
+    if z and t and not z["tokens"] == t["tokens"] == t["rust"]["tokens"]:
+        print(f"[bench] WARNING: token counts differ: zimage {z['tokens']}, transformers {t['tokens']}, "
+              f"tokenizers {t['rust']['tokens']}", file=sys.stderr)
+    rs = t and t["rust"]
+    for label, k in [("tokens", "tokens"), ("tokens/s (first pass)", "tokens_per_s_first"),
+                     ("tokens/s (best of 3)", "tokens_per_s")]:
+        rows.append([label, z and z[k], t and t[k], rs and rs[k],
+                     x_ratio(ratio(z and z[k], t and t[k])) if k != "tokens" else None,
+                     x_ratio(ratio(z and z[k], rs and rs[k])) if k != "tokens" else None])
+    size = os.path.getsize(corpus)
+    md.append(f"Tokenizer: {size / 1e6:.1f} MB corpus, one text per non-empty line, {args.threads} threads "
+              f"(zimage: OpenMP over lines; transformers: `tokenizer(lines)` batch call; tokenizers: the Rust "
+              f"`backend_tokenizer.encode_batch`; both with RAYON_NUM_THREADS={args.threads})\n\n"
+              + md_table(["", "zimage", "transformers", "tokenizers (Rust)", "zimage / transformers",
+                          "zimage / tokenizers"], rows))
+    for dtype in args.dtype:
+        te = {}
+        if not args.skip_zimage:
+            r = run_measured([tool(args, "bench_text_encoder"), args.model, "--prompt", args.te_prompt, "--dtype", dtype,
+                              "--threads", str(args.threads), "--reps", str(args.reps)], env=zimage_env(args.threads),
+                             label=f"zimage bench_text_encoder {dtype}")
+            te["zimage"] = dict(last_json(r.stdout), peak_rss_gb=r.peak_rss_gb)
+        if not args.skip_torch:
+            te["pytorch"] = run_torch(args, "text_encoder", dtype=dtype, prompt=args.te_prompt, reps=args.reps,
+                                      max_sequence_length=512)
+        for v in te.values():
+            v["steady_s"] = steady(v["seconds"])
+            v["first_s"] = v["seconds"][0]
+        report["text_encoder"][dtype] = te
+        z, t = te.get("zimage"), te.get("pytorch")
+        rows = []
+        for label, k in [("load s", "load_s"), ("first call s", "first_s"), ("encode s (median after first)", "steady_s"),
+                         ("peak RSS GB", "peak_rss_gb")]:
+            rows.append([label, z and z[k], t and t[k], x_ratio(ratio(z and z[k], t and t[k]))])
+        tokens = (z or t)["tokens"]
+        layers = json.load(open(os.path.join(args.model, "text_encoder", "config.json")))["num_hidden_layers"]
+        md.append(f"Text encoder ({layers} layers in the folder), {dtype}, prompt of {tokens} tokens after the chat template "
+                  f"(transformers pads to 512 as the pipeline does), {args.reps} calls\n\n"
+                  + md_table(["", "zimage", "transformers", "zimage / transformers"], rows))
+
+
+def bench_vae(args, report, md):
+    dtypes = args.dtype
+    for dtype in dtypes:
+        for (w, h) in args.sizes:
+            res = {}
+            if not args.skip_zimage:
+                r = run_measured([tool(args, "bench_vae"), os.path.join(args.model, "vae"), "--width", str(w), "--height",
+                                  str(h), "--dtype", dtype, "--threads", str(args.threads), "--reps", str(args.reps),
+                                  "--tiling", "off"], env=zimage_env(args.threads), label=f"zimage bench_vae {w}x{h} {dtype}")
+                res["zimage"] = dict(last_json(r.stdout), peak_rss_gb=r.peak_rss_gb)
+            if not args.skip_torch:
+                res["pytorch"] = run_torch(args, "vae", dtype=dtype, width=w, height=h, reps=args.reps)
+            for v in res.values():
+                v["steady_s"] = steady(v["seconds"])
+                v["first_s"] = v["seconds"][0]
+            report["vae"][f"{w}x{h}_{dtype}"] = res
+            z, t = res.get("zimage"), res.get("pytorch")
+            rows = []
+            for label, k in [("load s", "load_s"), ("first decode s", "first_s"), ("decode s (median after first)", "steady_s"),
+                             ("peak RSS GB", "peak_rss_gb")]:
+                rows.append([label, z and z[k], t and t[k], x_ratio(ratio(z and z[k], t and t[k]))])
+            md.append(f"VAE decode {w}x{h}, {dtype}, untiled, {args.reps} decodes\n\n"
+                      + md_table(["", "zimage", "diffusers", "zimage / diffusers"], rows))
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="diffusers Z-Image folder (tools/bench/make_model.py writes one)")
+    ap.add_argument("--size", type=int, nargs="+", help="square image size(s) (default 512)")
+    ap.add_argument("--width", type=int)
+    ap.add_argument("--height", type=int)
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--guidance", type=float, default=0.0, help="guidance scale (Turbo: 0 = no CFG)")
+    ap.add_argument("--dtype", nargs="+", choices=["bf16", "f32"],
+                    help="compute dtype(s) (default bf16; --vae-only: f32 bf16)")
+    ap.add_argument("--vae-dtype", choices=["bf16", "f32"], help="pipeline VAE dtype (default: --dtype, as "
+                    "ZImagePipeline.from_pretrained(torch_dtype=...) runs it)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--prompt", default=DEFAULT_PROMPT)
+    ap.add_argument("--te-prompt", default=LONG_PROMPT, help="prompt of --text-encoder-only (~100 tokens)")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of --text-encoder-only / --vae-only calls")
+    ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--skip-zimage", action="store_true")
+    ap.add_argument("--skip-gemm", action="store_true", help="do not run bench_gemm (no %% of peak)")
+    ap.add_argument("--gemm-seconds", type=float, default=1.0, help="minimum seconds per GEMM shape")
+    ap.add_argument("--low-memory", action="store_true", help="also run zimage with --low-memory (extra column)")
+    ap.add_argument("--text-encoder-only", action="store_true", help="tokenizer throughput + text encoder time")
+    ap.add_argument("--vae-only", action="store_true", help="VAE decode time on random latents")
+    ap.add_argument("--corpus", help="tokenizer corpus (default: license texts + diffusers sources, ~4 MB)")
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"), help="CMake build folder with the binaries")
+    ap.add_argument("--zimage-bin", help="zimage CLI (default BUILD_DIR/zimage)")
+    ap.add_argument("--python", default="/work/venv-ref/bin/python", help="python with torch + diffusers + transformers")
+    ap.add_argument("--out-dir", help="folder for the generated images (default: a temp folder)")
+    ap.add_argument("--json", help="write all results here")
+    ap.add_argument("--markdown", help="write the tables here")
+    args = ap.parse_args(argv)
+    if args.text_encoder_only and args.vae_only:
+        ap.error("--text-encoder-only and --vae-only are separate runs")
+    if args.size and (args.width or args.height):
+        ap.error("give --size or --width/--height")
+    if args.width or args.height:
+        args.sizes = [(args.width or args.height, args.height or args.width)]
+    else:
+        args.sizes = [(s, s) for s in (args.size or [512])]
+    if not args.dtype:
+        args.dtype = ["f32", "bf16"] if args.vae_only else ["bf16"]
+    args.zimage_bin = args.zimage_bin or os.path.join(args.build_dir, "zimage")
+    if args.steps < 1 or args.threads < 1:
+        ap.error("--steps and --threads must be >= 1")
+    if not os.path.isdir(args.model):
+        ap.error(f"--model {args.model} is not a folder")
+    if not args.skip_zimage and not args.text_encoder_only and not args.vae_only and not os.path.exists(args.zimage_bin):
+        ap.error(f"{args.zimage_bin} not found: build it (ninja -C {args.build_dir} zimage_cli) or pass --zimage-bin")
+    return args
+
+
+ARGS = None
+
+
+def main(argv=None):
+    global ARGS
+    args = ARGS = parse_args(sys.argv[1:] if argv is None else argv)
+    env = environment(args)
+    report = dict(environment=env, model=os.path.abspath(args.model), pipeline={}, text_encoder={}, vae={})
+    md = []
+    mode = "text_encoder" if args.text_encoder_only else "vae" if args.vae_only else "pipeline"
+    {"pipeline": bench_pipeline, "text_encoder": bench_text_encoder, "vae": bench_vae}[mode](args, report, md)
+    env["loadavg_end"] = os.getloadavg()[0]
+    text = f"zimage.cpp vs PyTorch CPU on {args.model}: {env_line(env)}\n\n" + "\n\n".join(md) + "\n"
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
