@@ -1,9 +1,15 @@
 // Flash-style attention on the CPU: query blocks × key blocks with an online softmax, so the
-// working memory is O(block × head_dim) per thread, never O(S²).
+// working memory is O(block × head_dim) per thread, never O(S²). The AVX-512 kernel
+// (attention_f32_avx512.cpp) runs where the CPU has AVX-512; the plain loops below are the
+// portable fallback (and the benchmark's baseline).
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
+
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "backend/cpu/kernels.h"
 
@@ -21,9 +27,49 @@ inline float dot(const float* a, const float* b, int64_t n) {
 }
 }  // namespace
 
-void attention(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq,
-               int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
-               const int64_t* key_valid) {
+bool cpu_has_avx512() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  return ok;
+}
+
+bool cpu_has_avx512_bf16() {
+  static const bool ok = cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+  return ok;
+}
+
+bool cpu_has_amx_bf16() {
+  static const bool ok = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!cpu_has_avx512_bf16() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool amx_bf16 = (d >> 22) & 1u, amx_tile = (d >> 24) & 1u;
+    if (!amx_bf16 || !amx_tile) return false;
+    // Linux hands out the 8 KiB tile state only on request (arch_prctl ARCH_REQ_XCOMP_PERM for
+    // XFEATURE_XTILEDATA); the permission is process-wide.
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return ok;
+}
+
+void attention(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
+               int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid) {
+  if (cpu_has_avx512())
+    attention_avx512(q, k, v, out, B, Sq, Sk, Hq, Hkv, D, scale, causal, key_valid);
+  else
+    attention_generic(q, k, v, out, B, Sq, Sk, Hq, Hkv, D, scale, causal, key_valid);
+}
+
+void exp_f32(const float* x, float* y, int64_t n) {
+  if (cpu_has_avx512())
+    exp_avx512(x, y, n);
+  else
+    for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
+}
+
+void attention_generic(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq,
+                       int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
+                       const int64_t* key_valid) {
   const int64_t group = Hq / Hkv;
   const int64_t nqb = (Sq + kQB - 1) / kQB;
   const int64_t causal_off = Sk - Sq;

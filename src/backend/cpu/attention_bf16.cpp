@@ -2,6 +2,8 @@
 // (aten/src/ATen/native/cpu/FlashAttentionKernel.cpp): keys in blocks of 512, f32 scores
 // scaled after the dot product, exp(score - running max) summed in f32 but stored as bf16 before
 // the product with V (f32 accumulation), output = acc * (1 / sum) rounded to bf16.
+// The AMX / AVX-512 BF16 kernel (attention_bf16_avx512.cpp) runs where the CPU has them; the plain
+// loops below are the portable fallback (and the benchmark's baseline).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -26,6 +28,15 @@ inline float dot(const float* a, const float* b, int64_t n) {
 void attention_torch_bf16(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq,
                           int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
                           const int64_t* key_valid) {
+  if (cpu_has_avx512_bf16())
+    attention_torch_bf16_avx512(q, k, v, out, B, Sq, Sk, Hq, Hkv, D, scale, causal, key_valid, cpu_has_amx_bf16());
+  else
+    attention_torch_bf16_generic(q, k, v, out, B, Sq, Sk, Hq, Hkv, D, scale, causal, key_valid);
+}
+
+void attention_torch_bf16_generic(const float* q, const float* k, const float* v, float* out, int64_t B,
+                                  int64_t Sq, int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale,
+                                  bool causal, const int64_t* key_valid) {
   const int64_t group = Hq / Hkv;
   const int64_t nqb = (Sq + kQB - 1) / kQB;
   const int64_t causal_off = Sk - Sq;

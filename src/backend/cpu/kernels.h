@@ -22,17 +22,21 @@ void attention_torch_bf16(const float* q, const float* k, const float* v, float*
 
 // The attention kernels behind the two above: `attention` and `attention_torch_bf16` pick the
 // AVX-512 ones where the CPU has the instructions (AVX-512 F/BW/DQ/VL, plus BF16 for the bf16
-// path) and the plain portable loops otherwise. Same arguments as above.
+// path, with AMX tiles where available) and the plain portable loops otherwise.
 void attention_avx512(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
                       int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
 void attention_generic(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
                        int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
+// amx: products on AMX tiles (needs cpu_has_amx_bf16()), else AVX-512 BF16 dot products.
 void attention_torch_bf16_avx512(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
-                                 int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
+                                 int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid,
+                                 bool amx);
 void attention_torch_bf16_generic(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
                                   int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
 bool cpu_has_avx512();
 bool cpu_has_avx512_bf16();
+// AMX-BF16 present and the OS grants this process the tile state (asked for once, on first call).
+bool cpu_has_amx_bf16();
 // y[i] = exp(x[i]) with the attention kernels' vectorised exp (std::exp without AVX-512).
 void exp_f32(const float* x, float* y, int64_t n);
 void exp_avx512(const float* x, float* y, int64_t n);
