@@ -40,11 +40,19 @@ void expect_has(const std::string& msg, const std::string& part) {
 }  // namespace
 
 TEST(VaeBadInput, ChannelsNotDivisibleByGroups) {
-  std::string dir = copy_model("vae_groups", [](nlohmann::json& j) { j["block_out_channels"] = {16, 30, 32}; });
+  // The second block gets 2 channels less than the fixture's: not a multiple of its norm_num_groups.
+  int64_t groups = 0, bad = 0;
+  std::string dir = copy_model("vae_groups", [&](nlohmann::json& j) {
+    groups = j["norm_num_groups"];
+    bad = j["block_out_channels"][1].get<int64_t>() - 2;
+    j["block_out_channels"][1] = bad;
+  });
+  ASSERT_GT(groups, 2);
+  ASSERT_NE(bad % groups, 0);
   std::string msg = error_of([&] { AutoencoderKL::load(dir); });
   expect_has(msg, "[vae]");
   expect_has(msg, "block_out_channels");
-  expect_has(msg, "30 is not divisible by norm_num_groups = 16");
+  expect_has(msg, std::to_string(bad) + " is not divisible by norm_num_groups = " + std::to_string(groups));
   std::filesystem::remove_all(dir);
 }
 
@@ -85,16 +93,21 @@ TEST(VaeBadInput, WeightWithWrongShape) {
     SafeTensorsFile f(file);
     for (auto& [name, info] : f.tensors()) tensors[name] = f.get(name).clone();
   }
-  tensors["decoder.up_blocks.1.resnets.0.conv1.weight"] = Tensor::zeros(DType::F32, {32, 32, 3, 1});
+  const std::string name = "decoder.up_blocks.1.resnets.0.conv1.weight";
+  const Shape good = tensors.at(name).shape();  // [C, C, 3, 3]
+  ASSERT_EQ(good.size(), 4u);
+  Shape bad = good;
+  bad[3] = 1;
+  tensors[name] = Tensor::zeros(DType::F32, bad);
   save_safetensors(file, tensors);
   std::string msg = error_of([&] { AutoencoderKL::load(dir); });
   expect_has(msg, "[vae]");
-  expect_has(msg, "decoder.up_blocks.1.resnets.0.conv1.weight");
-  expect_has(msg, "[32, 32, 3, 1]");
-  expect_has(msg, "[32, 32, 3, 3]");
+  expect_has(msg, name);
+  expect_has(msg, shape_str(bad));
+  expect_has(msg, shape_str(good));
   // A missing tensor is named too.
   tensors.erase("decoder.conv_out.bias");
-  tensors["decoder.up_blocks.1.resnets.0.conv1.weight"] = Tensor::zeros(DType::F32, {32, 32, 3, 3});
+  tensors[name] = Tensor::zeros(DType::F32, good);
   save_safetensors(file, tensors);
   expect_has(error_of([&] { AutoencoderKL::load(dir); }), "decoder.conv_out.bias");
   std::filesystem::remove_all(dir);

@@ -20,8 +20,6 @@ namespace {
 
 const std::string kModel = test::fixture("models/tiny-fp32/vae");
 
-std::string data(const std::string& f) { return std::string(ZIMAGE_FIXTURES_DIR) + "/../vae/data/" + f; }
-
 Tensor randn(Shape s, uint32_t seed) {
   std::mt19937 g(seed);
   std::normal_distribution<float> n(0.f, 1.f);
@@ -71,7 +69,7 @@ int64_t peak_extra_bytes(F&& fn) {
 
 TEST(TiledDecode, MatchesDiffusersTiledDecode) {
   auto vae = AutoencoderKL::load(kModel);
-  SafeTensorsFile ref(data("tiled_decode.safetensors"));
+  SafeTensorsFile ref(test::fixture("ref/tiny-fp32/vae_tiled.safetensors"));
   for (std::string c : {"a", "b"}) {
     VaeDecodeOptions opt;
     opt.tiling = VaeDecodeOptions::Tiling::On;

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "core/safetensors.h"
 #include "util/test_util.h"
 #include "vae/autoencoder_kl.h"
@@ -46,11 +48,15 @@ Tensor randn(Shape s, uint32_t seed) {
 }  // namespace
 
 TEST(AutoencoderKLConfig, ReadsFixtureConfig) {
-  auto c = AutoencoderKLConfig::load(model_dir("tiny-fp32") + "/config.json");
-  EXPECT_EQ(c.block_out_channels, (std::vector<int64_t>{16, 32, 32}));
-  EXPECT_EQ(c.layers_per_block, 2);
+  const std::string path = model_dir("tiny-fp32") + "/config.json";
+  auto c = AutoencoderKLConfig::load(path);
+  // Sizes as written by diffusers' save_pretrained (tools/reference/make_fixtures.py chooses them).
+  const auto j = nlohmann::json::parse(test::read_file(path));
+  EXPECT_EQ(c.block_out_channels, j.at("block_out_channels").get<std::vector<int64_t>>());
+  EXPECT_EQ(c.block_out_channels.size(), 3u);
+  EXPECT_EQ(c.layers_per_block, j.at("layers_per_block").get<int64_t>());
   EXPECT_EQ(c.latent_channels, 16);
-  EXPECT_EQ(c.norm_num_groups, 16);
+  EXPECT_EQ(c.norm_num_groups, j.at("norm_num_groups").get<int64_t>());
   EXPECT_FLOAT_EQ(float(c.scaling_factor), 0.3611f);
   EXPECT_FLOAT_EQ(float(c.shift_factor), 0.1159f);
   EXPECT_FALSE(c.use_quant_conv);
