@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include "ops/ops.h"
@@ -37,6 +38,19 @@ void round_to_bf16_(Tensor& x) {
   const int64_t n = x.numel();
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) p[i] = round_bf16(p[i]);
+}
+
+void to_bf16_into(const Tensor& x, Tensor& out) {
+  if (out.dtype() != DType::BF16 || out.numel() != x.numel() || out.read_only())
+    fail("[to_bf16] output must be a writable bfloat16 tensor of ", x.numel(), " elements, got ",
+         dtype_name(out.dtype()), " ", shape_str(out.shape()));
+  const int64_t n = x.numel(), chunk = 1 << 16;
+  const char* src = static_cast<const char*>(x.raw());
+  char* dst = static_cast<char*>(out.raw());
+  const size_t es = dtype_size(x.dtype());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i += chunk)
+    convert(src + size_t(i) * es, x.dtype(), dst + size_t(i) * 2, DType::BF16, size_t(std::min(chunk, n - i)));
 }
 
 }  // namespace zimage::ops

@@ -2,8 +2,10 @@
 // each with an optional emulation of torch's bf16 storage: with storage == BF16 every tensor
 // torch would materialise is rounded to bf16, intermediate by intermediate.
 #include <cmath>
+#include <cstring>
 
 #include "ops/ops.h"
+#include "ops/row_kernels.h"
 
 namespace zimage::ops {
 
@@ -104,6 +106,159 @@ Tensor rms_norm_as(const Tensor& x, const Tensor& weight, float eps, DType stora
       for (int64_t i = 0; i < dim; ++i) yp[r * dim + i] = round_bf16(yp[r * dim + i] * w[size_t(i)]);
   }
   return y;
+}
+
+// ---- Fused bf16-storage passes (one read and one write per tensor; same arithmetic as the
+// composition of the ops above with storage == BF16, checked bit for bit by the op tests). ----
+
+namespace {
+
+// Row r of x as f32: the row itself for f32 tensors, else converted into buf (n floats).
+const float* row_f32(const Tensor& x, int64_t r, int64_t n, float* buf) {
+  if (x.dtype() == DType::F32) return x.f32() + r * n;
+  convert(static_cast<const uint16_t*>(x.raw()) + r * n, x.dtype(), buf, DType::F32, size_t(n));
+  return buf;
+}
+
+// Row r of x rounded to bf16 values, in buf (n floats).
+const float* row_bf16_values(const Tensor& x, int64_t r, int64_t n, float* buf) {
+  if (x.dtype() != DType::F32) return row_f32(x, r, n, buf);
+  const float* xr = x.f32() + r * n;
+  for (int64_t i = 0; i < n; ++i) buf[i] = round_bf16(xr[i]);
+  return buf;
+}
+
+void check_rows_2d(const char* op, const Tensor& x, int64_t N) {
+  if (x.ndim() != 2 || x.dim(1) != N || (x.dtype() != DType::F32 && x.dtype() != DType::BF16))
+    fail("[", op, "] expected a float32 or bfloat16 [T, ", N, "] tensor, got ", dtype_name(x.dtype()), " ",
+         shape_str(x.shape()));
+}
+
+std::vector<float> affine(const char* op, const Tensor& w, int64_t N) {
+  if (!w.defined() || w.numel() == 0) return {};
+  if (w.numel() != N) fail("[", op, "] weight has ", w.numel(), " elements, expected ", N);
+  return w.to_vector();
+}
+
+// Item index of every row (rows grouped by item, see modulate).
+std::vector<int32_t> row_items(const std::vector<int64_t>& off) {
+  std::vector<int32_t> item(size_t(off.back()));
+  for (size_t b = 0; b + 1 < off.size(); ++b)
+    for (int64_t r = off[b]; r < off[b + 1]; ++r) item[size_t(r)] = int32_t(b);
+  return item;
+}
+
+}  // namespace
+
+void rms_norm_modulate_bf16(const Tensor& x, const Tensor& weight, const Tensor& scale,
+                            const std::vector<int64_t>& rows, float eps, Tensor& out) {
+  const int64_t N = x.dim(-1), T = x.ndim() == 2 ? x.dim(0) : 0;
+  check_rows_2d("rms_norm_modulate", x, N);
+  if (out.dtype() != DType::BF16 || out.shape() != x.shape() || out.read_only())
+    fail("[rms_norm_modulate] output must be a writable bfloat16 ", shape_str(x.shape()), " tensor");
+  const bool has_scale = scale.defined() && scale.numel() > 0;
+  if (has_scale && (scale.ndim() != 2 || scale.dim(1) != N || scale.dtype() != DType::F32))
+    fail("[rms_norm_modulate] scale ", shape_str(scale.shape()), " does not match x ", shape_str(x.shape()));
+  const auto off = item_offsets("rms_norm_modulate", rows, T, has_scale ? scale.dim(0) : int64_t(rows.size()));
+  const auto item = row_items(off);
+  const std::vector<float> w = affine("rms_norm_modulate", weight, N);
+  uint16_t* op = static_cast<uint16_t*>(out.raw());
+#pragma omp parallel
+  {
+    std::vector<float> buf(static_cast<size_t>(N));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < T; ++r) {
+      const float* xr = row_f32(x, r, N, buf.data());
+      const float inv = detail::rms_inv(xr, N, eps);
+      const float* s = has_scale ? scale.f32() + int64_t(item[size_t(r)]) * N : nullptr;
+      uint16_t* o = op + r * N;
+      for (int64_t i = 0; i < N; ++i) {
+        float v = round_bf16(xr[i] * inv);
+        if (!w.empty()) v = round_bf16(v * w[size_t(i)]);
+        o[i] = f32_to_bf16(s ? v * s[i] : v);
+      }
+    }
+  }
+}
+
+void rms_norm_gate_add_bf16_(Tensor& x, const Tensor& gate, const Tensor& y, const Tensor& weight,
+                             const std::vector<int64_t>& rows, float eps) {
+  if (x.ndim() != 2 || x.dtype() != DType::F32 || x.read_only())
+    fail("[rms_norm_gate_add] x must be a writable float32 [T, N] tensor, got ", dtype_name(x.dtype()), " ",
+         shape_str(x.shape()));
+  const int64_t T = x.dim(0), N = x.dim(1);
+  check_rows_2d("rms_norm_gate_add", y, N);
+  if (y.dim(0) != T) fail("[rms_norm_gate_add] x ", shape_str(x.shape()), " and y ", shape_str(y.shape()), " disagree");
+  const bool has_gate = gate.defined() && gate.numel() > 0;
+  if (has_gate && (gate.ndim() != 2 || gate.dim(1) != N || gate.dtype() != DType::F32))
+    fail("[rms_norm_gate_add] gate ", shape_str(gate.shape()), " does not match x ", shape_str(x.shape()));
+  const auto off = item_offsets("rms_norm_gate_add", rows, T, has_gate ? gate.dim(0) : int64_t(rows.size()));
+  const auto item = row_items(off);
+  const std::vector<float> w = affine("rms_norm_gate_add", weight, N);
+  float* xp = x.f32();
+#pragma omp parallel
+  {
+    std::vector<float> buf(static_cast<size_t>(N));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < T; ++r) {
+      const float* yr = row_bf16_values(y, r, N, buf.data());
+      const float inv = detail::rms_inv(yr, N, eps);
+      const float* g = has_gate ? gate.f32() + int64_t(item[size_t(r)]) * N : nullptr;
+      float* xr = xp + r * N;
+      for (int64_t i = 0; i < N; ++i) {
+        float n = round_bf16(yr[i] * inv);
+        if (!w.empty()) n = round_bf16(n * w[size_t(i)]);
+        const float d = g ? round_bf16(g[i] * n) : n;
+        xr[i] = round_bf16(xr[i] + d);
+      }
+    }
+  }
+}
+
+void head_norm_rope_bf16_(Tensor& x, const Tensor& weight, const Tensor& cs, float eps) {
+  if (x.ndim() != 3 || x.dtype() != DType::F32 || x.read_only())
+    fail("[head_norm_rope] x must be a writable float32 [T, H, D] tensor, got ", dtype_name(x.dtype()), " ",
+         shape_str(x.shape()));
+  const int64_t T = x.dim(0), H = x.dim(1), D = x.dim(2);
+  const bool rope = cs.defined() && cs.numel() > 0;
+  if (rope && (D % 2 != 0 || cs.dtype() != DType::F32 || cs.shape() != Shape{T, D / 2, 2}))
+    fail("[head_norm_rope] cos/sin table must be float32 ", shape_str({T, D / 2, 2}), ", got ",
+         dtype_name(cs.dtype()), " ", shape_str(cs.shape()));
+  const std::vector<float> w = affine("head_norm_rope", weight, D);
+  float* xp = x.f32();
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < H; ++h) {
+      float* v = xp + (t * H + h) * D;
+      for (int64_t i = 0; i < D; ++i) v[i] = round_bf16(v[i]);
+      if (!w.empty()) {
+        const float inv = detail::rms_inv(v, D, eps);
+        for (int64_t i = 0; i < D; ++i) v[i] = round_bf16(round_bf16(v[i] * inv) * w[size_t(i)]);
+      }
+      if (rope) {
+        detail::rope_pairs(v, cs.f32() + t * D, D);
+        for (int64_t i = 0; i < D; ++i) v[i] = round_bf16(v[i]);
+      }
+    }
+}
+
+void silu_mul_bf16(const Tensor& a, const Tensor& b, Tensor& out) {
+  auto ok = [](const Tensor& t) { return t.dtype() == DType::F32 || t.dtype() == DType::BF16; };
+  if (!ok(a) || !ok(b) || a.shape() != b.shape() || out.dtype() != DType::BF16 || out.numel() != a.numel() ||
+      out.read_only())
+    fail("[silu_mul] expected two float32/bfloat16 tensors of one shape and a bfloat16 output, got ",
+         dtype_name(a.dtype()), " ", shape_str(a.shape()), ", ", dtype_name(b.dtype()), " ", shape_str(b.shape()),
+         " and ", dtype_name(out.dtype()), " ", shape_str(out.shape()));
+  auto load = [](const Tensor& t, int64_t i) {
+    return t.dtype() == DType::F32 ? round_bf16(t.f32()[i]) : bf16_to_f32(static_cast<const uint16_t*>(t.raw())[i]);
+  };
+  uint16_t* op = static_cast<uint16_t*>(out.raw());
+  const int64_t n = a.numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float av = load(a, i);
+    op[i] = f32_to_bf16(round_bf16(av / (1.f + std::exp(-av))) * load(b, i));
+  }
 }
 
 }  // namespace zimage::ops

@@ -1,8 +1,16 @@
 #include <cmath>
 
 #include "ops/ops.h"
+#include "ops/row_kernels.h"
 
 namespace zimage::ops {
+
+float detail::rms_inv(const float* x, int64_t n, float eps) {
+  float ss = 0.f;
+#pragma omp simd reduction(+ : ss)
+  for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
+  return 1.f / std::sqrt(ss / float(n) + eps);
+}
 
 Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
   if (x.dtype() != DType::F32) fail("[rms_norm] input must be float32, got ", dtype_name(x.dtype()));
@@ -19,10 +27,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = xp + r * dim;
     float* yr = yp + r * dim;
-    float ss = 0.f;
-#pragma omp simd reduction(+ : ss)
-    for (int64_t i = 0; i < dim; ++i) ss += xr[i] * xr[i];
-    const float inv = 1.f / std::sqrt(ss / float(dim) + eps);
+    const float inv = detail::rms_inv(xr, dim, eps);
     if (w.empty())
       for (int64_t i = 0; i < dim; ++i) yr[i] = xr[i] * inv;
     else

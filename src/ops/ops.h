@@ -21,6 +21,10 @@ Tensor prepare_weight(const Tensor& w, DType compute);
 // bf16 weights: x is rounded to bf16 and the product accumulates in f32 (AVX-512 BF16).
 // f32 weights: exact f32 GEMM.  f16 weights: converted to f32 on the fly (slow path).
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias = nullptr);
+// The same into a preallocated y with y.numel() == rows(x) * N. x may also be bf16 (with bf16
+// weights: used as is, no conversion pass); y f32, or bf16 with bf16 weights (rounded to nearest
+// even; not always bit-identical to round_to_bf16_ of the f32 result: another summation order).
+void linear_into(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
 
 // Scaled-dot-product attention with online softmax (the S×S score matrix is never stored).
 // q: [B, Sq, Hq, D]; k, v: [B, Sk, Hkv, D] with Hq % Hkv == 0 (grouped-query attention).
@@ -67,6 +71,25 @@ void gate_add_(Tensor& x, const Tensor& gate, const Tensor& y, const std::vector
 Tensor silu_mul_as(const Tensor& a, const Tensor& b, DType storage);
 // RMSNorm as torch computes it for `storage` tensors (bf16: bf16(bf16(x * rsqrt(mean(x^2)+eps)) * w)).
 Tensor rms_norm_as(const Tensor& x, const Tensor& weight, float eps, DType storage);
+
+// Fused passes of the bf16 DiT block (each equals the composition of the ops above with
+// storage == BF16, bit for bit, in one pass over the data):
+// out = modulate(rms_norm_as(x, weight), scale) as bf16 (the next GEMM's input). x: [T, N] f32 or
+// bf16; weight: [N] or undefined; scale: [B, N] f32 or undefined; out: bf16 [T, N].
+void rms_norm_modulate_bf16(const Tensor& x, const Tensor& weight, const Tensor& scale,
+                            const std::vector<int64_t>& rows, float eps, Tensor& out);
+// gate_add_(x, gate, rms_norm_as(bf16(y), weight), rows, BF16). x: [T, N] f32; y: [T, N] f32
+// (rounded to bf16 as it is read: a raw GEMM result) or bf16.
+void rms_norm_gate_add_bf16_(Tensor& x, const Tensor& gate, const Tensor& y, const Tensor& weight,
+                             const std::vector<int64_t>& rows, float eps);
+// Per head vector of x [T, H, D] f32 (a raw f32 projection): round to bf16, then (weight defined)
+// rms_norm_as over D, then (cs defined, [T, D/2, 2]) rope_interleaved_ and round to bf16.
+void head_norm_rope_bf16_(Tensor& x, const Tensor& weight, const Tensor& cs, float eps);
+// out = silu_mul_as(bf16(a), bf16(b), BF16): a, b f32 (rounded to bf16 as read: raw GEMM results)
+// or bf16; out bf16 with as many elements.
+void silu_mul_bf16(const Tensor& a, const Tensor& b, Tensor& out);
+// out = x rounded to bf16 (any float dtype in, bf16 out of the same element count), in parallel.
+void to_bf16_into(const Tensor& x, Tensor& out);
 
 // Reference implementations (plain loops, double accumulation) for tests of the fast kernels.
 namespace ref {

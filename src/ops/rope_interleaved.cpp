@@ -1,8 +1,18 @@
 // Rotary position embedding on interleaved pairs (x[2i], x[2i+1]) as complex multiplication,
 // the form Z-Image uses (torch.view_as_complex(x.reshape(..., -1, 2)) * freqs_cis).
 #include "ops/ops.h"
+#include "ops/row_kernels.h"
 
 namespace zimage::ops {
+
+void detail::rope_pairs(float* v, const float* c, int64_t D) {
+  for (int64_t i = 0; i < D / 2; ++i) {
+    const float re = v[2 * i], im = v[2 * i + 1];
+    const float co = c[2 * i], si = c[2 * i + 1];
+    v[2 * i] = re * co - im * si;
+    v[2 * i + 1] = re * si + im * co;
+  }
+}
 
 void rope_interleaved_(Tensor& x, const Tensor& cs) {
   if (x.ndim() != 3 || x.dtype() != DType::F32)
@@ -18,15 +28,7 @@ void rope_interleaved_(Tensor& x, const Tensor& cs) {
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < T; ++t) {
     const float* c = cp + t * D;  // [D/2, 2] (cos, sin)
-    for (int64_t h = 0; h < H; ++h) {
-      float* v = xp + (t * H + h) * D;
-      for (int64_t i = 0; i < D / 2; ++i) {
-        const float re = v[2 * i], im = v[2 * i + 1];
-        const float co = c[2 * i], si = c[2 * i + 1];
-        v[2 * i] = re * co - im * si;
-        v[2 * i + 1] = re * si + im * co;
-      }
-    }
+    for (int64_t h = 0; h < H; ++h) detail::rope_pairs(xp + (t * H + h) * D, c, D);
   }
 }
 

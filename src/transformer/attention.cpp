@@ -1,5 +1,6 @@
 #include "transformer/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -62,6 +63,50 @@ Tensor ZSingleStreamAttention::forward(const Tensor& x, const std::vector<int64_
   Tensor out = ops::linear(o.reshape({T, H * D}), to_out_);  // flatten(2, 3): [T, dim]
   if (bf) ops::round_to_bf16_(out);
   return out;
+}
+
+BlockBuffers::Views BlockBuffers::for_tokens(int64_t T, int64_t dim, int64_t heads, int64_t hidden) {
+  if (T > rows_ || dim != dim_ || heads != heads_ || hidden != hidden_) {
+    rows_ = std::max(T, dim == dim_ && heads == heads_ && hidden == hidden_ ? rows_ : int64_t(0));
+    dim_ = dim, heads_ = heads, hidden_ = hidden;
+    xb_ = Tensor::empty(DType::BF16, {rows_, dim});
+    proj_ = Tensor::empty(DType::F32, {rows_, dim});
+    q_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads});
+    k_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads});
+    v_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads});
+    a_ = Tensor::empty(DType::F32, {rows_, hidden});
+    b_ = Tensor::empty(DType::F32, {rows_, hidden});
+    h_ = Tensor::empty(DType::BF16, {rows_, hidden});
+  }
+  return {xb_.slice0(0, T), q_.slice0(0, T), k_.slice0(0, T), v_.slice0(0, T),
+          proj_.slice0(0, T), a_.slice0(0, T), b_.slice0(0, T), h_.slice0(0, T)};
+}
+
+void ZSingleStreamAttention::forward_bf16(BlockBuffers::Views& buf, const std::vector<int64_t>& rows,
+                                          const Tensor& rope) const {
+  ZI_ASSERT(storage_ == DType::BF16);
+  const int64_t T = buf.xb.dim(0), H = heads_, D = head_dim_;
+  // q, k, v = to_q/k/v(x): f32 results, then (per head) bf16 rounding, RMSNorm, RoPE, as forward().
+  ops::linear_into(buf.xb, to_q_, nullptr, buf.q);  // [T, H, D]
+  ops::linear_into(buf.xb, to_k_, nullptr, buf.k);  // [T, H, D]
+  ops::linear_into(buf.xb, to_v_, nullptr, buf.v);  // [T, H, D]
+  ops::head_norm_rope_bf16_(buf.q, norm_q_, rope, kQkNormEps);
+  ops::head_norm_rope_bf16_(buf.k, norm_k_, rope, kQkNormEps);
+  ops::head_norm_rope_bf16_(buf.v, Tensor(), Tensor(), kQkNormEps);
+  const float scale = 1.f / std::sqrt(float(D));
+  int64_t off = 0;
+  for (int64_t n : rows) {
+    if (n > 0) {
+      auto item = [&](const Tensor& t) { return t.slice0(off, off + n).reshape({1, n, H, D}); };  // [1, S, H, D]
+      // The kernel's result holds bf16 values already: the conversion below is exact.
+      const Tensor oi = ops::attention_torch_bf16(item(buf.q), item(buf.k), item(buf.v), scale, /*causal=*/false);
+      Tensor dst = buf.xb.slice0(off, off + n);  // flatten(2, 3): [S, H * D] bf16
+      ops::to_bf16_into(oi, dst);
+    }
+    off += n;
+  }
+  ZI_ASSERT(off == T, "rows sum ", off, " != tokens ", T);
+  ops::linear_into(buf.xb, to_out_, nullptr, buf.proj);  // [T, dim] f32
 }
 
 }  // namespace zimage::transformer

@@ -27,9 +27,18 @@ Tensor FeedForward::forward(const Tensor& x) const {
   return y;
 }
 
+void FeedForward::forward_bf16(BlockBuffers::Views& buf) const {
+  // f32 GEMM results (rounded to bf16 by their readers: oneDNN's bf16-output kernels accumulate
+  // in another order, so they are not bit-identical to forward()).
+  ops::linear_into(buf.xb, w1_, nullptr, buf.a);  // [T, hidden] f32
+  ops::linear_into(buf.xb, w3_, nullptr, buf.b);  // [T, hidden] f32
+  ops::silu_mul_bf16(buf.a, buf.b, buf.h);        // [T, hidden] bf16
+  ops::linear_into(buf.h, w2_, nullptr, buf.proj);  // [T, dim] f32
+}
+
 ZImageTransformerBlock::ZImageTransformerBlock(const WeightLoader& w, const std::string& prefix,
                                                const ZImageTransformerConfig& cfg, bool modulation)
-    : storage_(w.compute()), dim_(cfg.dim), eps_(float(cfg.norm_eps)), modulation_(modulation) {
+    : storage_(w.compute()), dim_(cfg.dim), heads_(cfg.n_heads), hidden_(cfg.ffn_hidden_dim()), eps_(float(cfg.norm_eps)), modulation_(modulation) {
   attention_ = ZSingleStreamAttention(w, prefix + "attention.", cfg.dim, cfg.n_heads, cfg.qk_norm);
   feed_forward_ = FeedForward(w, prefix + "feed_forward.", cfg.dim, cfg.ffn_hidden_dim());
   attention_norm1_ = w.f32(prefix + "attention_norm1.weight", {cfg.dim});
@@ -43,10 +52,20 @@ ZImageTransformerBlock::ZImageTransformerBlock(const WeightLoader& w, const std:
 }
 
 Tensor ZImageTransformerBlock::forward(Tensor x, const std::vector<int64_t>& rows, const Tensor& rope,
-                                       const Tensor& adaln) const {
+                                       const Tensor& adaln, BlockBuffers& buffers) const {
   const bool bf = storage_ == DType::BF16;
   const int64_t D = dim_;
   auto norm = [&](const Tensor& t, const Tensor& w) { return ops::rms_norm_as(t, w, eps_, storage_); };
+  if (!modulation_ && bf) {
+    BlockBuffers::Views buf = buffers.for_tokens(x.dim(0), D, heads_, hidden_);
+    ops::rms_norm_modulate_bf16(x, attention_norm1_, Tensor(), rows, eps_, buf.xb);
+    attention_.forward_bf16(buf, rows, rope);
+    ops::rms_norm_gate_add_bf16_(x, Tensor(), buf.proj, attention_norm2_, rows, eps_);
+    ops::rms_norm_modulate_bf16(x, ffn_norm1_, Tensor(), rows, eps_, buf.xb);
+    feed_forward_.forward_bf16(buf);
+    ops::rms_norm_gate_add_bf16_(x, Tensor(), buf.proj, ffn_norm2_, rows, eps_);
+    return x;
+  }
   if (!modulation_) {
     Tensor attn_out = attention_.forward(norm(x, attention_norm1_), rows, rope);
     ops::gate_add_(x, Tensor(), norm(attn_out, attention_norm2_), rows, storage_);
@@ -70,6 +89,17 @@ Tensor ZImageTransformerBlock::forward(Tensor x, const std::vector<int64_t>& row
       scale_mlp.f32()[b * D + i] = st(1.f + m[2 * D + i]);
       gate_mlp.f32()[b * D + i] = st(std::tanh(m[3 * D + i]));
     }
+  }
+  if (bf) {
+    // Fused bf16 path: the same roundings as below, in fewer passes over planned buffers.
+    BlockBuffers::Views buf = buffers.for_tokens(x.dim(0), D, heads_, hidden_);
+    ops::rms_norm_modulate_bf16(x, attention_norm1_, scale_msa, rows, eps_, buf.xb);
+    attention_.forward_bf16(buf, rows, rope);
+    ops::rms_norm_gate_add_bf16_(x, gate_msa, buf.proj, attention_norm2_, rows, eps_);
+    ops::rms_norm_modulate_bf16(x, ffn_norm1_, scale_mlp, rows, eps_, buf.xb);
+    feed_forward_.forward_bf16(buf);
+    ops::rms_norm_gate_add_bf16_(x, gate_mlp, buf.proj, ffn_norm2_, rows, eps_);
+    return x;
   }
   // Attention block
   Tensor attn_out = attention_.forward(ops::modulate(norm(x, attention_norm1_), scale_msa, rows, storage_), rows, rope);

@@ -16,6 +16,9 @@ class FeedForward {
   FeedForward() = default;
   FeedForward(const WeightLoader& w, const std::string& prefix, int64_t dim, int64_t hidden_dim);
   Tensor forward(const Tensor& x) const;  // [T, dim] -> [T, dim]
+  // bf16 storage, fused: buf.xb (bf16 [T, dim]) -> buf.proj (f32 [T, dim], rounded to bf16 by its
+  // reader).  Same values as forward().
+  void forward_bf16(BlockBuffers::Views& buf) const;
 
  private:
   DType storage_ = DType::F32;
@@ -28,12 +31,14 @@ class ZImageTransformerBlock {
   ZImageTransformerBlock(const WeightLoader& w, const std::string& prefix, const ZImageTransformerConfig& cfg,
                          bool modulation);
   // x: [T, dim] packed tokens (item b owns rows[b] rows); rope: [T, head_dim/2, 2];
-  // adaln: [B, adaln_dim] (only with modulation).  Returns the new [T, dim].
-  Tensor forward(Tensor x, const std::vector<int64_t>& rows, const Tensor& rope, const Tensor& adaln) const;
+  // adaln: [B, adaln_dim] (only with modulation).  Returns the new [T, dim].  buf: the bf16 path's
+  // activation buffers (shared by all blocks of a forward; unused for f32 compute).
+  Tensor forward(Tensor x, const std::vector<int64_t>& rows, const Tensor& rope, const Tensor& adaln,
+                 BlockBuffers& buf) const;
 
  private:
   DType storage_ = DType::F32;
-  int64_t dim_ = 0;
+  int64_t dim_ = 0, heads_ = 0, hidden_ = 0;
   float eps_ = 1e-5f;
   bool modulation_ = false;
   ZSingleStreamAttention attention_;

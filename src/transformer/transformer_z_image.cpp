@@ -2,11 +2,21 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 
 #include "ops/ops.h"
 #include "transformer/patchify.h"
 
 namespace zimage {
+
+struct ZImageTransformer2DModel::RunState {
+  std::mutex mu;  // one forward at a time uses the buffers
+  transformer::BlockBuffers buffers;
+  // Caption cache: the padded caption features (exact bits) and item lengths it was computed for.
+  Tensor cap_in;
+  std::vector<int64_t> cap_rows;
+  Tensor cap_out;  // [Cp, dim] after the context refiner
+};
 
 using transformer::PatchGrid;
 using transformer::PosId;
@@ -51,6 +61,7 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   for (int64_t i = 0; i < c.n_layers; ++i)
     m.layers_.emplace_back(w, "layers." + std::to_string(i) + ".", c, /*modulation=*/true);
   m.rope_ = std::make_shared<transformer::RopeEmbedder>(c.rope_theta, c.axes_dims, c.axes_lens);
+  m.run_ = std::make_shared<RunState>();
   return m;
 }
 
@@ -86,6 +97,8 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     fail("[transformer] forward: patch size ", ZImageTransformerConfig::patch_key(patch_size, f_patch_size),
          " is not in the model's all_x_embedder");
   const std::string key = ZImageTransformerConfig::patch_key(patch_size, f_patch_size);
+  std::lock_guard<std::mutex> lock(run_->mu);
+  transformer::BlockBuffers& buffers = run_->buffers;
 
   // Validate the inputs and lay out the tokens of every item.
   std::vector<PatchGrid> grids(static_cast<size_t>(B));
@@ -164,7 +177,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
   }
   debug("x_embedder", xt);
   for (size_t l = 0; l < noise_refiner_.size(); ++l) {
-    xt = noise_refiner_[l].forward(xt, x_pad_len, x_rope, adaln);
+    xt = noise_refiner_[l].forward(xt, x_pad_len, x_rope, adaln, buffers);
     debug("noise_refiner." + std::to_string(l), xt);
   }
 
@@ -178,20 +191,36 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     }
   }
   if (bf) ops::round_to_bf16_(capf);
-  Tensor ct = ops::linear(ops::rms_norm_as(capf, cap_norm_w_, float(c.norm_eps), compute_), cap_linear_w_,
-                          &cap_linear_b_);  // [Cp, dim]
-  if (bf) ops::round_to_bf16_(ct);
-  {
-    int64_t row = 0;
-    for (int64_t i = 0; i < B; ++i) {
-      fill_rows(ct, row + cap_len[size_t(i)], cap_pad_len[size_t(i)] - cap_len[size_t(i)], cap_pad_token_);
-      row += cap_pad_len[size_t(i)];
+  // The context refiner sees only the caption: a repeated caption (every denoising step) reuses
+  // the last result, which is bit-identical to recomputing it. Not with a debug hook (it wants
+  // every intermediate of every call).
+  RunState& run = *run_;
+  const bool cached = !debug_ && run.cap_out.defined() && run.cap_rows == cap_pad_len &&
+                      run.cap_in.shape() == capf.shape() &&
+                      std::memcmp(run.cap_in.raw(), capf.raw(), capf.nbytes()) == 0;
+  Tensor ct;
+  if (cached) {
+    ct = run.cap_out;
+  } else {
+    ct = ops::linear(ops::rms_norm_as(capf, cap_norm_w_, float(c.norm_eps), compute_), cap_linear_w_,
+                     &cap_linear_b_);  // [Cp, dim]
+    if (bf) ops::round_to_bf16_(ct);
+    {
+      int64_t row = 0;
+      for (int64_t i = 0; i < B; ++i) {
+        fill_rows(ct, row + cap_len[size_t(i)], cap_pad_len[size_t(i)] - cap_len[size_t(i)], cap_pad_token_);
+        row += cap_pad_len[size_t(i)];
+      }
     }
-  }
-  debug("cap_embedder", ct);
-  for (size_t l = 0; l < context_refiner_.size(); ++l) {
-    ct = context_refiner_[l].forward(ct, cap_pad_len, cap_rope, Tensor());
-    debug("context_refiner." + std::to_string(l), ct);
+    debug("cap_embedder", ct);
+    for (size_t l = 0; l < context_refiner_.size(); ++l) {
+      ct = context_refiner_[l].forward(ct, cap_pad_len, cap_rope, Tensor(), buffers);
+      debug("context_refiner." + std::to_string(l), ct);
+    }
+    run.cap_out = Tensor();  // never leave a half-updated cache behind an exception
+    if (!debug_) {
+      run.cap_in = capf, run.cap_rows = cap_pad_len, run.cap_out = ct;
+    }
   }
 
   // Unified sequence per item: [image tokens (padded), caption tokens (padded)].
@@ -212,7 +241,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     }
   }
   for (size_t l = 0; l < layers_.size(); ++l) {
-    u = layers_[l].forward(u, u_len, u_rope, adaln);
+    u = layers_[l].forward(u, u_len, u_rope, adaln, buffers);
     debug("layers." + std::to_string(l), u);
   }
 

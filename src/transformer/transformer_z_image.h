@@ -48,6 +48,10 @@ class ZImageTransformer2DModel {
   std::vector<float> x_pad_token_, cap_pad_token_;
   std::shared_ptr<transformer::RopeEmbedder> rope_;
   DebugFn debug_;
+  // What forward() reuses from call to call: activation buffers and the context refiner's output
+  // for the last caption (it depends only on the caption features, not on the latents or t).
+  struct RunState;
+  std::shared_ptr<RunState> run_;
 };
 
 }  // namespace zimage

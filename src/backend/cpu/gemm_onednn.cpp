@@ -1,9 +1,11 @@
-// GEMM through oneDNN's matmul primitive (AVX-512 BF16 / FP32 kernels), primitives cached by shape.
+// GEMM through oneDNN's matmul primitive (AMX / AVX-512 BF16 / FP32 kernels), primitives cached by
+// shape and dtypes. Weights are read in place ([N, K] row-major, as stored / memory-mapped).
 #include <dnnl.hpp>
 #include <map>
 #include <mutex>
 #include <tuple>
 
+#include "backend/cpu/gemm.h"
 #include "backend/cpu/kernels.h"
 #include "core/error.h"
 
@@ -19,27 +21,30 @@ Engine& engine() {
   return e;
 }
 
-using Key = std::tuple<int64_t, int64_t, int64_t, int, bool>;
+// M, N, K, input dtype, bias, output dtype, ldx, ldy
+using Key = std::tuple<int64_t, int64_t, int64_t, int, bool, int, int64_t, int64_t>;
 struct Cached {
   dnnl::matmul prim;
   dnnl::memory::desc src, wei, bias, dst;
 };
 
-Cached& primitive(int64_t M, int64_t N, int64_t K, DType dt, bool has_bias) {
+dnnl::memory::data_type dnnl_dt(DType t) {
+  return t == DType::BF16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
+}
+
+Cached& primitive(int64_t M, int64_t N, int64_t K, DType dt, bool has_bias, DType yt, int64_t ldx, int64_t ldy) {
   static std::mutex mu;
   static std::map<Key, Cached> cache;
   std::lock_guard<std::mutex> lock(mu);
-  Key key{M, N, K, int(dt), has_bias};
+  Key key{M, N, K, int(dt), has_bias, int(yt), ldx, ldy};
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
-  using dt_t = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
-  dt_t in = dt == DType::BF16 ? dt_t::bf16 : dt_t::f32;
   Cached c;
-  c.src = dnnl::memory::desc({M, K}, in, tag::ab);
-  c.wei = dnnl::memory::desc({K, N}, in, tag::ba);  // stored as [N, K]
-  c.dst = dnnl::memory::desc({M, N}, dt_t::f32, tag::ab);
-  if (has_bias) c.bias = dnnl::memory::desc({1, N}, dt_t::f32, tag::ab);
+  c.src = dnnl::memory::desc({M, K}, dnnl_dt(dt), {ldx, 1});
+  c.wei = dnnl::memory::desc({K, N}, dnnl_dt(dt), tag::ba);  // stored as [N, K]
+  c.dst = dnnl::memory::desc({M, N}, dnnl_dt(yt), {ldy, 1});
+  if (has_bias) c.bias = dnnl::memory::desc({1, N}, dnnl::memory::data_type::f32, tag::ab);
   auto& e = engine();
   dnnl::matmul::primitive_desc pd =
       has_bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(c.src, c.wei, c.bias, c.dst), e.eng)
@@ -50,11 +55,12 @@ Cached& primitive(int64_t M, int64_t N, int64_t K, DType dt, bool has_bias) {
 
 }  // namespace
 
-void gemm_nt(int64_t M, int64_t N, int64_t K, const void* x, const void* w, DType dt,
-             const float* bias, float* y) {
+void gemm_nt_ex(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, const void* w, DType dt,
+                const float* bias, void* y, int64_t ldy, DType yt) {
   ZI_ASSERT(dt == DType::F32 || dt == DType::BF16, "gemm_nt: dtype ", dtype_name(dt));
+  ZI_ASSERT(yt == DType::F32 || (yt == DType::BF16 && dt == DType::BF16), "gemm_nt: output dtype ", dtype_name(yt));
   if (M == 0 || N == 0) return;
-  Cached& c = primitive(M, N, K, dt, bias != nullptr);
+  Cached& c = primitive(M, N, K, dt, bias != nullptr, yt, ldx, ldy);
   auto& e = engine();
   dnnl::memory src(c.src, e.eng, const_cast<void*>(x));
   dnnl::memory wei(c.wei, e.eng, const_cast<void*>(w));
@@ -63,6 +69,11 @@ void gemm_nt(int64_t M, int64_t N, int64_t K, const void* x, const void* w, DTyp
   if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(c.bias, e.eng, const_cast<float*>(bias)));
   c.prim.execute(e.strm, args);
   e.strm.wait();
+}
+
+void gemm_nt(int64_t M, int64_t N, int64_t K, const void* x, const void* w, DType dt,
+             const float* bias, float* y) {
+  gemm_nt_ex(M, N, K, x, K, w, dt, bias, y, N, DType::F32);
 }
 
 }  // namespace zimage::cpu
