@@ -141,12 +141,13 @@ def tokenizer():
         n = sum(len(x) for x in ids)
     out.update(lines=len(lines), tokens=n, first_pass_s=secs[0], best_pass_s=min(secs),
                tokens_per_s=n / min(secs), tokens_per_s_first=n / secs[0])
-    # The Rust core alone (tokenizers.Tokenizer.encode_batch, no Python lists / BatchEncoding).
+    # The Rust core alone, its fastest batch path (encode_batch_fast: no offsets; no BatchEncoding).
     backend = tok.backend_tokenizer
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
     secs = []
     for _ in range(a["reps"]):
         s = clock()
-        enc = backend.encode_batch(lines, add_special_tokens=False)
+        enc = encode(lines, add_special_tokens=False)
         secs.append(clock() - s)
     nr = sum(len(e.ids) for e in enc)
     out["rust"] = dict(tokens=nr, first_pass_s=secs[0], best_pass_s=min(secs), tokens_per_s=nr / min(secs),
@@ -236,6 +237,26 @@ def run_torch(args, mode, **kw):
     d["peak_rss_gb"] = r.peak_rss_gb
     d["wall_s"] = r.wall_s
     return d
+
+
+COMPARE_SCRIPT = r'''
+import json, sys
+import numpy as np
+from PIL import Image
+a = np.asarray(Image.open(sys.argv[1]).convert("RGB")).astype(np.int16)
+b = np.asarray(Image.open(sys.argv[2]).convert("RGB")).astype(np.int16)
+d = np.abs(a - b) if a.shape == b.shape else None
+print(json.dumps(None if d is None else {"max_abs": int(d.max()), "mean_abs": float(d.mean())}))
+'''
+
+
+def compare_images(args, a, b):
+    """Pixel difference of the two sides' PNGs (a sanity check that both did the same work)."""
+    try:
+        r = subprocess.run([args.python, "-c", COMPARE_SCRIPT, a, b], capture_output=True, text=True, timeout=120)
+        return json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else None
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return None
 
 
 def steady(step_s):
@@ -383,7 +404,8 @@ def environment(args):
     except OSError:
         pass
     dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return dict(commit=git("rev-parse", "--short=12", "HEAD") + ("-dirty" if dirty else ""),
+    commit = args.commit or (git("rev-parse", "--short=12", "HEAD") + ("-dirty" if dirty else "")) or "unknown"
+    return dict(commit=commit,
                 date=datetime.datetime.now().isoformat(timespec="seconds"), cpu=cpu, cores=os.cpu_count(),
                 threads=args.threads, loadavg_start=os.getloadavg()[0], host=platform.node())
 
@@ -422,6 +444,7 @@ def bench_pipeline(args, report, md):
                 res["pytorch"] = run_torch(args, "pipeline", dtype=dtype, vae_dtype=vae_dtype, width=w, height=h,
                                            steps=args.steps, guidance=args.guidance, seed=args.seed, prompt=args.prompt,
                                            output=os.path.join(outdir, f"pytorch_{w}x{h}_{dtype}.png"))
+                res["pytorch"]["output"] = os.path.join(outdir, f"pytorch_{w}x{h}_{dtype}.png")
             # FLOPs of one step: caption token counts from zimage's tokenizer (or PyTorch's run).
             if not args.skip_zimage:
                 caps = [prompt_tokens(args, args.prompt)] + ([prompt_tokens(args, "")] if args.guidance > 0 else [])
@@ -459,6 +482,12 @@ def bench_pipeline(args, report, md):
                      f"caption tokens {caps}, transformer {cfg['n_layers']}+{cfg['n_refiner_layers']}+{cfg['n_refiner_layers']} "
                      f"layers dim {cfg['dim']}: {flops / 1e9:.0f} GFLOP/step"
                      + (f"; {dtype} GEMM peak {peak:.0f} GFLOP/s" if peak else ""))
+            if z and t:
+                res["pixel_diff"] = compare_images(args, z["output"], t["output"])
+                if res["pixel_diff"]:
+                    rows.append(["image vs PyTorch: max / mean abs diff (0-255)",
+                                 f"{res['pixel_diff']['max_abs']} / {res['pixel_diff']['mean_abs']:.2f}"]
+                                + [None] * (len(header) - 2))
             md.append(f"{title}\n\n" + md_table(header, rows))
 
 
@@ -514,7 +543,7 @@ def bench_text_encoder(args, report, md):
     size = os.path.getsize(corpus)
     md.append(f"Tokenizer: {size / 1e6:.1f} MB corpus, one text per non-empty line, {args.threads} threads "
               f"(zimage: OpenMP over lines; transformers: `tokenizer(lines)` batch call; tokenizers: the Rust "
-              f"`backend_tokenizer.encode_batch`; both with RAYON_NUM_THREADS={args.threads})\n\n"
+              f"`backend_tokenizer.encode_batch_fast`; both with RAYON_NUM_THREADS={args.threads})\n\n"
               + md_table(["", "zimage", "transformers", "tokenizers (Rust)", "zimage / transformers",
                           "zimage / tokenizers"], rows))
     for dtype in args.dtype:
@@ -597,6 +626,8 @@ def parse_args(argv):
     ap.add_argument("--zimage-bin", help="zimage CLI (default BUILD_DIR/zimage)")
     ap.add_argument("--python", default="/work/venv-ref/bin/python", help="python with torch + diffusers + transformers")
     ap.add_argument("--out-dir", help="folder for the generated images (default: a temp folder)")
+    ap.add_argument("--commit", help="commit to report (default: git HEAD of this checkout, -dirty if modified); "
+                    "set it when the binaries come from another tree (e.g. a clean export of a commit)")
     ap.add_argument("--json", help="write all results here")
     ap.add_argument("--markdown", help="write the tables here")
     args = ap.parse_args(argv)
