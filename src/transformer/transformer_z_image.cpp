@@ -12,9 +12,10 @@ namespace zimage {
 struct ZImageTransformer2DModel::RunState {
   std::mutex mu;  // one forward at a time uses the buffers
   transformer::BlockBuffers buffers;
-  // Caption cache: the padded caption features (exact bits) and item lengths it was computed for.
+  // Caption cache: the padded caption features (exact bits) and the item lengths (tokens, padded
+  // tokens) it was computed for.
   Tensor cap_in;
-  std::vector<int64_t> cap_rows;
+  std::vector<int64_t> cap_len, cap_rows;
   Tensor cap_out;  // [Cp, dim] after the context refiner
 };
 
@@ -195,7 +196,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
   // the last result, which is bit-identical to recomputing it. Not with a debug hook (it wants
   // every intermediate of every call).
   RunState& run = *run_;
-  const bool cached = !debug_ && run.cap_out.defined() && run.cap_rows == cap_pad_len &&
+  const bool cached = !debug_ && run.cap_out.defined() && run.cap_len == cap_len && run.cap_rows == cap_pad_len &&
                       run.cap_in.shape() == capf.shape() &&
                       std::memcmp(run.cap_in.raw(), capf.raw(), capf.nbytes()) == 0;
   Tensor ct;
@@ -219,7 +220,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     }
     run.cap_out = Tensor();  // never leave a half-updated cache behind an exception
     if (!debug_) {
-      run.cap_in = capf, run.cap_rows = cap_pad_len, run.cap_out = ct;
+      run.cap_in = capf, run.cap_len = cap_len, run.cap_rows = cap_pad_len, run.cap_out = ct;
     }
   }
 

@@ -129,6 +129,13 @@ TEST(FusedOps, CaptionCacheIsExact) {
     EXPECT_EQ(bit_diffs(hit, fresh(cap)), 0) << dtype_name(compute);
     EXPECT_EQ(bit_diffs(miss, fresh(cap2)), 0) << dtype_name(compute);
     EXPECT_GT(bit_diffs(hit, miss), 0);
+    // Same padded features, fewer real tokens (the last one was all zeros): the pad row becomes
+    // cap_pad_token, so the cached result must not be reused.
+    Tensor cap_z = cap.clone();
+    for (int64_t j = 0; j < F; ++j) cap_z.f32()[6 * F + j] = 0.f;
+    const Tensor cap6 = cap_z.slice0(0, 6).clone();
+    warm.forward({x2}, {0.7f}, {cap_z});
+    EXPECT_EQ(bit_diffs(warm.forward({x2}, {0.7f}, {cap6})[0], fresh(cap6)), 0) << dtype_name(compute);
   }
 }
 
