@@ -29,6 +29,22 @@ void Decoder::load(const Loader& l, const AutoencoderKLConfig& cfg, const std::s
 }
 
 Tensor Decoder::forward(const Tensor& z, DType storage) const {
+  return forward_nhwc(z, storage);
+}
+
+Tensor Decoder::forward_nhwc(const Tensor& z, DType storage) const {
+  ops::ScratchSlots scratch;
+  Tensor h = conv_in_.forward_nhwc(ops::to_channels_last(z, storage));  // [B, h, w, C]
+  h = mid_block_.forward_nhwc(std::move(h), scratch);
+  for (const auto& blk : up_blocks_) {
+    for (const auto& r : blk.resnets) h = r.forward_nhwc(std::move(h), scratch);
+    for (const auto& u : blk.upsamplers) h = u.forward_nhwc(h);
+  }
+  conv_norm_out_.forward_nhwc_into(h, /*silu=*/true, h);  // in place
+  return conv_out_.nhwc.forward_nchw(h);  // [B, out_channels, H, W] f32
+}
+
+Tensor Decoder::forward_plain(const Tensor& z, DType storage) const {
   Tensor h = conv_in_.forward(z, storage);
   h = mid_block_.forward(h, storage);
   for (const auto& blk : up_blocks_) {

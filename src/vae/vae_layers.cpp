@@ -44,6 +44,7 @@ void Conv2d::load(const Loader& l, const std::string& prefix, int64_t in, int64_
   bias = l.param(prefix + ".bias", {out});
   stride = s;
   pad = p;
+  nhwc.init(weight, bias, s, p);
 }
 
 Tensor Conv2d::forward(const Tensor& x, DType storage) const {
@@ -61,6 +62,14 @@ void GroupNorm::load(const Loader& l, const std::string& prefix, int64_t channel
 
 Tensor GroupNorm::forward(const Tensor& x, bool silu, DType storage) const {
   return ops::group_norm(x, groups, weight, bias, eps, silu, storage);
+}
+
+Tensor GroupNorm::forward_nhwc(const Tensor& x, bool silu) const {
+  return ops::group_norm_channels_last(x, groups, weight, bias, eps, silu);
+}
+
+void GroupNorm::forward_nhwc_into(const Tensor& x, bool silu, Tensor& y) const {
+  ops::group_norm_channels_last_into(x, groups, weight, bias, eps, silu, y);
 }
 
 void Linear::load(const Loader& l, const std::string& prefix, int64_t in, int64_t out) {
@@ -109,6 +118,25 @@ Tensor ResnetBlock2D::forward(const Tensor& x, DType storage) const {
   return out;
 }
 
+Tensor ResnetBlock2D::forward_nhwc(Tensor x, ops::ScratchSlots& scratch) const {
+  const DType dt = x.dtype();
+  const Shape out_shape{x.dim(0), x.dim(1), x.dim(2), conv1.weight.dim(0)};  // [B, H, W, out]
+  Tensor a = scratch.get(0, dt, x.shape());
+  norm1.forward_nhwc_into(x, /*silu=*/true, a);
+  Tensor h = scratch.get(1, dt, out_shape);
+  conv1.nhwc.forward_into(a, h);
+  norm2.forward_nhwc_into(h, /*silu=*/true, h);  // in place
+  Tensor out = has_shortcut ? conv_shortcut.forward_nhwc(x) : std::move(x);
+  if (dt == DType::F32) {
+    conv2.nhwc.forward_accumulate(h, out);  // out = shortcut + conv2(h)
+  } else {
+    Tensor h2 = scratch.get(0, dt, out_shape);  // conv2(h) stored in bf16, then the sum rounded
+    conv2.nhwc.forward_into(h, h2);
+    ops::add_as_(out, h2);
+  }
+  return out;
+}
+
 // ---- Mid-block attention ----
 
 void MidAttention::load(const Loader& l, const std::string& p, int64_t c, int64_t groups, float eps) {
@@ -145,10 +173,14 @@ void attention_one_head(const Tensor& q, const Tensor& k, const Tensor& vt, floa
                         DType storage) {
   const int64_t S = q.dim(0), D = q.dim(1);
   const int64_t block = std::clamp<int64_t>((int64_t(16) << 20) / std::max<int64_t>(S, 1), 1, S);
+  // A bf16 run holds q, k, v and the exponentials in bf16: the products take bf16 operands (the
+  // same values; f32 accumulation) as torch's bf16 attention does.
+  const DType op_dt = storage == DType::BF16 ? DType::BF16 : DType::F32;
+  const Tensor kw = k.to(op_dt), vw = vt.to(op_dt);
   std::vector<double> sums(static_cast<size_t>(block));
   for (int64_t r0 = 0; r0 < S; r0 += block) {
     const int64_t n = std::min(block, S - r0);
-    Tensor scores = ops::linear(q.slice0(r0, r0 + n), k);  // [n, S]
+    Tensor scores = ops::linear(q.slice0(r0, r0 + n), kw);  // [n, S]
     float* sp = scores.f32();
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
@@ -166,7 +198,7 @@ void attention_one_head(const Tensor& q, const Tensor& k, const Tensor& vt, floa
       sums[size_t(i)] = sum;
     }
     if (storage == DType::BF16) ops::round_to_bf16_(scores);
-    Tensor o = ops::linear(scores, vt);  // [n, D]
+    Tensor o = ops::linear(scores, vw);  // [n, D]
     const float* op = o.f32();
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
@@ -203,6 +235,11 @@ Tensor MidAttention::forward(const Tensor& x, DType storage) const {
   return y;
 }
 
+Tensor MidAttention::forward_nhwc(const Tensor& x) const {
+  const DType storage = x.dtype();
+  return ops::to_channels_last(forward(ops::from_channels_last(x), storage), storage);
+}
+
 // ---- UNetMidBlock2D ----
 
 void MidBlock2D::load(const Loader& l, const std::string& p, int64_t c, int64_t groups, bool add_attention) {
@@ -213,6 +250,12 @@ void MidBlock2D::load(const Loader& l, const std::string& p, int64_t c, int64_t 
     attentions[0].load(l, p + ".attentions.0", c, groups, 1e-6f);
   }
   resnets[1].load(l, p + ".resnets.1", c, c, groups, 1e-6f);
+}
+
+Tensor MidBlock2D::forward_nhwc(Tensor x, ops::ScratchSlots& scratch) const {
+  Tensor h = resnets[0].forward_nhwc(std::move(x), scratch);
+  if (!attentions.empty()) h = attentions[0].forward_nhwc(h);
+  return resnets[1].forward_nhwc(std::move(h), scratch);
 }
 
 Tensor MidBlock2D::forward(const Tensor& x, DType storage) const {
@@ -229,6 +272,10 @@ void Upsample2D::load(const Loader& l, const std::string& p, int64_t c) {
 
 Tensor Upsample2D::forward(const Tensor& x, DType storage) const {
   return conv.forward(ops::upsample_nearest2x(x), storage);
+}
+
+Tensor Upsample2D::forward_nhwc(const Tensor& x) const {
+  return conv.forward_nhwc(ops::upsample_nearest2x_channels_last(x));
 }
 
 void Downsample2D::load(const Loader& l, const std::string& p, int64_t c) {

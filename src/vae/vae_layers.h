@@ -3,11 +3,14 @@
 // (models/upsampling.py), Downsample2D (models/downsampling.py) and UNetMidBlock2D
 // (models/unets/unet_2d_blocks.py). Activations are float32 NCHW; `storage` BF16 rounds every
 // tensor a bfloat16 torch run materialises, F32 computes plainly.
+// The *_nhwc forwards take and return channels-last [B, H, W, C] activations (ops/channels_last.h)
+// of the compute dtype (bf16 tensors for a bf16 run): the decoder's fast path.
 #pragma once
 #include <string>
 #include <vector>
 
 #include "core/safetensors.h"
+#include "ops/channels_last.h"
 #include "ops/ops.h"
 
 namespace zimage::vae {
@@ -30,6 +33,8 @@ struct Conv2d {
   void load(const Loader& l, const std::string& prefix, int64_t in, int64_t out, int64_t k, int64_t stride,
             ops::Padding2d pad);
   Tensor forward(const Tensor& x, DType storage) const;
+  ops::ChannelsLastConv2d nhwc;  // the same weights for channels-last activations
+  Tensor forward_nhwc(const Tensor& x) const { return nhwc.forward(x); }
 };
 
 struct GroupNorm {
@@ -38,6 +43,8 @@ struct GroupNorm {
   float eps = 1e-6f;
   void load(const Loader& l, const std::string& prefix, int64_t channels, int64_t groups, float eps);
   Tensor forward(const Tensor& x, bool silu, DType storage) const;
+  Tensor forward_nhwc(const Tensor& x, bool silu) const;
+  void forward_nhwc_into(const Tensor& x, bool silu, Tensor& y) const;  // y may be x (in place)
 };
 
 struct Linear {
@@ -57,6 +64,9 @@ struct ResnetBlock2D {
   bool has_shortcut = false;
   void load(const Loader& l, const std::string& prefix, int64_t in, int64_t out, int64_t groups, float eps);
   Tensor forward(const Tensor& x, DType storage) const;
+  // Consumes x: the residual sum is written into x's storage (F32: conv2 accumulates into it
+  // through oneDNN's sum post-op). Intermediates live in scratch slots 0 and 1.
+  Tensor forward_nhwc(Tensor x, ops::ScratchSlots& scratch) const;
 };
 
 // Attention(query_dim=C, heads=1, dim_head=C, norm_num_groups, residual_connection=True, bias=True)
@@ -67,6 +77,7 @@ struct MidAttention {
   int64_t channels = 0;
   void load(const Loader& l, const std::string& prefix, int64_t channels, int64_t groups, float eps);
   Tensor forward(const Tensor& x, DType storage) const;
+  Tensor forward_nhwc(const Tensor& x) const;  // through the NCHW forward (lowest resolution)
 };
 
 // UNetMidBlock2D: resnets[0], then (attention, resnet) pairs; one pair here (num_layers=1).
@@ -75,6 +86,7 @@ struct MidBlock2D {
   std::vector<MidAttention> attentions;  // empty when mid_block_add_attention is false
   void load(const Loader& l, const std::string& prefix, int64_t channels, int64_t groups, bool add_attention);
   Tensor forward(const Tensor& x, DType storage) const;
+  Tensor forward_nhwc(Tensor x, ops::ScratchSlots& scratch) const;
 };
 
 // Upsample2D(use_conv=True): nearest 2x, then a 3x3 conv (padding 1).
@@ -82,6 +94,7 @@ struct Upsample2D {
   Conv2d conv;
   void load(const Loader& l, const std::string& prefix, int64_t channels);
   Tensor forward(const Tensor& x, DType storage) const;
+  Tensor forward_nhwc(const Tensor& x) const;
 };
 
 // Downsample2D(use_conv=True, padding=0): F.pad(x, (0, 1, 0, 1)), then a 3x3 stride-2 conv.
