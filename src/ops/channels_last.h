@@ -13,10 +13,6 @@
 
 namespace zimage::ops {
 
-// Tensor::empty for large activations, asking the kernel for transparent huge pages (fewer page
-// faults on first touch, fewer TLB misses in the convolutions) where it allows that.
-Tensor empty_activation(DType dt, const Shape& shape);
-
 // x [B, C, H, W] float32 -> [B, H, W, C] of dt (BF16: rounded to nearest even).
 Tensor to_channels_last(const Tensor& x, DType dt);
 // [B, H, W, C] (F32 or BF16) -> [B, C, H, W] float32.

@@ -2,7 +2,6 @@
 // (ops/channels_last.h). Channels are contiguous: 16 of them make one AVX-512 vector (masked for a
 // tail); without AVX-512 the same loops run lane by lane.
 #include <omp.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
@@ -208,21 +207,10 @@ void group_norm_impl(const T* x, T* y, int64_t B, int64_t HW, int64_t C, int64_t
 
 }  // namespace
 
-Tensor empty_activation(DType dt, const Shape& shape) {
-  Tensor t = Tensor::empty(dt, shape);
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  if (t.nbytes() >= 4 * kHuge) {  // whole 2 MiB pages inside the (not yet touched) allocation
-    const uintptr_t a = reinterpret_cast<uintptr_t>(t.raw());
-    const uintptr_t b = (a + kHuge - 1) & ~(kHuge - 1), e = (a + t.nbytes()) & ~(kHuge - 1);
-    if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE);  // a hint: failure is harmless
-  }
-  return t;
-}
-
 Tensor group_norm_channels_last(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, float eps,
                                 bool silu) {
   check_cl(x, "group_norm");
-  Tensor y = empty_activation(x.dtype(), x.shape());
+  Tensor y = Tensor::empty(x.dtype(), x.shape());
   group_norm_channels_last_into(x, groups, weight, bias, eps, silu, y);
   return y;
 }
@@ -249,7 +237,7 @@ Tensor upsample_nearest2x_channels_last(const Tensor& x) {
   check_cl(x, "upsample");
   const int64_t B = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3);
   const size_t px = size_t(C) * dtype_size(x.dtype());  // bytes of one pixel
-  Tensor y = empty_activation(x.dtype(), {B, 2 * H, 2 * W, C});  // [B, 2H, 2W, C]
+  Tensor y = Tensor::empty(x.dtype(), {B, 2 * H, 2 * W, C});  // [B, 2H, 2W, C]
   const char* xp = static_cast<const char*>(x.raw());
   char* yp = static_cast<char*>(y.raw());
 #pragma omp parallel for schedule(static) collapse(2)
@@ -301,7 +289,7 @@ Tensor ScratchSlots::get(int slot, DType dt, const Shape& shape) {
   Tensor& b = buf_[slot];
   if (!b.defined() || b.ndim() != 1 || b.dtype() != dt || b.numel() < n) {
     b = Tensor();  // free the old buffer first
-    b = empty_activation(dt, {std::max<int64_t>(n, 1)});
+    b = Tensor::empty(dt, {std::max<int64_t>(n, 1)});
   }
   return b.slice0(0, n).reshape(shape);
 }

@@ -45,7 +45,7 @@ Tensor to_channels_last(const Tensor& x, DType dt) {
     fail("[conv2d] to_channels_last: input must be float32 [B, C, H, W], got ", dtype_name(x.dtype()), " ",
          shape_str(x.shape()));
   const int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
-  Tensor y = empty_activation(dt, {B, H, W, C});  // [B, H, W, C]
+  Tensor y = Tensor::empty(dt, {B, H, W, C});  // [B, H, W, C]
   if (y.numel() == 0) return y;
   reorder(dnnl::memory::desc({B, C, H, W}, dt_t::f32, tag::nchw), x.raw(),
           dnnl::memory::desc({B, C, H, W}, dnnl_dt(dt), tag::nhwc), y.raw());
@@ -172,7 +172,7 @@ Tensor ChannelsLastConv2d::forward(const Tensor& x) const {
   Impl& m = *impl_;
   m.check_input(x);
   const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2);
-  Tensor y = empty_activation(m.dt, {N, m.out_h(H), m.out_w(W), m.O});  // [B, OH, OW, O]
+  Tensor y = Tensor::empty(m.dt, {N, m.out_h(H), m.out_w(W), m.O});  // [B, OH, OW, O]
   if (y.numel() == 0) return y;
   m.run(m.get(N, H, W, Impl::ChannelsLast), x, y.raw());
   return y;
@@ -209,7 +209,7 @@ Tensor ChannelsLastConv2d::forward_nchw(const Tensor& x) const {
   Impl& m = *impl_;
   m.check_input(x);
   const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2);
-  Tensor y = empty_activation(DType::F32, {N, m.O, m.out_h(H), m.out_w(W)});  // [B, O, OH, OW]
+  Tensor y = Tensor::empty(DType::F32, {N, m.O, m.out_h(H), m.out_w(W)});  // [B, O, OH, OW]
   if (y.numel() == 0) return y;
   const Impl::Prim& p = m.get(N, H, W, Impl::Nchw);
   if (!p.dst_reorder) {
