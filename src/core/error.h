@@ -27,6 +27,19 @@ template <class... A>
   throw Error(detail::concat(a...));
 }
 
+// Runs f(); a zimage::Error it throws is re-thrown with "[component] " in front (unless the
+// message already starts with it), so lower-level errors (e.g. JsonConfig's) name the component.
+template <class F>
+auto with_component(const char* component, F&& f) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    const std::string what = e.what(), tag = std::string("[") + component + "]";
+    if (what.rfind(tag, 0) == 0) throw;
+    fail(tag, " ", what);
+  }
+}
+
 [[noreturn]] void assert_failed(const char* expr, const char* file, int line, const std::string& msg);
 
 }  // namespace zimage

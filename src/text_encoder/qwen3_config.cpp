@@ -9,14 +9,9 @@ namespace zimage {
 
 namespace {
 
-// JsonConfig errors start with "config:"; the text encoder's start with its component.
 template <class F>
 auto tagged(F&& f) {
-  try {
-    return f();
-  } catch (const Error& e) {
-    fail("[text_encoder] ", e.what());
-  }
+  return with_component("text_encoder", std::forward<F>(f));
 }
 
 }  // namespace

@@ -12,13 +12,7 @@ namespace {
 
 template <class F>
 auto tagged(F&& f) {
-  try {
-    return f();
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    if (what.rfind("[text_encoder]", 0) == 0) throw;
-    fail("[text_encoder] ", what);
-  }
+  return with_component("text_encoder", std::forward<F>(f));
 }
 
 // Qwen3RotaryEmbedding with the default rope type: inv_freq = 1 / theta^(arange(0, D, 2) / D) in

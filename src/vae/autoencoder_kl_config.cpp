@@ -6,14 +6,9 @@ namespace zimage {
 
 namespace {
 
-// JsonConfig errors start with "config:"; the VAE's start with its component.
 template <class F>
 auto tagged(F&& f) {
-  try {
-    return f();
-  } catch (const Error& e) {
-    fail("[vae] ", e.what());
-  }
+  return with_component("vae", std::forward<F>(f));
 }
 
 std::string list_str(const std::vector<int64_t>& v) {
