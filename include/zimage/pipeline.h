@@ -48,6 +48,20 @@ struct Generator {
   std::string device = "cpu";
 };
 
+// VAE tiled decoding (diffusers' vae.enable_tiling()). "seamless" tiles decode each tile with a
+// margin for the convolutions and normalise with the whole image's group norm statistics: within
+// 40 dB of the untiled decode, about twice its compute, working memory of one tile plus the
+// latent-resolution mid block. "diffusers" tiles are AutoencoderKL.tiled_decode exactly (each
+// tile normalised on its own, seams blended; visibly different from the untiled decode).
+struct VaeTilingOptions {
+  std::string tiling = "auto";    // auto: tile when the untiled decode would not fit the budget; on; off
+  std::string mode = "seamless";  // seamless or diffusers
+  int tile_size = 0;              // latent pixels per tile side (8 image pixels each); 0 = automatic
+  double memory_budget_gb = 0;    // auto's budget; 0 = half the physical memory
+};
+// Checks the values (an error names the option and the value).
+void validate_vae_tiling(const VaeTilingOptions& o);
+
 class ZImagePipeline;
 // callback_on_step_end(pipe, step_index, timestep, latents): may modify latents in place and may
 // call pipe.interrupt() to stop after this step.
@@ -116,6 +130,10 @@ class ZImagePipeline {
   // "_flash_3", ... An unknown name, or one this build cannot run, is an error naming it.
   void set_attention_backend(const std::string& name);
   std::string attention_backend() const;
+
+  // How the VAE decodes large images (default: auto, seamless).
+  void set_vae_tiling(const VaeTilingOptions& options);
+  const VaeTilingOptions& vae_tiling() const;
 
   PipelineOutput operator()(const CallParams& params, const ProgressFn& progress = {});
   void interrupt();  // from a callback: stop after the current step

@@ -1,5 +1,7 @@
 #include "core/tensor.h"
 
+#include <atomic>
+
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -27,6 +29,14 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
+namespace {
+std::atomic<int64_t> g_live_bytes{0}, g_peak_bytes{0};
+}  // namespace
+
+int64_t tensor_bytes_live() { return g_live_bytes.load(std::memory_order_relaxed); }
+int64_t tensor_bytes_peak() { return g_peak_bytes.load(std::memory_order_relaxed); }
+void reset_tensor_bytes_peak() { g_peak_bytes.store(g_live_bytes.load(std::memory_order_relaxed), std::memory_order_relaxed); }
+
 Tensor Tensor::empty(DType dt, Shape shape) {
   int64_t n = shape_numel(shape);
   if (uint64_t(n) > (uint64_t(1) << 40) / dtype_size(dt))
@@ -39,7 +49,14 @@ Tensor Tensor::empty(DType dt, Shape shape) {
   if (alloc == 0) alloc = 64;
   void* p = std::aligned_alloc(64, alloc);
   if (!p) fail("tensor: out of memory allocating ", bytes, " bytes for ", shape_str(t.shape_));
-  t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  const int64_t now = g_live_bytes.fetch_add(int64_t(alloc), std::memory_order_relaxed) + int64_t(alloc);
+  int64_t peak = g_peak_bytes.load(std::memory_order_relaxed);
+  while (now > peak && !g_peak_bytes.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+  t.owner_ = std::shared_ptr<void>(p, [alloc](void* q) {
+    g_live_bytes.fetch_sub(int64_t(alloc), std::memory_order_relaxed);
+    std::free(q);
+  });
   t.data_ = p;
   return t;
 }

@@ -88,4 +88,10 @@ class Tensor {
 double rel_l2(const Tensor& a, const Tensor& b);
 double rel_l2(const float* a, const float* b, size_t n);
 
+// Bytes held by tensors allocated with Tensor::empty (activations, converted weights; not mmapped
+// weights or libraries' scratch): now, and the high-water mark since the last reset.
+int64_t tensor_bytes_live();
+int64_t tensor_bytes_peak();
+void reset_tensor_bytes_peak();
+
 }  // namespace zimage

@@ -8,6 +8,7 @@
 // arithmetic in f32), F32 ones plainly.
 #pragma once
 #include <memory>
+#include <vector>
 
 #include "ops/ops.h"
 
@@ -48,6 +49,25 @@ Tensor group_norm_channels_last(const Tensor& x, int64_t groups, const Tensor& w
 // The same into y (x's shape and dtype; y may be x itself: normalised in place).
 void group_norm_channels_last_into(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias,
                                    float eps, bool silu, Tensor& y);
+
+// Group norm statistics per (image, group): pixel count (times channels per group), mean and the
+// sum of squared deviations M2. Statistics of separate pieces of an activation (tiles) merge into
+// those of the whole (Chan, Golub and LeVeque's pairwise update), so a tiled decoder can normalise
+// every tile with the whole image's statistics.
+struct GroupNormStats {
+  int64_t batch = 0, groups = 0;
+  std::vector<double> count, mean, m2;  // [batch * groups]
+  void merge(const GroupNormStats& other);  // into an empty object: a copy
+};
+// Rows [y0, y1) x columns [x0, x1) of an activation.
+struct PixelWindow {
+  int64_t y0 = 0, y1 = 0, x0 = 0, x1 = 0;
+};
+// Statistics of x [B, H, W, C] over `window` (nullptr: all pixels); summed in double.
+GroupNormStats group_norm_stats_channels_last(const Tensor& x, int64_t groups, const PixelWindow* window = nullptr);
+// Normalises x with the given statistics (then SiLU when `silu`) into y; y may be x.
+void group_norm_apply_channels_last_into(const Tensor& x, const GroupNormStats& stats, const Tensor& weight,
+                                         const Tensor& bias, float eps, bool silu, Tensor& y);
 // Nearest 2x upsample of [B, H, W, C] -> [B, 2H, 2W, C].
 Tensor upsample_nearest2x_channels_last(const Tensor& x);
 // y = y + x elementwise (same shape and dtype, any layout; BF16 rounds the sum).

@@ -82,11 +82,9 @@ Split split(int64_t B, int64_t HW) {
   return {chunks, (HW + chunks - 1) / chunks};
 }
 
-// Per-channel sums of (x - shift) and (x - shift)^2 over pixels [p0, p1) of one image.
+// Per-channel sums of (x - shift) and (x - shift)^2 over pixels [p0, p1) of one image, added to s1, s2.
 template <class T>
 void channel_sums(const T* x, int64_t C, const float* shift, int64_t p0, int64_t p1, double* s1, double* s2) {
-  std::fill_n(s1, C, 0.0);
-  std::fill_n(s2, C, 0.0);
   for (int64_t q = p0; q < p1; q += 64) {  // float partial sums over 64 pixels, then double
     const int64_t e = std::min(p1, q + 64);
 #if ZI_CL_AVX512
@@ -148,28 +146,49 @@ void apply(const T* x, T* y, int64_t C, const float* a, const float* sh, int64_t
 #endif
 }
 
+// Statistics of the pixels of window `win` (rows [y0, y1), columns [x0, x1)) of [B, H, W, C] x.
 template <class T>
-void group_norm_impl(const T* x, T* y, int64_t B, int64_t HW, int64_t C, int64_t groups, const float* w,
-                     const float* b, float eps, bool silu) {
-  const int64_t cpg = C / groups;
-  const Split sp = split(B, HW);
+GroupNormStats group_stats_impl(const T* x, int64_t B, int64_t H, int64_t W, int64_t C, int64_t groups,
+                                const PixelWindow& win) {
+  const int64_t cpg = C / groups, HW = H * W;
+  const int64_t rows = win.y1 - win.y0, cols = win.x1 - win.x0, npx = rows * cols;
+  // A full-width window is one contiguous pixel range: split it as a whole image; otherwise one
+  // item per (image, row chunk).
+  const bool contiguous = cols == W;
+  const Split sp = contiguous ? split(B, npx) : split(B, rows);
   const int64_t items = B * sp.chunks;
-  // Sums of (x - shift) with each channel shifted by its first value keep the variance accurate.
+  // Sums of (x - shift) with each channel shifted by the window's first value keep the variance accurate.
   std::vector<float> shift(size_t(B * C));
   for (int64_t n = 0; n < B; ++n)
-    for (int64_t c = 0; c < C; ++c) shift[size_t(n * C + c)] = to_float(x[n * HW * C + c]);
+    for (int64_t c = 0; c < C; ++c) shift[size_t(n * C + c)] = to_float(x[(n * HW + win.y0 * W + win.x0) * C + c]);
   std::vector<double> s1(size_t(items * C)), s2(s1.size());
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t it = 0; it < items; ++it) {
-    const int64_t n = it / sp.chunks, p0 = (it % sp.chunks) * sp.step, p1 = std::min(HW, p0 + sp.step);
-    channel_sums(x + n * HW * C, C, &shift[size_t(n * C)], std::min(p0, p1), p1, &s1[size_t(it * C)],
-                 &s2[size_t(it * C)]);
+    const int64_t n = it / sp.chunks, q0 = (it % sp.chunks) * sp.step;
+    const T* img = x + n * HW * C;
+    double* a1 = &s1[size_t(it * C)];
+    double* a2 = &s2[size_t(it * C)];
+    std::fill_n(a1, C, 0.0);
+    std::fill_n(a2, C, 0.0);
+    if (contiguous) {
+      const int64_t base = win.y0 * W, p1 = std::min(npx, q0 + sp.step);
+      channel_sums(img, C, &shift[size_t(n * C)], base + std::min(q0, p1), base + p1, a1, a2);
+    } else {
+      for (int64_t r = q0; r < std::min(rows, q0 + sp.step); ++r) {
+        const int64_t p0 = (win.y0 + r) * W + win.x0;
+        channel_sums(img, C, &shift[size_t(n * C)], p0, p0 + cols, a1, a2);
+      }
+    }
   }
   // Per channel S1 = sum(x - s), S2 = sum((x - s)^2); per group the mean, then
-  // M2 = sum((x - mean)^2) = sum_c S2 + 2 (s - mean) S1 + HW (s - mean)^2.
-  std::vector<float> scale(size_t(B * C)), offset(size_t(B * C));
+  // M2 = sum((x - mean)^2) = sum_c S2 + 2 (s - mean) S1 + n (s - mean)^2.
+  GroupNormStats st;
+  st.batch = B;
+  st.groups = groups;
+  st.count.assign(size_t(B * groups), double(cpg) * double(npx));
+  st.mean.resize(size_t(B * groups));
+  st.m2.resize(size_t(B * groups));
   std::vector<double> c1(static_cast<size_t>(C)), c2(static_cast<size_t>(C));
-  const double cnt = double(cpg) * double(HW);
   for (int64_t n = 0; n < B; ++n) {
     std::fill(c1.begin(), c1.end(), 0.0);
     std::fill(c2.begin(), c2.end(), 0.0);
@@ -181,22 +200,38 @@ void group_norm_impl(const T* x, T* y, int64_t B, int64_t HW, int64_t C, int64_t
     const float* sh = &shift[size_t(n * C)];
     for (int64_t g = 0; g < groups; ++g) {
       double sum = 0;
-      for (int64_t c = g * cpg; c < (g + 1) * cpg; ++c) sum += c1[size_t(c)] + double(HW) * sh[c];
-      const double mean = sum / cnt;
+      for (int64_t c = g * cpg; c < (g + 1) * cpg; ++c) sum += c1[size_t(c)] + double(npx) * sh[c];
+      const double mean = sum / st.count[size_t(n * groups + g)];
       double m2 = 0;
       for (int64_t c = g * cpg; c < (g + 1) * cpg; ++c) {
         const double d = double(sh[c]) - mean;
-        m2 += c2[size_t(c)] + 2.0 * d * c1[size_t(c)] + double(HW) * d * d;
+        m2 += c2[size_t(c)] + 2.0 * d * c1[size_t(c)] + double(npx) * d * d;
       }
-      const double var = std::max(0.0, m2 / cnt);
-      const float rstd = float(1.0 / std::sqrt(var + double(eps))), mu = float(mean);
+      st.mean[size_t(n * groups + g)] = mean;
+      st.m2[size_t(n * groups + g)] = m2;
+    }
+  }
+  return st;
+}
+
+template <class T>
+void group_norm_apply_impl(const T* x, T* y, int64_t B, int64_t HW, int64_t C, const GroupNormStats& st,
+                           const float* w, const float* b, float eps, bool silu) {
+  const int64_t groups = st.groups, cpg = C / groups;
+  std::vector<float> scale(size_t(B * C)), offset(size_t(B * C));
+  for (int64_t n = 0; n < B; ++n)
+    for (int64_t g = 0; g < groups; ++g) {
+      const size_t k = size_t(n * groups + g);
+      const double var = std::max(0.0, st.m2[k] / st.count[k]);
+      const float rstd = float(1.0 / std::sqrt(var + double(eps))), mu = float(st.mean[k]);
       for (int64_t c = g * cpg; c < (g + 1) * cpg; ++c) {
         const float a = rstd * w[c];
         scale[size_t(n * C + c)] = a;
         offset[size_t(n * C + c)] = b[c] - mu * a;
       }
     }
-  }
+  const Split sp = split(B, HW);
+  const int64_t items = B * sp.chunks;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t it = 0; it < items; ++it) {
     const int64_t n = it / sp.chunks, p0 = (it % sp.chunks) * sp.step, p1 = std::min(HW, p0 + sp.step);
@@ -205,7 +240,62 @@ void group_norm_impl(const T* x, T* y, int64_t B, int64_t HW, int64_t C, int64_t
   }
 }
 
+void check_group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias) {
+  check_cl(x, "group_norm");
+  const int64_t C = x.dim(3);
+  if (groups <= 0 || C % groups != 0) fail("[group_norm] ", C, " channels are not divisible by ", groups, " groups");
+  if (weight.numel() != C || bias.numel() != C)
+    fail("[group_norm] affine parameters (", weight.numel(), ", ", bias.numel(), ") do not match ", C, " channels");
+}
+
 }  // namespace
+
+void GroupNormStats::merge(const GroupNormStats& o) {
+  if (count.empty()) {
+    *this = o;
+    return;
+  }
+  if (o.batch != batch || o.groups != groups)
+    fail("[group_norm] cannot merge statistics of ", o.batch, " images x ", o.groups, " groups into ", batch,
+         " images x ", groups, " groups");
+  for (size_t k = 0; k < count.size(); ++k) {  // Chan, Golub and LeVeque's pairwise update
+    const double na = count[k], nb = o.count[k], n = na + nb;
+    if (nb == 0) continue;
+    const double d = o.mean[k] - mean[k];
+    mean[k] += d * nb / n;
+    m2[k] += o.m2[k] + d * d * na * nb / n;
+    count[k] = n;
+  }
+}
+
+GroupNormStats group_norm_stats_channels_last(const Tensor& x, int64_t groups, const PixelWindow* window) {
+  check_cl(x, "group_norm");
+  const int64_t B = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3);
+  if (groups <= 0 || C % groups != 0) fail("[group_norm] ", C, " channels are not divisible by ", groups, " groups");
+  const PixelWindow win = window ? *window : PixelWindow{0, H, 0, W};
+  if (!(0 <= win.y0 && win.y0 < win.y1 && win.y1 <= H && 0 <= win.x0 && win.x0 < win.x1 && win.x1 <= W))
+    fail("[group_norm] statistics window rows [", win.y0, ", ", win.y1, ") x columns [", win.x0, ", ", win.x1,
+         ") is empty or outside the ", H, "x", W, " activation");
+  if (x.dtype() == DType::F32) return group_stats_impl(x.f32(), B, H, W, C, groups, win);
+  return group_stats_impl(x.data<uint16_t>(), B, H, W, C, groups, win);
+}
+
+void group_norm_apply_channels_last_into(const Tensor& x, const GroupNormStats& stats, const Tensor& weight,
+                                         const Tensor& bias, float eps, bool silu, Tensor& y) {
+  check_group_norm(x, stats.groups, weight, bias);
+  if (y.shape() != x.shape() || y.dtype() != x.dtype())
+    fail("[group_norm] output ", dtype_name(y.dtype()), " ", shape_str(y.shape()), " does not match the input ",
+         dtype_name(x.dtype()), " ", shape_str(x.shape()));
+  const int64_t B = x.dim(0), HW = x.dim(1) * x.dim(2), C = x.dim(3);
+  if (stats.batch != B || stats.count.size() != size_t(B * stats.groups))
+    fail("[group_norm] statistics of ", stats.batch, " images do not match a batch of ", B);
+  const std::vector<float> w = weight.to_vector(), b = bias.to_vector();
+  if (y.numel() == 0) return;
+  if (x.dtype() == DType::F32)
+    group_norm_apply_impl(x.f32(), y.f32(), B, HW, C, stats, w.data(), b.data(), eps, silu);
+  else
+    group_norm_apply_impl(x.data<uint16_t>(), y.data<uint16_t>(), B, HW, C, stats, w.data(), b.data(), eps, silu);
+}
 
 Tensor group_norm_channels_last(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, float eps,
                                 bool silu) {
@@ -217,20 +307,12 @@ Tensor group_norm_channels_last(const Tensor& x, int64_t groups, const Tensor& w
 
 void group_norm_channels_last_into(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias,
                                    float eps, bool silu, Tensor& y) {
-  check_cl(x, "group_norm");
+  check_group_norm(x, groups, weight, bias);
   if (y.shape() != x.shape() || y.dtype() != x.dtype())
     fail("[group_norm] output ", dtype_name(y.dtype()), " ", shape_str(y.shape()), " does not match the input ",
          dtype_name(x.dtype()), " ", shape_str(x.shape()));
-  const int64_t B = x.dim(0), HW = x.dim(1) * x.dim(2), C = x.dim(3);
-  if (groups <= 0 || C % groups != 0) fail("[group_norm] ", C, " channels are not divisible by ", groups, " groups");
-  if (weight.numel() != C || bias.numel() != C)
-    fail("[group_norm] affine parameters (", weight.numel(), ", ", bias.numel(), ") do not match ", C, " channels");
-  const std::vector<float> w = weight.to_vector(), b = bias.to_vector();
   if (y.numel() == 0) return;
-  if (x.dtype() == DType::F32)
-    group_norm_impl(x.f32(), y.f32(), B, HW, C, groups, w.data(), b.data(), eps, silu);
-  else
-    group_norm_impl(x.data<uint16_t>(), y.data<uint16_t>(), B, HW, C, groups, w.data(), b.data(), eps, silu);
+  group_norm_apply_channels_last_into(x, group_norm_stats_channels_last(x, groups), weight, bias, eps, silu, y);
 }
 
 Tensor upsample_nearest2x_channels_last(const Tensor& x) {

@@ -36,6 +36,17 @@ bool known_attention_name(const std::string& n) {
   return cpu_attention_name(n) || n == "flash" || n == "_flash_3" || n == "flash_varlen" || n == "_flash_varlen_3" ||
          n == "sage" || n == "xformers" || n == "_native_cudnn" || n == "flex";
 }
+
+VaeDecodeOptions vae_decode_options(const VaeTilingOptions& o) {
+  VaeDecodeOptions d;
+  d.tiling = o.tiling == "on" ? VaeDecodeOptions::Tiling::On
+             : o.tiling == "off" ? VaeDecodeOptions::Tiling::Off
+                                 : VaeDecodeOptions::Tiling::Auto;
+  d.tile_mode = o.mode == "diffusers" ? VaeDecodeOptions::TileMode::Diffusers : VaeDecodeOptions::TileMode::Seamless;
+  d.tile_latent_size = o.tile_size;
+  d.memory_budget_bytes = size_t(o.memory_budget_gb * 1e9);
+  return d;
+}
 }  // namespace
 
 struct ZImagePipeline::Impl {
@@ -44,6 +55,7 @@ struct ZImagePipeline::Impl {
   PretrainedOptions opts;
   DType compute = DType::BF16, vae_compute = DType::F32;
   std::string attention = "native";
+  VaeTilingOptions vae_tiling;
   std::atomic<bool> interrupted{false};
 
   // Cheap facts read from the configs at load time (for validation before any weights are used).
@@ -144,6 +156,24 @@ void ZImagePipeline::set_attention_backend(const std::string& name) {
   impl_->attention = name;
 }
 std::string ZImagePipeline::attention_backend() const { return impl_->attention; }
+void ZImagePipeline::set_vae_tiling(const VaeTilingOptions& o) {
+  validate_vae_tiling(o);
+  impl_->vae_tiling = o;
+}
+const VaeTilingOptions& ZImagePipeline::vae_tiling() const { return impl_->vae_tiling; }
+
+void validate_vae_tiling(const VaeTilingOptions& o) {
+  if (o.tiling != "auto" && o.tiling != "on" && o.tiling != "off")
+    fail("[vae] tiling '", o.tiling, "' is not one of auto, on, off");
+  if (o.mode != "seamless" && o.mode != "diffusers")
+    fail("[vae] tile mode '", o.mode, "' is not one of seamless, diffusers");
+  if (o.tile_size < 0 || o.tile_size > 4096)
+    fail("[vae] tile size ", o.tile_size, " latents is out of range (0 = automatic, up to 4096)");
+  if (o.mode == "seamless" && o.tile_size != 0 && o.tile_size < 8)
+    fail("[vae] tile size ", o.tile_size, " latents is below the seamless minimum of 8");
+  if (!(o.memory_budget_gb >= 0 && o.memory_budget_gb < 1e6))
+    fail("[vae] memory budget ", o.memory_budget_gb, " GB is out of range");
+}
 void ZImagePipeline::interrupt() { impl_->interrupted = true; }
 const std::string& ZImagePipeline::folder() const { return impl_->folder; }
 
@@ -294,7 +324,7 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     t0 = Clock::now();
     AutoencoderKL& v = autoencoder();
     Tensor z = v.latents_to_vae_space(latents);
-    Tensor decoded = v.decode(z);
+    Tensor decoded = v.decode(z, vae_decode_options(vae_tiling));
     if (p.output_type == OutputType::Image) out.images = postprocess(decoded);
     else out.array = postprocess_float(decoded);
     if (opts.low_memory) vae.reset();

@@ -104,22 +104,42 @@ size_t AutoencoderKL::decode_working_bytes(int64_t B, int64_t h, int64_t w) cons
   return size_t(std::max(conv_bytes, attn_bytes));
 }
 
+int64_t AutoencoderKL::seamless_tile_size(int64_t B, int64_t h, int64_t w, size_t budget_bytes) const {
+  const int64_t halo = decoder_.up_receptive_halo();
+  // Besides the tiles: the output image and the head (conv_in and the mid block on the whole
+  // latent: a few tensors of the widest channel count at latent resolution, and the attention).
+  const double area = double(B) * double(h) * double(w);
+  const double out = area * double(cfg_.spatial_scale() * cfg_.spatial_scale() * cfg_.out_channels) * 4.0;
+  const double head = 6.0 * area * double(cfg_.block_out_channels.back()) * 4.0 + double(64 << 20);
+  const double left = double(budget_bytes) - out - head;
+  int64_t t = std::max<int64_t>(8, cfg_.tile_latent_min_size() / 8 * 8);
+  auto tile_bytes = [&](int64_t k) {
+    return double(decode_working_bytes(B, std::min(h, k + 2 * halo), std::min(w, k + 2 * halo)));
+  };
+  while (t > 8 && tile_bytes(t) > left) t -= 8;
+  return t;
+}
+
 Tensor AutoencoderKL::decode(const Tensor& z, const VaeDecodeOptions& opt) const {
   check_latents(z);
   if (!(opt.tile_overlap_factor >= 0.0 && opt.tile_overlap_factor < 1.0))
     fail("[vae] tile_overlap_factor = ", opt.tile_overlap_factor, " must be in [0, 1)");
   if (opt.tile_latent_size < 0) fail("[vae] tile_latent_size = ", opt.tile_latent_size, " must be >= 0");
-  const int64_t tile_latent = opt.tile_latent_size ? opt.tile_latent_size : cfg_.tile_latent_min_size();
-  const int64_t tile_sample = opt.tile_latent_size ? opt.tile_latent_size * cfg_.spatial_scale() : cfg_.sample_size;
+  size_t budget = opt.memory_budget_bytes;
+  if (budget == 0) budget = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGESIZE)) / 2;
   bool tiled = opt.tiling == VaeDecodeOptions::Tiling::On;
-  if (opt.tiling == VaeDecodeOptions::Tiling::Auto) {
-    size_t budget = opt.memory_budget_bytes;
-    if (budget == 0) budget = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGESIZE)) / 2;
-    tiled = decode_working_bytes(z.dim(0), z.dim(2), z.dim(3)) > budget;
+  if (opt.tiling == VaeDecodeOptions::Tiling::Auto) tiled = decode_working_bytes(z.dim(0), z.dim(2), z.dim(3)) > budget;
+  if (!tiled) return decode_untiled(z);
+  if (opt.tile_mode == VaeDecodeOptions::TileMode::Diffusers) {
+    const int64_t tile_latent = opt.tile_latent_size ? opt.tile_latent_size : cfg_.tile_latent_min_size();
+    const int64_t tile_sample = opt.tile_latent_size ? opt.tile_latent_size * cfg_.spatial_scale() : cfg_.sample_size;
+    // As diffusers' _decode: only latents larger than a tile are tiled.
+    if (z.dim(2) > tile_latent || z.dim(3) > tile_latent)
+      return decode_tiled(z, tile_latent, tile_sample, opt.tile_overlap_factor);
+    return decode_untiled(z);
   }
-  // As diffusers' _decode: only latents larger than a tile are tiled.
-  if (tiled && (z.dim(2) > tile_latent || z.dim(3) > tile_latent))
-    return decode_tiled(z, tile_latent, tile_sample, opt.tile_overlap_factor);
+  const int64_t tile = opt.tile_latent_size ? opt.tile_latent_size : seamless_tile_size(z.dim(0), z.dim(2), z.dim(3), budget);
+  if (z.dim(2) > tile || z.dim(3) > tile) return decode_tiled_seamless(z, tile);
   return decode_untiled(z);
 }
 

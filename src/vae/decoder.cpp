@@ -1,5 +1,7 @@
 #include "vae/decoder.h"
 
+#include <cmath>
+
 namespace zimage::vae {
 
 void Decoder::load(const Loader& l, const AutoencoderKLConfig& cfg, const std::string& p) {
@@ -33,15 +35,39 @@ Tensor Decoder::forward(const Tensor& z, DType storage) const {
 }
 
 Tensor Decoder::forward_nhwc(const Tensor& z, DType storage) const {
+  return forward_up(forward_head(z, storage));
+}
+
+Tensor Decoder::forward_head(const Tensor& z, DType storage) const {
   ops::ScratchSlots scratch;
   Tensor h = conv_in_.forward_nhwc(ops::to_channels_last(z, storage));  // [B, h, w, C]
-  h = mid_block_.forward_nhwc(std::move(h), scratch);
+  return mid_block_.forward_nhwc(std::move(h), scratch);
+}
+
+Tensor Decoder::forward_up(Tensor h, TileNorms* tile) const {
+  ops::ScratchSlots scratch;
+  if (tile) tile->next = 0;
   for (const auto& blk : up_blocks_) {
-    for (const auto& r : blk.resnets) h = r.forward_nhwc(std::move(h), scratch);
+    for (const auto& r : blk.resnets) h = r.forward_nhwc(std::move(h), scratch, tile);
     for (const auto& u : blk.upsamplers) h = u.forward_nhwc(h);
   }
-  conv_norm_out_.forward_nhwc_into(h, /*silu=*/true, h);  // in place
+  conv_norm_out_.forward_nhwc_into(h, /*silu=*/true, h, tile);  // in place
+  if (tile && tile->mode == TileNorms::Mode::Record) return Tensor();
   return conv_out_.nhwc.forward_nchw(h);  // [B, out_channels, H, W] f32
+}
+
+int64_t Decoder::up_receptive_halo() const {
+  // Each 3x3 convolution at resolution 2^i (latent = 1) reaches 1 / 2^i latent pixels further.
+  double reach = 0, scale = 1;
+  for (const auto& blk : up_blocks_) {
+    reach += 2.0 * double(blk.resnets.size()) / scale;  // conv1 and conv2 of each resnet
+    if (!blk.upsamplers.empty()) {
+      scale *= 2;
+      reach += 1.0 / scale;  // the upsampler's conv, after the 2x upsample
+    }
+  }
+  reach += 1.0 / scale;  // conv_out
+  return int64_t(std::ceil(reach - 1e-9));
 }
 
 Tensor Decoder::forward_plain(const Tensor& z, DType storage) const {

@@ -68,7 +68,19 @@ Tensor GroupNorm::forward_nhwc(const Tensor& x, bool silu) const {
   return ops::group_norm_channels_last(x, groups, weight, bias, eps, silu);
 }
 
-void GroupNorm::forward_nhwc_into(const Tensor& x, bool silu, Tensor& y) const {
+void GroupNorm::forward_nhwc_into(const Tensor& x, bool silu, Tensor& y, TileNorms* tile) const {
+  if (!tile) return ops::group_norm_channels_last_into(x, groups, weight, bias, eps, silu, y);
+  const size_t k = tile->next++;
+  if (tile->mode == TileNorms::Mode::Fixed) {
+    ZI_ASSERT(k < tile->stats.size(), "tiled decode: no statistics recorded for group norm ", k);
+    return ops::group_norm_apply_channels_last_into(x, tile->stats[k], weight, bias, eps, silu, y);
+  }
+  const int64_t f = x.dim(1) / tile->tile_h;  // this activation's resolution over the latent's
+  ZI_ASSERT(f >= 1 && x.dim(1) == f * tile->tile_h && x.dim(2) == f * tile->tile_w, "tiled decode: activation ",
+            shape_str(x.shape()), " is not a multiple of the ", tile->tile_h, "x", tile->tile_w, " latent tile");
+  const ops::PixelWindow w{tile->keep.y0 * f, tile->keep.y1 * f, tile->keep.x0 * f, tile->keep.x1 * f};
+  if (tile->stats.size() <= k) tile->stats.resize(k + 1);
+  tile->stats[k].merge(ops::group_norm_stats_channels_last(x, groups, &w));
   ops::group_norm_channels_last_into(x, groups, weight, bias, eps, silu, y);
 }
 
@@ -118,14 +130,14 @@ Tensor ResnetBlock2D::forward(const Tensor& x, DType storage) const {
   return out;
 }
 
-Tensor ResnetBlock2D::forward_nhwc(Tensor x, ops::ScratchSlots& scratch) const {
+Tensor ResnetBlock2D::forward_nhwc(Tensor x, ops::ScratchSlots& scratch, TileNorms* tile) const {
   const DType dt = x.dtype();
   const Shape out_shape{x.dim(0), x.dim(1), x.dim(2), conv1.weight.dim(0)};  // [B, H, W, out]
   Tensor a = scratch.get(0, dt, x.shape());
-  norm1.forward_nhwc_into(x, /*silu=*/true, a);
+  norm1.forward_nhwc_into(x, /*silu=*/true, a, tile);
   Tensor h = scratch.get(1, dt, out_shape);
   conv1.nhwc.forward_into(a, h);
-  norm2.forward_nhwc_into(h, /*silu=*/true, h);  // in place
+  norm2.forward_nhwc_into(h, /*silu=*/true, h, tile);  // in place
   Tensor out = has_shortcut ? conv_shortcut.forward_nhwc(x) : std::move(x);
   if (dt == DType::F32) {
     conv2.nhwc.forward_accumulate(h, out);  // out = shortcut + conv2(h)

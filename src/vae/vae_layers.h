@@ -37,6 +37,19 @@ struct Conv2d {
   Tensor forward_nhwc(const Tensor& x) const { return nhwc.forward(x); }
 };
 
+// Where the group norms of a tile's forward take their statistics from (seamless tiled decoding,
+// AutoencoderKL::decode_tiled_seamless). Record: each group norm normalises the tile with the
+// tile's own statistics and adds those of the tile's kept window to stats[k], k its index in the
+// forward; Fixed: each group norm normalises with stats[k] (the whole image's).
+struct TileNorms {
+  enum class Mode { Record, Fixed };
+  Mode mode = Mode::Record;
+  int64_t tile_h = 0, tile_w = 0;  // the tile's size in latent pixels
+  ops::PixelWindow keep;           // its kept window, in latent pixels
+  std::vector<ops::GroupNormStats> stats;  // one per group norm, in forward order
+  size_t next = 0;                 // the next group norm's index: reset to 0 for each tile
+};
+
 struct GroupNorm {
   Tensor weight, bias;  // [C]
   int64_t groups = 32;
@@ -44,7 +57,9 @@ struct GroupNorm {
   void load(const Loader& l, const std::string& prefix, int64_t channels, int64_t groups, float eps);
   Tensor forward(const Tensor& x, bool silu, DType storage) const;
   Tensor forward_nhwc(const Tensor& x, bool silu) const;
-  void forward_nhwc_into(const Tensor& x, bool silu, Tensor& y) const;  // y may be x (in place)
+  // y may be x (in place). With `tile`: statistics as TileNorms says (x is the tile's activation
+  // at an integer multiple of the latent resolution).
+  void forward_nhwc_into(const Tensor& x, bool silu, Tensor& y, TileNorms* tile = nullptr) const;
 };
 
 struct Linear {
@@ -66,7 +81,7 @@ struct ResnetBlock2D {
   Tensor forward(const Tensor& x, DType storage) const;
   // Consumes x: the residual sum is written into x's storage (F32: conv2 accumulates into it
   // through oneDNN's sum post-op). Intermediates live in scratch slots 0 and 1.
-  Tensor forward_nhwc(Tensor x, ops::ScratchSlots& scratch) const;
+  Tensor forward_nhwc(Tensor x, ops::ScratchSlots& scratch, TileNorms* tile = nullptr) const;
 };
 
 // Attention(query_dim=C, heads=1, dim_head=C, norm_num_groups, residual_connection=True, bias=True)

@@ -73,6 +73,9 @@ TEST_F(CliBadInput, FolderMissingVae) {
   EXPECT_FALSE(fs::exists(dir + "/out.png"));
 }
 TEST_F(CliBadInput, UnknownAttentionBackend) { expect_fail({"--attention", "warp-drive"}, "unknown attention backend 'warp-drive'"); }
+TEST_F(CliBadInput, UnknownVaeTiling) { expect_fail({"--vae-tiling", "sometimes"}, "tiling 'sometimes' is not one of auto, on, off"); }
+TEST_F(CliBadInput, UnknownVaeTileMode) { expect_fail({"--vae-tile-mode", "fancy"}, "tile mode 'fancy'"); }
+TEST_F(CliBadInput, VaeTileTooSmall) { expect_fail({"--vae-tile-size", "3"}, "tile size 3 latents is below the seamless minimum of 8"); }
 TEST_F(CliBadInput, OutputFolderMissing) {
   CliResult r = run_cli({"generate", "-m", model, "-p", "x", "-W", "64", "-H", "64", "-o", dir + "/nope/out.png", "-q"}, dir + "/err.txt");
   EXPECT_NE(r.code, 0);

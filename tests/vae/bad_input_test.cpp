@@ -81,8 +81,13 @@ TEST(VaeBadInput, LatentsWithWrongChannelCount) {
   expect_has(error_of([&] { vae.encode(Tensor::zeros(DType::F32, {1, 4, 8, 8})); }), "[1, 4, 8, 8]");
   VaeDecodeOptions opt;
   opt.tiling = VaeDecodeOptions::Tiling::On;
+  opt.tile_mode = VaeDecodeOptions::TileMode::Diffusers;
   opt.tile_latent_size = 1;  // step int(1 * 0.75) = 0
   expect_has(error_of([&] { vae.decode(Tensor::zeros(DType::F32, {1, 16, 4, 4}), opt); }), "step of 0");
+  opt.tile_mode = VaeDecodeOptions::TileMode::Seamless;
+  std::string small = error_of([&] { vae.decode(Tensor::zeros(DType::F32, {1, 16, 12, 12}), opt); });
+  expect_has(small, "tile size 1 latents");
+  expect_has(small, "minimum of 8");
 }
 
 TEST(VaeBadInput, WeightWithWrongShape) {

@@ -8,13 +8,14 @@ save_pretrained (sharded safetensors, like the real model).
   python tools/bench/make_model.py --out /tmp/zimage-full --layers 4 --te-layers 4
 """
 import argparse
+import json
 import os
 import shutil
 import sys
 
 import torch
 
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImageTransformer2DModel
 from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -43,29 +44,52 @@ def main():
     dtype = getattr(torch, args.dtype)
     torch.set_default_dtype(dtype)
 
+    # One component at a time: the full model is ~20 GB in bf16, so holding the text encoder and
+    # the transformer together would not fit a 24 GB machine.
+    os.makedirs(args.out, exist_ok=True)
     tok = AutoTokenizer.from_pretrained(os.path.join(ROOT, "tests/fixtures/qwen3_tokenizer"))
+    tok.save_pretrained(os.path.join(args.out, "tokenizer"))
+
     te = Qwen3Model(Qwen3Config(vocab_size=151936, hidden_size=2560, intermediate_size=9728,
                                 num_hidden_layers=args.te_layers, num_attention_heads=32, num_key_value_heads=8,
                                 head_dim=128, rope_theta=1000000.0, rms_norm_eps=1e-6, max_position_embeddings=40960,
                                 tie_word_embeddings=True, torch_dtype=args.dtype)).to(dtype)
     randomize(te, 1)
+    te_params = sum(p.numel() for p in te.parameters())
+    te.save_pretrained(os.path.join(args.out, "text_encoder"), safe_serialization=True, max_shard_size="5GB")
+    del te
+
     tr = ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=3840,
                                   n_layers=args.layers, n_refiner_layers=2, n_heads=30, n_kv_heads=30, norm_eps=1e-5,
                                   qk_norm=True, cap_feat_dim=2560, rope_theta=256.0, t_scale=1000.0,
                                   axes_dims=[32, 48, 48], axes_lens=[1536, 512, 512]).to(dtype)
     randomize(tr, 2)
+    tr_params = sum(p.numel() for p in tr.parameters())
+    tr.save_pretrained(os.path.join(args.out, "transformer"), safe_serialization=True, max_shard_size="5GB")
+    del tr
+
     vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
                         up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512),
                         layers_per_block=2, latent_channels=16, norm_num_groups=32, scaling_factor=0.3611,
                         shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False, force_upcast=True,
                         sample_size=1024).to(dtype)
     randomize(vae, 3, std=0.05)
-    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False)
-    pipe = ZImagePipeline(scheduler=sched, vae=vae, text_encoder=te, tokenizer=tok, transformer=tr)
-    pipe.save_pretrained(args.out, safe_serialization=True, max_shard_size="5GB")
-    print(f"wrote {args.out}: transformer {sum(p.numel() for p in tr.parameters())/1e9:.2f}B params, "
-          f"text encoder {sum(p.numel() for p in te.parameters())/1e9:.2f}B, vae {sum(p.numel() for p in vae.parameters())/1e6:.1f}M")
+    vae.save_pretrained(os.path.join(args.out, "vae"), safe_serialization=True)
+    vae_params = sum(p.numel() for p in vae.parameters())
 
+    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False)
+    sched.save_pretrained(os.path.join(args.out, "scheduler"))
+    import diffusers
+    index = {"_class_name": "ZImagePipeline", "_diffusers_version": diffusers.__version__,
+             "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+             "text_encoder": ["transformers", "Qwen3Model"],
+             "tokenizer": ["transformers", "Qwen2Tokenizer"],
+             "transformer": ["diffusers", "ZImageTransformer2DModel"],
+             "vae": ["diffusers", "AutoencoderKL"]}
+    with open(os.path.join(args.out, "model_index.json"), "w") as f:
+        json.dump(index, f, indent=2)
+    print(f"wrote {args.out}: transformer {tr_params/1e9:.2f}B params, "
+          f"text encoder {te_params/1e9:.2f}B, vae {vae_params/1e6:.1f}M")
 
 if __name__ == "__main__":
     sys.exit(main())

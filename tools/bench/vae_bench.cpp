@@ -1,10 +1,11 @@
 // bench_vae: AutoencoderKL decode time on random latents of an image size's shape.
 //
 //   bench_vae VAE_DIR [--size S | --width W --height H] [--dtype f32|bf16] [--threads N] [--reps R]
-//             [--tiling off|auto|on]
+//             [--tiling off|auto|on] [--tile-mode seamless|diffusers] [--tile-size T]
 // Latents are [1, latent_channels, H / s, W / s] (s = the VAE's spatial scale), standard normal,
 // fixed seed, already in VAE space (what the pipeline hands vae.decode). Tiling defaults to off,
-// like diffusers' AutoencoderKL without enable_tiling(). Prints one JSON line.
+// like diffusers' AutoencoderKL without enable_tiling(). Also reports the peak bytes of live tensors
+// during a decode (activations and output; not oneDNN's scratch). Prints one JSON line.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -22,7 +23,7 @@ namespace {
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: bench_vae VAE_DIR [--size S | --width W --height H] [--dtype f32|bf16] [--threads N] [--reps R] "
-               "[--tiling off|auto|on]\n");
+               "[--tiling off|auto|on] [--tile-mode seamless|diffusers] [--tile-size T]\n");
   std::exit(2);
 }
 double since(std::chrono::steady_clock::time_point t0) {
@@ -32,7 +33,8 @@ double since(std::chrono::steady_clock::time_point t0) {
 
 int main(int argc, char** argv) {
   if (argc < 2) usage();
-  std::string dir = argv[1], dtype = "f32", tiling = "off";
+  std::string dir = argv[1], dtype = "f32", tiling = "off", tile_mode = "seamless";
+  int64_t tile_size = 0;
   int64_t width = 512, height = 512;
   int threads = 0, reps = 2;
   for (int i = 2; i < argc; ++i) {
@@ -48,9 +50,13 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(next().c_str());
     else if (a == "--reps") reps = std::max(1, std::atoi(next().c_str()));
     else if (a == "--tiling") tiling = next();
+    else if (a == "--tile-mode") tile_mode = next();
+    else if (a == "--tile-size") tile_size = std::atol(next().c_str());
     else usage();
   }
-  if ((dtype != "f32" && dtype != "bf16") || (tiling != "off" && tiling != "auto" && tiling != "on")) usage();
+  if ((dtype != "f32" && dtype != "bf16") || (tiling != "off" && tiling != "auto" && tiling != "on") ||
+      (tile_mode != "seamless" && tile_mode != "diffusers") || tile_size < 0)
+    usage();
   try {
     ops::set_num_threads(threads);
     auto t0 = std::chrono::steady_clock::now();
@@ -67,16 +73,23 @@ int main(int argc, char** argv) {
     opt.tiling = tiling == "off" ? VaeDecodeOptions::Tiling::Off
                  : tiling == "on" ? VaeDecodeOptions::Tiling::On
                                   : VaeDecodeOptions::Tiling::Auto;
+    opt.tile_mode = tile_mode == "diffusers" ? VaeDecodeOptions::TileMode::Diffusers : VaeDecodeOptions::TileMode::Seamless;
+    opt.tile_latent_size = tile_size;
     std::vector<double> secs;
+    int64_t peak = 0;
     for (int r = 0; r < reps; ++r) {
+      const int64_t live = tensor_bytes_live();
+      reset_tensor_bytes_peak();
       auto s0 = std::chrono::steady_clock::now();
       Tensor img = vae.decode(z, opt);
       secs.push_back(since(s0));
+      peak = std::max(peak, tensor_bytes_peak() - live);
       if (img.dim(2) != height || img.dim(3) != width) fail("[bench_vae] decoded ", shape_str(img.shape()));
     }
-    std::printf("{\"load_s\": %.4f, \"width\": %ld, \"height\": %ld, \"dtype\": \"%s\", \"tiling\": \"%s\", \"threads\": %d, "
-                "\"seconds\": [",
-                load_s, long(width), long(height), dtype.c_str(), tiling.c_str(), ops::num_threads());
+    std::printf("{\"load_s\": %.4f, \"width\": %ld, \"height\": %ld, \"dtype\": \"%s\", \"tiling\": \"%s\", "
+                "\"tile_mode\": \"%s\", \"tile_size\": %ld, \"threads\": %d, \"peak_tensor_bytes\": %ld, \"seconds\": [",
+                load_s, long(width), long(height), dtype.c_str(), tiling.c_str(), tile_mode.c_str(), long(tile_size),
+                ops::num_threads(), long(peak));
     for (size_t i = 0; i < secs.size(); ++i) std::printf("%s%.5f", i ? ", " : "", secs[i]);
     std::printf("]}\n");
   } catch (const Error& e) {

@@ -41,6 +41,13 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
   g.add_flag("--overwrite", a.overwrite, "overwrite existing output files");
   g.add_flag("-q,--quiet", a.quiet, "no progress output");
   g.add_flag("--low-memory", a.low_memory, "load one component at a time (peak memory = largest component)");
+  g.add_option("--vae-tiling", a.vae_tiling, "tiled VAE decode: auto (when the untiled decode would not fit in half the memory), on, off")
+      ->capture_default_str();
+  g.add_option("--vae-tile-mode", a.vae_tile_mode,
+               "seamless (whole-image statistics, close to untiled) or diffusers (AutoencoderKL.tiled_decode exactly)")
+      ->capture_default_str();
+  g.add_option("--vae-tile-size", a.vae_tile_size, "VAE tile size in latent pixels (x8 image pixels); 0 = automatic")
+      ->capture_default_str();
   g.add_option("--save-latents", a.save_latents, "also write the final latents to this .safetensors file");
   // A repeated scalar option takes its last value (as most CLIs do); list options accumulate.
   for (CLI::Option* o : g.get_options())
@@ -84,6 +91,9 @@ void apply_png_parameters(const std::string& png, GenerateArgs& a) {
   take("--max-sequence-length", "max_sequence_length", a.max_sequence_length);
   take("--dtype", "dtype", a.dtype);
   take("--vae-dtype", "vae_dtype", a.vae_dtype);
+  take("--vae-tiling", "vae_tiling", a.vae_tiling);
+  take("--vae-tile-mode", "vae_tile_mode", a.vae_tile_mode);
+  take("--vae-tile-size", "vae_tile_size", a.vae_tile_size);
   take("--model", "model", a.model);
 }
 
@@ -159,12 +169,18 @@ int run_generate(GenerateArgs a) {
   std::vector<uint64_t> seeds = a.seed;
   if (seeds.empty()) seeds.push_back(std::random_device{}() | (uint64_t(std::random_device{}()) << 32) >> 1);
   for (auto s : seeds) cp.generator.push_back(Generator{s, "cpu"});
+  VaeTilingOptions tiling;
+  tiling.tiling = a.vae_tiling;
+  tiling.mode = a.vae_tile_mode;
+  tiling.tile_size = a.vae_tile_size;
   // Validate everything cheap before loading weights.
   validate_call_params(cp);
+  validate_vae_tiling(tiling);
 
   auto t0 = std::chrono::steady_clock::now();
   ZImagePipeline pipe = ZImagePipeline::from_pretrained(a.model, po);
   pipe.set_attention_backend(a.attention);
+  pipe.set_vae_tiling(tiling);
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ProgressPrinter printer(a.quiet);
   PipelineOutput out = pipe(cp, [&](const Progress& p) { printer(p); });
@@ -202,6 +218,9 @@ int run_generate(GenerateArgs a) {
                    {"max_sequence_length", a.max_sequence_length},
                    {"dtype", a.dtype},
                    {"vae_dtype", a.vae_dtype},
+                   {"vae_tiling", a.vae_tiling},
+                   {"vae_tile_mode", a.vae_tile_mode},
+                   {"vae_tile_size", a.vae_tile_size},
                    {"model", a.model},
                    {"generator", "torch.Generator(\"cpu\")"},
                    {"version", "zimage.cpp 0.1.0"}};

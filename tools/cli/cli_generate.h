@@ -28,6 +28,9 @@ struct GenerateArgs {
   bool overwrite = false;
   bool quiet = false;
   bool low_memory = false;
+  std::string vae_tiling = "auto";
+  std::string vae_tile_mode = "seamless";
+  int vae_tile_size = 0;
   std::string save_latents;
   std::string from_png;  // take the generation parameters from this PNG's zimage metadata
   std::set<std::string> given;  // options given on the command line (override --from-png)
