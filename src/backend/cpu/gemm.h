@@ -13,4 +13,10 @@ namespace zimage::cpu {
 void gemm_nt_ex(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, const void* w, DType dt,
                 const float* bias, void* y, int64_t ldy, DType yt);
 
+// The same on AMX tiles (gemm_amx.cpp) for bf16 x and w; returns false (nothing done) when the
+// CPU has no AMX, ZIMAGE_GEMM=onednn is set, or N or K is not a multiple of 32.
+bool gemm_amx_bf16(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, const void* w, const float* bias,
+                   void* y, int64_t ldy, DType yt);
+bool amx_available();
+
 }  // namespace zimage::cpu

@@ -60,6 +60,7 @@ void gemm_nt_ex(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, con
   ZI_ASSERT(dt == DType::F32 || dt == DType::BF16, "gemm_nt: dtype ", dtype_name(dt));
   ZI_ASSERT(yt == DType::F32 || (yt == DType::BF16 && dt == DType::BF16), "gemm_nt: output dtype ", dtype_name(yt));
   if (M == 0 || N == 0) return;
+  if (dt == DType::BF16 && gemm_amx_bf16(M, N, K, x, ldx, w, bias, y, ldy, yt)) return;
   Cached& c = primitive(M, N, K, dt, bias != nullptr, yt, ldx, ldy);
   auto& e = engine();
   dnnl::memory src(c.src, e.eng, const_cast<void*>(x));
