@@ -171,7 +171,27 @@ def vae():
     assert img.shape[-2:] == (a["height"], a["width"]), img.shape
     out["seconds"] = secs
 
-{"pipeline": pipeline, "text_encoder": text_encoder, "tokenizer": tokenizer, "vae": vae}[a["mode"]]()
+@torch.no_grad()
+def gemm():
+    # torch.nn.functional.linear(x[M, K], w[N, K]) at the shapes bench_gemm times, same dtypes.
+    import torch.nn.functional as F
+    res = []
+    for dt in a["dtypes"]:
+        for (M, K, N) in a["shapes"]:
+            x = torch.randn(M, K).to(DT[dt])
+            w = (torch.randn(N, K) * K ** -0.5).to(DT[dt])
+            F.linear(x, w)
+            secs, t_all = [], clock()
+            while len(secs) < 3 or clock() - t_all < a["min_seconds"]:
+                t = clock()
+                F.linear(x, w)
+                secs.append(clock() - t)
+            fl = 2.0 * M * N * K
+            res.append(dict(dtype=dt, M=M, K=K, N=N, ms_median=1e3 * statistics.median(secs),
+                            gflops_median=fl / statistics.median(secs) / 1e9, gflops_best=fl / min(secs) / 1e9))
+    out["results"] = res
+
+{"pipeline": pipeline, "text_encoder": text_encoder, "tokenizer": tokenizer, "vae": vae, "gemm": gemm}[a["mode"]]()
 out["peak_rss_gb_self"] = rss_gb()
 print("BENCH_JSON " + json.dumps(out), flush=True)
 '''
@@ -376,6 +396,13 @@ def run_gemm(args):
     return json.loads(r.stdout)["results"]
 
 
+def run_torch_gemm(args, shapes):
+    """PyTorch's own GEMM (F.linear) at bench_gemm's shapes: the other library's peak on this machine."""
+    dtypes = sorted({g["dtype"] for g in shapes})
+    mkn = sorted({(g["M"], g["K"], g["N"]) for g in shapes})
+    return run_torch(args, "gemm", dtypes=dtypes, shapes=mkn, min_seconds=args.gemm_seconds)["results"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Tables.
 # ---------------------------------------------------------------------------------------------
@@ -436,13 +463,17 @@ def bench_pipeline(args, report, md):
     vcfg = json.load(open(os.path.join(args.model, "vae", "config.json")))
     vae_scale = 2 ** (len(vcfg["block_out_channels"]) - 1)
     gemm = None if args.skip_gemm or args.skip_zimage else run_gemm(args)
+    torch_gemm = run_torch_gemm(args, gemm) if gemm and not args.skip_torch else None
     report["gemm"] = gemm
+    report["gemm_pytorch"] = torch_gemm
     outdir = args.out_dir or tempfile.mkdtemp(prefix="zimage-bench-")
     os.makedirs(outdir, exist_ok=True)
     if gemm:
-        md.append("GEMM (zimage ops::linear):\n\n" + md_table(
-            ["dtype", "M", "K", "N", "ms (median)", "GFLOP/s (median)", "GFLOP/s (best)"],
-            [[g["dtype"], str(g["M"]), str(g["K"]), str(g["N"]), g["ms_median"], g["gflops_median"], g["gflops_best"]]
+        tg = {(g["dtype"], g["M"], g["K"], g["N"]): g for g in (torch_gemm or [])}
+        md.append("GEMM (zimage ops::linear; PyTorch F.linear when run):\n\n" + md_table(
+            ["dtype", "M", "K", "N", "ms (median)", "GFLOP/s (median)", "GFLOP/s (best)", "PyTorch GFLOP/s (best)"],
+            [[g["dtype"], str(g["M"]), str(g["K"]), str(g["N"]), g["ms_median"], g["gflops_median"], g["gflops_best"],
+              tg.get((g["dtype"], g["M"], g["K"], g["N"]), {}).get("gflops_best")]
              for g in gemm]))
     for dtype in args.dtype:
         vae_dtype = args.vae_dtype or dtype
@@ -479,7 +510,9 @@ def bench_pipeline(args, report, md):
             flops = transformer_flops_per_step(cfg, w, h, vae_scale, caps)
             res["caption_tokens"] = caps
             res["step_gflop"] = flops / 1e9
-            peak = max((g["gflops_best"] for g in gemm if g["dtype"] == dtype), default=None) if gemm else None
+            # The machine's measured GEMM peak: the best call of either library at these shapes.
+            peak = max((g["gflops_best"] for g in (gemm or []) + (torch_gemm or []) if g["dtype"] == dtype),
+                       default=None)
             res["gemm_peak_gflops"] = peak
             cols = [c for c in ("zimage", "zimage_low_memory", "pytorch") if c in res]
             for c in cols:
@@ -497,7 +530,7 @@ def bench_pipeline(args, report, md):
                              ("first denoising step s", "first_step_s"), ("s / denoising step (steady)", "steady_step_s"),
                              ("VAE decode s", "vae_s"), ("end-to-end s (excl. load)", "total_s"),
                              ("peak RSS GB", "peak_rss_gb"), ("step GFLOP/s", "step_gflops"),
-                             ("% of bf16 GEMM peak" if dtype == "bf16" else "% of f32 GEMM peak", "pct_of_gemm_peak")]:
+                             (f"% of {dtype} GEMM peak (best of zimage, PyTorch)", "pct_of_gemm_peak")]:
                 row = [label] + [res[c].get(k) for c in cols]
                 if z and t:
                     row.append(x_ratio(ratio(z.get(k), t.get(k))) if k != "pct_of_gemm_peak" else None)

@@ -1,12 +1,15 @@
 // bench_vae: AutoencoderKL decode time on random latents of an image size's shape.
 //
 //   bench_vae VAE_DIR [--size S | --width W --height H] [--dtype f32|bf16] [--threads N] [--reps R]
-//             [--tiling off|auto|on] [--tile-mode seamless|diffusers] [--tile-size T]
+//             [--tiling off|auto|on] [--tile-mode seamless|diffusers] [--tile-size T] [--psnr]
 // Latents are [1, latent_channels, H / s, W / s] (s = the VAE's spatial scale), standard normal,
 // fixed seed, already in VAE space (what the pipeline hands vae.decode). Tiling defaults to off,
 // like diffusers' AutoencoderKL without enable_tiling(). Also reports the peak bytes of live tensors
-// during a decode (activations and output; not oneDNN's scratch). Prints one JSON line.
+// during a decode (activations and output; not oneDNN's scratch). --psnr also decodes untiled and
+// reports the PSNR of the (tiled) result against it on the displayed range. Prints one JSON line.
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -23,7 +26,7 @@ namespace {
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: bench_vae VAE_DIR [--size S | --width W --height H] [--dtype f32|bf16] [--threads N] [--reps R] "
-               "[--tiling off|auto|on] [--tile-mode seamless|diffusers] [--tile-size T]\n");
+               "[--tiling off|auto|on] [--tile-mode seamless|diffusers] [--tile-size T] [--psnr]\n");
   std::exit(2);
 }
 double since(std::chrono::steady_clock::time_point t0) {
@@ -35,6 +38,7 @@ int main(int argc, char** argv) {
   if (argc < 2) usage();
   std::string dir = argv[1], dtype = "f32", tiling = "off", tile_mode = "seamless";
   int64_t tile_size = 0;
+  bool want_psnr = false;
   int64_t width = 512, height = 512;
   int threads = 0, reps = 2;
   for (int i = 2; i < argc; ++i) {
@@ -52,6 +56,7 @@ int main(int argc, char** argv) {
     else if (a == "--tiling") tiling = next();
     else if (a == "--tile-mode") tile_mode = next();
     else if (a == "--tile-size") tile_size = std::atol(next().c_str());
+    else if (a == "--psnr") want_psnr = true;
     else usage();
   }
   if ((dtype != "f32" && dtype != "bf16") || (tiling != "off" && tiling != "auto" && tiling != "on") ||
@@ -77,6 +82,7 @@ int main(int argc, char** argv) {
     opt.tile_latent_size = tile_size;
     std::vector<double> secs;
     int64_t peak = 0;
+    Tensor last;
     for (int r = 0; r < reps; ++r) {
       const int64_t live = tensor_bytes_live();
       reset_tensor_bytes_peak();
@@ -84,6 +90,7 @@ int main(int argc, char** argv) {
       Tensor img = vae.decode(z, opt);
       secs.push_back(since(s0));
       peak = std::max(peak, tensor_bytes_peak() - live);
+      last = img;
       if (img.dim(2) != height || img.dim(3) != width) fail("[bench_vae] decoded ", shape_str(img.shape()));
     }
     std::printf("{\"load_s\": %.4f, \"width\": %ld, \"height\": %ld, \"dtype\": \"%s\", \"tiling\": \"%s\", "
@@ -91,7 +98,16 @@ int main(int argc, char** argv) {
                 load_s, long(width), long(height), dtype.c_str(), tiling.c_str(), tile_mode.c_str(), long(tile_size),
                 ops::num_threads(), long(peak));
     for (size_t i = 0; i < secs.size(); ++i) std::printf("%s%.5f", i ? ", " : "", secs[i]);
-    std::printf("]}\n");
+    std::printf("]");
+    if (want_psnr) {
+      Tensor ref = vae.decode_untiled(z);
+      double se = 0;
+      auto disp = [](float v) { return std::min(1.0, std::max(0.0, double(v) * 0.5 + 0.5)); };
+      for (int64_t i = 0; i < ref.numel(); ++i) se += std::pow(disp(last.f32()[i]) - disp(ref.f32()[i]), 2);
+      const double mse = se / double(ref.numel());
+      std::printf(", \"psnr_vs_untiled_db\": %.2f", mse == 0 ? 999.0 : 10.0 * std::log10(1.0 / mse));
+    }
+    std::printf("}\n");
   } catch (const Error& e) {
     std::fprintf(stderr, "bench_vae: error: %s\n", e.what());
     return 1;
