@@ -60,6 +60,7 @@ TEST(ChannelsLast, ConvMatchesNchwConv) {
   };
   const Case cases[] = {
       {{1, 16, 8, 12}, {32, 16, 3, 3}, 1, ops::Padding2d::same(1)},
+      {{2, 64, 21, 19}, {48, 64, 3, 3}, 1, ops::Padding2d::same(1)},  // batch 2, odd sizes
       {{2, 8, 9, 7}, {24, 8, 3, 3}, 1, ops::Padding2d::same(1)},  // channels not a multiple of 16
       {{1, 32, 5, 6}, {16, 32, 1, 1}, 1, {}},                      // conv_shortcut
       {{1, 16, 16, 24}, {16, 16, 3, 3}, 2, {0, 1, 0, 1}},          // Downsample2D
