@@ -134,13 +134,17 @@ TEST(TiledDecode, MarginedTilesWithWholeImageStatisticsAreExact) {
   ASSERT_EQ(norms.stats.size(), 19u);                         // 3 x 3 resnets x 2 norms + norm_out
   norms.mode = vae::TileNorms::Mode::Fixed;
   EXPECT_LE(rel_l2(dec.forward_up(head.clone(), &norms), full), 1e-5);
+  // head[:, y0 : y0 + h, x0 : x0 + w, :] copied
+  auto crop_head = [&](int64_t y0, int64_t x0, int64_t h, int64_t w) {
+    const int64_t C = head.dim(3);
+    Tensor c = Tensor::empty(DType::F32, {2, h, w, C});
+    for (int64_t n = 0; n < 2; ++n)
+      for (int64_t y = 0; y < h; ++y)
+        std::copy_n(head.f32() + ((n * 36 + y0 + y) * 40 + x0) * C, w * C, c.f32() + (n * h + y) * w * C);
+    return c;
+  };
   // One inner window: latent rows [14, 22), columns [16, 24) decoded from rows [2, 34), columns [4, 36).
-  Tensor crop = Tensor::empty(DType::F32, {2, 32, 32, head.dim(3)});
-  for (int64_t n = 0; n < 2; ++n)
-    for (int64_t y = 0; y < 32; ++y)
-      std::copy_n(head.f32() + ((n * 36 + 2 + y) * 40 + 4) * head.dim(3), 32 * head.dim(3),
-                  crop.f32() + (n * 32 + y) * 32 * head.dim(3));
-  Tensor t = dec.forward_up(crop, &norms);  // [2, 3, 128, 128]
+  Tensor t = dec.forward_up(crop_head(2, 4, 32, 32), &norms);  // [2, 3, 128, 128]
   double max_diff = 0, max_abs = 0;
   for (int64_t p = 0; p < 6; ++p)
     for (int64_t y = 0; y < 32; ++y)
@@ -154,12 +158,7 @@ TEST(TiledDecode, MarginedTilesWithWholeImageStatisticsAreExact) {
   // A margin of 4 latents on the left is not enough: the zero padding reaches the window. (The
   // reach's far end is a product of many kernel taps, so its effect there is faint: the margin
   // is the worst case.)
-  Tensor crop2 = Tensor::empty(DType::F32, {2, 32, 24, head.dim(3)});
-  for (int64_t n = 0; n < 2; ++n)
-    for (int64_t y = 0; y < 32; ++y)
-      std::copy_n(head.f32() + ((n * 36 + 2 + y) * 40 + 12) * head.dim(3), 24 * head.dim(3),
-                  crop2.f32() + (n * 32 + y) * 24 * head.dim(3));
-  Tensor t2 = dec.forward_up(crop2, &norms);  // [2, 3, 128, 96]
+  Tensor t2 = dec.forward_up(crop_head(2, 12, 32, 24), &norms);  // [2, 3, 128, 96]
   double edge = 0;
   for (int64_t p = 0; p < 6; ++p)
     for (int64_t y = 0; y < 32; ++y)

@@ -19,6 +19,7 @@
 // GCC 12 flags the deliberately undefined operands inside its own AVX-512 intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,fma,amx-tile,amx-bf16")
+#include "backend/cpu/amx_tiles.h"
 #include "backend/cpu/attention_common.h"
 
 namespace zimage::cpu {
@@ -116,25 +117,8 @@ void pv_6(const uint32_t* P, int64_t ldp, const uint32_t* V, int64_t Dv, int64_t
   }
 }
 
-// AMX: every tile is 16 rows × 64 bytes (16 f32, or 16 bf16 pairs). tmm0-3 accumulate a 32 × 32
-// f32 block, tmm4-5 hold the two 16-row A tiles and tmm6-7 the two B tiles.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-void amx_configure() {
-  TileConfig c;
-  for (int i = 0; i < 8; ++i) {
-    c.rows[i] = 16;
-    c.colsb[i] = 64;
-  }
-  _tile_loadconfig(&c);
-}
-
-// S[32][nkp] (stride lds) = Q[32 rows, Dk] · K[nkp keys, Dk]^T.  Q: u32 d pairs, row stride `half`.
+// AMX (amx_tiles.h): tmm0-3 accumulate a 32 × 32 f32 block, tmm4-5 hold the two 16-row A tiles
+// and tmm6-7 the two B tiles.
 void qk_amx(const uint32_t* Q, int64_t half, const uint32_t* K, int64_t nkp, float* S, int64_t lds) {
   const int64_t qs = half * 4, ss = lds * 4;
   for (int64_t j0 = 0; j0 < nkp; j0 += 32) {
@@ -144,16 +128,8 @@ void qk_amx(const uint32_t* Q, int64_t half, const uint32_t* K, int64_t nkp, flo
     _tile_zero(3);
     const uint32_t* K0 = K + j0 * half;  // keys j0 .. j0+15: [half][16]
     const uint32_t* K1 = K0 + 16 * half;
-    for (int64_t c = 0; c < half; c += 16) {  // 32 d at a time
-      _tile_loadd(4, Q + c, qs);
-      _tile_loadd(5, Q + 16 * half + c, qs);
-      _tile_loadd(6, K0 + c * 16, 64);
-      _tile_loadd(7, K1 + c * 16, 64);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_dpbf16ps(1, 4, 7);
-      _tile_dpbf16ps(2, 5, 6);
-      _tile_dpbf16ps(3, 5, 7);
-    }
+    for (int64_t c = 0; c < half; c += 16)  // 32 d at a time
+      amx_step_2x2(Q + c, Q + 16 * half + c, qs, K0 + c * 16, K1 + c * 16, 64);
     _tile_stored(0, S + j0, ss);
     _tile_stored(1, S + j0 + 16, ss);
     _tile_stored(2, S + 16 * lds + j0, ss);
@@ -169,16 +145,8 @@ void pv_amx(const uint32_t* P, int64_t ldp, const uint32_t* V, int64_t Dv, int64
     _tile_loadd(1, O + d0 + 16, vs);
     _tile_loadd(2, O + 16 * Dv + d0, vs);
     _tile_loadd(3, O + 16 * Dv + d0 + 16, vs);
-    for (int64_t j0 = 0; j0 < nkp; j0 += 32) {
-      _tile_loadd(4, P + j0 / 2, ps);
-      _tile_loadd(5, P + 16 * ldp + j0 / 2, ps);
-      _tile_loadd(6, V + (j0 / 2) * Dv + d0, vs);
-      _tile_loadd(7, V + (j0 / 2) * Dv + d0 + 16, vs);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_dpbf16ps(1, 4, 7);
-      _tile_dpbf16ps(2, 5, 6);
-      _tile_dpbf16ps(3, 5, 7);
-    }
+    for (int64_t j0 = 0; j0 < nkp; j0 += 32)
+      amx_step_2x2(P + j0 / 2, P + 16 * ldp + j0 / 2, ps, V + (j0 / 2) * Dv + d0, V + (j0 / 2) * Dv + d0 + 16, vs);
     _tile_stored(0, O + d0, vs);
     _tile_stored(1, O + d0 + 16, vs);
     _tile_stored(2, O + 16 * Dv + d0, vs);
@@ -262,7 +230,7 @@ void attention_torch_bf16_avx512(const float* q, const float* k, const float* v,
   {
     Scratch<uint32_t> kp(Skp * half), vp(Skp / 2 * Dv), tmp(16 * half), q32(kQB * half), p32(kQB * kKB / 2);
     Scratch<float> s(kQB * kKB), acc(kQB * Dv), m(kQB), l(kQB);
-    if (amx) amx_configure();
+    if (amx) amx_configure_full_tiles();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < ntasks; ++t) {
       const int64_t qc = t % split.chunks, hk = (t / split.chunks) % Hkv, b = t / (split.chunks * Hkv);

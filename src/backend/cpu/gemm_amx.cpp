@@ -16,49 +16,26 @@
 // others, and CPUs without AMX, use oneDNN.
 #include <immintrin.h>
 #include <omp.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "backend/cpu/amx_tiles.h"
 #include "backend/cpu/kernels.h"
 #include "core/dtype.h"
 
 namespace zimage::cpu {
 namespace {
 
-constexpr int64_t kMc = 768;  // rows per M block (A block 1024 x 256 bf16 = 512 KB)
-constexpr int64_t kKc = 256;   // K per block
-constexpr int64_t kNcPairs = 8;  // column pairs per chunk: C chunk rows x 256 f32 (1 MB at 1024 rows)
+constexpr int64_t kMc = 768;     // rows per M block, at most about (A block of one K block: 768 x 256 bf16 = 384 KB)
+constexpr int64_t kKc = 256;     // K per block
+constexpr int64_t kNcPairs = 8;  // column pairs per chunk: C chunk rows x 256 f32 (768 KB at 768 rows)
 
-bool detect_amx() {
+bool use_amx() {
   if (const char* e = std::getenv("ZIMAGE_GEMM"); e && std::strcmp(e, "onednn") == 0) return false;
-  unsigned a, b, c, d;
-  __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
-  const bool amx_bf16 = (d >> 22) & 1, amx_tile = (d >> 24) & 1;
-  if (!amx_bf16 || !amx_tile) return false;
-  // Linux hands out the tile state on request (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA).
-  return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
-}
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-// Tiles 0-3: C (16 x 16 f32); 4-5: A (16 rows x 32 bf16); 6-7: B (16 k-pairs x 16 columns).
-void configure_tiles() {
-  TileConfig cfg;
-  for (int i = 0; i < 8; ++i) {
-    cfg.colsb[i] = 64;
-    cfg.rows[i] = 16;
-  }
-  _tile_loadconfig(&cfg);
+  return cpu_has_amx_bf16();
 }
 
 // A[r0 : r0 + rows, k0 : k0 + kc] (row stride ldx) -> tiles [rows32 / 16][kc / 32][16][32],
@@ -129,23 +106,12 @@ __attribute__((target("amx-tile,amx-bf16"))) void block_32x32(const uint16_t* a0
     _tile_zero(2);
     _tile_zero(3);
   }
-  for (int64_t kk = 0; kk < kts; ++kk) {
-    _tile_loadd(4, a0 + kk * 512, 64);
-    _tile_loadd(5, a1 + kk * 512, 64);
-    _tile_loadd(6, b0 + kk * 256, 64);
-    _tile_loadd(7, b1 + kk * 256, 64);
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
-  }
+  for (int64_t kk = 0; kk < kts; ++kk) amx_step_2x2(a0 + kk * 512, a1 + kk * 512, 64, b0 + kk * 256, b1 + kk * 256, 64);
   _tile_stored(0, c, ldc * 4);
   _tile_stored(1, c + 16, ldc * 4);
   _tile_stored(2, c + 16 * ldc, ldc * 4);
   _tile_stored(3, c + 16 * ldc + 16, ldc * 4);
 }
-
-__attribute__((target("amx-tile"))) void release_tiles() { _tile_release(); }
 
 void* aligned_buffer(std::vector<char>& storage, size_t bytes) {
   if (storage.size() < bytes + 64) storage.resize(bytes + 64);
@@ -155,7 +121,7 @@ void* aligned_buffer(std::vector<char>& storage, size_t bytes) {
 }  // namespace
 
 bool amx_available() {
-  static const bool ok = detect_amx();
+  static const bool ok = use_amx();
   return ok;
 }
 
@@ -179,7 +145,7 @@ bool gemm_amx_bf16(int64_t M, int64_t N, int64_t K, const void* xv, int64_t ldx,
     const int64_t p0 = pairs * t / T, p1 = pairs * (t + 1) / T;
     auto* bp = static_cast<uint32_t*>(aligned_buffer(b_store, size_t(kNcPairs * 32 * kKc) * 2));
     auto* cb = static_cast<float*>(aligned_buffer(c_store, size_t(rows32_max * kNcPairs * 32) * 4));
-    if (p1 > p0) configure_tiles();
+    if (p1 > p0) amx_configure_full_tiles();
     for (int64_t m0 = 0; m0 < M; m0 += mc_rows) {
       const int64_t rows = std::min(mc_rows, M - m0), rows32 = (rows + 31) / 32 * 32;
 #pragma omp for schedule(static)
@@ -217,7 +183,7 @@ bool gemm_amx_bf16(int64_t M, int64_t N, int64_t K, const void* xv, int64_t ldx,
       }
 #pragma omp barrier
     }
-    if (p1 > p0) release_tiles();
+    if (p1 > p0) amx_release_tiles();
   }
   return true;
 }
