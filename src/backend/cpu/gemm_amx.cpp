@@ -135,8 +135,9 @@ bool gemm_amx_bf16(int64_t M, int64_t N, int64_t K, const void* xv, int64_t ldx,
   const int64_t mblocks = (M + kMc + 31) / (kMc + 32);
   const int64_t mc_rows = std::min(M, ((M + mblocks - 1) / mblocks + 31) / 32 * 32);
   const int64_t rows32_max = (mc_rows + 31) / 32 * 32;
-  // A of one M block, packed for all of K and shared by the threads: [kblock][rows32 / 16][kts][16][32].
-  static std::vector<char> a_store;
+  // A of one M block, packed for all of K and shared by the team: [kblock][rows32 / 16][kts][16][32].
+  // One buffer per calling thread, so GEMMs called from different threads do not share it.
+  static thread_local std::vector<char> a_store;
   auto* ap = static_cast<uint16_t*>(aligned_buffer(a_store, size_t(rows32_max * K) * 2));
 #pragma omp parallel
   {
