@@ -240,12 +240,21 @@ void group_norm_apply_impl(const T* x, T* y, int64_t B, int64_t HW, int64_t C, c
   }
 }
 
-void check_group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias) {
+void check_groups(const Tensor& x, int64_t groups) {
   check_cl(x, "group_norm");
   const int64_t C = x.dim(3);
   if (groups <= 0 || C % groups != 0) fail("[group_norm] ", C, " channels are not divisible by ", groups, " groups");
+}
+
+// Input, affine parameters and output of a group norm into y.
+void check_group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, const Tensor& y) {
+  check_groups(x, groups);
+  const int64_t C = x.dim(3);
   if (weight.numel() != C || bias.numel() != C)
     fail("[group_norm] affine parameters (", weight.numel(), ", ", bias.numel(), ") do not match ", C, " channels");
+  if (y.shape() != x.shape() || y.dtype() != x.dtype())
+    fail("[group_norm] output ", dtype_name(y.dtype()), " ", shape_str(y.shape()), " does not match the input ",
+         dtype_name(x.dtype()), " ", shape_str(x.shape()));
 }
 
 }  // namespace
@@ -269,9 +278,8 @@ void GroupNormStats::merge(const GroupNormStats& o) {
 }
 
 GroupNormStats group_norm_stats_channels_last(const Tensor& x, int64_t groups, const PixelWindow* window) {
-  check_cl(x, "group_norm");
+  check_groups(x, groups);
   const int64_t B = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3);
-  if (groups <= 0 || C % groups != 0) fail("[group_norm] ", C, " channels are not divisible by ", groups, " groups");
   const PixelWindow win = window ? *window : PixelWindow{0, H, 0, W};
   if (!(0 <= win.y0 && win.y0 < win.y1 && win.y1 <= H && 0 <= win.x0 && win.x0 < win.x1 && win.x1 <= W))
     fail("[group_norm] statistics window rows [", win.y0, ", ", win.y1, ") x columns [", win.x0, ", ", win.x1,
@@ -282,10 +290,7 @@ GroupNormStats group_norm_stats_channels_last(const Tensor& x, int64_t groups, c
 
 void group_norm_apply_channels_last_into(const Tensor& x, const GroupNormStats& stats, const Tensor& weight,
                                          const Tensor& bias, float eps, bool silu, Tensor& y) {
-  check_group_norm(x, stats.groups, weight, bias);
-  if (y.shape() != x.shape() || y.dtype() != x.dtype())
-    fail("[group_norm] output ", dtype_name(y.dtype()), " ", shape_str(y.shape()), " does not match the input ",
-         dtype_name(x.dtype()), " ", shape_str(x.shape()));
+  check_group_norm(x, stats.groups, weight, bias, y);
   const int64_t B = x.dim(0), HW = x.dim(1) * x.dim(2), C = x.dim(3);
   if (stats.batch != B || stats.count.size() != size_t(B * stats.groups))
     fail("[group_norm] statistics of ", stats.batch, " images do not match a batch of ", B);
@@ -307,10 +312,7 @@ Tensor group_norm_channels_last(const Tensor& x, int64_t groups, const Tensor& w
 
 void group_norm_channels_last_into(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias,
                                    float eps, bool silu, Tensor& y) {
-  check_group_norm(x, groups, weight, bias);
-  if (y.shape() != x.shape() || y.dtype() != x.dtype())
-    fail("[group_norm] output ", dtype_name(y.dtype()), " ", shape_str(y.shape()), " does not match the input ",
-         dtype_name(x.dtype()), " ", shape_str(x.shape()));
+  check_group_norm(x, groups, weight, bias, y);
   if (y.numel() == 0) return;
   group_norm_apply_channels_last_into(x, group_norm_stats_channels_last(x, groups), weight, bias, eps, silu, y);
 }

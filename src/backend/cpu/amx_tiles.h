@@ -26,6 +26,27 @@ __attribute__((target("amx-tile"))) inline void amx_configure_full_tiles() {
 
 __attribute__((target("amx-tile"))) inline void amx_release_tiles() { _tile_release(); }
 
+// The 32 x 32 f32 block C in tmm0-3 (tmm0 rows 0-15 columns 0-15, tmm1 columns 16-31, tmm2 and
+// tmm3 rows 16-31), c pointing at its first element, ldc its row stride in floats.
+__attribute__((target("amx-tile"))) inline void amx_zero_c() {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+}
+__attribute__((target("amx-tile"))) inline void amx_load_c(const float* c, int64_t ldc) {
+  _tile_loadd(0, c, ldc * 4);
+  _tile_loadd(1, c + 16, ldc * 4);
+  _tile_loadd(2, c + 16 * ldc, ldc * 4);
+  _tile_loadd(3, c + 16 * ldc + 16, ldc * 4);
+}
+__attribute__((target("amx-tile"))) inline void amx_store_c(float* c, int64_t ldc) {
+  _tile_stored(0, c, ldc * 4);
+  _tile_stored(1, c + 16, ldc * 4);
+  _tile_stored(2, c + 16 * ldc, ldc * 4);
+  _tile_stored(3, c + 16 * ldc + 16, ldc * 4);
+}
+
 // One K step of a 32 x 32 f32 block held in tmm0-3: loads the two 16-row A tiles (tmm4, tmm5;
 // row strides in bytes) and the two B tiles (tmm6, tmm7), then tmm0 += A0 B0, tmm1 += A0 B1,
 // tmm2 += A1 B0, tmm3 += A1 B1.

@@ -120,20 +120,14 @@ void pv_6(const uint32_t* P, int64_t ldp, const uint32_t* V, int64_t Dv, int64_t
 // AMX (amx_tiles.h): tmm0-3 accumulate a 32 × 32 f32 block, tmm4-5 hold the two 16-row A tiles
 // and tmm6-7 the two B tiles.
 void qk_amx(const uint32_t* Q, int64_t half, const uint32_t* K, int64_t nkp, float* S, int64_t lds) {
-  const int64_t qs = half * 4, ss = lds * 4;
+  const int64_t qs = half * 4;
   for (int64_t j0 = 0; j0 < nkp; j0 += 32) {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    amx_zero_c();
     const uint32_t* K0 = K + j0 * half;  // keys j0 .. j0+15: [half][16]
     const uint32_t* K1 = K0 + 16 * half;
     for (int64_t c = 0; c < half; c += 16)  // 32 d at a time
       amx_step_2x2(Q + c, Q + 16 * half + c, qs, K0 + c * 16, K1 + c * 16, 64);
-    _tile_stored(0, S + j0, ss);
-    _tile_stored(1, S + j0 + 16, ss);
-    _tile_stored(2, S + 16 * lds + j0, ss);
-    _tile_stored(3, S + 16 * lds + j0 + 16, ss);
+    amx_store_c(S + j0, lds);
   }
 }
 
@@ -141,16 +135,10 @@ void qk_amx(const uint32_t* Q, int64_t half, const uint32_t* K, int64_t nkp, flo
 void pv_amx(const uint32_t* P, int64_t ldp, const uint32_t* V, int64_t Dv, int64_t nkp, float* O) {
   const int64_t ps = ldp * 4, vs = Dv * 4;
   for (int64_t d0 = 0; d0 < Dv; d0 += 32) {
-    _tile_loadd(0, O + d0, vs);
-    _tile_loadd(1, O + d0 + 16, vs);
-    _tile_loadd(2, O + 16 * Dv + d0, vs);
-    _tile_loadd(3, O + 16 * Dv + d0 + 16, vs);
+    amx_load_c(O + d0, Dv);
     for (int64_t j0 = 0; j0 < nkp; j0 += 32)
       amx_step_2x2(P + j0 / 2, P + 16 * ldp + j0 / 2, ps, V + (j0 / 2) * Dv + d0, V + (j0 / 2) * Dv + d0 + 16, vs);
-    _tile_stored(0, O + d0, vs);
-    _tile_stored(1, O + d0 + 16, vs);
-    _tile_stored(2, O + 16 * Dv + d0, vs);
-    _tile_stored(3, O + 16 * Dv + d0 + 16, vs);
+    amx_store_c(O + d0, Dv);
   }
 }
 
@@ -286,7 +274,7 @@ void attention_torch_bf16_avx512(const float* q, const float* k, const float* v,
         }
       }
     }
-    if (amx) _tile_release();
+    if (amx) amx_release_tiles();
   }
 }
 

@@ -1,17 +1,17 @@
 // bf16 GEMM on Intel AMX tiles: y[M,N] = x[M,K] · w[N,K]^T (+ bias), f32 accumulation.
 //
-// Debian's oneDNN 2.6 reaches ~1.0-1.35 TFLOP/s on 2 cores at the transformer's shapes; this
-// kernel reaches ~1.5-1.9 (tools/bench/bench_gemm). Layout of the work:
-//   - M in blocks of up to kMc rows, K in blocks of kKc: the A block (rows x kKc) is packed into
-//     16x32 tiles (contiguous 1 KB each, prefetch-friendly) once per (M block, K block) and stays
-//     in L2 while the thread sweeps its share of N.
-//   - N in pairs of 16-column tiles, split between threads. Each pair's weights for the K block
-//     are packed on the fly into AMX's pair-interleaved (VNNI) layout: 2 x kKc/32 tiles (16 KB at
-//     kKc 256) that stay in L1 for every row block. Weights are read in place (mmapped [N, K]);
-//     nothing is packed at load time.
-//   - C: four 16x16 f32 tiles (a 32x32 block) accumulate over the K block, then go to a per-thread
-//     f32 buffer (loaded back for the next K block); after the last K block the buffer is written
-//     out with the bias, as f32 or rounded to bf16.
+// Debian's oneDNN 2.6 reaches ~1.05-1.38 TFLOP/s on 2 cores at the transformer's shapes; this
+// kernel ~1.3-1.85 (tools/bench/bench_gemm). Layout of the work:
+//   - M in blocks of up to about kMc rows. The rows of one M block are packed for all of K into
+//     16x32 tiles (contiguous 1 KB each, prefetch-friendly), once, shared by the threads.
+//   - N in pairs of 16-column tiles, split between threads; each thread walks its pairs in
+//     chunks of kNcPairs whose f32 partial sums (rows x 256) stay in L2 across K.
+//   - K in blocks of kKc: per block, a pair's weights are packed on the fly into AMX's
+//     pair-interleaved (VNNI) layout, 2 x kKc/32 tiles (16 KB at kKc 256) that stay in L1 for
+//     every row block. Weights are read in place (mmapped [N, K]); nothing is packed at load time.
+//   - C: four 16x16 f32 tiles (a 32x32 block) accumulate over one K block, then go back to the
+//     chunk's buffer; after the last K block the chunk is written out with the bias, as f32 or
+//     rounded to bf16.
 // Only shapes with N and K multiples of 32 take this path (every Z-Image and Qwen3 projection);
 // others, and CPUs without AMX, use oneDNN.
 #include <immintrin.h>
@@ -92,25 +92,15 @@ __attribute__((target("avx512f"))) void pack_b(const uint16_t* w, int64_t K, int
     }
 }
 
+// C[32 x 32] (row stride ldc floats) = (accumulate ? C : 0) + A[32 rows, kts * 32] · B^T, A as two
+// packed 16-row tile columns a0, a1, B as two packed 16-column tile columns b0, b1.
 __attribute__((target("amx-tile,amx-bf16"))) void block_32x32(const uint16_t* a0, const uint16_t* a1,
                                                                  const uint32_t* b0, const uint32_t* b1, int64_t kts,
                                                                  float* c, int64_t ldc, bool accumulate) {
-  if (accumulate) {
-    _tile_loadd(0, c, ldc * 4);
-    _tile_loadd(1, c + 16, ldc * 4);
-    _tile_loadd(2, c + 16 * ldc, ldc * 4);
-    _tile_loadd(3, c + 16 * ldc + 16, ldc * 4);
-  } else {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-  }
+  if (accumulate) amx_load_c(c, ldc);
+  else amx_zero_c();
   for (int64_t kk = 0; kk < kts; ++kk) amx_step_2x2(a0 + kk * 512, a1 + kk * 512, 64, b0 + kk * 256, b1 + kk * 256, 64);
-  _tile_stored(0, c, ldc * 4);
-  _tile_stored(1, c + 16, ldc * 4);
-  _tile_stored(2, c + 16 * ldc, ldc * 4);
-  _tile_stored(3, c + 16 * ldc + 16, ldc * 4);
+  amx_store_c(c, ldc);
 }
 
 void* aligned_buffer(std::vector<char>& storage, size_t bytes) {
