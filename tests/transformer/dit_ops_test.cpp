@@ -4,22 +4,16 @@
 
 #include <cmath>
 #include <complex>
-#include <random>
 
 #include "ops/ops.h"
 #include "transformer/patchify.h"
 #include "transformer/rope_embedder.h"
+#include "util/test_util.h"
 
 namespace zimage {
 namespace {
 
-Tensor randn(Shape s, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> n;
-  Tensor t = Tensor::empty(DType::F32, std::move(s));
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = n(g);
-  return t;
-}
+using test::randn;
 
 TEST(DitOps, RopeInterleavedIsComplexMultiplication) {
   const int64_t T = 5, H = 3, D = 8;

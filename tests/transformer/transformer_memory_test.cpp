@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <random>
 #include <string>
 
 #include "ops/ops.h"
@@ -33,17 +32,9 @@ bool reset_peak() {
   return bool(f);
 }
 
-Tensor random_tensor(Shape s, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> n;
-  Tensor t = Tensor::empty(DType::F32, std::move(s));
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = n(g);
-  return t;
-}
-
 TEST(TransformerMemory, AttentionAt16kTokensStaysLinear) {
   const int64_t S = 16384, H = 1, D = 32;  // a 256x256 latent = 128x128 patches
-  Tensor q = random_tensor({1, S, H, D}, 1), k = random_tensor({1, S, H, D}, 2), v = random_tensor({1, S, H, D}, 3);
+  Tensor q = test::randn({1, S, H, D}, 1), k = test::randn({1, S, H, D}, 2), v = test::randn({1, S, H, D}, 3);
   Tensor out = Tensor::empty(DType::F32, {1, S, H, D});
   if (!reset_peak()) GTEST_SKIP() << "/proc/self/clear_refs is not writable";
   const int64_t before = vm_hwm_bytes();
@@ -79,8 +70,8 @@ TEST(TransformerMemory, WholeModelPeakGrowsLinearly) {
   auto m = ZImageTransformer2DModel::load(test::fixture("models/tiny-bf16/transformer"), DType::BF16);
   const auto& c = m.config();
   auto run = [&](int64_t hw) {
-    Tensor x = random_tensor({c.in_channels, 1, hw, hw}, 4);
-    Tensor cap = random_tensor({20, c.cap_feat_dim}, 5);
+    Tensor x = test::randn({c.in_channels, 1, hw, hw}, 4);
+    Tensor cap = test::randn({20, c.cap_feat_dim}, 5);
     reset_peak();
     const int64_t before = vm_hwm_bytes();
     auto out = m.forward({x}, {0.5f}, {cap});

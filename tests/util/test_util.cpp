@@ -7,6 +7,14 @@
 
 namespace zimage::test {
 
+Tensor randn(Shape shape, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> n(0.f, 1.f);
+  Tensor t = Tensor::empty(DType::F32, std::move(shape));
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = n(g);
+  return t;
+}
+
 std::string fixture(const std::string& rel) { return std::string(ZIMAGE_FIXTURES_DIR) + "/" + rel; }
 
 std::string temp_dir(const std::string& tag) {

@@ -14,5 +14,7 @@ std::string temp_dir(const std::string& tag);
 // Reads a whole file.
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& bytes);
+// A float32 tensor of standard-normal values from std::mt19937(seed).
+Tensor randn(Shape shape, uint32_t seed);
 
 }  // namespace zimage::test

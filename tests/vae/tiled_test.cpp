@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <string>
 
 #include "core/safetensors.h"
@@ -21,15 +20,9 @@ using namespace zimage;
 
 namespace {
 
-const std::string kModel = test::fixture("models/tiny-fp32/vae");
+using test::randn;
 
-Tensor randn(Shape s, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> n(0.f, 1.f);
-  Tensor t = Tensor::empty(DType::F32, s);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = n(g);
-  return t;
-}
+const std::string kModel = test::fixture("models/tiny-fp32/vae");
 
 // PSNR of two decoded images on the displayed range: (x / 2 + 0.5) clamped to [0, 1].
 double psnr(const Tensor& a, const Tensor& b) {

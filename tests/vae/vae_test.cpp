@@ -3,7 +3,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <random>
 
 #include <nlohmann/json.hpp>
 
@@ -14,6 +13,8 @@
 using namespace zimage;
 
 namespace {
+
+using test::randn;
 
 std::string model_dir(const std::string& m) { return test::fixture("models/" + m + "/vae"); }
 SafeTensorsFile refs(const std::string& m) { return SafeTensorsFile(test::fixture("ref/" + m + "/vae.safetensors")); }
@@ -35,14 +36,6 @@ std::vector<float> to_u8(const Tensor& img, DType storage) {
           out[size_t(((b * H + y) * W + x) * C + c)] = std::nearbyint(v * 255.f);
         }
   return out;
-}
-
-Tensor randn(Shape s, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> n(0.f, 1.f);
-  Tensor t = Tensor::empty(DType::F32, s);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = n(g);
-  return t;
 }
 
 }  // namespace
