@@ -116,6 +116,11 @@ void save_latents(const std::string& path, const Tensor& latents);
 // `zimage info`: components, configs, dtypes, parameter counts and bytes on disk, as JSON text.
 std::string describe_model(const std::string& path_or_id, const PretrainedOptions& opts = {});
 
+// Thread safety: one pipeline may be shared by several threads (a server does). Calls and the
+// set_*/to() methods are serialised: a second call waits for the first to finish, then runs with
+// the pipeline's own thread count (num_threads) on its own thread, and gives the same result it
+// gives alone. interrupt() may be called from any thread. A callback that calls back into the
+// pipeline it runs in gets an Error (it would otherwise deadlock). Separate pipelines run in parallel.
 class ZImagePipeline {
  public:
   static ZImagePipeline from_pretrained(const std::string& path_or_id, const PretrainedOptions& opts = {});
@@ -136,7 +141,7 @@ class ZImagePipeline {
   const VaeTilingOptions& vae_tiling() const;
 
   PipelineOutput operator()(const CallParams& params, const ProgressFn& progress = {});
-  void interrupt();  // from a callback: stop after the current step
+  void interrupt();  // from a callback or another thread: the running call stops after its current step
 
   const std::string& folder() const;
 

@@ -3,7 +3,9 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 #include "core/config.h"
 #include "ops/ops.h"
@@ -57,6 +59,16 @@ struct ZImagePipeline::Impl {
   std::string attention = "native";
   VaeTilingOptions vae_tiling;
   std::atomic<bool> interrupted{false};
+  // One call at a time: the components hold per-call state (planned activation buffers, the
+  // transformer's caption cache, lazily loaded or released weights), so concurrent calls on one
+  // pipeline are serialised here. `owner` lets a callback that re-enters get an error, not a deadlock.
+  std::mutex call_mutex;
+  std::atomic<std::thread::id> owner{};
+  std::unique_lock<std::mutex> lock_for(const char* what) {
+    if (owner.load() == std::this_thread::get_id())
+      fail("[pipeline] ", what, " was called from inside a running call of the same pipeline (e.g. from its callback)");
+    return std::unique_lock<std::mutex>(call_mutex);
+  }
 
   // Cheap facts read from the configs at load time (for validation before any weights are used).
   int64_t vae_scale_factor = 8, in_channels = 16, cap_dim = 0, max_positions = 0;
@@ -140,6 +152,7 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
 }
 
 ZImagePipeline& ZImagePipeline::to(const std::string& device) {
+  auto lock = impl_->lock_for("to()");
   if (device == "cpu") {
     impl_->opts.device = device;
     return *this;
@@ -150,6 +163,7 @@ ZImagePipeline& ZImagePipeline::to(const std::string& device) {
 }
 
 void ZImagePipeline::set_attention_backend(const std::string& name) {
+  auto lock = impl_->lock_for("set_attention_backend()");
   if (!known_attention_name(name)) fail("[transformer] unknown attention backend '", name, "'");
   if (!cpu_attention_name(name))
     fail("[transformer] attention backend '", name, "' needs a CUDA device; on the CPU use 'native'");
@@ -158,6 +172,7 @@ void ZImagePipeline::set_attention_backend(const std::string& name) {
 std::string ZImagePipeline::attention_backend() const { return impl_->attention; }
 void ZImagePipeline::set_vae_tiling(const VaeTilingOptions& o) {
   validate_vae_tiling(o);
+  auto lock = impl_->lock_for("set_vae_tiling()");
   impl_->vae_tiling = o;
 }
 const VaeTilingOptions& ZImagePipeline::vae_tiling() const { return impl_->vae_tiling; }
@@ -178,6 +193,14 @@ void ZImagePipeline::interrupt() { impl_->interrupted = true; }
 const std::string& ZImagePipeline::folder() const { return impl_->folder; }
 
 PipelineOutput ZImagePipeline::operator()(const CallParams& p, const ProgressFn& progress) {
+  auto lock = impl_->lock_for("the pipeline");
+  impl_->owner = std::this_thread::get_id();
+  struct Release {
+    std::atomic<std::thread::id>& owner;
+    ~Release() { owner = std::thread::id(); }
+  } release{impl_->owner};
+  // OpenMP's thread count is per calling thread: apply the pipeline's on whichever thread calls.
+  ops::set_num_threads(impl_->opts.num_threads);
   return impl_->call(*this, p, progress);
 }
 
