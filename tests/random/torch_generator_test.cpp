@@ -160,8 +160,7 @@ TEST(BoxMuller, ZeroUniformGivesZeroRadius) {
 TEST(TorchGenerator, MatchesTorchFixtureBitForBit) {
   const std::string st = test::fixture("ref/randn.safetensors");
   const std::string meta_path = test::fixture("ref/randn_meta.json");
-  if (!std::ifstream(st).good() || !std::ifstream(meta_path).good())
-    GTEST_SKIP() << "fixture " << st << " not present";
+  ASSERT_TRUE(std::ifstream(st).good() && std::ifstream(meta_path).good()) << "missing fixture " << st;
   SafeTensorsFile file(st);
   const auto meta = nlohmann::json::parse(test::read_file(meta_path));
   ASSERT_TRUE(meta.is_array());

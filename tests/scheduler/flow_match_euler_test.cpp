@@ -39,7 +39,7 @@ nlohmann::json load_fixture() {
 
 TEST(FlowMatchEulerFixture, EveryCaseMatchesTimestepsAndSigmas) {
   const auto fx = load_fixture();
-  if (fx.is_null()) GTEST_SKIP() << "tests/fixtures/ref/scheduler.json not present";
+  ASSERT_FALSE(fx.is_null()) << "missing fixture tests/fixtures/ref/scheduler.json";
   size_t cases = 0, values = 0, exact = 0;
   double worst_t = 0, worst_s = 0;
   for (const auto& c : fx.at("cases")) {
@@ -91,7 +91,7 @@ TEST(FlowMatchEulerFixture, EveryCaseMatchesTimestepsAndSigmas) {
 
 TEST(FlowMatchEulerFixture, StepMatchesDiffusers) {
   const auto fx = load_fixture();
-  if (fx.is_null()) GTEST_SKIP() << "tests/fixtures/ref/scheduler.json not present";
+  ASSERT_FALSE(fx.is_null()) << "missing fixture tests/fixtures/ref/scheduler.json";
   const auto& st = fx.at("step");
   Sched s(config_from(fx.at("configs").at(st.at("config_name").get<std::string>())));
   const int64_t n = st.at("num_inference_steps");

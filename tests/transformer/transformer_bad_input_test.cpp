@@ -149,7 +149,7 @@ TEST(TransformerBadInput, MissingWeight) {
 
 TEST(TransformerBadInput, UnsupportedComputeDtypeAndMissingFolder) {
   expect_error([] { ZImageTransformer2DModel::load(test::fixture(kModel), DType::F16); }, {"float16"});
-  expect_error([] { ZImageTransformer2DModel::load(test::fixture("models/nope/transformer"), DType::F32); },
+  expect_error([] { ZImageTransformer2DModel::load(test::temp_dir("nope") + "/models/nope/transformer", DType::F32); },
                {"models/nope/transformer"});
 }
 

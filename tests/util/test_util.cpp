@@ -1,5 +1,7 @@
 #include "util/test_util.h"
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -15,7 +17,13 @@ Tensor randn(Shape shape, uint32_t seed) {
   return t;
 }
 
-std::string fixture(const std::string& rel) { return std::string(ZIMAGE_FIXTURES_DIR) + "/" + rel; }
+std::string fixture(const std::string& rel) {
+  const std::string path = std::string(ZIMAGE_FIXTURES_DIR) + "/" + rel;
+  // A lost fixture fails the test that needs it; it is never a silent skip.
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) ADD_FAILURE() << "missing test fixture " << path << " (tests/fixtures is committed)";
+  return path;
+}
 
 std::string temp_dir(const std::string& tag) {
   std::random_device rd;

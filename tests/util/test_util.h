@@ -7,7 +7,7 @@
 
 namespace zimage::test {
 
-// Absolute path of a file under tests/fixtures.
+// Absolute path of a file under tests/fixtures; a missing one fails the calling test.
 std::string fixture(const std::string& rel);
 // A fresh empty temporary folder (removed by the OS tmp cleaner; tests clean up their own files).
 std::string temp_dir(const std::string& tag);
