@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backend/cpu/onednn.h"
 #include "ops/channels_last.h"
 
 namespace zimage::ops {
@@ -16,15 +17,6 @@ namespace {
 using dt_t = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
-struct Engine {
-  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
-  dnnl::stream strm{eng};
-};
-Engine& engine() {
-  static Engine e;
-  return e;
-}
-
 dt_t dnnl_dt(DType dt) {
   if (dt == DType::F32) return dt_t::f32;
   if (dt == DType::BF16) return dt_t::bf16;
@@ -32,10 +24,9 @@ dt_t dnnl_dt(DType dt) {
 }
 
 void reorder(const dnnl::memory::desc& from, const void* src, const dnnl::memory::desc& to, void* dst) {
-  auto& e = engine();
-  dnnl::memory a(from, e.eng, const_cast<void*>(src)), b(to, e.eng, dst);
-  dnnl::reorder(a, b).execute(e.strm, a, b);
-  e.strm.wait();
+  const dnnl::engine& eng = cpu::onednn::engine();
+  dnnl::memory a(from, eng, const_cast<void*>(src)), b(to, eng, dst);
+  cpu::onednn::reorder(dnnl::reorder(a, b), a, b);
 }
 
 }  // namespace
@@ -90,7 +81,7 @@ struct ChannelsLastConv2d::Impl {
     const auto key = std::make_tuple(N, H, W, int(mode));
     auto it = prims.find(key);
     if (it != prims.end()) return it->second;
-    auto& e = engine();
+    const dnnl::engine& eng = cpu::onednn::engine();
     const dt_t d = dnnl_dt(dt);
     const int64_t OH = out_h(H), OW = out_w(W);
     Prim p;
@@ -107,7 +98,7 @@ struct ChannelsLastConv2d::Impl {
       po.append_sum(1.f);
       attr.set_post_ops(po);
     }
-    dnnl::convolution_forward::primitive_desc pd(desc, attr, e.eng);
+    dnnl::convolution_forward::primitive_desc pd(desc, attr, eng);
     p.prim = dnnl::convolution_forward(pd);
     if (mode == Nchw) {
       p.dst = pd.dst_desc();
@@ -118,7 +109,7 @@ struct ChannelsLastConv2d::Impl {
     for (auto& m : weights)
       if (m.get_desc() == wdesc) p.wei = m;
     if (!p.wei) {
-      p.wei = dnnl::memory(wdesc, e.eng);
+      p.wei = dnnl::memory(wdesc, eng);
       reorder(dnnl::memory::desc({O, C, kh, kw}, d, tag::oihw), w.raw(), wdesc, p.wei.get_data_handle());
       weights.push_back(p.wei);
     }
@@ -126,14 +117,11 @@ struct ChannelsLastConv2d::Impl {
   }
 
   void run(const Prim& p, const Tensor& x, void* y) const {
-    auto& e = engine();
-    std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, dnnl::memory(p.src, e.eng, const_cast<void*>(x.raw()))},
-        {DNNL_ARG_WEIGHTS, p.wei},
-        {DNNL_ARG_BIAS, dnnl::memory(p.bias, e.eng, const_cast<void*>(bias.raw()))},
-        {DNNL_ARG_DST, dnnl::memory(p.dst, e.eng, y)}};
-    p.prim.execute(e.strm, args);
-    e.strm.wait();
+    const dnnl::engine& eng = cpu::onednn::engine();
+    cpu::onednn::execute(p.prim, {{DNNL_ARG_SRC, dnnl::memory(p.src, eng, const_cast<void*>(x.raw()))},
+                                  {DNNL_ARG_WEIGHTS, p.wei},
+                                  {DNNL_ARG_BIAS, dnnl::memory(p.bias, eng, const_cast<void*>(bias.raw()))},
+                                  {DNNL_ARG_DST, dnnl::memory(p.dst, eng, y)}});
   }
 
   void check_input(const Tensor& x) const {
@@ -215,7 +203,7 @@ Tensor ChannelsLastConv2d::forward_nchw(const Tensor& x) const {
   if (!p.dst_reorder) {
     m.run(p, x, y.raw());
   } else {
-    dnnl::memory tmp(p.dst, engine().eng);
+    dnnl::memory tmp(p.dst, cpu::onednn::engine());
     m.run(p, x, tmp.get_data_handle());
     reorder(p.dst, tmp.get_data_handle(), p.dst_nchw, y.raw());
   }

@@ -10,19 +10,11 @@
 #include <unordered_map>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/onednn.h"
 #include "core/error.h"
 
 namespace zimage::cpu {
 namespace {
-
-struct Engine {
-  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
-  dnnl::stream strm{eng};
-};
-Engine& engine() {
-  static Engine e;
-  return e;
-}
 
 using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                        int64_t, int64_t, int64_t, int64_t, int, bool, bool>;
@@ -55,21 +47,21 @@ Cached& primitive(const ConvShape& s, DType dt, bool has_bias, bool blocked) {
   dnnl::memory::desc wei_any = blocked ? dnnl::memory::desc({s.O, s.C, s.kh, s.kw}, in, tag::any) : c.wei_plain;
   dnnl::memory::desc dst_any = blocked ? dnnl::memory::desc({s.N, s.O, OH, OW}, dt_t::f32, tag::any) : c.dst_plain;
   const dnnl::memory::dims strides{s.sh, s.sw}, pad_l{s.pt, s.pl}, pad_r{s.pb, s.pr};
-  auto& e = engine();
+  const dnnl::engine& eng = onednn::engine();
   auto desc = has_bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
                                                          dnnl::algorithm::convolution_direct, src_any, wei_any,
                                                          c.bias, dst_any, strides, pad_l, pad_r)
                        : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
                                                          dnnl::algorithm::convolution_direct, src_any, wei_any,
                                                          dst_any, strides, pad_l, pad_r);
-  dnnl::convolution_forward::primitive_desc pd(desc, e.eng);
+  dnnl::convolution_forward::primitive_desc pd(desc, eng);
   c.src = pd.src_desc();
   c.wei = pd.weights_desc();
   c.dst = pd.dst_desc();
   c.prim = dnnl::convolution_forward(pd);
-  if (c.src != c.src_plain) c.src_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(e.eng, c.src_plain, e.eng, c.src));
-  if (c.wei != c.wei_plain) c.wei_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(e.eng, c.wei_plain, e.eng, c.wei));
-  if (c.dst != c.dst_plain) c.dst_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(e.eng, c.dst, e.eng, c.dst_plain));
+  if (c.src != c.src_plain) c.src_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(eng, c.src_plain, eng, c.src));
+  if (c.wei != c.wei_plain) c.wei_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(eng, c.wei_plain, eng, c.wei));
+  if (c.dst != c.dst_plain) c.dst_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(eng, c.dst, eng, c.dst_plain));
   return cache.emplace(key, std::move(c)).first->second;
 }
 
@@ -80,25 +72,24 @@ void conv2d(const ConvShape& s, const void* x, const void* w, DType dt, const fl
   ZI_ASSERT(dt == DType::F32 || dt == DType::BF16, "conv2d: dtype ", dtype_name(dt));
   if (s.N == 0 || s.O == 0 || s.out_h() <= 0 || s.out_w() <= 0) return;
   Cached& c = primitive(s, dt, bias != nullptr, layout == ConvLayout::Blocked);
-  auto& e = engine();
-  dnnl::memory src_plain(c.src_plain, e.eng, const_cast<void*>(x));
-  dnnl::memory wei_plain(c.wei_plain, e.eng, const_cast<void*>(w));
-  dnnl::memory dst_plain(c.dst_plain, e.eng, y);
+  const dnnl::engine& eng = onednn::engine();
+  dnnl::memory src_plain(c.src_plain, eng, const_cast<void*>(x));
+  dnnl::memory wei_plain(c.wei_plain, eng, const_cast<void*>(w));
+  dnnl::memory dst_plain(c.dst_plain, eng, y);
   dnnl::memory src = src_plain, wei = wei_plain, dst = dst_plain;
   if (c.src_reorder) {
-    src = dnnl::memory(c.src, e.eng);
-    c.src_reorder->execute(e.strm, src_plain, src);
+    src = dnnl::memory(c.src, eng);
+    onednn::reorder(*c.src_reorder, src_plain, src);
   }
   if (c.wei_reorder) {
-    wei = dnnl::memory(c.wei, e.eng);
-    c.wei_reorder->execute(e.strm, wei_plain, wei);
+    wei = dnnl::memory(c.wei, eng);
+    onednn::reorder(*c.wei_reorder, wei_plain, wei);
   }
-  if (c.dst_reorder) dst = dnnl::memory(c.dst, e.eng);
+  if (c.dst_reorder) dst = dnnl::memory(c.dst, eng);
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
-  if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(c.bias, e.eng, const_cast<float*>(bias)));
-  c.prim.execute(e.strm, args);
-  if (c.dst_reorder) c.dst_reorder->execute(e.strm, dst, dst_plain);
-  e.strm.wait();
+  if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(c.bias, eng, const_cast<float*>(bias)));
+  onednn::execute(c.prim, args);
+  if (c.dst_reorder) onednn::reorder(*c.dst_reorder, dst, dst_plain);
 }
 
 }  // namespace zimage::cpu

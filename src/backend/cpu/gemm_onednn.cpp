@@ -7,19 +7,11 @@
 
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/onednn.h"
 #include "core/error.h"
 
 namespace zimage::cpu {
 namespace {
-
-struct Engine {
-  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
-  dnnl::stream strm{eng};
-};
-Engine& engine() {
-  static Engine e;
-  return e;
-}
 
 // M, N, K, input dtype, bias, output dtype, ldx, ldy
 using Key = std::tuple<int64_t, int64_t, int64_t, int, bool, int, int64_t, int64_t>;
@@ -45,10 +37,10 @@ Cached& primitive(int64_t M, int64_t N, int64_t K, DType dt, bool has_bias, DTyp
   c.wei = dnnl::memory::desc({K, N}, dnnl_dt(dt), tag::ba);  // stored as [N, K]
   c.dst = dnnl::memory::desc({M, N}, dnnl_dt(yt), {ldy, 1});
   if (has_bias) c.bias = dnnl::memory::desc({1, N}, dnnl::memory::data_type::f32, tag::ab);
-  auto& e = engine();
+  const dnnl::engine& eng = onednn::engine();
   dnnl::matmul::primitive_desc pd =
-      has_bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(c.src, c.wei, c.bias, c.dst), e.eng)
-               : dnnl::matmul::primitive_desc(dnnl::matmul::desc(c.src, c.wei, c.dst), e.eng);
+      has_bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(c.src, c.wei, c.bias, c.dst), eng)
+               : dnnl::matmul::primitive_desc(dnnl::matmul::desc(c.src, c.wei, c.dst), eng);
   c.prim = dnnl::matmul(pd);
   return cache.emplace(key, std::move(c)).first->second;
 }
@@ -62,14 +54,13 @@ void gemm_nt_ex(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, con
   if (M == 0 || N == 0) return;
   if (dt == DType::BF16 && gemm_amx_bf16(M, N, K, x, ldx, w, bias, y, ldy, yt)) return;
   Cached& c = primitive(M, N, K, dt, bias != nullptr, yt, ldx, ldy);
-  auto& e = engine();
-  dnnl::memory src(c.src, e.eng, const_cast<void*>(x));
-  dnnl::memory wei(c.wei, e.eng, const_cast<void*>(w));
-  dnnl::memory dst(c.dst, e.eng, y);
+  const dnnl::engine& eng = onednn::engine();
+  dnnl::memory src(c.src, eng, const_cast<void*>(x));
+  dnnl::memory wei(c.wei, eng, const_cast<void*>(w));
+  dnnl::memory dst(c.dst, eng, y);
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
-  if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(c.bias, e.eng, const_cast<float*>(bias)));
-  c.prim.execute(e.strm, args);
-  e.strm.wait();
+  if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(c.bias, eng, const_cast<float*>(bias)));
+  onednn::execute(c.prim, args);
 }
 
 void gemm_nt(int64_t M, int64_t N, int64_t K, const void* x, const void* w, DType dt,
