@@ -56,6 +56,21 @@ struct ParsedInfotext {
 };
 ParsedInfotext parse_infotext(const std::string& text);
 
+// The generation parameters zimage reads back from an A1111 infotext (`zimage generate
+// --from-png` on a PNG that carries only "parameters"). Keys absent from the text stay empty.
+struct InfotextValues {
+  std::string prompt, negative_prompt;
+  std::optional<int> steps;          // "Steps: 8"
+  std::optional<double> cfg_scale;   // "CFG scale: 3.5"
+  std::optional<uint64_t> seed;      // "Seed: 42"
+  std::optional<int> width, height;  // "Size: 1024x768"
+  std::optional<std::string> model;  // "Model: Z-Image-Turbo"
+};
+// parse_infotext, then converts the values: Steps an integer, CFG scale a finite number, Seed an
+// integer in [0, 2^64-1], Size "<width>x<height>" with integer sides. A malformed value is a
+// zimage::Error naming the key and the value ("[image] infotext Steps '8.5' is not an integer").
+InfotextValues read_infotext(const std::string& text);
+
 struct PngMetadata {
   std::optional<InfotextParams> parameters;  // -> "parameters" chunk
   nlohmann::json zimage;                     // -> "zimage" chunk (compact JSON) unless null

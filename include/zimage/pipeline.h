@@ -22,8 +22,8 @@ namespace zimage {
 
 // Options of diffusers' DiffusionPipeline.from_pretrained.
 struct PretrainedOptions {
-  std::string torch_dtype = "bfloat16";  // compute dtype of text encoder and transformer: bfloat16, float16, float32
-  std::string vae_dtype = "float32";     // the VAE decodes in fp32 by default (config force_upcast)
+  std::string torch_dtype = "bfloat16";  // compute dtype of text encoder and transformer: bfloat16 or float32
+  std::string vae_dtype = "float32";     // the VAE decodes in fp32 by default (config force_upcast); or bfloat16
   std::string revision = "main";
   std::string subfolder;
   std::string cache_dir;                 // Hugging Face hub cache root
@@ -36,8 +36,14 @@ struct PretrainedOptions {
   // "text_encoder->transformer->vae"): peak memory is one component, components reload per call.
   bool low_memory = false;
   std::string device = "cpu";
-  int num_threads = 0;                   // 0 = all cores
+  int num_threads = 0;                   // 0 = all cores; at most max_num_threads()
 };
+// Largest accepted num_threads: 4 x the hardware threads.
+int max_num_threads();
+// Checks the options that need no model (from_pretrained calls it first): torch_dtype and
+// vae_dtype are bfloat16 or float32 (float16 is refused: no backend computes in it),
+// num_threads is 0..max_num_threads(). An error names the option and the value.
+void validate_pretrained_options(const PretrainedOptions& o);
 
 enum class OutputType { Image, Array, Latent };  // "pil", "np", "latent"
 OutputType parse_output_type(const std::string& s);
@@ -144,6 +150,10 @@ class ZImagePipeline {
   void interrupt();  // from a callback or another thread: the running call stops after its current step
 
   const std::string& folder() const;
+  // The shape of the initial latents of `batch` images of height x width pixels
+  // ([batch, in_channels, 2 * (height / (2 * vae_scale)), 2 * (width / (2 * vae_scale))]), e.g.
+  // to pass CallParams.latents drawn elsewhere.
+  Shape latents_shape(int64_t batch, int height, int width) const;
 
  private:
   ZImagePipeline();

@@ -52,32 +52,43 @@ int rename_noreplace(const char* from, const char* to) {
 
 }  // namespace
 
-void write_file_atomic(const std::string& path, const void* data, size_t n, bool overwrite) {
+namespace {
+
+// The target must be absent or a regular file (and absent when overwriting is off).
+void check_target(const std::string& path, bool overwrite) {
   namespace fs = std::filesystem;
   if (path.empty()) fail("[image] cannot write a file with an empty path");
-  const fs::path p(path);
-  if (!p.has_filename()) fail("[image] cannot write '", path, "': path names a directory");
-  const std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
-  const std::string name = p.filename().string();
-
+  if (!fs::path(path).has_filename()) fail("[image] cannot write '", path, "': path names a directory");
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) fail("[image] cannot write '", path, "': it is a directory");
+    if (!S_ISREG(st.st_mode))
+      fail("[image] cannot write '", path, "': it exists and is not a regular file (a device, pipe or socket)");
     if (!overwrite) fail("[image] cannot write '", path, "': file exists (overwriting is off)");
   }
+}
 
-  TempFile tmp;
-  std::string tmpl = dir + "/." + name + ".tmp-XXXXXX";
+std::string folder_of(const std::string& path) {
+  const std::filesystem::path p(path);
+  return p.has_parent_path() ? p.parent_path().string() : ".";
+}
+
+// Creates "<dir>/.<name>.tmp-XXXXXX" with mode 0666 & ~umask; the caller owns tmp.
+void create_temp(const std::string& path, TempFile& tmp) {
+  const std::string dir = folder_of(path);
+  std::string tmpl = dir + "/." + std::filesystem::path(path).filename().string() + ".tmp-XXXXXX";
   tmp.fd = ::mkstemp(tmpl.data());
   if (tmp.fd < 0) {
     int err = errno;
     fail("[image] cannot write '", path, "': cannot create a file in '", dir, "': ", os_error(err));
   }
   tmp.path = tmpl;
-
   if (::fchmod(tmp.fd, 0666 & ~current_umask()) != 0)
     fail("[image] cannot write '", path, "': chmod of '", tmp.path, "': ", os_error(errno));
+}
 
+// Writes, fsyncs and closes tmp.fd.
+void write_temp(const std::string& path, TempFile& tmp, const void* data, size_t n) {
   const char* bytes = static_cast<const char*>(data);
   for (size_t done = 0; done < n;) {
     ssize_t w = ::write(tmp.fd, bytes + done, n - done);
@@ -91,22 +102,87 @@ void write_file_atomic(const std::string& path, const void* data, size_t n, bool
   int fd = tmp.fd;
   tmp.fd = -1;
   if (::close(fd) != 0) fail("[image] cannot write '", path, "': close: ", os_error(errno));
+}
 
+// Renames tmp to path (refusing an existing path when overwrite is off).
+void rename_into_place(const std::string& tmp, const std::string& path, bool overwrite) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))  // appeared meanwhile
+    fail("[image] cannot write '", path, "': it exists and is not a regular file");
   if (overwrite) {
-    if (::rename(tmp.path.c_str(), path.c_str()) != 0)
-      fail("[image] cannot write '", path, "': rename from '", tmp.path, "': ", os_error(errno));
-  } else if (int err = rename_noreplace(tmp.path.c_str(), path.c_str())) {
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+      fail("[image] cannot write '", path, "': rename from '", tmp, "': ", os_error(errno));
+  } else if (int err = rename_noreplace(tmp.c_str(), path.c_str())) {
     if (err == EEXIST) fail("[image] cannot write '", path, "': file exists (overwriting is off)");
-    fail("[image] cannot write '", path, "': rename from '", tmp.path, "': ", os_error(err));
+    fail("[image] cannot write '", path, "': rename from '", tmp, "': ", os_error(err));
   }
-  tmp.keep = true;
+}
 
-  // Make the rename durable (best effort: some filesystems refuse fsync on folders).
+// Makes renames durable (best effort: some filesystems refuse fsync on folders).
+void sync_folder(const std::string& dir) {
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+}  // namespace
+
+void write_file_atomic(const std::string& path, const void* data, size_t n, bool overwrite) {
+  check_target(path, overwrite);
+  TempFile tmp;
+  create_temp(path, tmp);
+  write_temp(path, tmp, data, n);
+  rename_into_place(tmp.path, path, overwrite);
+  tmp.keep = true;
+  sync_folder(folder_of(path));
+}
+
+StagedFiles::~StagedFiles() {
+  for (auto& e : entries_)
+    if (!e.tmp.empty()) ::unlink(e.tmp.c_str());
+}
+
+void StagedFiles::add(const std::string& path, const void* data, size_t n) {
+  check_target(path, overwrite_);
+  TempFile tmp;
+  create_temp(path, tmp);
+  write_temp(path, tmp, data, n);
+  entries_.push_back({path, tmp.path});
+  tmp.keep = true;
+}
+
+std::string StagedFiles::reserve(const std::string& path) {
+  check_target(path, overwrite_);
+  TempFile tmp;
+  create_temp(path, tmp);
+  int fd = tmp.fd;
+  tmp.fd = -1;
+  if (::close(fd) != 0) fail("[image] cannot write '", path, "': close: ", os_error(errno));
+  entries_.push_back({path, tmp.path});
+  tmp.keep = true;
+  return entries_.back().tmp;
+}
+
+void StagedFiles::commit() {
+  const mode_t mode = 0666 & ~current_umask();
+  for (auto& e : entries_)  // reserved files may have been replaced by the caller's own temporary file
+    if (::chmod(e.tmp.c_str(), mode) != 0)
+      fail("[image] cannot write '", e.path, "': chmod of '", e.tmp, "': ", os_error(errno));
+  size_t done = 0;
+  try {
+    for (; done < entries_.size(); ++done) {
+      rename_into_place(entries_[done].tmp, entries_[done].path, overwrite_);
+      entries_[done].tmp.clear();
+    }
+  } catch (const Error&) {
+    // Without overwriting, the targets renamed so far were new files: remove them again.
+    if (!overwrite_)
+      for (size_t i = 0; i < done; ++i) ::unlink(entries_[i].path.c_str());
+    throw;
+  }
+  for (auto& e : entries_) sync_folder(folder_of(e.path));
 }
 
 std::string next_free_path(const std::string& path, int index) {

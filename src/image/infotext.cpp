@@ -1,6 +1,8 @@
 // A1111 infotext ("parameters" PNG chunk), as stable-diffusion-webui's processing.create_infotext
 // writes it and infotext_utils.parse_generation_parameters reads it.
 #include <charconv>
+#include <cmath>
+#include <limits>
 #include <regex>
 
 #include "core/error.h"
@@ -116,6 +118,57 @@ ParsedInfotext parse_infotext(const std::string& text) {
     dst += (dst.empty() ? "" : "\n") + line;
   }
   for (auto& [k, v] : params) out.params.emplace_back(k, unquote(v));
+  return out;
+}
+
+namespace {
+
+// The whole of s (no sign for unsigned T, no spaces, no trailing characters) as a T.
+template <class T>
+std::optional<T> to_integer(const std::string& s) {
+  T v{};
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+int infotext_int(const std::string& key, const std::string& v) {
+  auto i = to_integer<int>(v);
+  if (!i) fail("[image] infotext ", key, " '", v, "' is not an integer in [", std::numeric_limits<int>::min(), ", ",
+               std::numeric_limits<int>::max(), "]");
+  return *i;
+}
+
+}  // namespace
+
+InfotextValues read_infotext(const std::string& text) {
+  ParsedInfotext p = parse_infotext(text);
+  InfotextValues out;
+  out.prompt = p.prompt;
+  out.negative_prompt = p.negative_prompt;
+  for (const auto& [key, raw] : p.params) {
+    const std::string v = strip(raw);
+    if (key == "Steps") {
+      out.steps = infotext_int(key, v);
+    } else if (key == "CFG scale") {
+      double d = 0;
+      auto r = std::from_chars(v.data(), v.data() + v.size(), d);
+      if (v.empty() || r.ec != std::errc() || r.ptr != v.data() + v.size() || !std::isfinite(d))
+        fail("[image] infotext CFG scale '", v, "' is not a finite number");
+      out.cfg_scale = d;
+    } else if (key == "Seed") {
+      auto s = to_integer<uint64_t>(v);
+      if (!s) fail("[image] infotext Seed '", v, "' is not an integer in [0, ", std::numeric_limits<uint64_t>::max(), "]");
+      out.seed = *s;
+    } else if (key == "Size") {
+      size_t x = v.find('x');
+      if (x == std::string::npos) fail("[image] infotext Size '", v, "' is not <width>x<height>");
+      out.width = infotext_int("Size width", v.substr(0, x));
+      out.height = infotext_int("Size height", v.substr(x + 1));
+    } else if (key == "Model") {
+      out.model = v;
+    }
+  }
   return out;
 }
 

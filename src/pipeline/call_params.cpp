@@ -1,6 +1,8 @@
 // Validation of ZImagePipeline call parameters, as diffusers raises them (plus the checks that
 // keep bad input from turning into a crash or a huge allocation).
+#include <algorithm>
 #include <cmath>
+#include <thread>
 
 #include "core/error.h"
 #include "pipeline/pipeline_internal.h"
@@ -15,6 +17,37 @@ OutputType parse_output_type(const std::string& s) {
   fail("[pipeline] unknown output_type '", s, "' (expected pil, np or latent)");
 }
 
+namespace {
+
+// The multiple of 16 nearest to a positive side (halves round up), within [16, kMaxSide].
+int64_t nearest_multiple_of_16(int side) {
+  const int64_t m = (int64_t(side) + 8) / 16 * 16;
+  return std::clamp<int64_t>(m, 16, kMaxSide);
+}
+
+// The dtypes a component can compute in: no backend computes float16 (the CPU would silently
+// compute in float32 while the PNG says float16), so it is refused.
+void check_compute_dtype(const char* option, const std::string& s) {
+  if (s == "bfloat16" || s == "bf16" || s == "float32" || s == "fp32" || s == "f32" || s == "float") return;
+  if (s == "float16" || s == "fp16" || s == "f16" || s == "half")
+    fail("[from_pretrained] ", option, " '", s, "' is not supported: no backend of this build computes in float16; "
+         "use bfloat16 (same memory, float32 range) or float32");
+  fail("[from_pretrained] ", option, " '", s, "' is not a dtype (use bfloat16 or float32)");
+}
+
+}  // namespace
+
+int max_num_threads() { return 4 * std::max(1, int(std::thread::hardware_concurrency())); }
+
+void validate_pretrained_options(const PretrainedOptions& o) {
+  check_compute_dtype("torch_dtype", o.torch_dtype);
+  check_compute_dtype("vae_dtype", o.vae_dtype);
+  const int max_threads = max_num_threads();
+  if (o.num_threads < 0 || o.num_threads > max_threads)
+    fail("[from_pretrained] num_threads must be 0 (all cores) or 1..", max_threads, " (4 x the ",
+         max_threads / 4, " hardware threads), got ", o.num_threads);
+}
+
 void validate_call_params(const CallParams& p) {
   const bool have_embeds = p.prompt_embeds.has_value();
   if (p.prompt.empty() && !have_embeds) fail("[pipeline] no prompt given (pass a prompt or prompt_embeds)");
@@ -24,8 +57,8 @@ void validate_call_params(const CallParams& p) {
   const int h = p.height.value_or(1024), w = p.width.value_or(1024);
   if (h <= 0) fail("[pipeline] height must be positive, got ", h);
   if (w <= 0) fail("[pipeline] width must be positive, got ", w);
-  if (h % 16 != 0) fail("[pipeline] height must be divisible by 16 (got ", h, "); use ", (h + 15) / 16 * 16);
-  if (w % 16 != 0) fail("[pipeline] width must be divisible by 16 (got ", w, "); use ", (w + 15) / 16 * 16);
+  if (h % 16 != 0) fail("[pipeline] height must be divisible by 16 (got ", h, "); use ", nearest_multiple_of_16(h));
+  if (w % 16 != 0) fail("[pipeline] width must be divisible by 16 (got ", w, "); use ", nearest_multiple_of_16(w));
   if (h > kMaxSide || w > kMaxSide) fail("[pipeline] ", w, "x", h, " is larger than the supported ", kMaxSide, "x", kMaxSide);
   if (p.sigmas) {
     if (p.sigmas->empty()) fail("[pipeline] sigmas is empty");

@@ -113,6 +113,7 @@ ZImagePipeline& ZImagePipeline::operator=(ZImagePipeline&&) noexcept = default;
 ZImagePipeline::~ZImagePipeline() = default;
 
 ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, const PretrainedOptions& o) {
+  validate_pretrained_options(o);
   if (!o.use_safetensors) fail("[from_pretrained] use_safetensors=false: only safetensors weights are supported");
   ResolveOptions ro;
   ro.revision = o.revision;
@@ -126,8 +127,7 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
   m.opts = o;
   m.folder = resolve_model_folder(path_or_id, ro);
   m.index = read_model_index(m.folder);
-  m.compute = parse_dtype(o.torch_dtype);
-  if (m.compute == DType::F16) m.compute = DType::F32;  // fp16 weights compute in fp32 on the CPU (no fp16 GEMM here)
+  m.compute = parse_dtype(o.torch_dtype);  // bfloat16 or float32 (validate_pretrained_options)
   m.vae_compute = parse_dtype(o.vae_dtype) == DType::BF16 ? DType::BF16 : DType::F32;
   pipe.to(o.device);
   ops::set_num_threads(o.num_threads);
@@ -191,6 +191,10 @@ void validate_vae_tiling(const VaeTilingOptions& o) {
 }
 void ZImagePipeline::interrupt() { impl_->interrupted = true; }
 const std::string& ZImagePipeline::folder() const { return impl_->folder; }
+Shape ZImagePipeline::latents_shape(int64_t batch, int height, int width) const {
+  const int64_t vae_scale = impl_->vae_scale_factor * 2;
+  return {batch, impl_->in_channels, 2 * (height / vae_scale), 2 * (width / vae_scale)};
+}
 
 PipelineOutput ZImagePipeline::operator()(const CallParams& p, const ProgressFn& progress) {
   auto lock = impl_->lock_for("the pipeline");

@@ -1,5 +1,6 @@
 // The CLI on bad input: nonzero exit, one clear line on stderr, no file written.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -7,6 +8,7 @@
 #include <filesystem>
 
 #include "util/test_util.h"
+#include "zimage/image.h"
 
 namespace fs = std::filesystem;
 using namespace zimage;
@@ -85,4 +87,108 @@ TEST_F(CliBadInput, OutputFolderMissing) {
 TEST_F(CliBadInput, UnknownOption) {
   CliResult r = run_cli({"generate", "--frobnicate"}, dir + "/err.txt");
   EXPECT_NE(r.code, 0);
+}
+// Thread counts (issue #12 item 3): bounded, negative refused, in the library too (see
+// tests/pipeline). 100000 crashed inside libgomp; -5 silently meant all cores.
+TEST_F(CliBadInput, TooManyThreads) { expect_fail({"-t", "100000"}, "num_threads must be 0 (all cores) or 1.."); }
+TEST_F(CliBadInput, NegativeThreads) { expect_fail({"-t", "-5"}, "hardware threads), got -5"); }
+// Seeds above 2^64-1 were clamped to 2^64-1 (item 7).
+TEST_F(CliBadInput, SeedAbove64Bits) {
+  expect_fail({"--seed", "18446744073709551616"},
+              "[generate] --seed '18446744073709551616' is not a seed: give an integer in [0, 18446744073709551615], or -1 for a random seed");
+}
+TEST_F(CliBadInput, SeedNotAnInteger) { expect_fail({"--seed", "1,2.5"}, "--seed '2.5' is not a seed"); }
+// The "use <nearest multiple of 16>" hint overflowed to -2147483648 (item 8).
+TEST_F(CliBadInput, WidthHintDoesNotOverflow) {
+  expect_fail({"-W", "2147483647"}, "[pipeline] width must be divisible by 16 (got 2147483647); use 8192");
+}
+TEST_F(CliBadInput, HeightHintIsTheNearestMultiple) { expect_fail({"-H", "1001"}, "(got 1001); use 1008"); }
+// float16 computed in float32 while the PNG said float16.
+TEST_F(CliBadInput, Float16IsRefused) {
+  expect_fail({"--dtype", "float16"}, "[from_pretrained] torch_dtype 'float16' is not supported: no backend of this build computes "
+                                      "in float16; use bfloat16 (same memory, float32 range) or float32");
+}
+TEST_F(CliBadInput, Float16VaeIsRefused) { expect_fail({"--vae-dtype", "fp16"}, "vae_dtype 'fp16' is not supported"); }
+TEST_F(CliBadInput, UnknownDtype) { expect_fail({"--dtype", "int8"}, "torch_dtype 'int8' is not a dtype (use bfloat16 or float32)"); }
+// An output path that exists but is not a regular file was skipped (numbered out-1.png, exit 0),
+// or replaced with --overwrite; `-o /dev/full` wrote /dev/full-1.
+TEST_F(CliBadInput, OutputIsAPipe) {
+  for (bool overwrite : {false, true}) {
+    ASSERT_EQ(::mkfifo((dir + "/out.png").c_str(), 0644), 0);
+    std::vector<std::string> args{"generate", "-m", model, "-p", "a cat", "-W", "64", "-H", "64", "-s", "1", "-o", dir + "/out.png", "-q"};
+    if (overwrite) args.push_back("--overwrite");
+    CliResult r = run_cli(args, dir + "/err.txt");
+    EXPECT_EQ(r.code, 1) << r.err;
+    EXPECT_NE(r.err.find("[output] output '" + dir + "/out.png' exists and is not a regular file"), std::string::npos) << r.err;
+    EXPECT_TRUE(fs::is_fifo(dir + "/out.png"));
+    EXPECT_FALSE(fs::exists(dir + "/out-1.png"));
+    fs::remove(dir + "/out.png");
+  }
+}
+// --save-latents failing after the PNG was written left the PNG: now every output is staged and
+// renamed at the end, so a failure leaves none. As root, /sys passes the early writability check
+// (access) but refuses new files, so the failure comes after the generation; as another user the
+// early check refuses it (also no file).
+TEST_F(CliBadInput, FailingSaveLatentsLeavesNoPng) {
+  if (!fs::is_directory("/sys")) GTEST_SKIP() << "no /sys";
+  expect_fail({"--num-images", "2", "--save-latents", "/sys/zimage-cli-test.safetensors"}, "/sys");
+  EXPECT_FALSE(fs::exists("/sys/zimage-cli-test.safetensors"));
+}
+TEST_F(CliBadInput, SaveLatentsExistingNeedsOverwrite) {
+  test::write_file(dir + "/lat.safetensors", "keep");
+  CliResult r = run_cli({"generate", "-m", model, "-p", "a cat", "-W", "64", "-H", "64", "-s", "1", "-o", dir + "/out.png", "-q",
+                         "--save-latents", dir + "/lat.safetensors"},
+                        dir + "/err.txt");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("exists (give --overwrite to replace it)"), std::string::npos) << r.err;
+  EXPECT_EQ(test::read_file(dir + "/lat.safetensors"), "keep");
+  EXPECT_FALSE(fs::exists(dir + "/out.png"));
+}
+// A NUL in a prompt (only possible through --from-png) failed when the PNG was written, after the
+// whole generation; now it fails before the model is loaded (the model path here does not exist).
+TEST_F(CliBadInput, NulInPromptFailsBeforeLoading) {
+  PngMetadata meta;
+  meta.zimage = {{"prompt", std::string("a\0b", 3)}, {"width", 64}, {"height", 64}, {"num_inference_steps", 1}};
+  write_png(dir + "/in.png", Image{16, 16, 3, std::vector<uint8_t>(16 * 16 * 3)}, meta);
+  CliResult r = run_cli({"generate", "-m", dir + "/no-such-model", "--from-png", dir + "/in.png", "-o", dir + "/out.png", "-q"},
+                        dir + "/err.txt");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("[generate] prompt contains a NUL character (at byte 1), which PNG text cannot hold"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir + "/out.png"));
+}
+TEST_F(CliBadInput, InvalidUtf8PromptFailsBeforeLoading) {
+  CliResult r = run_cli({"generate", "-m", dir + "/no-such-model", "-p", "ok", "-n", "bad \xff", "-g", "2", "-o", dir + "/out.png"},
+                        dir + "/err.txt");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("[generate] negative prompt is not valid UTF-8"), std::string::npos) << r.err;
+}
+
+// One exit-code table (README, docs/DESIGN.md, --help): 0 ok, 1 bad input or usage (option parse
+// errors included; CLI11's own codes were 104-109), 2 out of memory, 3 internal error.
+TEST_F(CliBadInput, ExitCodes) {
+  const std::string err = dir + "/err.txt";
+  EXPECT_EQ(run_cli({"generate", "--frobnicate"}, err).code, 1);
+  EXPECT_EQ(run_cli({"generate", "-m", model, "-p", "x", "-W", "sixty"}, err).code, 1);
+  EXPECT_EQ(run_cli({}, err).code, 1);
+  EXPECT_EQ(run_cli({"info"}, err).code, 1);
+  EXPECT_EQ(run_cli({"generate", "--from-png", dir + "/missing.png"}, err).code, 1);
+  EXPECT_EQ(run_cli({"generate", "-m", model, "-p", "x", "-W", "1000"}, err).code, 1);
+  EXPECT_EQ(run_cli({"--help"}, err).code, 0);
+  EXPECT_EQ(run_cli({"generate", "--help"}, err).code, 0);
+  EXPECT_EQ(run_cli({"--version"}, err).code, 0);
+}
+TEST_F(CliBadInput, HelpDocumentsExitCodesAndSeedMinusOne) {
+  std::string out = dir + "/help.txt";
+  ASSERT_EQ(std::system((std::string(ZIMAGE_CLI_PATH) + " generate --help > " + quote(out)).c_str()), 0);
+  std::string help = test::read_file(out);
+  EXPECT_NE(help.find("Exit codes: 0 success; 1 bad input or usage"), std::string::npos) << help;
+  EXPECT_NE(help.find("-1 (the default) = a random seed"), std::string::npos) << help;
+}
+TEST_F(CliBadInput, Version) {
+  std::string out = dir + "/version.txt";
+  ASSERT_EQ(std::system((std::string(ZIMAGE_CLI_PATH) + " --version > " + quote(out)).c_str()), 0);
+  std::string v = test::read_file(out);
+  EXPECT_EQ(v.rfind("zimage.cpp " ZIMAGE_VERSION "\n", 0), 0u) << v;
+  EXPECT_NE(v.find("built with "), std::string::npos) << v;
+  EXPECT_NE(v.find("CUDA backend: "), std::string::npos) << v;
 }

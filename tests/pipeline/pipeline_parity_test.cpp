@@ -234,3 +234,75 @@ TEST(PipelineApi, VaeTiling) {
   expect_error(bad, "memory budget -1");
   EXPECT_EQ(pipe.vae_tiling().mode, "diffusers");  // a refused setting leaves the last good one
 }
+
+// PretrainedOptions are checked before anything is loaded: num_threads was passed to OpenMP
+// unchecked (100000 crashed inside libgomp, -5 meant all cores) and float16 computed in float32.
+TEST(PipelineApi, PretrainedOptionsAreChecked) {
+  auto error_of = [](const PretrainedOptions& o) -> std::string {
+    try {
+      validate_pretrained_options(o);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  PretrainedOptions o;
+  EXPECT_EQ(error_of(o), "");
+  o.num_threads = max_num_threads();
+  EXPECT_EQ(error_of(o), "");
+  EXPECT_GE(max_num_threads(), 4);
+  for (int bad : {-5, -1, max_num_threads() + 1, 100000}) {
+    o.num_threads = bad;
+    EXPECT_NE(error_of(o).find("[from_pretrained] num_threads must be 0 (all cores) or 1.." + std::to_string(max_num_threads())),
+              std::string::npos);
+    EXPECT_NE(error_of(o).find("got " + std::to_string(bad)), std::string::npos) << error_of(o);
+  }
+  o.num_threads = 0;
+  for (const char* dt : {"float16", "fp16", "half"}) {
+    o.torch_dtype = dt;
+    EXPECT_NE(error_of(o).find(std::string("torch_dtype '") + dt + "' is not supported"), std::string::npos) << error_of(o);
+    EXPECT_NE(error_of(o).find("use bfloat16 (same memory, float32 range) or float32"), std::string::npos);
+  }
+  o.torch_dtype = "float32";
+  o.vae_dtype = "float16";
+  EXPECT_NE(error_of(o).find("vae_dtype 'float16' is not supported"), std::string::npos) << error_of(o);
+  o.vae_dtype = "bf16";
+  EXPECT_EQ(error_of(o), "");
+  // from_pretrained checks them first (the folder does not exist either).
+  o.num_threads = 100000;
+  try {
+    ZImagePipeline::from_pretrained("/no/such/model", o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("num_threads"), std::string::npos) << e.what();
+  }
+}
+
+TEST(PipelineApi, SizeHintsDoNotOverflow) {
+  CallParams p;
+  p.prompt = {"x"};
+  p.height = 64;
+  p.width = 2147483647;
+  try {
+    validate_call_params(p);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "[pipeline] width must be divisible by 16 (got 2147483647); use 8192");
+  }
+}
+
+TEST(PipelineApi, LatentsShape) {
+  PretrainedOptions o;
+  o.torch_dtype = "float32";
+  o.low_memory = true;
+  auto pipe = ZImagePipeline::from_pretrained(test::fixture("models/tiny-fp32"), o);
+  CallParams p;
+  p.prompt = {"a cat", "a dog"};
+  p.height = 48;
+  p.width = 64;
+  p.num_inference_steps = 1;
+  p.guidance_scale = 0;
+  p.generator = {{3, "cpu"}};
+  p.output_type = OutputType::Latent;
+  EXPECT_EQ(pipe(p).latents.shape(), pipe.latents_shape(2, 48, 64));
+}

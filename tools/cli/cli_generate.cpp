@@ -2,43 +2,86 @@
 
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 
 #include "core/error.h"
+#include "image/atomic_file.h"
+#include "image/text.h"
+#include "random/randn_tensor.h"
 #include "zimage/image.h"
 #include "zimage/pipeline.h"
+
+#ifndef ZIMAGE_VERSION
+#define ZIMAGE_VERSION "unknown"
+#endif
+#ifndef ZIMAGE_BUILD_TYPE
+#define ZIMAGE_BUILD_TYPE "unknown"
+#endif
 
 namespace zimage::cli {
 namespace fs = std::filesystem;
 
+const char* const kExitCodes =
+    "Exit codes: 0 success; 1 bad input or usage (options, prompts, parameters, model files, PNGs,\n"
+    "outputs that cannot be written; nothing is written); 2 out of memory; 3 internal error (a bug).";
+
+std::string version_text() {
+  std::string compiler =
+#if defined(__clang__)
+      std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+      std::string("GCC ") + __VERSION__;
+#else
+      std::string("unknown compiler");
+#endif
+#ifdef ZIMAGE_WITH_CUDA
+  const char* cuda = "CUDA backend: yes";
+#else
+  const char* cuda = "CUDA backend: no";
+#endif
+  return std::string("zimage.cpp ") + ZIMAGE_VERSION + "\nbuilt with " + compiler + ", C++" + std::to_string(__cplusplus / 100 % 100) +
+         ", " + ZIMAGE_BUILD_TYPE + " build\n" + cuda;
+}
+
 void add_generate_options(CLI::App& g, GenerateArgs& a) {
   g.add_option("-m,--model", a.model, "model folder or hub id in the Hugging Face cache (required unless --from-png names one)");
   g.add_option("-p,--prompt", a.prompt, "prompt (repeat for a list of prompts)");
-  g.add_option("--from-png", a.from_png, "regenerate: take prompt, size, steps, guidance, seed, ... from a zimage PNG's metadata")
+  g.add_option("--from-png", a.from_png, "regenerate: take prompt, size, steps, guidance, seed, ... from a PNG written by zimage (or the A1111 "
+               "'parameters' text of other PNGs); options given here win")
       ->check(CLI::ExistingFile);
-  g.add_option("-n,--negative-prompt", a.negative_prompt, "negative prompt (one, or one per prompt); used when guidance > 0");
+  g.add_option("-n,--negative-prompt", a.negative_prompt, "negative prompt (one, or one per prompt); used only when guidance > 0");
   g.add_option("-W,--width", a.width, "image width in pixels, a multiple of 16")->capture_default_str();
   g.add_option("-H,--height", a.height, "image height in pixels, a multiple of 16")->capture_default_str();
   g.add_option("-s,--steps", a.steps, "number of denoising steps")->capture_default_str();
   g.add_option("-g,--guidance", a.guidance, "guidance scale (0 disables classifier-free guidance)")->capture_default_str();
   g.add_flag("--cfg-normalization", a.cfg_normalization, "renormalise the CFG prediction to the conditional norm");
   g.add_option("--cfg-truncation", a.cfg_truncation, "disable CFG once the normalised time exceeds this value")->capture_default_str();
-  g.add_option("--seed", a.seed, "seed(s) of torch.Generator(\"cpu\").manual_seed; one per image for a list")->delimiter(',');
+  g.add_option("--seed", a.seed,
+               "seed of torch.Generator(\"cpu\").manual_seed, 0..18446744073709551615; -1 (the default) = a random seed, "
+               "which the PNG records; a list (1,2,3) gives each image its own generator")
+      ->delimiter(',')
+      ->type_name("SEED");
   g.add_option("--num-images", a.num_images, "images per prompt")->capture_default_str();
   g.add_option("--max-sequence-length", a.max_sequence_length, "prompt token limit")->capture_default_str();
-  g.add_option("--dtype", a.dtype, "compute dtype: bfloat16, float16, float32")->capture_default_str();
-  g.add_option("--vae-dtype", a.vae_dtype, "VAE compute dtype")->capture_default_str();
+  g.add_option("--dtype", a.dtype, "compute dtype: bfloat16 or float32 (float16 is refused: nothing computes in it)")->capture_default_str();
+  g.add_option("--vae-dtype", a.vae_dtype, "VAE compute dtype: float32 or bfloat16")->capture_default_str();
   g.add_option("--device", a.device, "cpu or cuda")->capture_default_str();
   g.add_option("--attention", a.attention, "attention backend (diffusers names: native, flash, _flash_3, ...)")->capture_default_str();
-  g.add_option("-t,--threads", a.threads, "CPU threads (0 = all cores)")->capture_default_str();
-  g.add_option("-o,--output", a.output, "output PNG; several images are numbered out.png, out-1.png, ...")->capture_default_str();
-  g.add_flag("--overwrite", a.overwrite, "overwrite existing output files");
+  g.add_option("-t,--threads", a.threads, "CPU threads: 0 = all cores, at most 4 x the hardware threads")->capture_default_str();
+  g.add_option("-o,--output", a.output, "output PNG; several images are numbered out.png, out-1.png, ...; taken names are skipped unless --overwrite. "
+               "All outputs (PNGs, --save-latents) are written, or none")->capture_default_str();
+  g.add_flag("--overwrite", a.overwrite, "replace existing output files (PNG and --save-latents)");
   g.add_flag("-q,--quiet", a.quiet, "no progress output");
   g.add_flag("--low-memory", a.low_memory, "load one component at a time (peak memory = largest component)");
   g.add_option("--vae-tiling", a.vae_tiling, "tiled VAE decode: auto (when the untiled decode would not fit in half the memory), on, off")
@@ -48,7 +91,7 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
       ->capture_default_str();
   g.add_option("--vae-tile-size", a.vae_tile_size, "VAE tile size in latent pixels (x8 image pixels); 0 = automatic")
       ->capture_default_str();
-  g.add_option("--save-latents", a.save_latents, "also write the final latents to this .safetensors file");
+  g.add_option("--save-latents", a.save_latents, "also write the final latents to this .safetensors file (an existing file needs --overwrite)");
   // A repeated scalar option takes its last value (as most CLIs do); list options accumulate.
   for (CLI::Option* o : g.get_options())
     if (o->get_items_expected_max() == 1) o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -58,56 +101,205 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
   });
 }
 
+namespace {
+
+using json = nlohmann::json;
+
+// The values of a zimage JSON chunk, each checked for type and range.
+class PngParams {
+ public:
+  PngParams(const std::string& png, const json& j, const std::set<std::string>& given) : png_(png), j_(j), given_(given) {}
+
+  // The value of `key` unless it is absent or `opt` was given on the command line.
+  const json* get(const char* opt, const char* key) const {
+    if ((opt && given_.count(opt)) || !j_.contains(key)) return nullptr;
+    return &j_.at(key);
+  }
+  [[noreturn]] void bad(const char* key, const json& v, const std::string& expected) const {
+    fail("[from-png] ", png_, ": '", key, "' is ", v.dump(-1, ' ', false, json::error_handler_t::replace), ", expected ", expected);
+  }
+  std::string string(const char* key, const json& v) const {
+    if (!v.is_string()) bad(key, v, "a string");
+    return v.get<std::string>();
+  }
+  bool boolean(const char* key, const json& v) const {
+    if (!v.is_boolean()) bad(key, v, "true or false");
+    return v.get<bool>();
+  }
+  double number(const char* key, const json& v) const {
+    if (!v.is_number() || !std::isfinite(v.get<double>())) bad(key, v, "a finite number");
+    return v.get<double>();
+  }
+  // An integral JSON number (64 or 64.0, not 64.9) in [lo, hi], exactly.
+  uint64_t unsigned_integer(const char* key, const json& v, uint64_t lo, uint64_t hi) const {
+    const std::string expected = "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+    uint64_t u = 0;
+    if (v.is_number_unsigned()) {
+      u = v.get<uint64_t>();
+    } else if (v.is_number_integer()) {
+      bad(key, v, expected);  // negative
+    } else if (v.is_number_float()) {
+      const double d = v.get<double>();
+      // 2^64 is the first double above the uint64 range.
+      if (!std::isfinite(d) || std::trunc(d) != d || d < 0 || d >= 18446744073709551616.0) bad(key, v, expected);
+      u = uint64_t(d);
+    } else {
+      bad(key, v, expected);
+    }
+    if (u < lo || u > hi) bad(key, v, expected);
+    return u;
+  }
+  int integer(const char* key, const json& v, int lo, int hi) const {  // 0 <= lo <= hi
+    return int(unsigned_integer(key, v, uint64_t(lo), uint64_t(hi)));
+  }
+
+ private:
+  const std::string& png_;
+  const json& j_;
+  const std::set<std::string>& given_;
+};
+
+// The message of a lower-level error without its "[component] " prefix.
+std::string without_component(const std::string& what) {
+  if (!what.empty() && what[0] == '[') {
+    size_t e = what.find("] ");
+    if (e != std::string::npos) return what.substr(e + 2);
+  }
+  return what;
+}
+
+// A PNG with only the A1111 "parameters" text: prompt, negative prompt, Steps, CFG scale, Seed,
+// Size and Model; everything else keeps its default.
+void apply_infotext(const std::string& png, const std::string& text, GenerateArgs& a) {
+  InfotextValues v;
+  try {
+    v = read_infotext(text);
+  } catch (const Error& e) {
+    fail("[from-png] ", png, ": A1111 parameters: ", without_component(e.what()));
+  }
+  if (!a.given.count("--prompt")) {
+    if (v.prompt.empty()) fail("[from-png] ", png, ": the A1111 parameters hold no prompt");
+    a.prompt = {v.prompt};
+  }
+  if (!a.given.count("--negative-prompt"))
+    a.negative_prompt = v.negative_prompt.empty() ? std::vector<std::string>{} : std::vector<std::string>{v.negative_prompt};
+  if (v.steps && !a.given.count("--steps")) a.steps = *v.steps;
+  if (v.cfg_scale && !a.given.count("--guidance")) a.guidance = *v.cfg_scale;
+  if (v.seed && !a.given.count("--seed")) a.seed = {std::to_string(*v.seed)};
+  if (v.width && !a.given.count("--width")) a.width = *v.width;
+  if (v.height && !a.given.count("--height")) a.height = *v.height;
+  if (v.model && !a.given.count("--model")) a.model = *v.model;
+}
+
+}  // namespace
+
 void apply_png_parameters(const std::string& png, GenerateArgs& a) {
   auto meta = read_png_metadata(png);
   auto it = meta.find("zimage");
-  if (it == meta.end()) fail("[from-png] ", png, " has no zimage parameters (not written by zimage)");
-  nlohmann::json j;
+  if (it == meta.end()) {
+    auto p = meta.find("parameters");
+    if (p == meta.end())
+      fail("[from-png] ", png, " has no generation parameters (neither a 'zimage' nor an A1111 'parameters' text chunk)");
+    apply_infotext(png, p->second, a);
+    return;
+  }
+  json j;
   try {
-    j = nlohmann::json::parse(it->second);
-  } catch (const nlohmann::json::exception& e) {
+    j = json::parse(it->second);
+  } catch (const json::exception& e) {
     fail("[from-png] ", png, ": zimage parameters are not valid JSON (", e.what(), ")");
   }
-  auto take = [&](const char* opt, const char* key, auto& field) {
-    if (a.given.count(opt) || !j.contains(key)) return;
-    try {
-      j.at(key).get_to(field);
-    } catch (const nlohmann::json::exception&) {
-      fail("[from-png] ", png, ": parameter '", key, "' has the wrong type: ", j.at(key).dump());
-    }
-  };
-  if (!a.given.count("--prompt") && j.contains("prompt")) a.prompt = {j["prompt"].get<std::string>()};
-  if (!a.given.count("--negative-prompt") && j.contains("negative_prompt")) {
-    std::string n = j["negative_prompt"].get<std::string>();
+  if (!j.is_object()) fail("[from-png] ", png, ": zimage parameters are not a JSON object");
+  const PngParams P(png, j, a.given);
+  constexpr int kIntMax = std::numeric_limits<int>::max();
+  if (auto* v = P.get("--prompt", "prompt")) a.prompt = {P.string("prompt", *v)};
+  if (auto* v = P.get("--negative-prompt", "negative_prompt")) {
+    std::string n = P.string("negative_prompt", *v);
     a.negative_prompt = n.empty() ? std::vector<std::string>{} : std::vector<std::string>{n};
   }
-  if (!a.given.count("--seed") && j.contains("seed")) a.seed = {j["seed"].get<uint64_t>()};
-  take("--width", "width", a.width);
-  take("--height", "height", a.height);
-  take("--steps", "num_inference_steps", a.steps);
-  take("--guidance", "guidance_scale", a.guidance);
-  take("--cfg-normalization", "cfg_normalization", a.cfg_normalization);
-  take("--cfg-truncation", "cfg_truncation", a.cfg_truncation);
-  take("--max-sequence-length", "max_sequence_length", a.max_sequence_length);
-  take("--dtype", "dtype", a.dtype);
-  take("--vae-dtype", "vae_dtype", a.vae_dtype);
-  take("--vae-tiling", "vae_tiling", a.vae_tiling);
-  take("--vae-tile-mode", "vae_tile_mode", a.vae_tile_mode);
-  take("--vae-tile-size", "vae_tile_size", a.vae_tile_size);
-  take("--model", "model", a.model);
+  if (auto* v = P.get("--seed", "seed")) {
+    a.seed = {std::to_string(P.unsigned_integer("seed", *v, 0, std::numeric_limits<uint64_t>::max()))};
+    // The seed's noise: one draw for the whole batch it was generated in (absent: a batch of one).
+    if (auto* b = P.get(nullptr, "noise_batch_size")) a.noise_batch_size = P.integer("noise_batch_size", *b, 1, 1 << 20);
+    if (auto* i = P.get(nullptr, "noise_index")) a.noise_index = P.integer("noise_index", *i, 0, a.noise_batch_size - 1);
+  }
+  if (auto* v = P.get("--width", "width")) a.width = P.integer("width", *v, 1, kIntMax);
+  if (auto* v = P.get("--height", "height")) a.height = P.integer("height", *v, 1, kIntMax);
+  if (auto* v = P.get("--steps", "num_inference_steps")) a.steps = P.integer("num_inference_steps", *v, 1, kIntMax);
+  if (auto* v = P.get("--guidance", "guidance_scale")) a.guidance = P.number("guidance_scale", *v);
+  if (auto* v = P.get("--cfg-normalization", "cfg_normalization")) a.cfg_normalization = P.boolean("cfg_normalization", *v);
+  if (auto* v = P.get("--cfg-truncation", "cfg_truncation")) a.cfg_truncation = P.number("cfg_truncation", *v);
+  if (auto* v = P.get("--max-sequence-length", "max_sequence_length"))
+    a.max_sequence_length = P.integer("max_sequence_length", *v, 1, kIntMax);
+  if (auto* v = P.get("--dtype", "dtype")) a.dtype = P.string("dtype", *v);
+  if (auto* v = P.get("--vae-dtype", "vae_dtype")) a.vae_dtype = P.string("vae_dtype", *v);
+  if (auto* v = P.get("--vae-tiling", "vae_tiling")) a.vae_tiling = P.string("vae_tiling", *v);
+  if (auto* v = P.get("--vae-tile-mode", "vae_tile_mode")) a.vae_tile_mode = P.string("vae_tile_mode", *v);
+  if (auto* v = P.get("--vae-tile-size", "vae_tile_size")) a.vae_tile_size = P.integer("vae_tile_size", *v, 0, kIntMax);
+  if (auto* v = P.get("--model", "model")) a.model = P.string("model", *v);
 }
 
 namespace {
 
-// Fails early (before any model work) when the output folder cannot take the file.
-void check_output_path(const std::string& out) {
+// Fails early (before any model work) when the output cannot be written: the folder must exist
+// and be writable; an existing path must be a regular file.
+void check_output_path(const std::string& out, const char* what) {
   fs::path p(out);
   fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
-  if (p.filename().empty()) fail("[output] '", out, "' names a folder, not a file");
+  if (out.empty()) fail("[output] ", what, " is an empty path");
+  if (p.filename().empty()) fail("[output] ", what, " '", out, "' names a folder, not a file");
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) fail("[output] folder '", dir.string(), "' does not exist");
-  if (fs::is_directory(p, ec)) fail("[output] '", out, "' is a folder");
+  struct stat st;
+  if (::stat(out.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) fail("[output] ", what, " '", out, "' is a folder");
+    if (!S_ISREG(st.st_mode))
+      fail("[output] ", what, " '", out, "' exists and is not a regular file (a device, pipe or socket); give a file path");
+  }
   if (access(dir.c_str(), W_OK) != 0) fail("[output] folder '", dir.string(), "' is not writable");
+}
+
+// "out.png" numbered k: k == 0 -> out.png, else out-k.png.
+std::string numbered(const std::string& out, int k) {
+  if (k == 0) return out;
+  fs::path p(out);
+  return (p.parent_path() / (p.stem().string() + "-" + std::to_string(k) + p.extension().string())).string();
+}
+
+// --seed values: an integer in [0, 2^64-1] exactly, or -1 (nullopt: a random seed).
+std::optional<uint64_t> parse_seed(const std::string& s) {
+  if (s == "-1") return std::nullopt;
+  uint64_t v = 0;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size())
+    fail("[generate] --seed '", s, "' is not a seed: give an integer in [0, ", std::numeric_limits<uint64_t>::max(),
+         "], or -1 for a random seed");
+  return v;
+}
+
+uint64_t random_seed() {
+  std::random_device rd;
+  return ((uint64_t(rd()) << 32) | rd()) >> 1;  // 63 bits: also fits signed 64-bit readers
+}
+
+// Prompts end up in PNG text chunks: refuse what they cannot hold before loading anything.
+void check_prompt_text(const std::vector<std::string>& prompts, const char* what) {
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const std::string& p = prompts[i];
+    const std::string name = prompts.size() == 1 ? std::string(what) : std::string(what) + " " + std::to_string(i + 1);
+    if (size_t z = p.find('\0'); z != std::string::npos)
+      fail("[generate] ", name, " contains a NUL character (at byte ", z, "), which PNG text cannot hold");
+    if (!text::valid_utf8(p)) fail("[generate] ", name, " is not valid UTF-8");
+  }
+}
+
+// The name for the infotext's "Model:": the hub id when the model was given as one, else the folder's name.
+std::string model_name(const std::string& given, const std::string& folder) {
+  std::error_code ec;
+  if (!fs::is_directory(given, ec)) return given;
+  fs::path f(folder);
+  if (f.filename().empty()) f = f.parent_path();  // "model/"
+  return f.filename().string();
 }
 
 class ProgressPrinter {
@@ -146,14 +338,26 @@ int run_generate(GenerateArgs a) {
   if (!a.from_png.empty()) apply_png_parameters(a.from_png, a);
   if (a.prompt.empty()) fail("[generate] no prompt: give -p/--prompt (or --from-png)");
   if (a.model.empty()) fail("[generate] no model: give -m/--model");
-  check_output_path(a.output);
-  if (!a.save_latents.empty()) check_output_path(a.save_latents);
+  check_prompt_text(a.prompt, "prompt");
+  check_prompt_text(a.negative_prompt, "negative prompt");
+  std::vector<std::optional<uint64_t>> seed_args;
+  for (const auto& s : a.seed) seed_args.push_back(parse_seed(s));
+  check_output_path(a.output, "output");
+  if (!a.save_latents.empty()) {
+    check_output_path(a.save_latents, "--save-latents file");
+    std::error_code ec;
+    if (fs::weakly_canonical(a.save_latents, ec) == fs::weakly_canonical(a.output, ec))
+      fail("[output] --save-latents '", a.save_latents, "' is the output PNG's path");
+    if (!a.overwrite && fs::exists(a.save_latents, ec))
+      fail("[output] --save-latents file '", a.save_latents, "' exists (give --overwrite to replace it)");
+  }
   PretrainedOptions po;
   po.torch_dtype = a.dtype;
   po.vae_dtype = a.vae_dtype;
   po.device = a.device;
   po.num_threads = a.threads;
   po.low_memory = a.low_memory;
+  validate_pretrained_options(po);
 
   CallParams cp;
   cp.prompt = a.prompt;
@@ -166,9 +370,8 @@ int run_generate(GenerateArgs a) {
   cp.cfg_truncation = a.cfg_truncation;
   cp.num_images_per_prompt = a.num_images;
   cp.max_sequence_length = a.max_sequence_length;
-  std::vector<uint64_t> seeds = a.seed;
-  if (seeds.empty()) seeds.push_back(std::random_device{}() | (uint64_t(std::random_device{}()) << 32) >> 1);
-  for (auto s : seeds) cp.generator.push_back(Generator{s, "cpu"});
+  if (seed_args.empty()) seed_args.push_back(std::nullopt);
+  for (auto s : seed_args) cp.generator.push_back(Generator{s ? *s : random_seed(), "cpu"});
   VaeTilingOptions tiling;
   tiling.tiling = a.vae_tiling;
   tiling.mode = a.vae_tile_mode;
@@ -176,21 +379,56 @@ int run_generate(GenerateArgs a) {
   // Validate everything cheap before loading weights.
   validate_call_params(cp);
   validate_vae_tiling(tiling);
+  const int n_images = int(a.prompt.size()) * a.num_images;
+  // An image of a batch drawn from one seed (--from-png): its noise is one slice of that draw.
+  const bool noise_slice = a.noise_batch_size > 1 || a.noise_index > 0;
+  if (noise_slice) {
+    if (n_images != 1)
+      fail("[from-png] ", a.from_png, " is image ", a.noise_index, " of a batch of ", a.noise_batch_size,
+           " drawn from one seed and regenerates alone: drop --num-images and extra prompts, or give --seed");
+  }
+  if (a.guidance <= 0 && !a.negative_prompt.empty())
+    std::fprintf(stderr, "zimage: warning: the negative prompt is ignored: guidance is %g (classifier-free guidance is off; "
+                         "give -g/--guidance > 0 to use it)\n", a.guidance);
 
   auto t0 = std::chrono::steady_clock::now();
   ZImagePipeline pipe = ZImagePipeline::from_pretrained(a.model, po);
   pipe.set_attention_backend(a.attention);
   pipe.set_vae_tiling(tiling);
+  if (noise_slice) {
+    // diffusers: randn_tensor([B, C, h, w], generator=torch.Generator("cpu").manual_seed(seed)); take image i.
+    Shape shape = pipe.latents_shape(a.noise_batch_size, a.height, a.width);
+    if (shape_numel(shape) > (int64_t(1) << 28))  // 1 GiB of float32: far beyond a batch anyone generated
+      fail("[from-png] ", a.from_png, ": noise_batch_size ", a.noise_batch_size, " at ", a.width, "x", a.height,
+           " would draw ", shape_numel(shape), " noise values (more than 2^28)");
+    random::TorchGenerator gen(cp.generator[0].seed);
+    Tensor all = random::randn_tensor(shape, gen);
+    cp.latents = all.slice0(a.noise_index, a.noise_index + 1).clone();
+  }
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ProgressPrinter printer(a.quiet);
   PipelineOutput out = pipe(cp, [&](const Progress& p) { printer(p); });
   for (auto& w : out.warnings) std::fprintf(stderr, "zimage: warning: %s\n", w.c_str());
 
+  // Every output goes to a temporary file first; all are renamed into place at the end, so a
+  // failure anywhere leaves none of them.
   const int n = int(out.images.size());
   const int per_prompt = a.num_images;
-  for (int i = 0; i < n; ++i) {
+  const std::string model = model_name(a.model, pipe.folder());
+  StagedFiles files(a.overwrite);
+  std::vector<std::string> paths;
+  for (int i = 0, k = 0; i < n; ++i) {
     const std::string& prompt = a.prompt[size_t(i / per_prompt)];
     std::string neg = a.negative_prompt.empty() ? "" : a.negative_prompt[a.negative_prompt.size() == 1 ? 0 : size_t(i / per_prompt)];
+    // Where this image's initial noise sits: one generator draws the whole batch at once.
+    int noise_batch = 1, noise_index = 0;
+    if (noise_slice) {
+      noise_batch = a.noise_batch_size;
+      noise_index = a.noise_index;
+    } else if (cp.generator.size() == 1) {
+      noise_batch = n;
+      noise_index = i;
+    }
     PngMetadata meta;
     InfotextParams ip;
     ip.prompt = prompt;
@@ -201,8 +439,8 @@ int run_generate(GenerateArgs a) {
     ip.seed = out.seeds[size_t(i)];
     ip.width = a.width;
     ip.height = a.height;
-    ip.model = fs::path(pipe.folder()).filename().string();
-    ip.extra = {{"Schedule type", "Flow match"}, {"Version", "zimage.cpp 0.1.0"}};
+    ip.model = model;
+    ip.extra = {{"Schedule type", "Flow match"}, {"Version", std::string("zimage.cpp ") + ZIMAGE_VERSION}};
     meta.parameters = ip;
     meta.zimage = {{"prompt", prompt},
                    {"negative_prompt", neg},
@@ -213,6 +451,8 @@ int run_generate(GenerateArgs a) {
                    {"cfg_normalization", a.cfg_normalization},
                    {"cfg_truncation", a.cfg_truncation},
                    {"seed", out.seeds[size_t(i)]},
+                   {"noise_batch_size", noise_batch},
+                   {"noise_index", noise_index},
                    {"image_index", i},
                    {"num_images_per_prompt", a.num_images},
                    {"max_sequence_length", a.max_sequence_length},
@@ -223,22 +463,28 @@ int run_generate(GenerateArgs a) {
                    {"vae_tile_size", a.vae_tile_size},
                    {"model", a.model},
                    {"generator", "torch.Generator(\"cpu\")"},
-                   {"version", "zimage.cpp 0.1.0"}};
-    PngWriteOptions wo;
-    wo.overwrite = a.overwrite;
+                   {"version", std::string("zimage.cpp ") + ZIMAGE_VERSION}};
     std::string path;
     if (a.overwrite) {
-      fs::path p(a.output);
-      path = i == 0 ? a.output : (p.parent_path() / (p.stem().string() + "-" + std::to_string(i) + p.extension().string())).string();
-    } else {
-      path = next_free_path(a.output, i == 0 ? 0 : i);
+      path = numbered(a.output, i);
+    } else {  // the first free name from out-i.png on, after the names taken by earlier images
+      k = std::max(k, i);
+      struct stat st;
+      while (::lstat(numbered(a.output, k).c_str(), &st) == 0) ++k;
+      path = numbered(a.output, k++);
     }
-    write_png(path, out.images[size_t(i)], meta, wo);
-    if (!a.quiet) std::fprintf(stderr, "wrote %s (seed %llu)\n", path.c_str(), (unsigned long long)out.seeds[size_t(i)]);
-    std::printf("%s\n", path.c_str());
+    std::vector<uint8_t> bytes = encode_png(out.images[size_t(i)], meta);
+    files.add(path, bytes.data(), bytes.size());
+    paths.push_back(path);
   }
-  if (!a.save_latents.empty()) save_latents(a.save_latents, out.latents);
+  if (!a.save_latents.empty()) save_latents(files.reserve(a.save_latents), out.latents);
+  files.commit();
+  for (int i = 0; i < n; ++i) {
+    if (!a.quiet) std::fprintf(stderr, "wrote %s (seed %llu)\n", paths[size_t(i)].c_str(), (unsigned long long)out.seeds[size_t(i)]);
+    std::printf("%s\n", paths[size_t(i)].c_str());
+  }
   if (!a.quiet) {
+    if (!a.save_latents.empty()) std::fprintf(stderr, "wrote %s\n", a.save_latents.c_str());
     std::fprintf(stderr, "time: load %.2f s, text encoder %.2f s, denoise %.2f s (%.2f s/step), vae %.2f s, total %.2f s\n", load_s,
                  out.times.text_encoder, out.times.denoise,
                  out.times.step_seconds.empty() ? 0.0 : out.times.denoise / double(out.times.step_seconds.size()), out.times.vae,

@@ -16,7 +16,7 @@ struct GenerateArgs {
   double guidance = 0.0;
   bool cfg_normalization = false;
   double cfg_truncation = 1.0;
-  std::vector<uint64_t> seed;
+  std::vector<std::string> seed;  // as given: integers in [0, 2^64-1], or -1 for a random seed
   int num_images = 1;
   int max_sequence_length = 512;
   std::string dtype = "bfloat16";
@@ -34,11 +34,21 @@ struct GenerateArgs {
   std::string save_latents;
   std::string from_png;  // take the generation parameters from this PNG's zimage metadata
   std::set<std::string> given;  // options given on the command line (override --from-png)
+  // Where the image's initial noise sits (from --from-png): slice noise_index of one
+  // torch.randn([noise_batch_size, C, h, w]) draw from the seed (a batch generated from one seed).
+  int noise_batch_size = 1, noise_index = 0;
 };
+
+// The text of `zimage --version`: version, compiler, build type, CUDA or not.
+std::string version_text();
+// The exit-code table printed in the --help footers (see README "Exit codes").
+extern const char* const kExitCodes;
 
 void add_generate_options(CLI::App& app, GenerateArgs& a);
 int run_generate(GenerateArgs a);
-// Fills `a` from a PNG written by zimage (its "zimage" JSON chunk); options in a.given win.
+// Fills `a` from a PNG's generation parameters: its "zimage" JSON chunk, or when it has none the
+// A1111 "parameters" text; options in a.given win. Every value is type- and range-checked
+// (zimage::Error "[from-png] <png>: '<key>' is <value>, expected ...").
 void apply_png_parameters(const std::string& png, GenerateArgs& a);
 int run_info(const std::string& model);
 

@@ -1,20 +1,27 @@
 // The `zimage` command: generate images and inspect model folders.
-#include <unistd.h>
-
+//
+// Exit codes (README "Exit codes", docs/DESIGN.md "Errors"):
+//   0  success (also --help and --version)
+//   1  bad input or usage: option parse errors, prompts, parameters, model files, PNGs, outputs
+//      that cannot be written; one line "zimage: error: ..." on stderr, no output file written
+//   2  out of memory
+//   3  internal error (a bug): "zimage: internal error: ..."
 #include <CLI/CLI.hpp>
-#include <chrono>
-#include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <iostream>
-#include <random>
+#include <new>
 
 #include "cli_generate.h"
 #include "core/error.h"
 
+namespace {
+constexpr int kExitOk = 0, kExitBadInput = 1, kExitOutOfMemory = 2, kExitInternal = 3;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"zimage.cpp: Z-Image text-to-image inference (diffusers-compatible)", "zimage"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", zimage::cli::version_text(), "print the version and build information and exit");
+  app.footer(zimage::cli::kExitCodes);
   // One line per error, on stderr.
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return std::string("zimage: error: ") + e.what() + " (see --help)\n";
@@ -22,23 +29,29 @@ int main(int argc, char** argv) {
   zimage::cli::GenerateArgs gen;
   auto* g = app.add_subcommand("generate", "generate images from a prompt");
   zimage::cli::add_generate_options(*g, gen);
+  g->footer(zimage::cli::kExitCodes);
   std::string info_model;
   auto* info = app.add_subcommand("info", "show a model folder's components, configs, dtypes and sizes");
   info->add_option("model", info_model, "model folder or hub id in the Hugging Face cache")->required();
+  info->footer(zimage::cli::kExitCodes);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version print and succeed; every other parse error is bad usage.
+    return app.exit(e) == 0 ? kExitOk : kExitBadInput;
   }
   try {
     if (g->parsed()) return zimage::cli::run_generate(gen);
     if (info->parsed()) return zimage::cli::run_info(info_model);
   } catch (const zimage::Error& e) {
     std::fprintf(stderr, "zimage: error: %s\n", e.what());
-    return 1;
+    return kExitBadInput;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "zimage: error: out of memory\n");
+    return kExitOutOfMemory;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "zimage: internal error: %s\n", e.what());
-    return 3;
+    return kExitInternal;
   }
-  return 0;
+  return kExitOk;
 }
