@@ -40,6 +40,7 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
   g.add_option("-o,--output", a.output, "output PNG; several images are numbered out.png, out-1.png, ...")->capture_default_str();
   g.add_flag("--overwrite", a.overwrite, "overwrite existing output files");
   g.add_flag("-q,--quiet", a.quiet, "no progress output");
+  g.add_flag("--local-files-only", a.local_files_only, "never download: a hub id must be complete in the cache (as HF_HUB_OFFLINE=1)");
   g.add_flag("--low-memory", a.low_memory, "load one component at a time (peak memory = largest component)");
   g.add_option("--vae-tiling", a.vae_tiling, "tiled VAE decode: auto (when the untiled decode would not fit in half the memory), on, off")
       ->capture_default_str();
@@ -154,6 +155,7 @@ int run_generate(GenerateArgs a) {
   po.device = a.device;
   po.num_threads = a.threads;
   po.low_memory = a.low_memory;
+  po.local_files_only = a.local_files_only;
 
   CallParams cp;
   cp.prompt = a.prompt;
