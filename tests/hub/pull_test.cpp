@@ -124,7 +124,7 @@ class HubPull : public ::testing::Test {
   // Runs the CLI with a clean hub environment (cache in `cache`, no token, no proxy) plus `env`.
   CliRun cli(const FakeHub* hub, const std::vector<std::string>& args, const std::string& env = "") {
     std::string cmd = "env -u HF_TOKEN -u HF_TOKEN_PATH -u HF_HUB_OFFLINE -u HUGGINGFACE_HUB_CACHE -u http_proxy "
-                      "-u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY -u all_proxy "
+                      "-u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY -u all_proxy -u NO_PROXY -u no_proxy "
                       "-u ZIMAGE_HUB_TRUSTED_HOSTS -u ZIMAGE_HUB_ALLOW_HTTP HF_HOME=" +
                       quote(dir + "/home") + " HF_HUB_CACHE=" + quote(cache) +
                       " HF_ENDPOINT=" + quote(hub ? hub->endpoint() : "http://127.0.0.1:9") + " " + env + " " +
@@ -366,4 +366,16 @@ TEST_F(HubPull, OfflineModeForbidsDownloadsAndNamesMissingFiles) {
   r = generate(&hub, "");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(snapshot_files(), kPipelineFiles);
+}
+
+TEST_F(HubPull, ProxyEnvironmentIsHonoured) {
+  // libcurl takes the proxy from the environment (http_proxy for http URLs, HTTPS_PROXY for
+  // https): a proxy on a closed port makes the pull fail; NO_PROXY for the host bypasses it.
+  FakeHub hub(repo, log, {});
+  CliRun r = cli(&hub, {"pull", kRepo, "model_index.json"}, "http_proxy=http://127.0.0.1:9");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("[hub] listing tiny-org/zimage-tiny"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(log));
+  r = cli(&hub, {"pull", kRepo, "model_index.json"}, "http_proxy=http://127.0.0.1:9 NO_PROXY=127.0.0.1");
+  EXPECT_EQ(r.code, 0) << r.err;
 }
