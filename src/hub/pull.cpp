@@ -182,9 +182,8 @@ class FileLock {
 
 void link_pointer(const fs::path& blob, const fs::path& pointer, bool replace) {
   std::error_code ec;
-  if (fs::is_symlink(pointer, ec) || fs::exists(pointer, ec)) {
-    if (!replace) return;
-  }
+  // An existing pointer stays unless asked to replace it or it dangles (its blob was deleted).
+  if ((fs::is_symlink(pointer, ec) || fs::exists(pointer, ec)) && !replace && fs::exists(pointer, ec)) return;
   fs::create_directories(pointer.parent_path());
   const fs::path rel = blob.lexically_relative(pointer.parent_path());
   const fs::path tmp = pointer.string() + ".zimage-link-" + std::to_string(::getpid());
@@ -589,6 +588,13 @@ PullResult pull(const std::string& repo_id, const PullOptions& opt_in) {
     todo.push_back(f);
     total += siblings[f].size;
   }
+  if (!todo.empty()) {  // fail before downloading anything when the files cannot fit
+    fs::create_directories(storage / "blobs");
+    const fs::space_info sp = fs::space(storage / "blobs", ec);
+    if (!ec && sp.available < total)
+      fail("[hub] not enough disk space for ", repo_id, " in ", storage.string(), ": the download needs ",
+           human_bytes(double(total)), ", ", human_bytes(double(sp.available)), " are free");
+  }
   Progress progress(todo.empty() ? PullOptions::Progress::None : opt.progress, todo.size(), total);
   j.progress = &progress;
   PullResult res;
@@ -602,7 +608,7 @@ PullResult pull(const std::string& repo_id, const PullOptions& opt_in) {
       if (i >= todo.size()) return;
       try {
         fetch_file(j, todo[i]);
-        progress.file_done(todo[i], siblings[todo[i]].size, true);
+        progress.file_done(todo[i], siblings.at(todo[i]).size, true);
       } catch (...) {
         std::lock_guard<std::mutex> l(err_m);
         if (!first_error) first_error = std::current_exception();

@@ -13,7 +13,7 @@ hub redirects large (LFS) files to, as huggingface.co does. It serves local fold
 Faults for the tests: --gated REPO (401 without "Authorization: Bearer <--token>"),
 --drop PATH:BYTES:COUNT (the CDN closes the connection after BYTES bytes, COUNT times),
 --corrupt PATH (one byte flipped), --foreign-redirect PATH (redirect to another host),
---bad-name NAME (an extra file name in every listing).
+--bad-name NAME (an extra file name in every listing), --huge PATH (listed as 1 PB).
 
 Prints "HUB_PORT CDN_PORT" on stdout, appends one JSON line per request to --log, and exits when
 its stdin closes (the test that started it ended) or after --lifetime seconds.
@@ -196,6 +196,9 @@ class Handler(BaseHTTPRequestHandler):
                 s.update({"size": m["size"], "blobId": m["git"]})
                 if is_lfs(path):
                     s["lfs"] = {"sha256": m["sha256"], "size": m["size"], "pointerSize": 134}
+                if path in ARGS.huge:
+                    s["size"] = 10**15
+                    s.pop("lfs", None)
             siblings.append(s)
         for bad in ARGS.bad_name:
             siblings.append({"rfilename": bad})
@@ -236,6 +239,7 @@ def main():
     p.add_argument("--corrupt", action="append", default=[])
     p.add_argument("--foreign-redirect", action="append", default=[])
     p.add_argument("--bad-name", action="append", default=[])
+    p.add_argument("--huge", action="append", default=[], help="PATH listed with a size of 1 PB")
     p.add_argument("--lifetime", type=float, default=300)
     ARGS = p.parse_args()
     for spec in ARGS.repo:

@@ -379,3 +379,39 @@ TEST_F(HubPull, ProxyEnvironmentIsHonoured) {
   r = cli(&hub, {"pull", kRepo, "model_index.json"}, "http_proxy=http://127.0.0.1:9 NO_PROXY=127.0.0.1");
   EXPECT_EQ(r.code, 0) << r.err;
 }
+
+TEST_F(HubPull, BadArgumentsAreClearErrors) {
+  FakeHub hub(repo, log, {});
+  struct Case {
+    std::vector<std::string> args;
+    std::string what;
+  } cases[] = {
+      {{"pull", "../etc"}, "[hub] '../etc' is not a hub repository id"},
+      {{"pull", "a/b/c"}, "[hub] 'a/b/c' is not a hub repository id"},
+      {{"pull", kRepo, "--revision", "../../x"}, "[hub] invalid revision '../../x'"},
+      {{"pull", kRepo, "../outside.json"}, "[hub] refusing file name '../outside.json'"},
+      {{"pull", "tiny-org/no-such-repo"}, "not found (HTTP 404 RepoNotFound)"},
+      {{"pull", kRepo, "--revision", "v9"}, "revision 'v9' of tiny-org/zimage-tiny: not found (HTTP 404 RevisionNotFound)"},
+      {{"pull", kRepo, "--include", "nothing*", "--exclude", "*"}, "no file matches the selection"},
+      {{"info", kRepo}, "run `zimage pull tiny-org/zimage-tiny`"},  // info never downloads
+  };
+  for (auto& c : cases) {
+    CliRun r = cli(&hub, c.args);
+    EXPECT_EQ(r.code, 1) << c.what;
+    EXPECT_NE(r.err.find(c.what), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  // Only model_index.json (read to select the files) may have arrived; no ref was written.
+  EXPECT_FALSE(fs::exists(storage() / "refs"));
+  for (auto& e : fs::recursive_directory_iterator(storage() / "snapshots"))
+    if (!e.is_directory()) EXPECT_EQ(e.path().filename(), "model_index.json");
+}
+
+TEST_F(HubPull, NotEnoughDiskSpaceFailsBeforeDownloading) {
+  FakeHub hub(repo, log, {"--huge", "transformer/diffusion_pytorch_model.safetensors"});
+  CliRun r = cli(&hub, {"pull", kRepo});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("[hub] not enough disk space for tiny-org/zimage-tiny in "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the download needs 1000.0 TB"), std::string::npos) << r.err;
+  for (auto& q : requests()) EXPECT_EQ(q["server"], "hub") << "downloaded despite the disk check: " << q.dump();
+}

@@ -251,6 +251,7 @@ int run_generate(GenerateArgs a) {
 
 int run_info(const std::string& model) {
   PretrainedOptions po;
+  po.local_files_only = true;  // info never downloads (`zimage pull` does)
   std::printf("%s\n", describe_model(model, po).c_str());
   return 0;
 }
