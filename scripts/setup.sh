@@ -4,7 +4,7 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git
       libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libpng-dev libpcre2-dev libicu-dev
       libgtest-dev libgmock-dev libcli11-dev libcpp-httplib-dev
-      libcurl4-openssl-dev libssl-dev python3-venv)
+      libcurl4-openssl-dev libssl-dev ca-certificates python3-venv)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -239,70 +239,74 @@ void download_blob(Job& j, const std::string& path, Url url, const std::string& 
         sha.update(buf.data(), size_t(in.gcount()));
       }
     }
-    FILE* f = std::fopen(part.c_str(), "ab");
-    if (!f) fail("[hub] cannot write ", part.string());
-    std::string refuse;
-    uint64_t got = 0;
-    Request rq;
-    rq.url = url;
-    rq.token = j.token;
-    if (have > 0) rq.headers.push_back("Range: bytes=" + std::to_string(have) + "-");
-    rq.before_body = [&](long st, const std::map<std::string, std::string>& h) {
-      if (st == 206) {
-        auto it = h.find("content-range");
-        if (it == h.end() || it->second.rfind("bytes " + std::to_string(have) + "-", 0) != 0) {
-          refuse = "the server answered the Range request with '" + (it == h.end() ? std::string() : it->second) + "'";
-          return false;
+    // A partial file that is already complete (the process stopped before the rename) is only
+    // verified; anything else asks for the missing bytes.
+    if (size < 0 || have != uint64_t(size) || !fs::exists(part, ec)) {
+      FILE* f = std::fopen(part.c_str(), "ab");
+      if (!f) fail("[hub] cannot write ", part.string());
+      std::string refuse;
+      uint64_t got = 0;
+      Request rq;
+      rq.url = url;
+      rq.token = j.token;
+      if (have > 0) rq.headers.push_back("Range: bytes=" + std::to_string(have) + "-");
+      rq.before_body = [&](long st, const std::map<std::string, std::string>& h) {
+        if (st == 206) {
+          auto it = h.find("content-range");
+          if (it == h.end() || it->second.rfind("bytes " + std::to_string(have) + "-", 0) != 0) {
+            refuse = "the server answered the Range request with '" + (it == h.end() ? std::string() : it->second) + "'";
+            return false;
+          }
+          return true;
+        }
+        if (have > 0) {  // 200 to a Range request: the whole file again
+          if (::ftruncate(fileno(f), 0) != 0) return false;
+          std::fseek(f, 0, SEEK_SET);
+          sha.reset();
+          have = 0;
         }
         return true;
-      }
-      if (have > 0) {  // 200 to a Range request: the whole file again
-        if (::ftruncate(fileno(f), 0) != 0) return false;
-        std::fseek(f, 0, SEEK_SET);
-        sha.reset();
-        have = 0;
-      }
-      return true;
-    };
-    rq.sink = [&](const char* p, size_t n) {
-      if (std::fwrite(p, 1, n, f) != n) return false;
-      sha.update(p, n);
-      got += n;
-      j.transferred += n;
-      j.progress->add(n);
-      return true;
-    };
-    TransportError te;
-    Response r = perform(rq, j.policy, "download of " + path, &te);
-    const bool wrote = std::fflush(f) == 0;
-    std::fclose(f);
-    if (!refuse.empty()) {
-      fs::remove(part, ec);
-      if (++attempt >= max_attempts) fail("[hub] download of ", path, ": ", refuse);
-      continue;
-    }
-    if (te.aborted || !wrote) fail("[hub] download of ", path, ": cannot write ", part.string());
-    if (r.status == 0) {  // transport error: retry (resuming) a few times, then give up keeping the part
-      if (te.interrupted && ++attempt < max_attempts) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(250 * attempt));
+      };
+      rq.sink = [&](const char* p, size_t n) {
+        if (std::fwrite(p, 1, n, f) != n) return false;
+        sha.update(p, n);
+        got += n;
+        j.transferred += n;
+        j.progress->add(n);
+        return true;
+      };
+      TransportError te;
+      Response r = perform(rq, j.policy, "download of " + path, &te);
+      const bool wrote = std::fflush(f) == 0;
+      std::fclose(f);
+      if (!refuse.empty()) {
+        fs::remove(part, ec);
+        if (++attempt >= max_attempts) fail("[hub] download of ", path, ": ", refuse);
         continue;
       }
-      const uint64_t now = fs::exists(part, ec) ? fs::file_size(part, ec) : 0;
-      fail("[hub] ", te.message, "; ", now, size >= 0 ? " of " + std::to_string(size) : std::string(),
-           " bytes are kept in ", part.string(), " and the next pull resumes from there");
+      if (te.aborted || !wrote) fail("[hub] download of ", path, ": cannot write ", part.string());
+      if (r.status == 0) {  // transport error: retry (resuming) a few times, then give up keeping the part
+        if (te.interrupted && ++attempt < max_attempts) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(250 * attempt));
+          continue;
+        }
+        const uint64_t now = fs::exists(part, ec) ? fs::file_size(part, ec) : 0;
+        fail("[hub] ", te.message, "; ", now, size >= 0 ? " of " + std::to_string(size) : std::string(),
+             " bytes are kept in ", part.string(), " and the next pull resumes from there");
+      }
+      if (is_redirect(r.status)) {
+        if (++hops > 5) fail("[hub] download of ", path, ": too many redirects");
+        url = resolve_location(url, r.header("location"));
+        j.policy.check(url, "the redirect for " + path);
+        continue;
+      }
+      if (r.status == 416 && have > 0) {  // our partial file does not fit the server's: start over
+        fs::remove(part, ec);
+        if (++attempt >= max_attempts) fail("[hub] download of ", path, ": HTTP 416 for a resumed download");
+        continue;
+      }
+      if (r.status < 200 || r.status >= 300) http_fail(j, r, "download of " + path);
     }
-    if (is_redirect(r.status)) {
-      if (++hops > 5) fail("[hub] download of ", path, ": too many redirects");
-      url = resolve_location(url, r.header("location"));
-      j.policy.check(url, "the redirect for " + path);
-      continue;
-    }
-    if (r.status == 416 && have > 0) {  // our partial file does not fit the server's: start over
-      fs::remove(part, ec);
-      if (++attempt >= max_attempts) fail("[hub] download of ", path, ": HTTP 416 for a resumed download");
-      continue;
-    }
-    if (r.status < 200 || r.status >= 300) http_fail(j, r, "download of " + path);
     const uint64_t total = fs::file_size(part, ec);
     if (size >= 0 && total < uint64_t(size)) {  // closed early without an error
       if (++attempt < max_attempts) continue;

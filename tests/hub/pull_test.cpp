@@ -404,7 +404,9 @@ TEST_F(HubPull, BadArgumentsAreClearErrors) {
   // Only model_index.json (read to select the files) may have arrived; no ref was written.
   EXPECT_FALSE(fs::exists(storage() / "refs"));
   for (auto& e : fs::recursive_directory_iterator(storage() / "snapshots"))
-    if (!e.is_directory()) EXPECT_EQ(e.path().filename(), "model_index.json");
+    if (!e.is_directory()) {
+      EXPECT_EQ(e.path().filename(), "model_index.json");
+    }
 }
 
 TEST_F(HubPull, NotEnoughDiskSpaceFailsBeforeDownloading) {
@@ -414,4 +416,21 @@ TEST_F(HubPull, NotEnoughDiskSpaceFailsBeforeDownloading) {
   EXPECT_NE(r.err.find("[hub] not enough disk space for tiny-org/zimage-tiny in "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("the download needs 1000.0 TB"), std::string::npos) << r.err;
   for (auto& q : requests()) EXPECT_EQ(q["server"], "hub") << "downloaded despite the disk check: " << q.dump();
+}
+
+TEST_F(HubPull, CompletePartialFileIsVerifiedNotDownloadedAgain) {
+  // A pull that stopped after the last byte but before the rename: the .incomplete file is whole.
+  FakeHub hub(repo, log, {});
+  ASSERT_EQ(cli(&hub, {"pull", kRepo}).code, 0);
+  const std::string f = "transformer/diffusion_pytorch_model.safetensors";
+  const std::string etag = fs::read_symlink(snapshot() / f).filename().string();
+  ASSERT_EQ(etag.size(), 64u);
+  fs::rename(storage() / "blobs" / etag, storage() / "blobs" / (etag + ".incomplete"));
+  fs::remove(snapshot() / f);
+  fs::remove(log);
+  CliRun r = cli(&hub, {"pull", kRepo});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (auto& q : requests()) EXPECT_EQ(q["server"], "hub") << "fetched again: " << q.dump();
+  EXPECT_EQ(test::read_file((snapshot() / f).string()), test::read_file(repo + "/" + f));
+  EXPECT_FALSE(fs::exists(storage() / "blobs" / (etag + ".incomplete")));
 }
