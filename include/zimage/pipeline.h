@@ -25,7 +25,8 @@ struct PretrainedOptions {
   std::string torch_dtype = "bfloat16";  // compute dtype of text encoder and transformer: bfloat16, float16, float32
   std::string vae_dtype = "float32";     // the VAE decodes in fp32 by default (config force_upcast)
   // A hub id ("Tongyi-MAI/Z-Image-Turbo") is looked up in the Hugging Face cache and downloaded
-  // there on first use (what `zimage pull` does) unless local_files_only or HF_HUB_OFFLINE=1.
+  // there on first use (what `zimage pull` does, progress on stderr) unless local_files_only or
+  // HF_HUB_OFFLINE=1.
   std::string revision = "main";         // branch, tag or commit of a hub id
   std::string subfolder;
   std::string cache_dir;                 // Hugging Face hub cache root ("" = HF_HUB_CACHE, HF_HOME/hub, ...)

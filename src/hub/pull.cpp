@@ -183,7 +183,7 @@ class FileLock {
 void link_pointer(const fs::path& blob, const fs::path& pointer, bool replace) {
   std::error_code ec;
   // An existing pointer stays unless asked to replace it or it dangles (its blob was deleted).
-  if ((fs::is_symlink(pointer, ec) || fs::exists(pointer, ec)) && !replace && fs::exists(pointer, ec)) return;
+  if (!replace && fs::exists(pointer, ec)) return;
   fs::create_directories(pointer.parent_path());
   const fs::path rel = blob.lexically_relative(pointer.parent_path());
   const fs::path tmp = pointer.string() + ".zimage-link-" + std::to_string(::getpid());
@@ -483,7 +483,8 @@ std::vector<std::string> missing_pipeline_files(const std::string& snapshot) {
   return missing;
 }
 
-PullResult pull(const std::string& repo_id, const PullOptions& opt_in) {
+namespace {
+PullResult pull_impl(const std::string& repo_id, const PullOptions& opt_in) {
   PullOptions opt = opt_in;
   const fs::path storage = fs::path(cache_root(opt.cache_dir)) / repo_folder_name(repo_id);
   if (opt.revision.empty()) opt.revision = "main";
@@ -634,6 +635,15 @@ PullResult pull(const std::string& repo_id, const PullOptions& opt_in) {
   res.downloaded_files = todo.size();
   res.downloaded_bytes = j.transferred;
   return res;
+}
+}  // namespace
+
+PullResult pull(const std::string& repo_id, const PullOptions& opt) {
+  try {
+    return pull_impl(repo_id, opt);
+  } catch (const fs::filesystem_error& e) {  // e.g. a cache folder that cannot be written
+    fail("[hub] cannot write the cache for ", repo_id, ": ", e.what());
+  }
 }
 
 }  // namespace zimage::hub

@@ -401,6 +401,12 @@ TEST_F(HubPull, BadArgumentsAreClearErrors) {
     EXPECT_NE(r.err.find(c.what), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
+  // A cache folder that cannot be created is an error naming it, not a crash.
+  test::write_file(dir + "/a-file", "x");
+  CliRun r = cli(&hub, {"pull", kRepo}, "HF_HUB_CACHE=" + quote(dir + "/a-file/cache"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("[hub] cannot write the cache for tiny-org/zimage-tiny: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(dir + "/a-file/cache"), std::string::npos) << r.err;
   // Only model_index.json (read to select the files) may have arrived; no ref was written.
   EXPECT_FALSE(fs::exists(storage() / "refs"));
   for (auto& e : fs::recursive_directory_iterator(storage() / "snapshots"))
