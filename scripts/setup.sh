@@ -3,7 +3,8 @@
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git
       libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libpng-dev libpcre2-dev libicu-dev
-      libgtest-dev libgmock-dev libcli11-dev libcpp-httplib-dev)
+      libgtest-dev libgmock-dev libcli11-dev libcpp-httplib-dev
+      libcurl4-openssl-dev libssl-dev ca-certificates python3-venv)
 # `setup.sh --list` prints the packages (scripts/check_packages.sh compares the build against them).
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${PKGS[@]}"; exit 0; fi
 missing=()

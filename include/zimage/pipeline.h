@@ -24,12 +24,15 @@ namespace zimage {
 struct PretrainedOptions {
   std::string torch_dtype = "bfloat16";  // compute dtype of text encoder and transformer: bfloat16 or float32
   std::string vae_dtype = "float32";     // the VAE decodes in fp32 by default (config force_upcast); or bfloat16
-  std::string revision = "main";
+  // A hub id ("Tongyi-MAI/Z-Image-Turbo") is looked up in the Hugging Face cache and downloaded
+  // there on first use (what `zimage pull` does, progress on stderr) unless local_files_only or
+  // HF_HUB_OFFLINE=1.
+  std::string revision = "main";         // branch, tag or commit of a hub id
   std::string subfolder;
-  std::string cache_dir;                 // Hugging Face hub cache root
-  bool local_files_only = false;         // downloads are not implemented: always local
-  bool force_download = false;           // error: downloading is not implemented
-  std::string token;                     // accepted for API compatibility (unused offline)
+  std::string cache_dir;                 // Hugging Face hub cache root ("" = HF_HUB_CACHE, HF_HOME/hub, ...)
+  bool local_files_only = false;         // never download; a missing file is an error naming it
+  bool force_download = false;           // download the files again even when cached
+  std::string token;                     // hub token ("" = HF_TOKEN or the token file)
   bool use_safetensors = true;           // only safetensors weights are supported
   bool low_cpu_mem_usage = true;         // weights are memory-mapped, never copied when the dtype fits
   // Release each component when the pipeline is done with it (diffusers' model_cpu_offload_seq

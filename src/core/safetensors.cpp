@@ -176,6 +176,19 @@ WeightStore WeightStore::open_file(const std::string& file) {
   return w;
 }
 
+namespace {
+// In the Hugging Face cache, snapshot files are symlinks into the repository's blobs folder:
+// <repo>/snapshots/<commit>/<component>/x -> ../../../blobs/<etag>. A shard may resolve there.
+bool in_hub_blobs(const fs::path& component_root, const fs::path& real) {
+  for (fs::path p = component_root; p.has_relative_path(); p = p.parent_path()) {
+    if (p.parent_path().filename() != "snapshots") continue;
+    const fs::path blobs = p.parent_path().parent_path() / "blobs";
+    return real.parent_path() == blobs;
+  }
+  return false;
+}
+}  // namespace
+
 WeightStore WeightStore::open_index(const std::string& index_json) {
   auto bad = [&](const auto&... a) { fail("weights: ", index_json, ": ", a...); };
   std::ifstream f(index_json);
@@ -209,7 +222,8 @@ WeightStore WeightStore::open_index(const std::string& index_json) {
       fs::path real = fs::canonical(full, ec);
       if (ec) bad("cannot resolve shard '", shard, "'");
       auto rel = real.lexically_relative(root);
-      if (rel.empty() || *rel.begin() == "..") bad("shard '", shard, "' resolves outside the component folder (", real.string(), ")");
+      if ((rel.empty() || *rel.begin() == "..") && !in_hub_blobs(root, real))
+        bad("shard '", shard, "' resolves outside the component folder (", real.string(), ")");
       w.files_.push_back(std::make_shared<SafeTensorsFile>(real.string()));
       it = shard_idx.emplace(shard, w.files_.size() - 1).first;
     }

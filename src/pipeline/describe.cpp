@@ -14,6 +14,8 @@ std::string describe_model(const std::string& path_or_id, const PretrainedOption
   ro.revision = o.revision;
   ro.subfolder = o.subfolder;
   ro.cache_dir = o.cache_dir;
+  ro.local_files_only = o.local_files_only;
+  ro.token = o.token;
   std::string folder = resolve_model_folder(path_or_id, ro);
   ModelIndex mi = read_model_index(folder);
   nlohmann::ordered_json j;

@@ -7,16 +7,12 @@
 #include <regex>
 
 #include "core/error.h"
+#include "hub/hub.h"
 
 namespace zimage {
 namespace fs = std::filesystem;
 
 namespace {
-std::string env(const char* k) {
-  const char* v = std::getenv(k);
-  return v ? std::string(v) : std::string();
-}
-
 bool looks_like_hub_id(const std::string& s) {
   static const std::regex re(R"(^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$)");
   return std::regex_match(s, re) && s.find("..") == std::string::npos;
@@ -28,14 +24,25 @@ bool is_commit_hash(const std::string& s) {
 }
 }  // namespace
 
-std::string hf_cache_root(const std::string& cache_dir) {
-  if (!cache_dir.empty()) return cache_dir;
-  if (auto v = env("HF_HUB_CACHE"); !v.empty()) return v;
-  if (auto v = env("HUGGINGFACE_HUB_CACHE"); !v.empty()) return v;
-  if (auto v = env("HF_HOME"); !v.empty()) return v + "/hub";
-  if (auto v = env("XDG_CACHE_HOME"); !v.empty()) return v + "/huggingface/hub";
-  return env("HOME") + "/.cache/huggingface/hub";
+std::string hf_cache_root(const std::string& cache_dir) { return hub::cache_root(cache_dir); }
+
+namespace {
+// The cached snapshot folder of a hub id's revision, or "" when the cache does not have it.
+std::string cached_snapshot(const std::string& id, const ResolveOptions& opt) {
+  const fs::path repo = fs::path(hf_cache_root(opt.cache_dir)) / hub::repo_folder_name(id);
+  const std::string rev = opt.revision.empty() ? "main" : opt.revision;
+  if (!hub::is_safe_repo_path(rev)) fail("[from_pretrained] invalid revision '", rev, "'");
+  std::string commit;
+  if (std::ifstream f(repo / "refs" / rev); f && std::getline(f, commit) && is_commit_hash(commit)) {
+  } else if (is_commit_hash(rev)) {
+    commit = rev;
+  } else {
+    return {};
+  }
+  const fs::path snap = repo / "snapshots" / commit;
+  return fs::is_directory(snap) ? fs::absolute(snap).lexically_normal().string() : std::string();
 }
+}  // namespace
 
 std::string resolve_model_folder(const std::string& path_or_id, const ResolveOptions& opt) {
   if (path_or_id.empty()) fail("[from_pretrained] empty model path or id");
@@ -49,36 +56,20 @@ std::string resolve_model_folder(const std::string& path_or_id, const ResolveOpt
   }
   if (!looks_like_hub_id(path_or_id))
     fail("[from_pretrained] model folder '", path_or_id, "' does not exist (and is not a hub id like 'Tongyi-MAI/Z-Image-Turbo')");
-  if (opt.force_download)
-    fail("[from_pretrained] force_download: downloading is not supported yet; fetch the model with "
-         "`huggingface-cli download ", path_or_id, "` and run again");
-  const std::string root = hf_cache_root(opt.cache_dir);
-  std::string repo_dir_name = "models--" + path_or_id;
-  repo_dir_name.replace(repo_dir_name.find('/'), 1, "--");
-  fs::path repo = fs::path(root) / repo_dir_name;
-  const std::string how = " Download it first, e.g. `huggingface-cli download " + path_or_id +
-                          "` (or pass a local diffusers folder); zimage does not download models yet.";
-  if (!fs::is_directory(repo))
-    fail("[from_pretrained] '", path_or_id, "' is not in the Hugging Face cache: ", repo.string(), " does not exist.", how);
-  std::string rev = opt.revision.empty() ? "main" : opt.revision;
-  if (rev.find('/') != std::string::npos && rev.find("..") != std::string::npos)
-    fail("[from_pretrained] invalid revision '", rev, "'");
-  std::string commit;
-  fs::path ref = repo / "refs" / rev;
-  if (fs::is_regular_file(ref)) {
-    std::ifstream f(ref);
-    std::getline(f, commit);
-    if (!is_commit_hash(commit)) fail("[from_pretrained] ", ref.string(), " does not hold a commit hash (got '", commit, "')");
-  } else if (is_commit_hash(rev)) {
-    commit = rev;
-  } else {
-    fail("[from_pretrained] revision '", rev, "' of '", path_or_id, "' is not in the cache (no ", ref.string(), ").", how);
+  // The Hugging Face cache first (no network when the snapshot is complete), else download it
+  // (hub::pull: refused offline, with an error naming the missing files).
+  std::string snap = opt.force_download ? std::string() : cached_snapshot(path_or_id, opt);
+  if (snap.empty() || !hub::missing_pipeline_files(snap).empty()) {
+    hub::PullOptions po;
+    po.revision = opt.revision.empty() ? "main" : opt.revision;
+    po.cache_dir = opt.cache_dir;
+    po.token = opt.token;
+    po.force_download = opt.force_download;
+    po.local_files_only = opt.local_files_only;
+    snap = hub::pull(path_or_id, po).snapshot;
   }
-  fs::path snap = repo / "snapshots" / commit;
-  if (!fs::is_directory(snap))
-    fail("[from_pretrained] snapshot ", snap.string(), " for revision '", rev, "' is missing.", how);
-  fs::path p = opt.subfolder.empty() ? snap : snap / opt.subfolder;
-  if (!fs::is_directory(p)) fail("[from_pretrained] subfolder '", opt.subfolder, "' not found in ", snap.string());
+  fs::path p = opt.subfolder.empty() ? fs::path(snap) : fs::path(snap) / opt.subfolder;
+  if (!fs::is_directory(p)) fail("[from_pretrained] subfolder '", opt.subfolder, "' not found in ", snap);
   return fs::absolute(p).lexically_normal().string();
 }
 

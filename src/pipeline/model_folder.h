@@ -1,6 +1,6 @@
 // Finding a diffusers model folder: a local path, or a hub id resolved in the Hugging Face
-// cache layout (HF_HUB_CACHE / HF_HOME / cache_dir, models--Org--Name/snapshots/<rev>/).
-// Downloading is not implemented yet; a missing model is an error that says how to get it.
+// cache layout (HF_HUB_CACHE / HF_HOME / cache_dir, models--Org--Name/snapshots/<rev>/), which
+// is downloaded there (hub::pull) when the cache lacks it and downloads are allowed.
 #pragma once
 #include <map>
 #include <string>

@@ -183,6 +183,25 @@ TEST_F(ShardIndex, SymlinkEscapeRejected) {
   expect_bad({{"b", "link.safetensors"}}, "outside the component folder");
 }
 
+// The Hugging Face cache layout: snapshot files are symlinks into the repository's blobs/.
+TEST_F(ShardIndex, HubCacheBlobSymlinkAccepted) {
+  const std::string repo = dir + "/models--org--name";
+  const std::string snap_comp = repo + "/snapshots/" + std::string(40, 'c') + "/transformer";
+  fs::create_directories(snap_comp);
+  fs::create_directories(repo + "/blobs");
+  fs::rename(comp + "/part-1.safetensors", repo + "/blobs/0123abcd");
+  fs::create_symlink("../../../blobs/0123abcd", snap_comp + "/part-1.safetensors");
+  test::write_file(snap_comp + "/diffusion_pytorch_model.safetensors.index.json",
+                   nlohmann::json{{"weight_map", {{"a", "part-1.safetensors"}}}}.dump());
+  EXPECT_TRUE(WeightStore::open_dir(snap_comp).has("a"));
+  // ... but not to another repository's blobs, nor to anything else outside.
+  fs::create_directories(dir + "/models--other--repo/blobs");
+  fs::rename(repo + "/blobs/0123abcd", dir + "/models--other--repo/blobs/0123abcd");
+  fs::remove(snap_comp + "/part-1.safetensors");
+  fs::create_symlink("../../../../models--other--repo/blobs/0123abcd", snap_comp + "/part-1.safetensors");
+  EXPECT_THROW(WeightStore::open_dir(snap_comp), Error);
+}
+
 TEST_F(ShardIndex, TensorNotInShard) { expect_bad({{"zzz", "part-1.safetensors"}}, "does not contain 'zzz'"); }
 
 TEST(WeightStoreGet, WrongShapeNamesTensorExpectedAndActual) {

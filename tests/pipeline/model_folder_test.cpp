@@ -19,11 +19,27 @@ void expect_error(const std::function<void()>& f, const std::string& what) {
 }
 }  // namespace
 
+// A cached snapshot with every file ZImagePipeline needs (contents do not matter here).
+static void write_complete_snapshot(const std::string& snap) {
+  fs::create_directories(snap);
+  test::write_file(snap + "/model_index.json",
+                   R"({"_class_name":"ZImagePipeline","scheduler":["diffusers","FlowMatchEulerDiscreteScheduler"],)"
+                   R"("tokenizer":["transformers","Qwen2Tokenizer"],"vae":["diffusers","AutoencoderKL"]})");
+  fs::create_directories(snap + "/scheduler");
+  fs::create_directories(snap + "/tokenizer");
+  fs::create_directories(snap + "/vae");
+  test::write_file(snap + "/scheduler/scheduler_config.json", "{}");
+  test::write_file(snap + "/tokenizer/tokenizer.json", "{}");
+  test::write_file(snap + "/tokenizer/tokenizer_config.json", "{}");
+  test::write_file(snap + "/vae/config.json", "{}");
+  test::write_file(snap + "/vae/diffusion_pytorch_model.safetensors", "");
+}
+
 TEST(ModelFolder, HubIdResolvesThroughRefs) {
   std::string root = test::temp_dir("hub");
   std::string commit(40, 'a');
   fs::create_directories(root + "/models--Tongyi-MAI--Z-Image-Turbo/refs");
-  fs::create_directories(root + "/models--Tongyi-MAI--Z-Image-Turbo/snapshots/" + commit + "/vae");
+  write_complete_snapshot(root + "/models--Tongyi-MAI--Z-Image-Turbo/snapshots/" + commit);
   test::write_file(root + "/models--Tongyi-MAI--Z-Image-Turbo/refs/main", commit + "\n");
   ResolveOptions o;
   o.cache_dir = root;
@@ -35,7 +51,26 @@ TEST(ModelFolder, HubIdResolvesThroughRefs) {
   o.revision = commit;  // a commit hash works without a ref
   EXPECT_EQ(resolve_model_folder("Tongyi-MAI/Z-Image-Turbo", o), p);
   o.revision = "dev";
+  o.local_files_only = true;  // (online, a missing revision is downloaded)
   expect_error([&] { resolve_model_folder("Tongyi-MAI/Z-Image-Turbo", o); }, "revision 'dev'");
+  o.revision = "../main";
+  expect_error([&] { resolve_model_folder("Tongyi-MAI/Z-Image-Turbo", o); }, "invalid revision '../main'");
+  fs::remove_all(root);
+}
+
+TEST(ModelFolder, IncompleteSnapshotOfflineNamesMissingFiles) {
+  std::string root = test::temp_dir("hub");
+  std::string snap = root + "/models--Tongyi-MAI--Z-Image-Turbo/snapshots/" + std::string(40, 'b');
+  write_complete_snapshot(snap);
+  fs::create_directories(root + "/models--Tongyi-MAI--Z-Image-Turbo/refs");
+  test::write_file(root + "/models--Tongyi-MAI--Z-Image-Turbo/refs/main", std::string(40, 'b'));
+  fs::remove(snap + "/vae/diffusion_pytorch_model.safetensors");
+  fs::remove(snap + "/tokenizer/tokenizer.json");
+  ResolveOptions o;
+  o.cache_dir = root;
+  o.local_files_only = true;
+  expect_error([&] { resolve_model_folder("Tongyi-MAI/Z-Image-Turbo", o); },
+               "missing tokenizer/tokenizer.json, vae/diffusion_pytorch_model.safetensors");
   fs::remove_all(root);
 }
 
@@ -49,13 +84,19 @@ TEST(ModelFolder, EnvironmentCacheRoots) {
   unsetenv("HF_HOME");
 }
 
-TEST(ModelFolder, MissingModelSaysHowToGetIt) {
+TEST(ModelFolder, MissingModelOfflineSaysHowToGetIt) {
   ResolveOptions o;
   o.cache_dir = test::temp_dir("empty");
-  expect_error([&] { resolve_model_folder("Tongyi-MAI/Z-Image-Turbo", o); }, "huggingface-cli download Tongyi-MAI/Z-Image-Turbo");
+  o.local_files_only = true;
+  expect_error([&] { resolve_model_folder("Tongyi-MAI/Z-Image-Turbo", o); }, "run `zimage pull Tongyi-MAI/Z-Image-Turbo`");
   expect_error([&] { resolve_model_folder("/no/such/folder", o); }, "does not exist");
   o.force_download = true;
-  expect_error([&] { resolve_model_folder("Tongyi-MAI/Z-Image-Turbo", o); }, "downloading is not supported");
+  expect_error([&] { resolve_model_folder("Tongyi-MAI/Z-Image-Turbo", o); }, "force_download cannot be used offline");
+  o.local_files_only = false;
+  o.force_download = false;
+  setenv("HF_HUB_OFFLINE", "1", 1);
+  expect_error([&] { resolve_model_folder("Tongyi-MAI/Z-Image-Turbo", o); }, "HF_HUB_OFFLINE=1");
+  unsetenv("HF_HUB_OFFLINE");
 }
 
 TEST(ModelFolder, ModelIndexNamesMissingComponent) {

@@ -11,6 +11,7 @@
 #include <new>
 
 #include "cli_generate.h"
+#include "cli_pull.h"
 #include "core/error.h"
 
 namespace {
@@ -34,6 +35,10 @@ int main(int argc, char** argv) {
   auto* info = app.add_subcommand("info", "show a model folder's components, configs, dtypes and sizes");
   info->add_option("model", info_model, "model folder or hub id in the Hugging Face cache")->required();
   info->footer(zimage::cli::kExitCodes);
+  zimage::cli::PullArgs pull_args;
+  auto* pull = app.add_subcommand("pull", "download a model from the Hugging Face hub into its cache");
+  zimage::cli::add_pull_options(*pull, pull_args);
+  pull->footer(zimage::cli::kExitCodes);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -43,6 +48,7 @@ int main(int argc, char** argv) {
   try {
     if (g->parsed()) return zimage::cli::run_generate(gen);
     if (info->parsed()) return zimage::cli::run_info(info_model);
+    if (pull->parsed()) return zimage::cli::run_pull(pull_args);
   } catch (const zimage::Error& e) {
     std::fprintf(stderr, "zimage: error: %s\n", e.what());
     return kExitBadInput;
