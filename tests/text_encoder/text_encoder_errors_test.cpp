@@ -260,4 +260,17 @@ TEST(TextEncoderErrors, UnsupportedComputeDtype) {
 }
 
 }  // namespace
+
+TEST(TextEncoderErrors, ModelClassAndPositionsAreChecked) {
+  json c = fixture_config();
+  c["model_type"] = "llama";
+  expect_contains(load_error(c), {"'model_type' = \"llama\" is not supported (only \"qwen3\")"});
+  c = fixture_config();
+  c["architectures"] = {"Qwen2ForCausalLM"};
+  expect_contains(load_error(c), {"'architectures' entry \"Qwen2ForCausalLM\" is not supported"});
+  c = fixture_config();
+  c["max_position_embeddings"] = 0;
+  expect_contains(load_error(c), {"'max_position_embeddings' = 0 is out of range"});
+}
+
 }  // namespace zimage
