@@ -133,6 +133,10 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
     m.te();
     m.dit();
     m.autoencoder();
+  } else {  // loaded per call: check the weights' headers now, so a broken folder fails here
+    Qwen3TextEncoder::open_weights(m.index.component_dir("text_encoder"), cfgs.text_encoder);
+    ZImageTransformer2DModel::open_weights(m.index.component_dir("transformer"), cfgs.transformer);
+    AutoencoderKL::open_weights(m.index.component_dir("vae"), cfgs.vae);
   }
   return pipe;
 }

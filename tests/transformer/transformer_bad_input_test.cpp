@@ -171,4 +171,17 @@ TEST(TransformerBadInput, RopeSameValuesForAnyAxesLens) {
   EXPECT_EQ(small(ids).to_vector(), large(ids).to_vector());
 }
 
+// Every tensor the fixtures hold is one load() reads, and the other way round (the list is what
+// `zimage info` checks without reading the weights).
+TEST(TransformerBadInput, ExpectedTensorsAreTheCheckpointsTensors) {
+  for (const char* model : {"models/tiny-bf16/transformer", "models/tiny-fp32/transformer"}) {
+    const auto cfg = ZImageTransformerConfig::load(test::fixture(std::string(model) + "/config.json"));
+    SafeTensorsFile f(test::fixture(std::string(model) + "/diffusion_pytorch_model.safetensors"));
+    std::map<std::string, Shape> expected, actual;
+    for (auto& s : ZImageTransformer2DModel::expected_tensors(cfg)) expected[s.name] = s.shape;
+    for (auto& [name, ti] : f.tensors()) actual[name] = ti.shape;
+    EXPECT_EQ(expected, actual) << model;
+  }
+}
+
 }  // namespace zimage

@@ -141,3 +141,16 @@ TEST(VaeBadInput, BlockOutChannelsLengthIsBounded) {
              "'_class_name' = \"AutoencoderTiny\" is not supported (only \"AutoencoderKL\")");
   std::filesystem::remove_all(dir);
 }
+
+// Every tensor of the fixture checkpoints is one load() reads, and the other way round (the list is
+// what `zimage info` checks from the headers).
+TEST(VaeBadInput, ExpectedTensorsAreTheCheckpointsTensors) {
+  for (const char* model : {"models/tiny-fp32/vae", "models/tiny-bf16/vae"}) {
+    const auto cfg = AutoencoderKLConfig::load(test::fixture(std::string(model) + "/config.json"));
+    SafeTensorsFile f(test::fixture(std::string(model) + "/diffusion_pytorch_model.safetensors"));
+    std::map<std::string, Shape> expected, actual;
+    for (auto& s : AutoencoderKL::expected_tensors(cfg)) expected[s.name] = s.shape;
+    for (auto& [name, ti] : f.tensors()) actual[name] = ti.shape;
+    EXPECT_EQ(expected, actual) << model;
+  }
+}
