@@ -1,21 +1,15 @@
 #include "core/config.h"
 
 #include <cmath>
-#include <fstream>
+#include <limits>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace zimage {
 
 JsonConfig JsonConfig::load(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) fail("config: cannot open '", path, "'");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    fail("config: ", path, ": not valid JSON (", e.what(), ")");
-  }
+  nlohmann::json j = parse_json_file(path, "config: ");
   if (!j.is_object()) fail("config: ", path, ": top level is not a JSON object");
   return from_json(std::move(j), path);
 }
@@ -36,14 +30,32 @@ const nlohmann::json& JsonConfig::at(const std::string& key) const {
   return j_[key];
 }
 
+namespace {
+// An integral JSON number that fits int64_t (an unsigned one above INT64_MAX does not).
+bool as_int64(const nlohmann::json& v, int64_t* out) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > uint64_t(std::numeric_limits<int64_t>::max())) return false;
+    *out = int64_t(u);
+    return true;
+  }
+  if (v.is_number_integer()) {
+    *out = v.get<int64_t>();
+    return true;
+  }
+  return false;
+}
+}  // namespace
+
 int64_t JsonConfig::get_int(const std::string& key) const {
   auto& v = at(key);
-  if (v.is_number_integer()) return v.get<int64_t>();
+  if (int64_t i; as_int64(v, &i)) return i;
+  if (v.is_number_unsigned()) bad(key, "= " + json_excerpt(v) + " is too large");
   if (v.is_number_float()) {
     double d = v.get<double>();
     if (std::floor(d) == d && std::fabs(d) < 9e15) return int64_t(d);
   }
-  bad(key, "should be an integer, got " + v.dump());
+  bad(key, "should be an integer, got " + json_excerpt(v));
 }
 int64_t JsonConfig::get_int(const std::string& key, int64_t def) const { return has(key) ? get_int(key) : def; }
 int64_t JsonConfig::get_int(const std::string& key, int64_t def, int64_t lo, int64_t hi) const {
@@ -61,7 +73,7 @@ int64_t JsonConfig::get_int_in(const std::string& key, int64_t lo, int64_t hi) c
 
 double JsonConfig::get_float(const std::string& key) const {
   auto& v = at(key);
-  if (!v.is_number()) bad(key, "should be a number, got " + v.dump());
+  if (!v.is_number()) bad(key, "should be a number, got " + json_excerpt(v));
   double d = v.get<double>();
   if (!std::isfinite(d)) bad(key, "is not finite");
   return d;
@@ -70,14 +82,14 @@ double JsonConfig::get_float(const std::string& key, double def) const { return 
 
 bool JsonConfig::get_bool(const std::string& key) const {
   auto& v = at(key);
-  if (!v.is_boolean()) bad(key, "should be true or false, got " + v.dump());
+  if (!v.is_boolean()) bad(key, "should be true or false, got " + json_excerpt(v));
   return v.get<bool>();
 }
 bool JsonConfig::get_bool(const std::string& key, bool def) const { return has(key) ? get_bool(key) : def; }
 
 std::string JsonConfig::get_string(const std::string& key) const {
   auto& v = at(key);
-  if (!v.is_string()) bad(key, "should be a string, got " + v.dump());
+  if (!v.is_string()) bad(key, "should be a string, got " + json_excerpt(v));
   return v.get<std::string>();
 }
 std::string JsonConfig::get_string(const std::string& key, const std::string& def) const {
@@ -86,11 +98,12 @@ std::string JsonConfig::get_string(const std::string& key, const std::string& de
 
 std::vector<int64_t> JsonConfig::get_int_list(const std::string& key) const {
   auto& v = at(key);
-  if (!v.is_array()) bad(key, "should be a list of integers, got " + v.dump());
+  if (!v.is_array()) bad(key, "should be a list of integers, got " + json_excerpt(v));
   std::vector<int64_t> out;
   for (auto& e : v) {
-    if (!e.is_number_integer()) bad(key, "should be a list of integers, got " + v.dump());
-    out.push_back(e.get<int64_t>());
+    int64_t i;
+    if (!as_int64(e, &i)) bad(key, "should be a list of integers, got " + json_excerpt(v));
+    out.push_back(i);
   }
   return out;
 }
@@ -100,10 +113,10 @@ std::vector<int64_t> JsonConfig::get_int_list(const std::string& key, std::vecto
 
 std::vector<std::string> JsonConfig::get_string_list(const std::string& key) const {
   auto& v = at(key);
-  if (!v.is_array()) bad(key, "should be a list of strings, got " + v.dump());
+  if (!v.is_array()) bad(key, "should be a list of strings, got " + json_excerpt(v));
   std::vector<std::string> out;
   for (auto& e : v) {
-    if (!e.is_string()) bad(key, "should be a list of strings, got " + v.dump());
+    if (!e.is_string()) bad(key, "should be a list of strings, got " + json_excerpt(v));
     out.push_back(e.get<std::string>());
   }
   return out;

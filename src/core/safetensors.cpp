@@ -1,5 +1,7 @@
 #include "core/safetensors.h"
 
+#include "core/file_io.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -9,7 +11,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -43,20 +44,13 @@ bool float_dtype(const std::string& d, DType* out) {
 
 SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
   auto bad = [&](const auto&... a) { fail("safetensors: ", path, ": ", a...); };
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) bad("cannot open (", std::strerror(errno), ")");
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    bad("not a regular file");
+  void* p = nullptr;
+  {
+    RegularFile file(path, "safetensors: ");  // a FIFO or directory is an error, not a hang
+    size_ = size_t(file.size());
+    if (size_ < 8) bad("file is ", size_, " bytes, shorter than the 8-byte header length");
+    p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, file.fd(), 0);
   }
-  size_ = size_t(st.st_size);
-  if (size_ < 8) {
-    ::close(fd);
-    bad("file is ", size_, " bytes, shorter than the 8-byte header length");
-  }
-  void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  ::close(fd);
   if (p == MAP_FAILED) bad("mmap failed (", std::strerror(errno), ")");
   size_t sz = size_;
   map_ = std::shared_ptr<const void>(p, [sz](const void* q) { munmap(const_cast<void*>(q), sz); });
@@ -70,18 +64,9 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
   // Parse, rejecting duplicate keys at the top level (nlohmann would silently keep the last).
   std::set<std::string> seen;
   std::string dup;
-  json header;
-  try {
-    header = json::parse(text.begin(), text.end(), [&](int depth, json::parse_event_t ev, json& v) {
-      if (ev == json::parse_event_t::key && depth == 1) {
-        std::string k = v.get<std::string>();
-        if (!seen.insert(k).second && dup.empty()) dup = k;
-      }
-      return true;
-    });
-  } catch (const json::exception& e) {
-    bad("header is not valid JSON (", e.what(), ")");
-  }
+  json header = parse_json_text(text, path + ": header", "safetensors: ", [&](int depth, const std::string& k) {
+    if (depth == 1 && !seen.insert(k).second && dup.empty()) dup = k;
+  });
   if (!dup.empty()) bad("duplicate tensor name '", dup, "'");
   if (!header.is_object()) bad("header is not a JSON object");
 
@@ -110,9 +95,14 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
       if (x > uint64_t(std::numeric_limits<int64_t>::max())) bad("tensor '", name, "' dimension ", x, " too large");
       ti.shape.push_back(int64_t(x));
     }
-    auto& off = v.contains("data_offsets") ? v["data_offsets"] : v["__missing__"];
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      bad("tensor '", name, "' has no [begin, end] data_offsets");
+    if (!v.contains("data_offsets")) bad("tensor '", name, "' has no data_offsets");
+    const json& off = v["data_offsets"];
+    if (!off.is_array() || off.size() != 2)
+      bad("tensor '", name, "' has data_offsets ", json_excerpt(off), ", expected a [begin, end] pair of byte offsets");
+    for (size_t i = 0; i < 2; ++i)
+      if (!off[i].is_number_unsigned())
+        bad("tensor '", name, "' has data_offsets ", json_excerpt(off), ": ", i == 0 ? "begin " : "end ",
+            json_excerpt(off[i]), " is not a non-negative integer");
     ti.begin = off[0].get<uint64_t>();
     ti.end = off[1].get<uint64_t>();
     if (ti.end < ti.begin) bad("tensor '", name, "' has data_offsets end ", ti.end, " before begin ", ti.begin);
@@ -158,7 +148,9 @@ Tensor SafeTensorsFile::get(const std::string& name) const {
 // ---------------------------------------------------------------------------------------------
 
 WeightStore WeightStore::open_dir(const std::string& dir) {
-  if (!fs::is_directory(dir)) fail("weights: folder '", dir, "' does not exist");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    fail("weights: folder '", dir, "' ", fs::exists(dir, ec) ? "is not a folder" : "does not exist");
   for (const char* stem : {"diffusion_pytorch_model", "model"}) {
     fs::path single = fs::path(dir) / (std::string(stem) + ".safetensors");
     fs::path index = fs::path(dir) / (std::string(stem) + ".safetensors.index.json");
@@ -191,14 +183,7 @@ bool in_hub_blobs(const fs::path& component_root, const fs::path& real) {
 
 WeightStore WeightStore::open_index(const std::string& index_json) {
   auto bad = [&](const auto&... a) { fail("weights: ", index_json, ": ", a...); };
-  std::ifstream f(index_json);
-  if (!f) bad("cannot open");
-  json j;
-  try {
-    j = json::parse(f);
-  } catch (const json::exception& e) {
-    bad("not valid JSON (", e.what(), ")");
-  }
+  const json j = parse_json_file(index_json, "weights: ");
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     bad("has no 'weight_map' object");
   fs::path dir = fs::path(index_json).parent_path();
@@ -257,6 +242,22 @@ Tensor WeightStore::get(const std::string& name, const Shape& expected) const {
     fail("weights: ", source_, ": tensor '", name, "' has shape ", shape_str(t.shape()), ", expected ",
          shape_str(expected));
   return t;
+}
+
+void WeightStore::check(const std::vector<TensorSpec>& specs) const {
+  for (const TensorSpec& s : specs) {
+    auto it = where_.find(s.name);
+    if (it == where_.end()) fail("weights: ", source_, ": missing tensor '", s.name, "'");
+    const SafeTensorsFile& f = *files_[it->second];
+    const TensorInfo& ti = f.tensors().at(s.name);
+    DType dt;
+    if (!float_dtype(ti.dtype, &dt))
+      fail("safetensors: ", f.path(), ": tensor '", s.name, "' has dtype ", ti.dtype,
+           " (only F32, BF16 and F16 are supported)");
+    if (ti.shape != s.shape)
+      fail("weights: ", source_, ": tensor '", s.name, "' has shape ", shape_str(ti.shape), ", expected ",
+           shape_str(s.shape));
+  }
 }
 
 DType WeightStore::stored_dtype() const {

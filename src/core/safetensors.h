@@ -39,6 +39,12 @@ class SafeTensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// A tensor a model expects: its name and shape (any floating dtype).
+struct TensorSpec {
+  std::string name;
+  Shape shape;
+};
+
 // All weights of one component folder (e.g. "<model>/transformer").
 class WeightStore {
  public:
@@ -54,6 +60,10 @@ class WeightStore {
   Tensor get(const std::string& name, const Shape& expected) const;
   Tensor get(const std::string& name) const;
   const TensorInfo& info(const std::string& name) const;
+  // Checks that every tensor in `specs` exists with that shape and a dtype get() can return
+  // (F32, BF16, F16), from the headers alone: no tensor data is read. The first problem is an
+  // Error with the same text get() would give.
+  void check(const std::vector<TensorSpec>& specs) const;
   // dtype of the first floating tensor (what the component is stored in)
   DType stored_dtype() const;
   size_t bytes_on_disk() const;

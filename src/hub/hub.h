@@ -45,6 +45,9 @@ PullResult pull(const std::string& repo_id, const PullOptions& opt);
 std::string cache_root(const std::string& cache_dir);
 // "models--ORG--NAME"
 std::string repo_folder_name(const std::string& repo_id);
+// The commit a cache's refs/<revision> file names (its first line), "" when there is no such file.
+// Only a regular file is read (a FIFO there is an error, not a hang).
+std::string read_ref(const std::string& ref_path);
 // A hub id "org/name" (letters, digits, '.', '_', '-'; no "..").
 bool is_repo_id(const std::string& s);
 // HF_HUB_OFFLINE set to 1/true/yes/on.

@@ -20,11 +20,19 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "hub/http.h"
 #include "hub/hub.h"
 
 namespace zimage::hub {
 namespace fs = std::filesystem;
+
+std::string read_ref(const std::string& ref_path) {
+  std::error_code ec;
+  if (!fs::exists(ref_path, ec)) return {};
+  const std::string text = read_regular_file(ref_path, 4096, "[hub] ");
+  return text.substr(0, text.find_first_of("\r\n"));
+}
 
 namespace {
 
@@ -199,11 +207,7 @@ void link_pointer(const fs::path& blob, const fs::path& pointer, bool replace) {
 
 void write_ref(const fs::path& storage, const std::string& revision, const std::string& commit) {
   const fs::path ref = storage / "refs" / revision;
-  {
-    std::ifstream f(ref);
-    std::string cur;
-    if (f && std::getline(f, cur) && cur == commit) return;
-  }
+  if (read_ref(ref.string()) == commit) return;
   fs::create_directories(ref.parent_path());
   const fs::path tmp = ref.string() + ".tmp-" + std::to_string(::getpid());
   {
@@ -421,8 +425,8 @@ PullResult from_cache(const std::string& repo_id, const PullOptions& opt, const 
   if (is_hex(opt.revision, 40)) {
     commit = opt.revision;
   } else {
-    std::ifstream f(ref);
-    if (!f || !std::getline(f, commit) || !is_hex(commit, 40))
+    commit = read_ref(ref.string());
+    if (!is_hex(commit, 40))
       fail("[hub] ", repo_id, " (revision '", opt.revision, "') is not in the cache (no ", ref.string(), ") and ", why);
   }
   const fs::path snap = storage / "snapshots" / commit;

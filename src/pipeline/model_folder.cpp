@@ -2,12 +2,14 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <vector>
 
 #include "core/error.h"
 #include "hub/hub.h"
+#include "core/file_io.h"
 
 namespace zimage {
 namespace fs = std::filesystem;
@@ -33,7 +35,7 @@ std::string cached_snapshot(const std::string& id, const ResolveOptions& opt) {
   const std::string rev = opt.revision.empty() ? "main" : opt.revision;
   if (!hub::is_safe_repo_path(rev)) fail("[from_pretrained] invalid revision '", rev, "'");
   std::string commit;
-  if (std::ifstream f(repo / "refs" / rev); f && std::getline(f, commit) && is_commit_hash(commit)) {
+  if (commit = hub::read_ref((repo / "refs" / rev).string()); is_commit_hash(commit)) {
   } else if (is_commit_hash(rev)) {
     commit = rev;
   } else {
@@ -54,6 +56,15 @@ std::string resolve_model_folder(const std::string& path_or_id, const ResolveOpt
     if (!fs::is_directory(p)) fail("[from_pretrained] subfolder '", opt.subfolder, "' not found in '", path_or_id, "'");
     return fs::weakly_canonical(p).string();
   }
+  if (fs::exists(path_or_id, ec) && !fs::is_regular_file(path_or_id, ec))
+    fail("[from_pretrained] '", path_or_id, "' is not a folder (pass the diffusers folder that holds model_index.json)");
+  if (fs::exists(path_or_id, ec)) {
+    const std::string ext = fs::path(path_or_id).extension().string();
+    if (ext == ".safetensors" || ext == ".gguf" || ext == ".ckpt" || ext == ".pt" || ext == ".bin")
+      fail("[from_pretrained] '", path_or_id, "' is a file, not a model folder: loading a single ", ext,
+           " checkpoint is not supported yet; pass the diffusers folder that holds model_index.json");
+    fail("[from_pretrained] '", path_or_id, "' is a file, not a model folder (pass the diffusers folder that holds model_index.json)");
+  }
   if (!looks_like_hub_id(path_or_id))
     fail("[from_pretrained] model folder '", path_or_id, "' does not exist (and is not a hub id like 'Tongyi-MAI/Z-Image-Turbo')");
   // The Hugging Face cache first (no network when the snapshot is complete), else download it
@@ -73,29 +84,67 @@ std::string resolve_model_folder(const std::string& path_or_id, const ResolveOpt
   return fs::absolute(p).lexically_normal().string();
 }
 
+namespace {
+// What model_index.json may name: the Z-Image base-model pipelines of diffusers (they share these
+// five components) and, per component, [library, class] pairs that load the same weights.
+const std::vector<std::string> kPipelineClasses = {"ZImagePipeline", "ZImageImg2ImgPipeline", "ZImageInpaintPipeline"};
+struct ComponentClasses {
+  const char* name;
+  const char* library;
+  std::vector<std::string> classes;
+};
+const std::vector<ComponentClasses> kComponents = {
+    {"scheduler", "diffusers", {"FlowMatchEulerDiscreteScheduler"}},
+    {"text_encoder", "transformers", {"Qwen3Model", "Qwen3ForCausalLM"}},
+    {"tokenizer", "transformers", {"Qwen2Tokenizer", "Qwen2TokenizerFast"}},
+    {"transformer", "diffusers", {"ZImageTransformer2DModel"}},
+    {"vae", "diffusers", {"AutoencoderKL"}},
+};
+
+std::string one_of(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? (i + 1 == v.size() ? " or " : ", ") : "") + ("\"" + v[i] + "\"");
+  return s;
+}
+}  // namespace
+
 ModelIndex read_model_index(const std::string& folder) {
   ModelIndex mi;
   mi.folder = folder;
   const std::string path = folder + "/model_index.json";
-  std::ifstream f(path);
-  if (!f) fail("[from_pretrained] ", folder, " has no model_index.json (not a diffusers pipeline folder)");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    fail("[from_pretrained] ", path, ": not valid JSON (", e.what(), ")");
-  }
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    fail("[from_pretrained] ", folder, " has no model_index.json (not a diffusers pipeline folder)");
+  const nlohmann::json j = parse_json_file(path, "[from_pretrained] ");
   if (!j.is_object()) fail("[from_pretrained] ", path, ": not a JSON object");
-  mi.class_name = j.value("_class_name", "");
+  auto bad = [&](const std::string& key, const std::string& why) {
+    fail("[from_pretrained] ", path, ": '", key, "' ", why);
+  };
+  if (!j.contains("_class_name")) bad("_class_name", "is missing (expected \"ZImagePipeline\")");
+  const nlohmann::json& cls = j["_class_name"];
+  if (!cls.is_string()) bad("_class_name", "should be a string, got " + json_excerpt(cls));
+  mi.class_name = cls.get<std::string>();
+  if (std::find(kPipelineClasses.begin(), kPipelineClasses.end(), mi.class_name) == kPipelineClasses.end())
+    bad("_class_name", "= \"" + mi.class_name + "\" is not a Z-Image pipeline (expected " + one_of(kPipelineClasses) + ")");
   for (auto& [k, v] : j.items()) {
     if (k.empty() || k[0] == '_') continue;
     if (v.is_array() && v.size() == 2 && v[0].is_string() && v[1].is_string())
       mi.components[k] = {v[0].get<std::string>(), v[1].get<std::string>()};
   }
-  for (const char* need : {"scheduler", "text_encoder", "tokenizer", "transformer", "vae"}) {
-    if (!mi.components.count(need)) fail("[from_pretrained] ", path, " declares no '", need, "' component");
-    if (!fs::is_directory(mi.component_dir(need)))
-      fail("[from_pretrained] ", folder, " is missing the '", need, "/' folder named in model_index.json");
+  for (const auto& need : kComponents) {
+    if (!j.contains(need.name)) fail("[from_pretrained] ", path, " declares no '", need.name, "' component");
+    const std::string expected = "[\"" + std::string(need.library) + "\", " + one_of(need.classes) + "]";
+    const nlohmann::json& v = j[need.name];
+    if (!mi.components.count(need.name))
+      bad(need.name, "should be a [\"library\", \"ClassName\"] pair like " + expected + ", got " + json_excerpt(v));
+    const auto& [lib, cls_name] = mi.components.at(need.name);
+    if (lib != need.library || std::find(need.classes.begin(), need.classes.end(), cls_name) == need.classes.end())
+      bad(need.name, "= " + json_excerpt(v) + " is not supported (expected " + expected + ")");
+    const std::string dir = mi.component_dir(need.name);
+    if (!fs::is_directory(dir, ec)) {
+      if (fs::exists(dir, ec)) fail("[from_pretrained] ", dir, " is not a folder (model_index.json names the '", need.name, "' component)");
+      fail("[from_pretrained] ", folder, " is missing the '", need.name, "/' folder named in model_index.json");
+    }
   }
   return mi;
 }

@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "ops/ops.h"
+#include "pipeline/model_configs.h"
 #include "pipeline/model_folder.h"
 #include "pipeline/pipeline_internal.h"
 #include "random/randn_tensor.h"
@@ -132,21 +133,22 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
   pipe.to(o.device);
   ops::set_num_threads(o.num_threads);
 
-  auto vae_cfg = JsonConfig::load(m.index.component_dir("vae") + "/config.json");
-  m.vae_scale_factor = int64_t(1) << (vae_cfg.get_int_list("block_out_channels").size() - 1);
-  auto tr_cfg = JsonConfig::load(m.index.component_dir("transformer") + "/config.json");
-  m.in_channels = tr_cfg.get_int("in_channels", 16);
-  m.cap_dim = tr_cfg.get_int("cap_feat_dim");
-  auto te_cfg = JsonConfig::load(m.index.component_dir("text_encoder") + "/config.json");
-  if (te_cfg.get_int("hidden_size") != m.cap_dim)
-    fail("[from_pretrained] text_encoder hidden_size ", te_cfg.get_int("hidden_size"), " != transformer cap_feat_dim ", m.cap_dim);
-  m.max_positions = te_cfg.get_int("max_position_embeddings", 40960);
-  m.scheduler_cfg = FlowMatchEulerConfig::load(m.index.component_dir("scheduler") + "/scheduler_config.json");
+  // Every config is parsed and validated (and the tokenizer loaded) before anything uses a value.
+  const ModelConfigs cfgs = read_model_configs(m.index);
+  m.vae_scale_factor = cfgs.vae.spatial_scale();
+  m.in_channels = cfgs.transformer.in_channels;
+  m.cap_dim = cfgs.transformer.cap_feat_dim;
+  m.max_positions = cfgs.text_encoder.max_position_embeddings;
+  m.scheduler_cfg = cfgs.scheduler;
   m.tokenizer = Qwen2Tokenizer::from_folder(m.index.component_dir("tokenizer"));
   if (!o.low_memory) {  // load once, reuse across calls
     m.te();
     m.dit();
     m.autoencoder();
+  } else {  // loaded per call: check the weights' headers now, so a broken folder fails here
+    Qwen3TextEncoder::open_weights(m.index.component_dir("text_encoder"), cfgs.text_encoder);
+    ZImageTransformer2DModel::open_weights(m.index.component_dir("transformer"), cfgs.transformer);
+    AutoencoderKL::open_weights(m.index.component_dir("vae"), cfgs.vae);
   }
   return pipe;
 }

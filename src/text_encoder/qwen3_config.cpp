@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace zimage {
 
@@ -38,6 +39,14 @@ Qwen3Config Qwen3Config::parse(const JsonConfig& c) {
     q.attention_bias = c.get_bool("attention_bias", false);
     q.hidden_act = c.get_string("hidden_act", "silu");
     q.dtype = c.get_string("dtype", c.get_string("torch_dtype", ""));
+    q.max_position_embeddings = c.get_int("max_position_embeddings", 40960, 1, int64_t(1) << 24);
+    // The class of the model (transformers' model_type and architectures), when the config says.
+    if (c.has("model_type") && c.get_string("model_type") != "qwen3")
+      c.bad("model_type", "= \"" + c.get_string("model_type") + "\" is not supported (only \"qwen3\")");
+    if (c.has("architectures"))
+      for (const std::string& a : c.get_string_list("architectures"))
+        if (a != "Qwen3Model" && a != "Qwen3ForCausalLM")
+          c.bad("architectures", "entry \"" + a + "\" is not supported (only \"Qwen3Model\" or \"Qwen3ForCausalLM\")");
 
     if (q.num_attention_heads % q.num_key_value_heads != 0)
       c.bad("num_attention_heads", "= " + std::to_string(q.num_attention_heads) +
@@ -55,19 +64,19 @@ Qwen3Config Qwen3Config::parse(const JsonConfig& c) {
     q.rope_theta = top_theta;
     if (c.has(rp_key)) {
       const nlohmann::json& rp = j[rp_key];
-      if (!rp.is_object()) c.bad(rp_key, "should be an object, got " + rp.dump());
+      if (!rp.is_object()) c.bad(rp_key, "should be an object, got " + json_excerpt(rp));
       std::string type = "default", type_key = std::string(rp_key) + ".rope_type";
       for (const char* k : {"rope_type", "type"})
         if (rp.contains(k)) {
           type_key = std::string(rp_key) + "." + k;
-          if (!rp[k].is_string()) c.bad(type_key, "should be a string, got " + rp[k].dump());
+          if (!rp[k].is_string()) c.bad(type_key, "should be a string, got " + json_excerpt(rp[k]));
           type = rp[k].get<std::string>();
           break;
         }
       if (type != "default") c.bad(type_key, "= \"" + type + "\" is not supported (only \"default\")");
       if (rp.contains("rope_theta") && !rp["rope_theta"].is_null()) {
         if (!rp["rope_theta"].is_number())
-          c.bad(std::string(rp_key) + ".rope_theta", "should be a number, got " + rp["rope_theta"].dump());
+          c.bad(std::string(rp_key) + ".rope_theta", "should be a number, got " + json_excerpt(rp["rope_theta"]));
         q.rope_theta = rp["rope_theta"].get<double>();
       }
     }

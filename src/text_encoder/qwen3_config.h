@@ -14,6 +14,7 @@ struct Qwen3Config {
   int64_t num_attention_heads = 0;
   int64_t num_key_value_heads = 0;
   int64_t head_dim = 0;
+  int64_t max_position_embeddings = 40960;
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;  // rope_parameters.rope_theta, or the old top-level rope_theta
   bool attention_bias = false;

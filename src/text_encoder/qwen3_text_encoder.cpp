@@ -58,6 +58,50 @@ void mul_(Tensor& a, const Tensor& b) {
 
 }  // namespace
 
+std::vector<TensorSpec> Qwen3TextEncoder::expected_tensors(const Qwen3Config& c, const std::string& pre) {
+  std::vector<TensorSpec> s;
+  const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
+  const int64_t Hq = c.num_attention_heads, Hkv = c.num_key_value_heads;
+  s.push_back({pre + "embed_tokens.weight", {c.vocab_size, H}});
+  // hidden_states[-2]: the last layer and the final norm are never read.
+  for (int64_t i = 0; i + 1 < c.num_hidden_layers; ++i) {
+    const std::string p = pre + "layers." + std::to_string(i) + ".";
+    s.push_back({p + "input_layernorm.weight", {H}});
+    s.push_back({p + "post_attention_layernorm.weight", {H}});
+    s.push_back({p + "self_attn.q_proj.weight", {Hq * D, H}});
+    s.push_back({p + "self_attn.k_proj.weight", {Hkv * D, H}});
+    s.push_back({p + "self_attn.v_proj.weight", {Hkv * D, H}});
+    s.push_back({p + "self_attn.o_proj.weight", {H, Hq * D}});
+    if (c.attention_bias) {
+      s.push_back({p + "self_attn.q_proj.bias", {Hq * D}});
+      s.push_back({p + "self_attn.k_proj.bias", {Hkv * D}});
+      s.push_back({p + "self_attn.v_proj.bias", {Hkv * D}});
+      s.push_back({p + "self_attn.o_proj.bias", {H}});
+    }
+    s.push_back({p + "self_attn.q_norm.weight", {D}});
+    s.push_back({p + "self_attn.k_norm.weight", {D}});
+    s.push_back({p + "mlp.gate_proj.weight", {I, H}});
+    s.push_back({p + "mlp.up_proj.weight", {I, H}});
+    s.push_back({p + "mlp.down_proj.weight", {H, I}});
+  }
+  return s;
+}
+
+WeightStore Qwen3TextEncoder::open_weights(const std::string& dir, const Qwen3Config& c, std::string* prefix) {
+  return tagged([&] {
+    WeightStore ws = WeightStore::open_dir(dir);
+    // Qwen3ForCausalLM checkpoints (the real Z-Image-Turbo text_encoder) nest Qwen3Model under "model.".
+    std::string pre;
+    if (ws.has("model.embed_tokens.weight"))
+      pre = "model.";
+    else if (!ws.has("embed_tokens.weight"))
+      fail("[text_encoder] ", ws.source(), ": no 'embed_tokens.weight' or 'model.embed_tokens.weight'");
+    ws.check(expected_tensors(c, pre));
+    if (prefix) *prefix = pre;
+    return ws;
+  });
+}
+
 Qwen3TextEncoder Qwen3TextEncoder::load(const std::string& dir, DType compute) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[text_encoder] compute dtype ", dtype_name(compute), " is not supported (float32 or bfloat16)");
@@ -65,15 +109,10 @@ Qwen3TextEncoder Qwen3TextEncoder::load(const std::string& dir, DType compute) {
   m.cfg_ = Qwen3Config::load((std::filesystem::path(dir) / "config.json").string());
   m.compute_ = compute;
   const Qwen3Config& c = m.cfg_;
+  std::string pre;
+  m.store_ = open_weights(dir, c, &pre);
   tagged([&] {
-    m.store_ = WeightStore::open_dir(dir);
     const WeightStore& ws = m.store_;
-    // Qwen3ForCausalLM checkpoints (the real Z-Image-Turbo text_encoder) nest Qwen3Model under "model.".
-    std::string pre;
-    if (ws.has("model.embed_tokens.weight"))
-      pre = "model.";
-    else if (!ws.has("embed_tokens.weight"))
-      fail("[text_encoder] ", ws.source(), ": no 'embed_tokens.weight' or 'model.embed_tokens.weight'");
 
     const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
     const int64_t Hq = c.num_attention_heads, Hkv = c.num_key_value_heads;

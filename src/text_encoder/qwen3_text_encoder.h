@@ -16,6 +16,12 @@ class Qwen3TextEncoder {
   // names under "model."; lm_head is ignored). compute: F32 (exact fp32 math on the stored
   // weights) or BF16 (emulates a torch bf16 run: every intermediate tensor rounded to bf16).
   static Qwen3TextEncoder load(const std::string& dir, DType compute);
+  // Every tensor load() reads, with the shape the config implies; `prefix` is "" (Qwen3Model) or
+  // "model." (Qwen3ForCausalLM).
+  static std::vector<TensorSpec> expected_tensors(const Qwen3Config& c, const std::string& prefix);
+  // Opens the weights in `dir`, finds the prefix and checks them against expected_tensors from the
+  // safetensors headers alone (no tensor data is read). Errors start with "[text_encoder]".
+  static WeightStore open_weights(const std::string& dir, const Qwen3Config& c, std::string* prefix = nullptr);
 
   // hidden_states[-2] for one prompt: ids are the (possibly right-padded) token ids and the first
   // num_real of them are real. Under the causal mask real tokens never attend to padding, so only

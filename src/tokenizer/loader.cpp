@@ -1,11 +1,10 @@
 // Qwen2Tokenizer::from_folder: parses tokenizer.json (model, added_tokens, normalizer,
 // pre_tokenizer, post_processor, decoder) and tokenizer_config.json (pad/eos tokens, chat template).
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/utf8.h"
 
@@ -14,23 +13,27 @@ namespace zimage {
 namespace {
 using nlohmann::json;
 
+// Tokenizer files can be large (Qwen2's tokenizer.json is 11 MB); anything past this is refused
+// before it is read.
+constexpr uint64_t kMaxTokenizerFileBytes = 128ull << 20;
+
 std::string read_text(const std::string& path, bool required) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
     if (required) fail("[tokenizer] cannot read ", path);
     return {};
   }
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  // A FIFO, directory or device in place of the file is an error, never a hang.
+  return read_regular_file(path, kMaxTokenizerFileBytes, "[tokenizer] ");
 }
 
-json parse(const std::string& text, const std::string& origin) {
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    fail("[tokenizer] ", origin, ": invalid JSON: ", e.what());
-  }
+json parse(const std::string& text, const std::string& origin) { return parse_json_text(text, origin, "[tokenizer] "); }
+
+// t[key] as a string; `def` when t is not an object or the key is absent or null.
+std::string string_or(const json& t, const char* key, const std::string& def, const std::string& where) {
+  if (!t.is_object() || !t.contains(key) || t[key].is_null()) return def;
+  if (!t[key].is_string()) fail("[tokenizer] ", where, ": '", key, "' must be a string, got ", json_excerpt(t[key]));
+  return t[key].get<std::string>();
 }
 
 bool flag(const json& t, const char* key, bool def, const std::string& where) {
@@ -140,14 +143,14 @@ void check_post_processor(const json& root, const std::string& origin) {
   const json& p = root["post_processor"];
   // ByteLevel only adjusts offsets; anything that adds tokens (TemplateProcessing, ...) would
   // change the ids transformers produces.
-  if (!(p.is_object() && p.value("type", "") == "ByteLevel"))
+  if (!(p.is_object() && string_or(p, "type", "", origin + " post_processor") == "ByteLevel"))
     fail("[tokenizer] ", origin, ": unsupported post_processor ", p.dump().substr(0, 200), " (supported: ByteLevel, null)");
 }
 
 bool load_decoder(const json& root, const std::string& origin) {
   if (!root.contains("decoder") || root["decoder"].is_null()) return false;
   const json& d = root["decoder"];
-  if (!(d.is_object() && d.value("type", "") == "ByteLevel"))
+  if (!(d.is_object() && string_or(d, "type", "", origin + " decoder") == "ByteLevel"))
     fail("[tokenizer] ", origin, ": unsupported decoder ", d.dump().substr(0, 200), " (supported: ByteLevel, null)");
   return true;
 }
@@ -171,8 +174,8 @@ Qwen2Tokenizer Qwen2Tokenizer::from_json_text(const std::string& tokenizer_json,
     const json root = parse(tokenizer_json, tj);
     if (!root.is_object()) fail("[tokenizer] ", tj, ": not a JSON object");
     impl->model = load_model(root, tj);
-    impl->normalizer = tok::Normalizer::from_json(root.value("normalizer", json()), tj);
-    impl->pre_tokenizer = tok::PreTokenizer::from_json(root.value("pre_tokenizer", json()), tj);
+    impl->normalizer = tok::Normalizer::from_json(root.contains("normalizer") ? root["normalizer"] : json(), tj);
+    impl->pre_tokenizer = tok::PreTokenizer::from_json(root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json(), tj);
     check_post_processor(root, tj);
     impl->byte_level_decoder = load_decoder(root, tj);
     load_added_tokens(*impl, root, tj);
@@ -209,7 +212,8 @@ Qwen2Tokenizer Qwen2Tokenizer::from_json_text(const std::string& tokenizer_json,
       jinja = ct.get<std::string>();
     } else if (ct.is_array()) {  // [{"name": "default", "template": ...}, ...]
       for (const auto& e : ct)
-        if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e["template"].is_string())
+        if (e.is_object() && string_or(e, "name", "", cj + " chat_template") == "default" && e.contains("template") &&
+            e["template"].is_string())
           jinja = e["template"].get<std::string>();
       if (jinja.empty()) fail("[tokenizer] ", cj, ": chat_template list has no 'default' template");
     } else {

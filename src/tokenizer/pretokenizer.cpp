@@ -32,7 +32,7 @@ void PreTokenizer::add_step(PreTokenizer& p, const nlohmann::json& j, const std:
   Step s;
   if (type == "Split") {
     s.kind = Step::Kind::Split;
-    const auto& pat = j.value("pattern", nlohmann::json());
+    const nlohmann::json pat = j.contains("pattern") ? j["pattern"] : nlohmann::json();
     if (pat.is_object() && pat.contains("Regex") && pat["Regex"].is_string()) {
       s.regex = std::make_shared<Regex>(expand_unicode_classes(pat["Regex"].get<std::string>(), origin), origin);
     } else if (pat.is_object() && pat.contains("String") && pat["String"].is_string()) {
@@ -47,6 +47,8 @@ void PreTokenizer::add_step(PreTokenizer& p, const nlohmann::json& j, const std:
     } else {
       fail("[tokenizer] ", origin, ": Split pre_tokenizer needs a pattern {\"Regex\": ...} or {\"String\": ...}, got ", pat.dump());
     }
+    if (j.contains("behavior") && !j["behavior"].is_string())
+      fail("[tokenizer] ", origin, ": Split pre_tokenizer 'behavior' must be a string, got ", j["behavior"].dump());
     const std::string behavior = j.value("behavior", std::string("Isolated"));
     if (behavior == "Removed") {
       s.remove_matches = true;

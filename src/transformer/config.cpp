@@ -73,7 +73,10 @@ void ZImageTransformerConfig::validate(const std::string& origin) const {
     bad("axes_lens ", list_str(axes_lens), " must have as many entries as axes_dims ", list_str(axes_dims));
   for (size_t i = 0; i < axes_dims.size(); ++i) {
     if (axes_dims[i] <= 0 || axes_dims[i] % 2 != 0) bad("axes_dims[", i, "] = ", axes_dims[i], " must be positive and even");
-    if (axes_lens[i] <= 0 || axes_lens[i] > (1 << 24)) bad("axes_lens[", i, "] = ", axes_lens[i], " is out of range");
+    // Positions per axis (Z-Image: 1024 caption tokens, 512 patch rows/columns); the RoPE tables
+    // are built per call for the positions used, so this bounds ids, not memory.
+    if (axes_lens[i] < 1 || axes_lens[i] > kMaxAxisLen)
+      bad("axes_lens[", i, "] = ", axes_lens[i], " is out of range [1, ", kMaxAxisLen, "]");
   }
   const int64_t sum = std::accumulate(axes_dims.begin(), axes_dims.end(), int64_t(0));
   if (sum != hd) bad("axes_dims ", list_str(axes_dims), " sum ", sum, " != head_dim ", hd);

@@ -31,6 +31,7 @@ struct ZImageTransformerConfig {
   static constexpr int64_t kSeqMultiOf = 32;           // SEQ_MULTI_OF
   static constexpr int64_t kFrequencyEmbedding = 256;  // TimestepEmbedder.frequency_embedding_size
   static constexpr int64_t kTimestepMid = 1024;        // TimestepEmbedder mid_size
+  static constexpr int64_t kMaxAxisLen = 1 << 20;      // bound on each axes_lens entry
 
   int64_t head_dim() const { return dim / n_heads; }
   int64_t out_channels() const { return in_channels; }

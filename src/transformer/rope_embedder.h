@@ -1,5 +1,7 @@
 // RopeEmbedder of transformer_z_image.py: per-axis complex frequency tables, gathered by 3-axis
-// position ids and concatenated along the head dimension.
+// position ids and concatenated along the head dimension. The tables are built per call, only up
+// to the largest position the call uses (diffusers precomputes axes_lens rows per axis; the values
+// are the same), so a config's axes_lens costs no memory.
 #pragma once
 #include <array>
 #include <vector>
@@ -20,8 +22,8 @@ class RopeEmbedder {
  private:
   std::vector<int64_t> axes_dims_, axes_lens_;
   int64_t head_dim_ = 0;
-  // tables_[i]: [axes_lens[i], axes_dims[i]/2, 2] (cos, sin), as precompute_freqs_cis builds them.
-  std::vector<std::vector<float>> tables_;
+  // freqs_[i][k] = 1 / theta^(2k / axes_dims[i]) in float64, as precompute_freqs_cis computes them.
+  std::vector<std::vector<double>> freqs_;
 };
 
 }  // namespace zimage::transformer

@@ -28,11 +28,7 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   ZImageTransformer2DModel m;
   m.cfg_ = ZImageTransformerConfig::load(dir + "/config.json");
   m.compute_ = compute;
-  try {
-    m.store_ = std::make_shared<WeightStore>(WeightStore::open_dir(dir));
-  } catch (const Error& e) {
-    fail("[transformer] ", e.what());
-  }
+  m.store_ = std::make_shared<WeightStore>(open_weights(dir, m.cfg_));
   const auto& c = m.cfg_;
   transformer::WeightLoader w(*m.store_, compute);
 
@@ -53,10 +49,6 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   m.cap_norm_w_ = w.f32("cap_embedder.0.weight", {c.cap_feat_dim});
   m.cap_linear_w_ = w.linear("cap_embedder.1.weight", c.dim, c.cap_feat_dim);
   m.cap_linear_b_ = w.f32("cap_embedder.1.bias", {c.dim});
-  for (const char* pad : {"x_pad_token", "cap_pad_token"})
-    if (!w.has(pad))
-      fail("[transformer] weights: ", m.store_->source(), ": missing pad token '", pad,
-           "' (needed to pad sequences to a multiple of ", ZImageTransformerConfig::kSeqMultiOf, ")");
   m.x_pad_token_ = w.f32("x_pad_token", {1, c.dim}).to_vector();
   m.cap_pad_token_ = w.f32("cap_pad_token", {1, c.dim}).to_vector();
   for (int64_t i = 0; i < c.n_layers; ++i)
@@ -64,6 +56,63 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   m.rope_ = std::make_shared<transformer::RopeEmbedder>(c.rope_theta, c.axes_dims, c.axes_lens);
   m.run_ = std::make_shared<RunState>();
   return m;
+}
+
+std::vector<TensorSpec> ZImageTransformer2DModel::expected_tensors(const ZImageTransformerConfig& c) {
+  std::vector<TensorSpec> s;
+  auto add = [&](const std::string& name, Shape shape) { s.push_back({name, std::move(shape)}); };
+  const int64_t dim = c.dim, hd = c.head_dim(), hidden = c.ffn_hidden_dim(), adaln = c.adaln_dim();
+  auto block = [&](const std::string& p, bool modulation) {  // ZImageTransformerBlock
+    for (const char* k : {"to_q", "to_k", "to_v", "to_out.0"}) add(p + "attention." + k + ".weight", {dim, dim});
+    if (c.qk_norm) {
+      add(p + "attention.norm_q.weight", {hd});
+      add(p + "attention.norm_k.weight", {hd});
+    }
+    add(p + "feed_forward.w1.weight", {hidden, dim});
+    add(p + "feed_forward.w2.weight", {dim, hidden});
+    add(p + "feed_forward.w3.weight", {hidden, dim});
+    for (const char* k : {"attention_norm1", "ffn_norm1", "attention_norm2", "ffn_norm2"}) add(p + k + ".weight", {dim});
+    if (modulation) {
+      add(p + "adaLN_modulation.0.weight", {4 * dim, adaln});
+      add(p + "adaLN_modulation.0.bias", {4 * dim});
+    }
+  };
+  for (size_t i = 0; i < c.all_patch_size.size(); ++i) {
+    const int64_t p = c.all_patch_size[i], f = c.all_f_patch_size[i], out = p * p * f * c.out_channels();
+    const std::string key = ZImageTransformerConfig::patch_key(p, f);
+    add("all_x_embedder." + key + ".weight", {dim, f * p * p * c.in_channels});
+    add("all_x_embedder." + key + ".bias", {dim});
+    add("all_final_layer." + key + ".linear.weight", {out, dim});  // FinalLayer
+    add("all_final_layer." + key + ".linear.bias", {out});
+    add("all_final_layer." + key + ".adaLN_modulation.1.weight", {dim, adaln});
+    add("all_final_layer." + key + ".adaLN_modulation.1.bias", {dim});
+  }
+  for (int64_t i = 0; i < c.n_refiner_layers; ++i) block("noise_refiner." + std::to_string(i) + ".", true);
+  for (int64_t i = 0; i < c.n_refiner_layers; ++i) block("context_refiner." + std::to_string(i) + ".", false);
+  const int64_t mid = ZImageTransformerConfig::kTimestepMid, freq = ZImageTransformerConfig::kFrequencyEmbedding;
+  add("t_embedder.mlp.0.weight", {mid, freq});  // TimestepEmbedder
+  add("t_embedder.mlp.0.bias", {mid});
+  add("t_embedder.mlp.2.weight", {adaln, mid});
+  add("t_embedder.mlp.2.bias", {adaln});
+  add("cap_embedder.0.weight", {c.cap_feat_dim});
+  add("cap_embedder.1.weight", {dim, c.cap_feat_dim});
+  add("cap_embedder.1.bias", {dim});
+  add("x_pad_token", {1, dim});
+  add("cap_pad_token", {1, dim});
+  for (int64_t i = 0; i < c.n_layers; ++i) block("layers." + std::to_string(i) + ".", true);
+  return s;
+}
+
+WeightStore ZImageTransformer2DModel::open_weights(const std::string& dir, const ZImageTransformerConfig& c) {
+  return with_component("transformer", [&] {
+    WeightStore ws = WeightStore::open_dir(dir);
+    for (const char* pad : {"x_pad_token", "cap_pad_token"})
+      if (!ws.has(pad))
+        fail("[transformer] weights: ", ws.source(), ": missing pad token '", pad,
+             "' (needed to pad sequences to a multiple of ", ZImageTransformerConfig::kSeqMultiOf, ")");
+    ws.check(expected_tensors(c));
+    return ws;
+  });
 }
 
 namespace {

@@ -22,6 +22,11 @@ class ZImageTransformer2DModel {
   // Loads `<dir>/config.json` and the weights in `dir`. `compute`: F32 (exact) or BF16 (emulates
   // a torch bf16 run: bf16 GEMM inputs, activations rounded where torch stores bf16 tensors).
   static ZImageTransformer2DModel load(const std::string& dir, DType compute);
+  // Every tensor load() reads, with the shape the config implies (diffusers' state dict names).
+  static std::vector<TensorSpec> expected_tensors(const ZImageTransformerConfig& c);
+  // Opens the weights in `dir` and checks them against expected_tensors(c) from the safetensors
+  // headers alone (names, shapes, dtypes; no tensor data is read). Errors start with "[transformer]".
+  static WeightStore open_weights(const std::string& dir, const ZImageTransformerConfig& c);
 
   // x[i]: [C, F, H, W] float32 latents; t[i]: (1000 - timestep) / 1000; cap[i]: [L_i, cap_feat_dim]
   // float32 caption features.  Returns one [C, F, H, W] float32 prediction per item.

@@ -20,13 +20,7 @@ AutoencoderKL AutoencoderKL::load(const std::string& dir, DType compute) {
   AutoencoderKL m;
   m.cfg_ = AutoencoderKLConfig::load((std::filesystem::path(dir) / "config.json").string());
   m.compute_ = compute;
-  WeightStore ws = [&] {
-    try {
-      return WeightStore::open_dir(dir);
-    } catch (const Error& e) {
-      fail("[vae] ", e.what());
-    }
-  }();
+  WeightStore ws = open_weights(dir, m.cfg_);
   vae::Loader l{ws, compute};
   m.encoder_.load(l, m.cfg_, "encoder");
   m.decoder_.load(l, m.cfg_, "decoder");
@@ -34,6 +28,74 @@ AutoencoderKL AutoencoderKL::load(const std::string& dir, DType compute) {
   if (m.cfg_.use_quant_conv) m.quant_conv_.load(l, "quant_conv", 2 * L, 2 * L, 1, 1, {});
   if (m.cfg_.use_post_quant_conv) m.post_quant_conv_.load(l, "post_quant_conv", L, L, 1, 1, {});
   return m;
+}
+
+std::vector<TensorSpec> AutoencoderKL::expected_tensors(const AutoencoderKLConfig& c) {
+  std::vector<TensorSpec> s;
+  const int64_t k3 = 3, L = c.latent_channels;
+  auto conv = [&](const std::string& p, int64_t in, int64_t out, int64_t k) {  // Conv2d
+    s.push_back({p + ".weight", {out, in, k, k}});
+    s.push_back({p + ".bias", {out}});
+  };
+  auto vec2 = [&](const std::string& p, int64_t n) {  // GroupNorm, Linear bias
+    s.push_back({p + ".weight", {n}});
+    s.push_back({p + ".bias", {n}});
+  };
+  auto resnet = [&](const std::string& p, int64_t in, int64_t out) {  // ResnetBlock2D
+    vec2(p + ".norm1", in);
+    conv(p + ".conv1", in, out, k3);
+    vec2(p + ".norm2", out);
+    conv(p + ".conv2", out, out, k3);
+    if (in != out) conv(p + ".conv_shortcut", in, out, 1);
+  };
+  auto mid = [&](const std::string& p, int64_t ch) {  // UNetMidBlock2D
+    resnet(p + ".resnets.0", ch, ch);
+    if (c.mid_block_add_attention) {
+      vec2(p + ".attentions.0.group_norm", ch);
+      for (const char* k : {"to_q", "to_k", "to_v", "to_out.0"}) {
+        s.push_back({p + ".attentions.0." + k + ".weight", {ch, ch}});
+        s.push_back({p + ".attentions.0." + k + ".bias", {ch}});
+      }
+    }
+    resnet(p + ".resnets.1", ch, ch);
+  };
+  const auto& boc = c.block_out_channels;
+  const size_t n = boc.size();
+  // Encoder
+  conv("encoder.conv_in", c.in_channels, boc.front(), k3);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string bp = "encoder.down_blocks." + std::to_string(i);
+    const int64_t in_ch = i == 0 ? boc[0] : boc[i - 1], out_ch = boc[i];
+    for (int64_t j = 0; j < c.layers_per_block; ++j)
+      resnet(bp + ".resnets." + std::to_string(j), j == 0 ? in_ch : out_ch, out_ch);
+    if (i + 1 < n) conv(bp + ".downsamplers.0.conv", out_ch, out_ch, k3);
+  }
+  mid("encoder.mid_block", boc.back());
+  vec2("encoder.conv_norm_out", boc.back());
+  conv("encoder.conv_out", boc.back(), 2 * L, k3);
+  // Decoder
+  conv("decoder.conv_in", L, boc.back(), k3);
+  mid("decoder.mid_block", boc.back());
+  for (size_t i = 0; i < n; ++i) {
+    const std::string bp = "decoder.up_blocks." + std::to_string(i);
+    const int64_t prev_ch = boc[n - (i == 0 ? 1 : i)], out_ch = boc[n - 1 - i];
+    for (int64_t j = 0; j <= c.layers_per_block; ++j)
+      resnet(bp + ".resnets." + std::to_string(j), j == 0 ? prev_ch : out_ch, out_ch);
+    if (i + 1 < n) conv(bp + ".upsamplers.0.conv", out_ch, out_ch, k3);
+  }
+  vec2("decoder.conv_norm_out", boc.front());
+  conv("decoder.conv_out", boc.front(), c.out_channels, k3);
+  if (c.use_quant_conv) conv("quant_conv", 2 * L, 2 * L, 1);
+  if (c.use_post_quant_conv) conv("post_quant_conv", L, L, 1);
+  return s;
+}
+
+WeightStore AutoencoderKL::open_weights(const std::string& dir, const AutoencoderKLConfig& c) {
+  return with_component("vae", [&] {
+    WeightStore ws = WeightStore::open_dir(dir);
+    ws.check(expected_tensors(c));
+    return ws;
+  });
 }
 
 Tensor AutoencoderKL::latents_to_vae_space(const Tensor& latents) const {

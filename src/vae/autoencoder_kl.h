@@ -53,6 +53,11 @@ class AutoencoderKL {
   // (default: force_upcast, what the official pipeline does) or BF16 (bf16 weights and tensors
   // rounded to bf16 wherever a bfloat16 torch run stores them).
   static AutoencoderKL load(const std::string& dir, DType compute = DType::F32);
+  // Every tensor load() reads, with the shape the config implies (diffusers' state dict names).
+  static std::vector<TensorSpec> expected_tensors(const AutoencoderKLConfig& c);
+  // Opens the weights in `dir` and checks them against expected_tensors(c) from the safetensors
+  // headers alone (no tensor data is read). Errors start with "[vae]".
+  static WeightStore open_weights(const std::string& dir, const AutoencoderKLConfig& c);
 
   const AutoencoderKLConfig& config() const { return cfg_; }
   DType compute_dtype() const { return compute_; }

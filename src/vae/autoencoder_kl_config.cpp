@@ -27,6 +27,8 @@ AutoencoderKLConfig AutoencoderKLConfig::load(const std::string& path) {
 AutoencoderKLConfig AutoencoderKLConfig::parse(const JsonConfig& c) {
   return tagged([&] {
     constexpr int64_t kMaxCh = 1 << 16;
+    if (c.has("_class_name") && c.get_string("_class_name") != "AutoencoderKL")
+      c.bad("_class_name", "= \"" + c.get_string("_class_name") + "\" is not supported (only \"AutoencoderKL\")");
     AutoencoderKLConfig a;
     a.in_channels = c.get_int("in_channels", 3, 1, kMaxCh);
     a.out_channels = c.get_int("out_channels", 3, 1, kMaxCh);
@@ -45,6 +47,8 @@ AutoencoderKLConfig AutoencoderKLConfig::parse(const JsonConfig& c) {
     } else {
       a.sample_size = c.get_int("sample_size", 32);
     }
+    if (a.sample_size < 1 || a.sample_size > kMaxCh)
+      c.bad("sample_size", "= " + std::to_string(a.sample_size) + " is out of range [1, " + std::to_string(kMaxCh) + "]");
     a.scaling_factor = c.get_float("scaling_factor", 0.18215);
     a.has_shift_factor = c.has("shift_factor");
     a.shift_factor = c.get_float("shift_factor", 0.0);
@@ -54,7 +58,10 @@ AutoencoderKLConfig AutoencoderKLConfig::parse(const JsonConfig& c) {
     a.mid_block_add_attention = c.get_bool("mid_block_add_attention", true);
 
     const size_t n = a.block_out_channels.size();
-    if (n == 0 || n > 16) c.bad("block_out_channels", "must list 1 to 16 channel counts, got " + list_str(a.block_out_channels));
+    // Each block after the first halves the resolution: 8 blocks is a 128x VAE (Z-Image's has 4).
+    if (n < 1 || n > size_t(kMaxBlocks))
+      c.bad("block_out_channels", "must list 1 to " + std::to_string(kMaxBlocks) + " channel counts, got " +
+                                      (n <= 16 ? list_str(a.block_out_channels) : std::to_string(n) + " entries"));
     if (a.down_block_types.size() != n)
       c.bad("down_block_types", "has " + std::to_string(a.down_block_types.size()) + " entries but block_out_channels " +
                                     list_str(a.block_out_channels) + " has " + std::to_string(n));
@@ -73,7 +80,6 @@ AutoencoderKLConfig AutoencoderKLConfig::parse(const JsonConfig& c) {
                                         std::to_string(a.norm_num_groups));
     }
     if (!(a.scaling_factor != 0.0)) c.bad("scaling_factor", "must not be 0");
-    if (a.sample_size < 1) c.bad("sample_size", "= " + std::to_string(a.sample_size) + " must be >= 1");
     return a;
   });
 }

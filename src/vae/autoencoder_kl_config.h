@@ -26,6 +26,8 @@ struct AutoencoderKLConfig {
   bool use_post_quant_conv = true;
   bool mid_block_add_attention = true;
 
+  static constexpr int64_t kMaxBlocks = 8;  // bound on len(block_out_channels)
+
   // Spatial factor between latents and pixels: 2^(len(block_out_channels) - 1).
   int64_t spatial_scale() const { return int64_t(1) << (block_out_channels.size() - 1); }
   // diffusers' tile_latent_min_size: int(sample_size / 2^(len(block_out_channels) - 1)).

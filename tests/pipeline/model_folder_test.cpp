@@ -114,3 +114,59 @@ TEST(ModelFolder, ModelIndexNamesMissingComponent) {
   expect_error([&] { read_model_index(dir + "/vae"); }, "no model_index.json");
   fs::remove_all(dir);
 }
+
+namespace {
+// A folder with the five component folders and a model_index.json from `index`.
+std::string index_folder(const std::string& index) {
+  std::string dir = test::temp_dir("mi_cls");
+  test::write_file(dir + "/model_index.json", index);
+  for (auto c : {"scheduler", "text_encoder", "tokenizer", "transformer", "vae"}) fs::create_directories(dir + "/" + c);
+  return dir;
+}
+const std::string kComponents =
+    R"("scheduler":["diffusers","FlowMatchEulerDiscreteScheduler"],"text_encoder":["transformers","Qwen3Model"],)"
+    R"("tokenizer":["transformers","Qwen2Tokenizer"],"transformer":["diffusers","ZImageTransformer2DModel"])";
+}  // namespace
+
+TEST(ModelFolder, ModelIndexClassNamesAreChecked) {
+  struct Case {
+    std::string index, what;
+  };
+  const std::vector<Case> cases = {
+      {R"({"_class_name":5,)" + kComponents + R"(,"vae":["diffusers","AutoencoderKL"]})", "'_class_name' should be a string, got 5"},
+      {"{" + kComponents + R"(,"vae":["diffusers","AutoencoderKL"]})", "'_class_name' is missing"},
+      {R"({"_class_name":"FluxPipeline",)" + kComponents + R"(,"vae":["diffusers","AutoencoderKL"]})",
+       "'_class_name' = \"FluxPipeline\" is not a Z-Image pipeline (expected \"ZImagePipeline\", \"ZImageImg2ImgPipeline\" or \"ZImageInpaintPipeline\")"},
+      {R"({"_class_name":"ZImagePipeline",)" + kComponents + R"(,"vae":["diffusers","AutoencoderTiny"]})",
+       "'vae' = [\"diffusers\",\"AutoencoderTiny\"] is not supported (expected [\"diffusers\", \"AutoencoderKL\"])"},
+      {R"({"_class_name":"ZImagePipeline",)" + kComponents + R"(,"vae":["transformers","AutoencoderKL"]})",
+       "'vae' = [\"transformers\",\"AutoencoderKL\"] is not supported"},
+      {R"({"_class_name":"ZImagePipeline",)" + kComponents + R"(,"vae":[null,null]})",
+       "'vae' should be a [\"library\", \"ClassName\"] pair like [\"diffusers\", \"AutoencoderKL\"], got [null,null]"},
+      {R"({"_class_name":"ZImagePipeline",)" + kComponents + "}", "declares no 'vae' component"},
+  };
+  for (const auto& c : cases) {
+    const std::string dir = index_folder(c.index);
+    expect_error([&] { read_model_index(dir); }, c.what);
+    expect_error([&] { read_model_index(dir); }, dir + "/model_index.json");
+    fs::remove_all(dir);
+  }
+  // What the Z-Image family's folders say is accepted (Qwen3ForCausalLM and the fast tokenizer too).
+  const std::string dir = index_folder(
+      R"({"_class_name":"ZImagePipeline","scheduler":["diffusers","FlowMatchEulerDiscreteScheduler"],)"
+      R"("text_encoder":["transformers","Qwen3ForCausalLM"],"tokenizer":["transformers","Qwen2TokenizerFast"],)"
+      R"("transformer":["diffusers","ZImageTransformer2DModel"],"vae":["diffusers","AutoencoderKL"]})");
+  EXPECT_EQ(read_model_index(dir).components.at("text_encoder").second, "Qwen3ForCausalLM");
+  fs::remove_all(dir);
+}
+
+TEST(ModelFolder, FileIsNotAModelFolder) {
+  const std::string dir = test::temp_dir("mf_file");
+  test::write_file(dir + "/model.safetensors", "x");
+  test::write_file(dir + "/notes.txt", "x");
+  ResolveOptions o;
+  expect_error([&] { resolve_model_folder(dir + "/model.safetensors", o); },
+               "is a file, not a model folder: loading a single .safetensors checkpoint is not supported yet");
+  expect_error([&] { resolve_model_folder(dir + "/notes.txt", o); }, "is a file, not a model folder");
+  fs::remove_all(dir);
+}

@@ -260,4 +260,32 @@ TEST(TextEncoderErrors, UnsupportedComputeDtype) {
 }
 
 }  // namespace
+
+// The tensors load() reads are the fixture checkpoint's, minus the last layer and the final norm
+// (hidden_states[-2] never uses them); the list is what `zimage info` checks from the headers.
+TEST(TextEncoderErrors, ExpectedTensorsAreWhatLoadReads) {
+  for (const char* model : {"models/tiny-fp32/text_encoder", "models/tiny-bf16/text_encoder"}) {
+    const Qwen3Config cfg = Qwen3Config::load(test::fixture(std::string(model) + "/config.json"));
+    SafeTensorsFile f(test::fixture(std::string(model) + "/model.safetensors"));
+    std::map<std::string, Shape> expected, actual;
+    for (auto& s : Qwen3TextEncoder::expected_tensors(cfg, "")) expected[s.name] = s.shape;
+    const std::string last = "layers." + std::to_string(cfg.num_hidden_layers - 1) + ".";
+    for (auto& [name, ti] : f.tensors())
+      if (name.rfind(last, 0) != 0 && name != "norm.weight") actual[name] = ti.shape;
+    EXPECT_EQ(expected, actual) << model;
+  }
+}
+
+TEST(TextEncoderErrors, ModelClassAndPositionsAreChecked) {
+  json c = fixture_config();
+  c["model_type"] = "llama";
+  expect_contains(load_error(c), {"'model_type' = \"llama\" is not supported (only \"qwen3\")"});
+  c = fixture_config();
+  c["architectures"] = {"Qwen2ForCausalLM"};
+  expect_contains(load_error(c), {"'architectures' entry \"Qwen2ForCausalLM\" is not supported"});
+  c = fixture_config();
+  c["max_position_embeddings"] = 0;
+  expect_contains(load_error(c), {"'max_position_embeddings' = 0 is out of range"});
+}
+
 }  // namespace zimage

@@ -107,6 +107,13 @@ TEST(TokenizerLoader, BrokenTokenizerJsonGivesClearErrors) {
             "[tokenizer] mini/tokenizer.json: unsupported pre_tokenizer type 'Whitespace' (supported: Sequence, Split, ByteLevel)");
   EXPECT_EQ(with([](json& j) { j["decoder"] = {{"type", "WordPiece"}}; }),
             "[tokenizer] mini/tokenizer.json: unsupported decoder {\"type\":\"WordPiece\"} (supported: ByteLevel, null)");
+  // Wrongly typed values are errors naming the key (they were nlohmann type errors: "internal error").
+  EXPECT_EQ(with([](json& j) { j["decoder"] = {{"type", 5}}; }), "[tokenizer] mini/tokenizer.json decoder: 'type' must be a string, got 5");
+  EXPECT_EQ(with([](json& j) { j["post_processor"] = {{"type", true}}; }),
+            "[tokenizer] mini/tokenizer.json post_processor: 'type' must be a string, got true");
+  EXPECT_EQ(with([](json& j) { j["normalizer"] = {{"type", 5}}; }).rfind("[tokenizer] mini/tokenizer.json", 0), 0u);
+  EXPECT_EQ(with([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = 5; }),
+            "[tokenizer] mini/tokenizer.json: Split pre_tokenizer 'behavior' must be a string, got 5");
   EXPECT_EQ(with([](json& j) { j["post_processor"] = {{"type", "TemplateProcessing"}}; }),
             "[tokenizer] mini/tokenizer.json: unsupported post_processor {\"type\":\"TemplateProcessing\"} (supported: ByteLevel, null)");
   EXPECT_NE(with([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(a"; })
@@ -115,7 +122,7 @@ TEST(TokenizerLoader, BrokenTokenizerJsonGivesClearErrors) {
   EXPECT_NE(with([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\w+"; })
                 .find("escape \\w is not supported"),
             std::string::npos);
-  EXPECT_NE(load_error(good, "{\"pad_token\": ").find("[tokenizer] mini/tokenizer_config.json: invalid JSON"), std::string::npos);
+  EXPECT_NE(load_error(good, "{\"pad_token\": ").find("[tokenizer] mini/tokenizer_config.json: not valid JSON"), std::string::npos);
   EXPECT_EQ(load_error(good, R"({"pad_token":"<nope>"})"),
             "[tokenizer] mini/tokenizer_config.json: pad_token '<nope>' is not a token of tokenizer.json");
   EXPECT_EQ(load_error(good, R"({"tokenizer_class":"LlamaTokenizer"})"),
@@ -139,7 +146,7 @@ TEST(TokenizerLoader, MissingFolderOrFilesAreErrors) {
     Qwen2Tokenizer::from_folder(dir);
     FAIL() << "expected an error";
   } catch (const zimage::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("[tokenizer] " + dir + "/tokenizer.json: invalid JSON"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[tokenizer] " + dir + "/tokenizer.json: not valid JSON"), std::string::npos) << e.what();
   }
   zimage::test::write_file(dir + "/tokenizer.json", kMini);
   const Qwen2Tokenizer t = Qwen2Tokenizer::from_folder(dir);

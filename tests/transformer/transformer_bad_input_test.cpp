@@ -154,4 +154,34 @@ TEST(TransformerBadInput, UnsupportedComputeDtypeAndMissingFolder) {
 }
 
 }  // namespace
+
+// axes_lens only bounds the position ids: the RoPE tables are built per call for the positions
+// used (16777216 per axis used to build 1.6 GB of tables at load on this tiny model).
+TEST(TransformerBadInput, ConfigAxesLensOutOfRange) {
+  const std::string dir = edited_model([](nlohmann::json& c) { c["axes_lens"] = {16777216, 16777216, 16777216}; });
+  expect_error([&] { ZImageTransformer2DModel::load(dir, DType::F32); },
+               {"axes_lens[0] = 16777216 is out of range [1, 1048576]"});
+  std::filesystem::remove_all(dir);
+}
+
+TEST(TransformerBadInput, RopeSameValuesForAnyAxesLens) {
+  transformer::RopeEmbedder small(256.0, {12, 4, 8}, {40, 8, 8});
+  transformer::RopeEmbedder large(256.0, {12, 4, 8}, {1 << 20, 1 << 20, 1 << 20});
+  const std::vector<transformer::PosId> ids = {{0, 0, 0}, {39, 7, 3}, {5, 2, 7}};
+  EXPECT_EQ(small(ids).to_vector(), large(ids).to_vector());
+}
+
+// Every tensor the fixtures hold is one load() reads, and the other way round (the list is what
+// `zimage info` checks without reading the weights).
+TEST(TransformerBadInput, ExpectedTensorsAreTheCheckpointsTensors) {
+  for (const char* model : {"models/tiny-bf16/transformer", "models/tiny-fp32/transformer"}) {
+    const auto cfg = ZImageTransformerConfig::load(test::fixture(std::string(model) + "/config.json"));
+    SafeTensorsFile f(test::fixture(std::string(model) + "/diffusion_pytorch_model.safetensors"));
+    std::map<std::string, Shape> expected, actual;
+    for (auto& s : ZImageTransformer2DModel::expected_tensors(cfg)) expected[s.name] = s.shape;
+    for (auto& [name, ti] : f.tensors()) actual[name] = ti.shape;
+    EXPECT_EQ(expected, actual) << model;
+  }
+}
+
 }  // namespace zimage

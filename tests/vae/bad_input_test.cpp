@@ -117,3 +117,40 @@ TEST(VaeBadInput, WeightWithWrongShape) {
   expect_has(error_of([&] { AutoencoderKL::load(dir); }), "decoder.conv_out.bias");
   std::filesystem::remove_all(dir);
 }
+
+// Every config value that feeds arithmetic is checked when the config is read: an empty
+// block_out_channels made the pipeline compute height % 0 (SIGFPE), 40 entries a scale of 2^39.
+TEST(VaeBadInput, BlockOutChannelsLengthIsBounded) {
+  for (size_t n : {size_t(0), size_t(9), size_t(40)}) {
+    std::string dir = copy_model("vae_boc", [&](nlohmann::json& j) {
+      j["block_out_channels"] = std::vector<int>(n, 8);
+      j["down_block_types"] = std::vector<std::string>(n, "DownEncoderBlock2D");
+      j["up_block_types"] = std::vector<std::string>(n, "UpDecoderBlock2D");
+    });
+    std::string msg = error_of([&] { AutoencoderKLConfig::load(dir + "/config.json"); });
+    expect_has(msg, "[vae]");
+    expect_has(msg, dir + "/config.json");
+    expect_has(msg, "'block_out_channels' must list 1 to 8 channel counts");
+    std::filesystem::remove_all(dir);
+  }
+  std::string dir = copy_model("vae_ss", [&](nlohmann::json& j) { j["sample_size"] = 1 << 30; });
+  expect_has(error_of([&] { AutoencoderKLConfig::load(dir + "/config.json"); }), "'sample_size' = 1073741824 is out of range");
+  std::filesystem::remove_all(dir);
+  dir = copy_model("vae_cls", [&](nlohmann::json& j) { j["_class_name"] = "AutoencoderTiny"; });
+  expect_has(error_of([&] { AutoencoderKLConfig::load(dir + "/config.json"); }),
+             "'_class_name' = \"AutoencoderTiny\" is not supported (only \"AutoencoderKL\")");
+  std::filesystem::remove_all(dir);
+}
+
+// Every tensor of the fixture checkpoints is one load() reads, and the other way round (the list is
+// what `zimage info` checks from the headers).
+TEST(VaeBadInput, ExpectedTensorsAreTheCheckpointsTensors) {
+  for (const char* model : {"models/tiny-fp32/vae", "models/tiny-bf16/vae"}) {
+    const auto cfg = AutoencoderKLConfig::load(test::fixture(std::string(model) + "/config.json"));
+    SafeTensorsFile f(test::fixture(std::string(model) + "/diffusion_pytorch_model.safetensors"));
+    std::map<std::string, Shape> expected, actual;
+    for (auto& s : AutoencoderKL::expected_tensors(cfg)) expected[s.name] = s.shape;
+    for (auto& [name, ti] : f.tensors()) actual[name] = ti.shape;
+    EXPECT_EQ(expected, actual) << model;
+  }
+}
