@@ -107,6 +107,18 @@ TEST_F(CliRegenerate, NotAnObject) {
   EXPECT_NE(r.err.find("[from-png] " + dir + "/in.png: zimage parameters are not a JSON object"), std::string::npos) << r.err;
 }
 
+// A PNG's zimage JSON is untrusted: deep nesting is refused while parsing (before, a value nested
+// 100,000 deep was built and then walked recursively by dump() in the wrong-type error).
+TEST_F(CliRegenerate, DeeplyNestedJsonIsRefused) {
+  PngMetadata meta;
+  meta.text = {{"zimage", "{\"prompt\": " + std::string(100000, '[') + std::string(100000, ']') + "}"}};
+  write_png(dir + "/in.png", Image{16, 16, 3, std::vector<uint8_t>(16 * 16 * 3)}, meta);
+  CliRun r = generate({"--from-png", dir + "/in.png", "-m", model, "-o", dir + "/out.png"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("[from-png] " + dir + "/in.png: zimage parameters: JSON nested deeper than 128 levels"), std::string::npos)
+      << r.err;
+}
+
 // Item 11: every image of a batch recorded the same seed and --from-png rebuilt image 0.
 TEST_F(CliRegenerate, EachImageOfAOneSeedBatchRegeneratesItself) {
   ASSERT_EQ(generate({"-m", model, "-p", "a cat", "-W", "64", "-H", "48", "-s", "2", "--num-images", "2", "--seed", "7", "-o",

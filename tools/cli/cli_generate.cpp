@@ -16,6 +16,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "image/atomic_file.h"
 #include "image/text.h"
 #include "random/randn_tensor.h"
@@ -204,12 +205,8 @@ void apply_png_parameters(const std::string& png, GenerateArgs& a) {
     apply_infotext(png, p->second, a);
     return;
   }
-  json j;
-  try {
-    j = json::parse(it->second);
-  } catch (const json::exception& e) {
-    fail("[from-png] ", png, ": zimage parameters are not valid JSON (", e.what(), ")");
-  }
+  // Bounded nesting: the JSON comes from an untrusted file, and error messages dump() values.
+  const json j = parse_json_text(it->second, png + ": zimage parameters", "[from-png] ");
   if (!j.is_object()) fail("[from-png] ", png, ": zimage parameters are not a JSON object");
   const PngParams P(png, j, a.given);
   constexpr int kIntMax = std::numeric_limits<int>::max();
