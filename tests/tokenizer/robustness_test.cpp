@@ -40,7 +40,7 @@ double thread_cpu_seconds(F&& f) {
 }
 
 // How encode's cost grows from text(n / 4) to text(n): about 4 when linear, 16 when quadratic.
-// The minimum of three runs of each, with the word cache warm for both, so the ratio measures the
+// The minimum of two runs of each, with the word cache warm for both, so the ratio measures the
 // algorithm, not noise or first-touch costs. No wall-clock threshold: a busy or sanitized machine
 // slows both sizes alike.
 template <class MakeText>
@@ -49,7 +49,7 @@ double growth_ratio(size_t n, MakeText&& text) {
   qwen3().encode(small);
   qwen3().encode(large);
   double ts = 1e30, tl = 1e30;
-  for (int r = 0; r < 3; ++r) {
+  for (int r = 0; r < 2; ++r) {
     ts = std::min(ts, thread_cpu_seconds([&] { qwen3().encode(small); }));
     tl = std::min(tl, thread_cpu_seconds([&] { qwen3().encode(large); }));
   }
@@ -187,7 +187,7 @@ TEST(TokenizerRobustness, OneMegabytePromptCostGrowsLinearly) {
     const std::string big = repeat(unit, (1u << 20) / unit.size());
     const auto big_ids = qwen3().encode(big);
     EXPECT_EQ(qwen3().decode(big_ids), big);
-    EXPECT_LT(growth_ratio((1u << 20) / unit.size(), [&](size_t n) { return repeat(unit, n); }), 10.0)
+    EXPECT_LT(growth_ratio((1u << 18) / unit.size(), [&](size_t n) { return repeat(unit, n); }), 10.0)
         << "unit of " << unit.size() << " bytes";
   }
 }
