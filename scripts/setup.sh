@@ -3,7 +3,10 @@
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git
       libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libpng-dev libpcre2-dev libicu-dev
-      libgtest-dev libgmock-dev libcli11-dev libcpp-httplib-dev)
+      libgtest-dev libgmock-dev libcli11-dev libcpp-httplib-dev
+      clang libclang-rt-14-dev libomp-dev llvm-14)
+# clang, libclang-rt-14-dev (libclang_rt.fuzzer/asan/ubsan) and libomp-dev (clang's OpenMP) build
+# the libFuzzer targets (scripts/fuzz.sh); llvm-14 has llvm-symbolizer for readable reports.
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds (Release) and runs every test; then rebuilds the file-parsing tests under
-# AddressSanitizer/UBSan and runs them. Exits non-zero when any test fails.
+# AddressSanitizer/UBSan and runs them, then runs every libFuzzer target for a short smoke time
+# (scripts/fuzz.sh). Exits non-zero when any test fails or a fuzzer finds something.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -16,3 +17,5 @@ for t in "${asan_targets[@]}"; do
   echo "== $t (AddressSanitizer + UBSan)"
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 "./build-asan/tests/$t" --gtest_brief=1
 done
+# libFuzzer smoke run: each target ${FUZZ_SECONDS:-10} s from the committed seed corpus.
+JOBS="$JOBS" bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
