@@ -140,14 +140,14 @@ void check_post_processor(const json& root, const std::string& origin) {
   const json& p = root["post_processor"];
   // ByteLevel only adjusts offsets; anything that adds tokens (TemplateProcessing, ...) would
   // change the ids transformers produces.
-  if (!(p.is_object() && p.value("type", "") == "ByteLevel"))
+  if (!(p.is_object() && p.value("type", json()) == "ByteLevel"))
     fail("[tokenizer] ", origin, ": unsupported post_processor ", p.dump().substr(0, 200), " (supported: ByteLevel, null)");
 }
 
 bool load_decoder(const json& root, const std::string& origin) {
   if (!root.contains("decoder") || root["decoder"].is_null()) return false;
   const json& d = root["decoder"];
-  if (!(d.is_object() && d.value("type", "") == "ByteLevel"))
+  if (!(d.is_object() && d.value("type", json()) == "ByteLevel"))
     fail("[tokenizer] ", origin, ": unsupported decoder ", d.dump().substr(0, 200), " (supported: ByteLevel, null)");
   return true;
 }
@@ -209,7 +209,7 @@ Qwen2Tokenizer Qwen2Tokenizer::from_json_text(const std::string& tokenizer_json,
       jinja = ct.get<std::string>();
     } else if (ct.is_array()) {  // [{"name": "default", "template": ...}, ...]
       for (const auto& e : ct)
-        if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e["template"].is_string())
+        if (e.is_object() && e.value("name", json()) == "default" && e.contains("template") && e["template"].is_string())
           jinja = e["template"].get<std::string>();
       if (jinja.empty()) fail("[tokenizer] ", cj, ": chat_template list has no 'default' template");
     } else {

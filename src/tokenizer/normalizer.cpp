@@ -60,7 +60,7 @@ const icu::Normalizer2& filtered(Normalizer::Form f) {
 Normalizer Normalizer::from_json(const nlohmann::json& j, const std::string& origin) {
   Normalizer n;
   if (j.is_null()) return n;
-  if (j.is_object() && j.value("type", "") == "Sequence") {
+  if (j.is_object() && j.value("type", nlohmann::json()) == "Sequence") {
     if (!j.contains("normalizers") || !j["normalizers"].is_array())
       fail("[tokenizer] ", origin, ": normalizer Sequence without a 'normalizers' list");
     for (const auto& e : j["normalizers"]) n.forms_.push_back(parse_form(e, origin));

@@ -47,7 +47,10 @@ void PreTokenizer::add_step(PreTokenizer& p, const nlohmann::json& j, const std:
     } else {
       fail("[tokenizer] ", origin, ": Split pre_tokenizer needs a pattern {\"Regex\": ...} or {\"String\": ...}, got ", pat.dump());
     }
-    const std::string behavior = j.value("behavior", std::string("Isolated"));
+    const nlohmann::json behavior_json = j.value("behavior", nlohmann::json("Isolated"));
+    if (!behavior_json.is_string())
+      fail("[tokenizer] ", origin, ": Split behavior must be a string, got ", behavior_json.dump());
+    const std::string behavior = behavior_json.get<std::string>();
     if (behavior == "Removed") {
       s.remove_matches = true;
     } else if (behavior != "Isolated") {
