@@ -95,7 +95,11 @@ ModelIndex read_model_index(const std::string& folder) {
     fail("[from_pretrained] ", path, ": not valid JSON (", e.what(), ")");
   }
   if (!j.is_object()) fail("[from_pretrained] ", path, ": not a JSON object");
-  mi.class_name = j.value("_class_name", "");
+  if (j.contains("_class_name")) {
+    if (!j["_class_name"].is_string())
+      fail("[from_pretrained] ", path, ": '_class_name' must be a string, got ", j["_class_name"].dump());
+    mi.class_name = j["_class_name"].get<std::string>();
+  }
   for (auto& [k, v] : j.items()) {
     if (k.empty() || k[0] == '_') continue;
     if (v.is_array() && v.size() == 2 && v[0].is_string() && v[1].is_string())

@@ -73,3 +73,16 @@ TEST(ModelFolder, ModelIndexNamesMissingComponent) {
   expect_error([&] { read_model_index(dir + "/vae"); }, "no model_index.json");
   fs::remove_all(dir);
 }
+
+// Spotted while writing fuzz/json_config_fuzz (the crash input is in its corpus): a non-string
+// _class_name threw nlohmann::json's type_error instead of a zimage::Error.
+TEST(ModelFolder, ModelIndexClassNameMustBeAString) {
+  std::string dir = test::temp_dir("mi_class");
+  for (auto c : {"scheduler", "text_encoder", "tokenizer", "transformer", "vae"}) fs::create_directories(dir + "/" + c);
+  test::write_file(dir + "/model_index.json",
+                   R"({"_class_name":5,"scheduler":["diffusers","FlowMatchEulerDiscreteScheduler"],)"
+                   R"("text_encoder":["transformers","Qwen3Model"],"tokenizer":["transformers","Qwen2Tokenizer"],)"
+                   R"("transformer":["diffusers","ZImageTransformer2DModel"],"vae":["diffusers","AutoencoderKL"]})");
+  expect_error([&] { read_model_index(dir); }, "model_index.json: '_class_name' must be a string, got 5");
+  fs::remove_all(dir);
+}
