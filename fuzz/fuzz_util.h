@@ -87,9 +87,12 @@ inline void touch(const void* p, size_t n) {
   } while (0)
 
 // An Error must say what went wrong: an empty message is a finding too.
+// ZIMAGE_FUZZ_VERBOSE=1 prints each one (to see where a seed stops).
 inline void check_error_text(const zimage::Error& e) {
   const std::string_view w = e.what();
   if (w.empty()) finding("zimage::Error with an empty message");
+  static const bool verbose = std::getenv("ZIMAGE_FUZZ_VERBOSE") != nullptr;
+  if (verbose) std::fprintf(stderr, "zimage::Error: %s\n", e.what());
 }
 
 }  // namespace zimage::fuzz

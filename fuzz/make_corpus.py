@@ -97,13 +97,16 @@ def tokenizer():
     model = tj["model"]
     vocab = {k: v for k, v in model["vocab"].items() if v < 400}
     merges = [m for m in model["merges"] if m[0] in vocab and m[1] in vocab and m[0] + m[1] in vocab]
+    # Added tokens get the ids right after the mini vocabulary (the loader wants them contiguous).
+    remap = {a["id"]: 400 + i for i, a in enumerate(tj["added_tokens"])}
     mini = dict(tj)
     mini["model"] = dict(model, vocab=vocab, merges=merges)
+    mini["added_tokens"] = [dict(a, id=remap[a["id"]]) for a in tj["added_tokens"]]
     os.makedirs(DATA, exist_ok=True)
     mini_text = json.dumps(mini, ensure_ascii=False, indent=1)
     # Only the added tokens the mini tokenizer declares.
-    ids = {str(a["id"]) for a in tj["added_tokens"]}
-    mini_cfg = dict(cfg, added_tokens_decoder={k: v for k, v in cfg["added_tokens_decoder"].items() if k in ids})
+    mini_cfg = dict(cfg, added_tokens_decoder={str(remap[int(k)]): v for k, v in cfg["added_tokens_decoder"].items()
+                                               if int(k) in remap})
     cfg_text = json.dumps(mini_cfg, ensure_ascii=False, indent=1)
     with open(os.path.join(DATA, "mini_tokenizer.json"), "w", encoding="utf-8") as f:
         f.write(mini_text)
