@@ -169,6 +169,12 @@ Image read_png(const std::string& path) {
   const uint64_t total = uint64_t(c.rowbytes) * c.height;
   if (total > (uint64_t(1) << 32))
     fail("[image] PNG '", path, "' is too large: ", c.width, "x", c.height, "x", c.channels);
+  // The header alone must not make us allocate: deflate expands at most 1032:1 and no pixel
+  // format grows more than 32x on the way to 8-bit samples (1-bit palette -> RGBA), so a file
+  // whose size cannot hold the image it claims is refused before the pixel buffer is made.
+  if (total / 32 / 1032 > bytes.size())
+    fail("[image] PNG '", path, "' is truncated or corrupt: ", bytes.size(), " bytes cannot hold a ", c.width, "x",
+         c.height, "x", c.channels, " image");
   Image img;
   img.width = int(c.width);
   img.height = int(c.height);

@@ -450,6 +450,28 @@ std::string png_chunk(const std::string& type, const std::string& data) {
 }
 }  // namespace
 
+// A PNG of a few dozen bytes whose header claims a large image made read_png allocate (and zero)
+// the whole pixel buffer before it found the data missing: 16 MB here, 3.6 GB for 30000x30000
+// RGBA (spotted while writing fuzz/png_metadata_fuzz, which runs out of memory on that input; it
+// is in its corpus). Now the claim is checked against what the file's size can hold first.
+TEST(PngRead, HeaderClaimingMoreThanTheFileCanHoldIsAnError) {
+  auto dir = test::temp_dir("png_claim");
+  const std::string ihdr = be32(2000) + be32(2000) + std::string("\x08\x06\x00\x00\x00", 5);  // 8-bit RGBA
+  const std::string idat("\x78\x9c\x63\x00\x00\x00\x01\x00\x01", 9);                        // zlib of one 0 byte
+  const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr) + png_chunk("IDAT", idat) +
+                          png_chunk("IEND", "");
+  test::write_file(dir + "/claim.png", png);
+  const std::string err = error_of([&] { read_png(dir + "/claim.png"); });
+  EXPECT_EQ(err, "[image] PNG '" + dir + "/claim.png' is truncated or corrupt: " + std::to_string(png.size()) +
+                     " bytes cannot hold a 2000x2000x4 image");
+  // A real image that compresses very well is still read.
+  Image zeros{1024, 1024, 4, std::vector<uint8_t>(size_t(1024) * 1024 * 4, 0)};
+  write_png(dir + "/zeros.png", zeros, {}, {true, 9});
+  ASSERT_LT(fs::file_size(dir + "/zeros.png"), 8192u);
+  EXPECT_EQ(read_png(dir + "/zeros.png").pixels, zeros.pixels);
+  fs::remove_all(dir);
+}
+
 // A 340-byte PNG with an iTXt chunk declaring 1.9 GB made libpng allocate 1.9 GB (and take 10+ s
 // under ASan) before it found the data missing (found by fuzz/png_metadata_fuzz, which has the
 // input in its corpus). Chunk lengths are now checked against the file first.
