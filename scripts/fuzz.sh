@@ -58,7 +58,7 @@ for t in "${targets[@]}"; do
   [ -n "${DICT[$t]+x}" ] && dict=(-dict="fuzz/dict/${DICT[$t]}.dict")
   before=$(ls "$dir/findings" | wc -l)
   echo "== $t: ${SECS}s (log: $log)"
-  "./$BUILD/fuzz/$t" "$dir/corpus" "fuzz/corpus/$t" -max_total_time="$SECS" -timeout=10 \
+  "$BUILD/fuzz/$t" "$dir/corpus" "fuzz/corpus/$t" -max_total_time="$SECS" -timeout=10 \
     -rss_limit_mb="$RSS_MB" -max_len="${MAX_LEN[$t]}" "${dict[@]}" -print_final_stats=1 \
     -artifact_prefix="$dir/findings/" >"$log" 2>&1
   rc=$?
