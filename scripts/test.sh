@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds (Release) and runs every test; checks that the build used only packages that
 # scripts/setup.sh installs; then rebuilds the file-parsing tests under AddressSanitizer/UBSan and
-# the shared-pipeline tests under ThreadSanitizer and runs them. Exits non-zero when any test fails.
+# the shared-pipeline tests under ThreadSanitizer and runs them, then runs every libFuzzer target
+# for a short smoke time (scripts/fuzz.sh). Exits non-zero when any test fails or a fuzzer finds
+# something.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,9 +11,6 @@ JOBS=${JOBS:-$(nproc)}
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$JOBS"
 ctest --test-dir build --output-on-failure -j "$JOBS"
-# Every system file the build used comes from a package setup.sh installs (a fresh machine has
-# nothing else).
-bash scripts/check_packages.sh build
 # Untrusted-input parsers (safetensors, configs, tokenizer, PNG) under ASan + UBSan.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DZIMAGE_ASAN=ON >/dev/null
 asan_targets=(test_core test_tokenizer test_image)
@@ -28,3 +27,8 @@ cmake --build build-tsan -j "$JOBS" --target test_pipeline
 echo "== test_pipeline PipelineConcurrency (ThreadSanitizer)"
 TSAN_OPTIONS=halt_on_error=1 OMP_NUM_THREADS=1 ./build-tsan/tests/test_pipeline --gtest_brief=1 \
   --gtest_filter='PipelineConcurrency.*:-PipelineConcurrency.ThreadCountAppliesOnEveryCallingThread'
+# libFuzzer smoke run: each target ${FUZZ_SECONDS:-10} s from the committed seed corpus.
+JOBS="$JOBS" bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+# Every system file the builds used (gcc and clang, sanitizers included) comes from a package
+# setup.sh installs: a fresh machine has nothing else.
+bash scripts/check_packages.sh build build-asan build-tsan "${ZIMAGE_FUZZ_BUILD:-build-fuzz}"

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <csetjmp>
 #include <cstdio>
@@ -120,6 +122,21 @@ std::string read_whole_file(const std::string& path) {
 void open_png(ReadCtx& c, const std::string& bytes, const std::string& path) {
   if (bytes.size() < 8 || png_sig_cmp(reinterpret_cast<png_const_bytep>(bytes.data()), 0, 8) != 0)
     fail("[image] '", path, "' is not a PNG file (", bytes.size() < 8 ? "too short" : "bad signature", ")");
+  // Every chunk up to IEND must fit in the file: libpng allocates a chunk's declared length (up to
+  // 2 GB) before it reads the data, so a short file declaring a huge chunk would cost that much.
+  for (size_t pos = 8; bytes.size() - pos >= 8;) {
+    const auto* b = reinterpret_cast<const unsigned char*>(bytes.data()) + pos;
+    const uint64_t len = uint64_t(b[0]) << 24 | uint64_t(b[1]) << 16 | uint64_t(b[2]) << 8 | b[3];
+    const std::string type(reinterpret_cast<const char*>(b) + 4, 4);
+    const uint64_t left = bytes.size() - pos - 8;  // after the length and type fields
+    if (len + 4 > left) {
+      const bool printable = std::all_of(type.begin(), type.end(), [](char ch) { return std::isalpha((unsigned char)ch); });
+      fail("[image] PNG '", path, "' is truncated: chunk '", printable ? type : "?", "' at byte ", pos, " declares ", len,
+           " bytes, the file has ", left < 4 ? 0 : left - 4, " left");
+    }
+    if (type == "IEND") break;
+    pos += 12 + size_t(len);
+  }
   c.data = reinterpret_cast<const uint8_t*>(bytes.data());
   c.size = bytes.size();
   if (!create(&c) || !read_header(&c)) fail("[image] cannot decode PNG '", path, "': ", c.error);
@@ -152,6 +169,12 @@ Image read_png(const std::string& path) {
   const uint64_t total = uint64_t(c.rowbytes) * c.height;
   if (total > (uint64_t(1) << 32))
     fail("[image] PNG '", path, "' is too large: ", c.width, "x", c.height, "x", c.channels);
+  // The header alone must not make us allocate: deflate expands at most 1032:1 and no pixel
+  // format grows more than 32x on the way to 8-bit samples (1-bit palette -> RGBA), so a file
+  // whose size cannot hold the image it claims is refused before the pixel buffer is made.
+  if (total / 32 / 1032 > bytes.size())
+    fail("[image] PNG '", path, "' is truncated or corrupt: ", bytes.size(), " bytes cannot hold a ", c.width, "x",
+         c.height, "x", c.channels, " image");
   Image img;
   img.width = int(c.width);
   img.height = int(c.height);

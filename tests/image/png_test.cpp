@@ -432,3 +432,65 @@ TEST(PngRead, CorruptImageDataIsAnError) {
   EXPECT_EQ(err.rfind("[image] cannot decode PNG", 0), 0u) << err;
   fs::remove_all(dir);
 }
+
+namespace {
+uint32_t png_crc(const std::string& bytes) {
+  uint32_t c = 0xffffffffu;
+  for (unsigned char b : bytes) {
+    c ^= b;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
+  }
+  return c ^ 0xffffffffu;
+}
+std::string be32(uint32_t v) {
+  return {char(v >> 24), char((v >> 16) & 0xff), char((v >> 8) & 0xff), char(v & 0xff)};
+}
+std::string png_chunk(const std::string& type, const std::string& data) {
+  return be32(uint32_t(data.size())) + type + data + be32(png_crc(type + data));
+}
+}  // namespace
+
+// A PNG of a few dozen bytes whose header claims a large image made read_png allocate (and zero)
+// the whole pixel buffer before it found the data missing: 16 MB here, 3.6 GB for 30000x30000
+// RGBA (spotted while writing fuzz/png_metadata_fuzz, which runs out of memory on that input; it
+// is in its corpus). Now the claim is checked against what the file's size can hold first.
+TEST(PngRead, HeaderClaimingMoreThanTheFileCanHoldIsAnError) {
+  auto dir = test::temp_dir("png_claim");
+  const std::string ihdr = be32(2000) + be32(2000) + std::string("\x08\x06\x00\x00\x00", 5);  // 8-bit RGBA
+  const std::string idat("\x78\x9c\x63\x00\x00\x00\x01\x00\x01", 9);                        // zlib of one 0 byte
+  const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr) + png_chunk("IDAT", idat) +
+                          png_chunk("IEND", "");
+  test::write_file(dir + "/claim.png", png);
+  const std::string err = error_of([&] { read_png(dir + "/claim.png"); });
+  EXPECT_EQ(err, "[image] PNG '" + dir + "/claim.png' is truncated or corrupt: " + std::to_string(png.size()) +
+                     " bytes cannot hold a 2000x2000x4 image");
+  // A real image that compresses very well is still read.
+  Image zeros{1024, 1024, 4, std::vector<uint8_t>(size_t(1024) * 1024 * 4, 0)};
+  write_png(dir + "/zeros.png", zeros, {}, {true, 9});
+  ASSERT_LT(fs::file_size(dir + "/zeros.png"), 8192u);
+  EXPECT_EQ(read_png(dir + "/zeros.png").pixels, zeros.pixels);
+  fs::remove_all(dir);
+}
+
+// A 340-byte PNG with an iTXt chunk declaring 1.9 GB made libpng allocate 1.9 GB (and take 10+ s
+// under ASan) before it found the data missing (found by fuzz/png_metadata_fuzz, which has the
+// input in its corpus). Chunk lengths are now checked against the file first.
+TEST(PngRead, ChunkLongerThanTheFileIsAnError) {
+  auto dir = test::temp_dir("png_chunk");
+  const std::string ihdr = be32(1) + be32(1) + std::string("\x08\x00\x00\x00\x00", 5);  // 8-bit gray
+  const std::string idat("\x78\x9c\x63\x60\x00\x00\x00\x02\x00\x01", 10);                // zlib of two 0 bytes
+  const std::string head = std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr);
+  const std::string huge = be32(1946157155) + "iTXt" + "parameters" + std::string(20, '\0');
+  for (const std::string& png : {head + huge, head + png_chunk("IDAT", idat) + huge}) {
+    test::write_file(dir + "/long.png", png);
+    const size_t at = png.size() - huge.size();
+    const std::string want = "[image] PNG '" + dir + "/long.png' is truncated: chunk 'iTXt' at byte " +
+                             std::to_string(at) + " declares 1946157155 bytes, the file has 26 left";
+    EXPECT_EQ(error_of([&] { read_png(dir + "/long.png"); }), want);
+    EXPECT_EQ(error_of([&] { read_png_metadata(dir + "/long.png"); }), want);
+  }
+  // Bytes after IEND are not chunks (libpng ignores them).
+  test::write_file(dir + "/tail.png", head + png_chunk("IDAT", idat) + png_chunk("IEND", "") + be32(99999) + "junk");
+  EXPECT_EQ(read_png(dir + "/tail.png").pixels, std::vector<uint8_t>{0});
+  fs::remove_all(dir);
+}

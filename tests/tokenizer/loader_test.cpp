@@ -156,3 +156,25 @@ TEST(TokenizerLoader, MissingFolderOrFilesAreErrors) {
   std::filesystem::remove_all(dir);
   EXPECT_THROW(Qwen2Tokenizer::from_folder(dir), zimage::Error);
 }
+
+// Spotted while writing fuzz/tokenizer_json_fuzz (the crash inputs are in its corpus): a field of
+// the wrong JSON type where the loader expected a string threw nlohmann::json's type_error (no
+// "[tokenizer]" error, and not a zimage::Error).
+TEST(TokenizerLoader, NonStringTypeFieldsAreClearErrors) {
+  const json good = json::parse(kMini);
+  auto with = [&](auto&& edit) {
+    json j = good;
+    edit(j);
+    return load_error(j);
+  };
+  EXPECT_EQ(with([](json& j) { j["decoder"] = {{"type", 1}}; }),
+            "[tokenizer] mini/tokenizer.json: unsupported decoder {\"type\":1} (supported: ByteLevel, null)");
+  EXPECT_EQ(with([](json& j) { j["post_processor"] = {{"type", nullptr}}; }),
+            "[tokenizer] mini/tokenizer.json: unsupported post_processor {\"type\":null} (supported: ByteLevel, null)");
+  EXPECT_EQ(with([](json& j) { j["normalizer"] = {{"type", json::array()}}; }),
+            "[tokenizer] mini/tokenizer.json: unsupported normalizer {\"type\":[]} (supported: NFC, NFD, NFKC, NFKD, Sequence)");
+  EXPECT_EQ(with([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = 3; }),
+            "[tokenizer] mini/tokenizer.json: Split behavior must be a string, got 3");
+  EXPECT_EQ(load_error(good, R"({"pad_token":"<m>","eos_token":"<m>","chat_template":[{"name":1,"template":"x"}]})"),
+            "[tokenizer] mini/tokenizer_config.json: chat_template list has no 'default' template");
+}
