@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "image/text.h"
 #include "zimage/image.h"
 
@@ -98,25 +99,9 @@ bool skip_image(ReadCtx* c, png_bytep row) {
   return true;
 }
 
-std::string read_whole_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("[image] cannot read '", path, "': ", std::strerror(errno));
-  std::string out;
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t r = ::read(fd, buf, sizeof buf);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      fail("[image] cannot read '", path, "': ", std::strerror(err));
-    }
-    if (r == 0) break;
-    out.append(buf, size_t(r));
-  }
-  ::close(fd);
-  return out;
-}
+// PNG files are read whole; a FIFO or device in place of the file is an error, not a hang.
+constexpr uint64_t kMaxPngFileBytes = 1ull << 30;
+std::string read_whole_file(const std::string& path) { return read_regular_file(path, kMaxPngFileBytes, "[image] "); }
 
 // Opens `bytes` as a PNG and reads its header; errors name `path`.
 void open_png(ReadCtx& c, const std::string& bytes, const std::string& path) {

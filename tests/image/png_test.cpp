@@ -391,7 +391,7 @@ TEST(PngRead, NotAPngIsAClearError) {
   std::string err = error_of([&] { read_png(dir + "/missing.png"); });
   EXPECT_NE(err.find("No such file or directory"), std::string::npos) << err;
   err = error_of([&] { read_png(dir); });
-  EXPECT_NE(err.find("Is a directory"), std::string::npos) << err;
+  EXPECT_NE(err.find(dir + ": is a directory, not a regular file"), std::string::npos) << err;
   fs::remove_all(dir);
 }
 
@@ -493,4 +493,27 @@ TEST(PngRead, ChunkLongerThanTheFileIsAnError) {
   test::write_file(dir + "/tail.png", head + png_chunk("IDAT", idat) + png_chunk("IEND", "") + be32(99999) + "junk");
   EXPECT_EQ(read_png(dir + "/tail.png").pixels, std::vector<uint8_t>{0});
   fs::remove_all(dir);
+}
+
+// A FIFO (or a folder) in place of a PNG is an error naming the path; reading it used to block
+// forever (a plain open + read of a FIFO waits for a writer).
+TEST(PngRead, FifoOrFolderInPlaceOfAPngIsAnError) {
+  const std::string dir = test::temp_dir("png_fifo");
+  const std::string fifo = dir + "/in.png";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  for (auto read : {+[](const std::string& p) { read_png_metadata(p); }, +[](const std::string& p) { read_png(p); }}) {
+    try {
+      read(fifo);
+      ADD_FAILURE() << "expected an error";
+    } catch (const zimage::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fifo + ": is a FIFO (named pipe), not a regular file"), std::string::npos) << e.what();
+    }
+  }
+  try {
+    read_png(dir);
+    ADD_FAILURE() << "expected an error";
+  } catch (const zimage::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is a directory"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(dir);
 }
