@@ -168,13 +168,13 @@ TEST(TokenizerLoader, NonStringTypeFieldsAreClearErrors) {
     return load_error(j);
   };
   EXPECT_EQ(with([](json& j) { j["decoder"] = {{"type", 1}}; }),
-            "[tokenizer] mini/tokenizer.json: unsupported decoder {\"type\":1} (supported: ByteLevel, null)");
+            "[tokenizer] mini/tokenizer.json decoder: 'type' must be a string, got 1");
   EXPECT_EQ(with([](json& j) { j["post_processor"] = {{"type", nullptr}}; }),
             "[tokenizer] mini/tokenizer.json: unsupported post_processor {\"type\":null} (supported: ByteLevel, null)");
   EXPECT_EQ(with([](json& j) { j["normalizer"] = {{"type", json::array()}}; }),
             "[tokenizer] mini/tokenizer.json: unsupported normalizer {\"type\":[]} (supported: NFC, NFD, NFKC, NFKD, Sequence)");
   EXPECT_EQ(with([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = 3; }),
-            "[tokenizer] mini/tokenizer.json: Split behavior must be a string, got 3");
+            "[tokenizer] mini/tokenizer.json: Split pre_tokenizer 'behavior' must be a string, got 3");
   EXPECT_EQ(load_error(good, R"({"pad_token":"<m>","eos_token":"<m>","chat_template":[{"name":1,"template":"x"}]})"),
-            "[tokenizer] mini/tokenizer_config.json: chat_template list has no 'default' template");
+            "[tokenizer] mini/tokenizer_config.json chat_template: 'name' must be a string, got 1");
 }
