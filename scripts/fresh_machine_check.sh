@@ -29,11 +29,18 @@ fi
 # The repository as a user gets it: a clone of the committed HEAD, no build folders.
 git clone -q "$repo" "$root/root/zimage.cpp"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# A network that presents its own CA (a TLS-inspecting proxy) is trusted by this host; a machine of
+# the same network would trust it too, so the root gets the host's local CAs (pip reads PIP_CERT).
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  chroot "$root" update-ca-certificates >/dev/null
+fi
 mount -t proc proc "$root/proc"
 mount --bind /dev "$root/dev"
 mount --bind /dev/pts "$root/dev/pts"
 mount --bind /sys "$root/sys"
-run() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 bash -c "cd /root/zimage.cpp && $1"; }
+run() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 PIP_CERT=/etc/ssl/certs/ca-certificates.crt bash -c "cd /root/zimage.cpp && $1"; }
 echo "== fresh_machine_check: bash scripts/bootstrap.sh"
 run "bash scripts/bootstrap.sh"
 [ -s "$root/root/zimage.cpp/out/demo.png" ] || { echo "fresh_machine_check: bootstrap wrote no out/demo.png" >&2; exit 1; }
