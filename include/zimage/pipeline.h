@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor.h"
+#include "zimage/tensor.h"
 #include "zimage/image.h"
 
 namespace zimage {
