@@ -22,4 +22,18 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.zimage-requirements"; 
   fi
   cp "$req" "$venv/.zimage-requirements"
 fi
+# Further requirement files (e.g. tests/server/requirements.txt) install on top, without recreating
+# the venv (other checkouts that share it keep their packages).
+for extra in "$root"/tests/server/requirements.txt; do
+  [ -f "$extra" ] || continue
+  mark="$venv/.zimage-requirements-$(basename "$(dirname "$extra")")"
+  if ! cmp -s "$extra" "$mark"; then
+    echo "test_venv: pip install -r ${extra#"$root"/}" >&2
+    if ! "$venv/bin/pip" install -q --disable-pip-version-check -r "$extra" >&2; then
+      echo "test_venv: could not install ${extra#"$root"/} into $venv (PyPI unreachable?)" >&2
+      exit 1
+    fi
+    cp "$extra" "$mark"
+  fi
+done
 echo "$venv/bin/python"
