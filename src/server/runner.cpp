@@ -56,10 +56,15 @@ JobRunner pipeline_runner(ZImagePipeline& pipe, ModelInfo info) {
     if (r.img2img)
       throw RequestError(501, "", "[serve] img2img is not available in this build yet (the pipeline has no image-to-image mode)");
     CallParams cp = to_call_params(r);
-    cp.callback_on_step_end = [&](ZImagePipeline& p, int, float, Tensor&) {
-      if (cancelled()) p.interrupt();
+    // A cancelled job stops after the current step and skips the VAE decode (diffusers' interrupt()
+    // would still decode): the exception leaves the pipeline through its RAII guards.
+    cp.callback_on_step_end = [&](ZImagePipeline&, int, float, Tensor&) {
+      if (cancelled()) throw JobCancelled{};
     };
-    PipelineOutput out = pipe(cp, progress);
+    PipelineOutput out = pipe(cp, [&](const Progress& p) {
+      progress(p);
+      if (cancelled()) throw JobCancelled{};
+    });
     if (cancelled()) throw JobCancelled{};
     JobResult res;
     res.seconds = out.times.total;

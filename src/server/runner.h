@@ -16,8 +16,8 @@ struct ModelInfo {
   int vae_tile_size = 0;
 };
 
-// The runner of a JobQueue: one pipeline call per job; cancellation interrupts the pipeline after
-// the current step. img2img requests are refused (RequestError 501) until the pipeline has it.
+// The runner of a JobQueue: one pipeline call per job; a cancelled job stops after the current
+// step (or stage) without decoding. img2img requests are refused (RequestError 501) until the pipeline has it.
 JobRunner pipeline_runner(ZImagePipeline& pipe, ModelInfo info);
 
 // The PNG metadata of image i of a request (as `zimage generate` writes it).

@@ -345,7 +345,7 @@ def wait_state(s, job_id, states, timeout=120):
 
 
 def test_jobs(args):
-    with Server(args, ["--queue-size", "1", "--max-steps", "1000", "--max-size", "512", "--keep-results-count", "4"]) as s:
+    with Server(args, ["--queue-size", "1", "--max-steps", "1000", "--max-size", "512", "--keep-results-count", "5"]) as s:
         r = s.post("/v1/jobs", {"prompt": "a job", "width": 32, "height": 32, "steps": 2, "seed": 11})
         check(r.status_code == 202, "submit: %d %s" % (r.status_code, r.text[:200]))
         jid = r.json()["id"]
@@ -385,16 +385,22 @@ def test_jobs(args):
         check(j["status"] == "cancelled" and j["progress"]["step"] < 1000, "running job after DELETE: %r" % j["progress"])
         jb = s.get("/v1/jobs/" + b).json()
         check(jb["status"] == "cancelled" and jb["progress"]["step"] == 0, "the queued job ran: %r" % jb)
+        # After a cancel the shared pipeline gives the same image as before.
+        again = s.post("/v1/jobs", {"prompt": "a job", "width": 32, "height": 32, "steps": 2, "seed": 11}).json()["id"]
+        ja = wait_state(s, again, {"succeeded", "failed"})
+        check(ja["status"] == "succeeded", "job after cancels: %r" % ja)
+        check(png_read(s.get(ja["images"][0]["path"]).content)["pixels"] == png_read(img.content)["pixels"],
+              "the image after a cancelled job differs from the same request's image before it")
         # A finished job's DELETE drops it; unknown ids are 404; results beyond --keep-results-count are dropped.
         check(s.delete("/v1/jobs/" + jid).json()["deleted"], "delete finished")
         openai_error(s.get("/v1/jobs/" + jid), 404, None)
         openai_error(s.get("/v1/files/%s-0.png" % jid), 404, None)
         ids = [s.post("/v1/jobs", {"prompt": "k%d" % i, "steps": 1}).json()["id"] for i in range(1)]
-        for i in range(4):
+        for i in range(6):
             wait_state(s, ids[-1], {"succeeded"})
             ids.append(s.post("/v1/jobs", {"prompt": "k", "steps": 1}).json()["id"])
         wait_state(s, ids[-1], {"succeeded"})
-        check(s.get("/v1/jobs/" + ids[0]).status_code == 404, "the oldest result was kept beyond --keep-results-count 4")
+        check(s.get("/v1/jobs/" + ids[0]).status_code == 404, "the oldest result was kept beyond --keep-results-count 5")
         m = s.get("/metrics").text
         check('zimage_jobs_total{state="cancelled"} 2' in m, "cancelled count:\n" + m)
         # SIGTERM with a job running: the job is cancelled within the grace period and the server exits 0.
