@@ -10,6 +10,10 @@ req="$root/tests/hub/requirements.txt"
 case "$(cd "$(dirname "$venv")" 2>/dev/null && pwd)/" in
   "$root"/*) echo "test_venv: $venv is inside the repository; choose another ZIMAGE_TEST_VENV" >&2; exit 1 ;;
 esac
+# ctest runs several tests that call this at once: one creates or updates the venv, the others wait.
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
 if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.zimage-requirements"; then
   py=python3
   [ -x /usr/bin/python3 ] && py=/usr/bin/python3
