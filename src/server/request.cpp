@@ -130,9 +130,16 @@ void check_size(const std::string& wf, const std::string& hf, int w, int h, cons
   }
 }
 
+// Prompts beyond this are refused: the text encoder keeps max_sequence_length tokens (512 by
+// default) anyway, and tokenizing megabytes would hold the queue.
+constexpr size_t kMaxPromptBytes = 65536;
+
 // Checks shared by every route, then the pipeline's own validation (the CLI's).
 void finish(GenerateRequest& r, const Limits& l, const std::string& wf, const std::string& hf) {
   check_size(wf, hf, r.width, r.height, l);
+  for (auto [f, v] : {std::pair<const char*, const std::string&>{"prompt", r.prompt}, {"negative_prompt", r.negative_prompt}})
+    if (v.size() > kMaxPromptBytes)
+      bad(f, "is " + std::to_string(v.size()) + " bytes long, more than " + std::to_string(kMaxPromptBytes));
   try {
     params::check_prompt_text({r.prompt}, "'prompt'", "[serve] ");
   } catch (const Error& e) {

@@ -100,6 +100,9 @@ TEST(ServerRequest, OpenAIBadFieldsAreNamed) {
   EXPECT_EQ(openai_field(R"({"prompt":"x","model":7})"), "model");
   EXPECT_EQ(openai_field(R"({"prompt":"x","cfg_normalization":1})"), "cfg_normalization");
   EXPECT_EQ(openai_field(R"({"prompt":"x","n":1,"steps":3,"seed":-1,"guidance":0})"), "<accepted>");
+  EXPECT_EQ(openai_field(R"({"prompt":")" + std::string(65537, 'a') + R"("})"), "prompt");
+  EXPECT_EQ(openai_field(R"({"prompt":"x","negative_prompt":")" + std::string(65537, 'a') + R"("})"), "negative_prompt");
+  EXPECT_EQ(openai_field(R"({"prompt":")" + std::string(65536, 'a') + R"("})"), "<accepted>");
   std::string msg;
   int status = 0;
   refused_field([&] { parse_openai_generation(R"({"prompt":"x","steps":11})", D(), L()); }, &status, &msg);
