@@ -564,6 +564,10 @@ void Server::Impl::routes() {
                          "[serve] 'sd_model_checkpoint' is " + json_excerpt(*it, 60) + ": this server runs only '" + opt.model_name + "' (restart it with another -m)");
     if (auto it = j.find("samples_format"); it != j.end() && !it->is_null() && *it != "png")
       throw RequestError(400, "samples_format", "[serve] 'samples_format' is " + json_excerpt(*it, 60) + ": only \"png\" is written");
+    // Kept options are bounded (1024 keys of at most 4 KB each): they live as long as the server.
+    for (auto& [k, v] : j.items())
+      if (k.size() > 256 || v.dump(-1, ' ', false, json::error_handler_t::replace).size() > 4096)
+        throw RequestError(400, k.substr(0, 256), "[serve] option '" + k.substr(0, 64) + "' is longer than 4096 bytes (or its name than 256)");
     std::lock_guard lk(options_mu);
     for (auto& [k, v] : j.items())
       if (k != "sd_model_checkpoint" && k != "samples_format" && (sd_options.contains(k) || sd_options.size() < 1024)) sd_options[k] = v;

@@ -285,6 +285,8 @@ def test_routes(args):
         check(s.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == "tiny-fp32", "options")
         check(s.post("/sdapi/v1/options", {"sd_model_checkpoint": "tiny-fp32", "jpeg_quality": 80}).status_code == 200, "options POST")
         check(s.get("/sdapi/v1/options").json()["jpeg_quality"] == 80, "options POST kept")
+        r = s.post("/sdapi/v1/options", {"big": "x" * 5000})
+        check(r.status_code == 400 and r.json()["field"] == "big", "a 5000-byte option was kept: %s" % r.text[:200])
         r = s.post("/sdapi/v1/options", {"sd_model_checkpoint": "other.safetensors"})
         check(r.status_code == 400 and r.json()["field"] == "sd_model_checkpoint", "options: other checkpoint %s" % r.text)
         # img2img and edits: validated, then 501.
