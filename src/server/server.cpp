@@ -78,7 +78,7 @@ std::string route_of(const httplib::Request& req) {
   return "other";
 }
 
-// The socket of the request's connection (found by its peer and local ports), to notice a client
+// The socket of the request's connection (found by its peer address and port and the local port), to notice a client
 // that went away while its synchronous request waits. -1 when not found.
 int connection_fd(const httplib::Request& req) {
   DIR* d = opendir("/proc/self/fd");
@@ -98,7 +98,13 @@ int connection_fd(const httplib::Request& req) {
       if (s.ss_family == AF_INET6) return int(ntohs(reinterpret_cast<const sockaddr_in6&>(s).sin6_port));
       return -1;
     };
-    if (port_of(peer) == req.remote_port && port_of(local) == req.local_port) {
+    auto addr_of = [](const sockaddr_storage& s) {
+      char buf[INET6_ADDRSTRLEN] = "";
+      if (s.ss_family == AF_INET) inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(s).sin_addr, buf, sizeof buf);
+      if (s.ss_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(s).sin6_addr, buf, sizeof buf);
+      return std::string(buf);
+    };
+    if (port_of(peer) == req.remote_port && port_of(local) == req.local_port && addr_of(peer) == req.remote_addr) {
       found = fd;
       break;
     }
