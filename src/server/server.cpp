@@ -20,6 +20,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "server/header_watch.h"
 
 namespace zimage::server {
 namespace {
@@ -151,8 +152,11 @@ struct Server::Impl {
   std::map<std::pair<std::string, int>, uint64_t> requests;
   std::mutex options_mu;
   json sd_options = json::object();
+  // Headers are bounded in time and in bytes (a body may already be in flight: max body + 1 MiB).
+  HeaderWatch watch;
 
-  explicit Impl(ServerOptions o) : opt(std::move(o)) {}
+  explicit Impl(ServerOptions o)
+      : opt(std::move(o)), watch(opt.header_timeout_s, uint64_t(opt.max_body_bytes) + (1u << 20), opt.log_requests) {}
 
   std::string url_base(const httplib::Request& req) const {
     std::string host = req.get_header_value("Host");
@@ -266,6 +270,9 @@ std::string Server::Impl::metrics_text() {
   line("# HELP zimage_peak_resident_memory_bytes Peak resident memory since start.");
   line("# TYPE zimage_peak_resident_memory_bytes gauge");
   line("zimage_peak_resident_memory_bytes " + std::to_string(peak_rss_bytes()));
+  line("# HELP zimage_header_drops_total Connections dropped for slow or oversized request headers.");
+  line("# TYPE zimage_header_drops_total counter");
+  line("zimage_header_drops_total " + std::to_string(watch.dropped()));
   line("# HELP zimage_ready 1 once the model is loaded.");
   line("# TYPE zimage_ready gauge");
   line(std::string("zimage_ready ") + (q && !stopping ? "1" : "0"));
@@ -279,6 +286,7 @@ void Server::Impl::routes() {
 
   S.set_pre_routing_handler([this](const Request& req, Response& res) {
     t_request_start = Clock::now();
+    watch.headers_done(req.remote_addr, req.remote_port);
     const std::string origin = req.get_header_value("Origin");
     bool cors = false;
     if (!origin.empty())
@@ -339,6 +347,7 @@ void Server::Impl::routes() {
   });
 
   S.set_logger([this](const Request& req, const Response& res) {
+    watch.request_done(req.remote_addr, req.remote_port);
     {
       std::lock_guard lk(metrics_mu);
       ++requests[{route_of(req), res.status}];
@@ -598,14 +607,15 @@ Server::~Server() { stop(); }
 
 int Server::bind() {
   auto& o = impl_->opt;
+  int port = o.port;
   if (o.port == 0) {
-    int port = impl_->http.bind_to_any_port(o.host);
+    port = impl_->http.bind_to_any_port(o.host);
     if (port <= 0) fail("[serve] cannot listen on ", o.host, " (any port)");
-    return port;
-  }
-  if (!impl_->http.bind_to_port(o.host, o.port))
+  } else if (!impl_->http.bind_to_port(o.host, o.port)) {
     fail("[serve] cannot listen on ", o.host, ":", o.port, " (address in use, not an address of this machine, or a port below 1024 without privileges)");
-  return o.port;
+  }
+  impl_->watch.start(port);
+  return port;
 }
 
 void Server::serve() { impl_->http.listen_after_bind(); }
@@ -613,6 +623,7 @@ void Server::set_queue(JobQueue* q) { impl_->queue = q; }
 void Server::begin_shutdown() { impl_->stopping = true; }
 void Server::stop() {
   if (impl_->http.is_running()) impl_->http.stop();
+  impl_->watch.stop();
 }
 
 }  // namespace zimage::server

@@ -18,6 +18,7 @@ struct ServerOptions {
   std::vector<std::string> cors_origins; // exact origins allowed to call from a browser; none by default
   size_t max_body_bytes = 50u << 20;     // larger bodies: 413
   int read_timeout_s = 10;               // per read of headers/body (slow clients are dropped)
+  double header_timeout_s = 20;          // a request's headers must be complete within this (slowloris)
   int write_timeout_s = 30;
   int http_threads = 32;                 // connections served at once
   Defaults defaults;

@@ -432,7 +432,7 @@ def raw(port, data, read=True, timeout=10):
 
 
 def test_faults(args):
-    with Server(args, ["--read-timeout", "2", "--max-steps", "1000", "--max-size", "512"]) as s:
+    with Server(args, ["--read-timeout", "2", "--header-timeout", "4", "--max-body", "1", "--max-steps", "1000", "--max-size", "512"]) as s:
         port = s.port
         # A client killed in the middle of a synchronous request: its job is cancelled.
         code = ("import requests,sys; requests.post(sys.argv[1] + '/v1/images/generations', headers={'Authorization': 'Bearer %s'}, "
@@ -471,8 +471,38 @@ def test_faults(args):
             except socket.timeout:
                 pass
         check(closed == 4, "%d of 4 silent slowloris connections were dropped after --read-timeout" % closed)
+        # The trickling ones never pause for --read-timeout, but --header-timeout 4 bounds their headers.
+        t, dropped = time.time(), set()
+        while len(dropped) < 4 and time.time() - t < 20:
+            for i, c in enumerate(slow[:4]):
+                if i in dropped:
+                    continue
+                try:
+                    c.sendall(b"X-a: b\r\n")
+                except OSError:
+                    dropped.add(i)
+            time.sleep(0.5)
+        check(len(dropped) == 4, "%d of 4 trickling slowloris connections were dropped within 20 s (--header-timeout 4)" % len(dropped))
+        check(s.alive(), "the server stopped answering during slowloris")
         for c in slow:
             c.close()
+        # A flood of header lines (cpp-httplib 0.11 does not count them): cut after --max-body + 1 MiB.
+        rss0 = s.rss_kb()
+        c = socket.create_connection(("127.0.0.1", port))
+        c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        sent, line = 0, b"X-" + b"a" * 90 + b": b\r\n"
+        try:
+            c.settimeout(10)
+            while sent < 200 << 20:
+                c.sendall(line * 10000)
+                sent += len(line) * 10000
+        except OSError:
+            pass
+        c.close()
+        check(sent < 100 << 20, "the server took %d MB of header lines" % (sent >> 20))
+        check(s.rss_kb() < rss0 + 64 * 1024, "RSS grew from %d to %d kB during the header flood" % (rss0, s.rss_kb()))
+        check(any("request headers larger than the limit" in l for l in s.lines), "no log line for the header flood")
+        check(any("request headers not complete within --header-timeout" in l for l in s.lines), "no log line for slowloris")
         # Garbage, huge headers, huge URIs, many headers, binary, half requests.
         rnd = random.Random(5)
         garbage = [bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 3000))) for _ in range(20)]
@@ -491,8 +521,9 @@ def test_faults(args):
         check(s.alive(), "the server died after garbage")
         r = s.post("/v1/images/generations", {"prompt": "after", "size": "32x32"})
         check(r.status_code == 200, "generation after the faults: %d" % r.status_code)
-    print("faults: killed client's job cancelled, slowloris (4 trickling kept, 4 silent dropped), garbage, huge headers/URI, "
-          "5000 headers, truncated and bogus bodies: the server kept serving")
+    print("faults: killed client's job cancelled, slowloris (4 silent dropped after --read-timeout, 4 trickling after "
+          "--header-timeout), header flood cut (%d MB sent), garbage, huge headers/URI, 5000 headers, truncated and bogus bodies: "
+          "the server kept serving" % (sent >> 20))
 
 
 def test_load(args):

@@ -39,6 +39,7 @@ void add_serve_options(CLI::App& s, ServeArgs& a) {
   s.add_option("--keep-results-count", a.keep_count, "most finished jobs kept")->capture_default_str();
   s.add_option("--max-body", a.max_body_mb, "largest request body in MB (413 beyond)")->capture_default_str();
   s.add_option("--read-timeout", a.read_timeout, "seconds a client may take for each read of its request (slow clients are dropped)")->capture_default_str();
+  s.add_option("--header-timeout", a.header_timeout, "seconds a client may take to send a request's headers (slowloris)")->capture_default_str();
   s.add_option("--http-threads", a.http_threads, "connections served at once")->capture_default_str();
   s.add_option("--grace", a.grace, "seconds SIGTERM waits for queued and running jobs before cancelling them")->capture_default_str();
   s.add_flag("-q,--quiet", a.quiet, "no log line per request");
@@ -128,6 +129,7 @@ int run_serve(ServeArgs a) {
   check_range("--max-body", a.max_body_mb, 0.001, 4096);
   check_range("--read-timeout", a.read_timeout, 1, 3600);
   check_range("--http-threads", a.http_threads, 4, 1024);
+  check_range("--header-timeout", a.header_timeout, 0.5, 3600);
   check_range("--grace", a.grace, 0, 86400);
   // The defaults must be requests the limits allow.
   for (auto [opt, v] : {std::pair<const char*, int>{"--width", g.width}, {"--height", g.height}}) {
@@ -143,6 +145,7 @@ int run_serve(ServeArgs a) {
   so.cors_origins = a.cors_origins;
   so.max_body_bytes = size_t(a.max_body_mb * 1024 * 1024);
   so.read_timeout_s = a.read_timeout;
+  so.header_timeout_s = a.header_timeout;
   so.http_threads = a.http_threads;
   so.log_requests = !a.quiet;
   so.defaults = {g.width, g.height, g.steps, g.guidance, g.negative_prompt.empty() ? "" : g.negative_prompt[0], g.cfg_normalization,

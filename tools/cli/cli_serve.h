@@ -20,6 +20,7 @@ struct ServeArgs {
   int keep_count = 64;
   double max_body_mb = 50;
   int read_timeout = 10;
+  double header_timeout = 20;
   int http_threads = 32;
   double grace = 30;
   bool quiet = false;
