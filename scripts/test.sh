@@ -23,10 +23,13 @@ done
 # one thread per call here: GCC's libgomp is not instrumented, so its own barriers would be
 # reported as races; the calls' threads are plain std::threads.
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZIMAGE_TSAN=ON -DZIMAGE_BENCH=OFF >/dev/null
-cmake --build build-tsan -j "$JOBS" --target test_pipeline
+cmake --build build-tsan -j "$JOBS" --target test_pipeline test_server
 echo "== test_pipeline PipelineConcurrency (ThreadSanitizer)"
 TSAN_OPTIONS=halt_on_error=1 OMP_NUM_THREADS=1 ./build-tsan/tests/test_pipeline --gtest_brief=1 \
   --gtest_filter='PipelineConcurrency.*:-PipelineConcurrency.ThreadCountAppliesOnEveryCallingThread'
+# The server's job queue (worker thread, cancels and views from request threads).
+echo "== test_server JobQueue (ThreadSanitizer)"
+TSAN_OPTIONS=halt_on_error=1 ./build-tsan/tests/test_server --gtest_brief=1 --gtest_filter='JobQueue.*'
 # libFuzzer smoke run: each target ${FUZZ_SECONDS:-10} s from the committed seed corpus.
 JOBS="$JOBS" bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 # Every system file the builds used (gcc and clang, sanitizers included) comes from a package

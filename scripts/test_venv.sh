@@ -10,6 +10,10 @@ req="$root/tests/hub/requirements.txt"
 case "$(cd "$(dirname "$venv")" 2>/dev/null && pwd)/" in
   "$root"/*) echo "test_venv: $venv is inside the repository; choose another ZIMAGE_TEST_VENV" >&2; exit 1 ;;
 esac
+# ctest runs several tests that call this at once: one creates or updates the venv, the others wait.
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
 if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.zimage-requirements"; then
   py=python3
   [ -x /usr/bin/python3 ] && py=/usr/bin/python3
@@ -22,4 +26,18 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.zimage-requirements"; 
   fi
   cp "$req" "$venv/.zimage-requirements"
 fi
+# Further requirement files (e.g. tests/server/requirements.txt) install on top, without recreating
+# the venv (other checkouts that share it keep their packages).
+for extra in "$root"/tests/server/requirements.txt; do
+  [ -f "$extra" ] || continue
+  mark="$venv/.zimage-requirements-$(basename "$(dirname "$extra")")"
+  if ! cmp -s "$extra" "$mark"; then
+    echo "test_venv: pip install -r ${extra#"$root"/}" >&2
+    if ! "$venv/bin/pip" install -q --disable-pip-version-check -r "$extra" >&2; then
+      echo "test_venv: could not install ${extra#"$root"/} into $venv (PyPI unreachable?)" >&2
+      exit 1
+    fi
+    cp "$extra" "$mark"
+  fi
+done
 echo "$venv/bin/python"

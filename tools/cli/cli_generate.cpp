@@ -20,6 +20,7 @@
 #include "image/atomic_file.h"
 #include "image/text.h"
 #include "random/randn_tensor.h"
+#include "server/params.h"
 #include "zimage/image.h"
 #include "zimage/pipeline.h"
 
@@ -264,33 +265,6 @@ std::string numbered(const std::string& out, int k) {
   return (p.parent_path() / (p.stem().string() + "-" + std::to_string(k) + p.extension().string())).string();
 }
 
-// --seed values: an integer in [0, 2^64-1] exactly, or -1 (nullopt: a random seed).
-std::optional<uint64_t> parse_seed(const std::string& s) {
-  if (s == "-1") return std::nullopt;
-  uint64_t v = 0;
-  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size())
-    fail("[generate] --seed '", s, "' is not a seed: give an integer in [0, ", std::numeric_limits<uint64_t>::max(),
-         "], or -1 for a random seed");
-  return v;
-}
-
-uint64_t random_seed() {
-  std::random_device rd;
-  return ((uint64_t(rd()) << 32) | rd()) >> 1;  // 63 bits: also fits signed 64-bit readers
-}
-
-// Prompts end up in PNG text chunks: refuse what they cannot hold before loading anything.
-void check_prompt_text(const std::vector<std::string>& prompts, const char* what) {
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    const std::string& p = prompts[i];
-    const std::string name = prompts.size() == 1 ? std::string(what) : std::string(what) + " " + std::to_string(i + 1);
-    if (size_t z = p.find('\0'); z != std::string::npos)
-      fail("[generate] ", name, " contains a NUL character (at byte ", z, "), which PNG text cannot hold");
-    if (!text::valid_utf8(p)) fail("[generate] ", name, " is not valid UTF-8");
-  }
-}
-
 // The name for the infotext's "Model:": the hub id when the model was given as one, else the folder's name.
 std::string model_name(const std::string& given, const std::string& folder) {
   std::error_code ec;
@@ -336,10 +310,10 @@ int run_generate(GenerateArgs a) {
   if (!a.from_png.empty()) apply_png_parameters(a.from_png, a);
   if (a.prompt.empty()) fail("[generate] no prompt: give -p/--prompt (or --from-png)");
   if (a.model.empty()) fail("[generate] no model: give -m/--model");
-  check_prompt_text(a.prompt, "prompt");
-  check_prompt_text(a.negative_prompt, "negative prompt");
+  params::check_prompt_text(a.prompt, "prompt", "[generate] ");
+  params::check_prompt_text(a.negative_prompt, "negative prompt", "[generate] ");
   std::vector<std::optional<uint64_t>> seed_args;
-  for (const auto& s : a.seed) seed_args.push_back(parse_seed(s));
+  for (const auto& s : a.seed) seed_args.push_back(params::parse_seed(s, "--seed", "[generate] "));
   check_output_path(a.output, "output");
   if (!a.save_latents.empty()) {
     check_output_path(a.save_latents, "--save-latents file");
@@ -370,7 +344,7 @@ int run_generate(GenerateArgs a) {
   cp.num_images_per_prompt = a.num_images;
   cp.max_sequence_length = a.max_sequence_length;
   if (seed_args.empty()) seed_args.push_back(std::nullopt);
-  for (auto s : seed_args) cp.generator.push_back(Generator{s ? *s : random_seed(), "cpu"});
+  for (auto s : seed_args) cp.generator.push_back(Generator{s ? *s : params::random_seed(), "cpu"});
   VaeTilingOptions tiling;
   tiling.tiling = a.vae_tiling;
   tiling.mode = a.vae_tile_mode;

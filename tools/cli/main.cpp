@@ -12,6 +12,7 @@
 
 #include "cli_generate.h"
 #include "cli_pull.h"
+#include "cli_serve.h"
 #include "core/error.h"
 
 namespace {
@@ -39,6 +40,10 @@ int main(int argc, char** argv) {
   auto* pull = app.add_subcommand("pull", "download a model from the Hugging Face hub into its cache");
   zimage::cli::add_pull_options(*pull, pull_args);
   pull->footer(zimage::cli::kExitCodes);
+  zimage::cli::ServeArgs serve_args;
+  auto* serve = app.add_subcommand("serve", "serve images over HTTP (OpenAI, AUTOMATIC1111 and job routes, a web page)");
+  zimage::cli::add_serve_options(*serve, serve_args);
+  serve->footer(zimage::cli::kExitCodes);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -49,6 +54,7 @@ int main(int argc, char** argv) {
     if (g->parsed()) return zimage::cli::run_generate(gen);
     if (info->parsed()) return zimage::cli::run_info(info_model);
     if (pull->parsed()) return zimage::cli::run_pull(pull_args);
+    if (serve->parsed()) return zimage::cli::run_serve(serve_args);
   } catch (const zimage::Error& e) {
     std::fprintf(stderr, "zimage: error: %s\n", e.what());
     return kExitBadInput;

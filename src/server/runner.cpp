@@ -1,0 +1,83 @@
+#include "server/runner.h"
+
+#ifndef ZIMAGE_VERSION
+#define ZIMAGE_VERSION "unknown"
+#endif
+
+namespace zimage::server {
+
+PngMetadata image_metadata(const GenerateRequest& r, const ModelInfo& m, int i, uint64_t seed) {
+  // Where this image's initial noise sits: one generator draws the whole batch at once.
+  int noise_batch = 1, noise_index = 0;
+  if (r.seeds.size() == 1) {
+    noise_batch = r.num_images;
+    noise_index = i;
+  }
+  PngMetadata meta;
+  InfotextParams ip;
+  ip.prompt = r.prompt;
+  ip.negative_prompt = r.guidance > 0 ? r.negative_prompt : "";
+  ip.steps = r.steps;
+  ip.sampler = "Euler";
+  ip.cfg_scale = r.guidance;
+  ip.seed = seed;
+  ip.width = r.width;
+  ip.height = r.height;
+  ip.model = m.name;
+  ip.extra = {{"Schedule type", "Flow match"}, {"Version", std::string("zimage.cpp ") + ZIMAGE_VERSION}};
+  meta.parameters = ip;
+  meta.zimage = {{"prompt", r.prompt},
+                 {"negative_prompt", r.negative_prompt},
+                 {"height", r.height},
+                 {"width", r.width},
+                 {"num_inference_steps", r.steps},
+                 {"guidance_scale", r.guidance},
+                 {"cfg_normalization", r.cfg_normalization},
+                 {"cfg_truncation", r.cfg_truncation},
+                 {"seed", seed},
+                 {"noise_batch_size", noise_batch},
+                 {"noise_index", noise_index},
+                 {"image_index", i},
+                 {"num_images_per_prompt", r.num_images},
+                 {"max_sequence_length", r.max_sequence_length},
+                 {"dtype", m.dtype},
+                 {"vae_dtype", m.vae_dtype},
+                 {"vae_tiling", m.vae_tiling},
+                 {"vae_tile_mode", m.vae_tile_mode},
+                 {"vae_tile_size", m.vae_tile_size},
+                 {"model", m.path},
+                 {"generator", "torch.Generator(\"cpu\")"},
+                 {"version", std::string("zimage.cpp ") + ZIMAGE_VERSION}};
+  return meta;
+}
+
+JobRunner pipeline_runner(ZImagePipeline& pipe, ModelInfo info) {
+  return [&pipe, info](const GenerateRequest& r, const ProgressSink& progress, const std::function<bool()>& cancelled) {
+    if (r.img2img)
+      throw RequestError(501, "", "[serve] img2img is not available in this build yet (the pipeline has no image-to-image mode)");
+    CallParams cp = to_call_params(r);
+    // A cancelled job stops after the current step and skips the VAE decode (diffusers' interrupt()
+    // would still decode): the exception leaves the pipeline through its RAII guards.
+    cp.callback_on_step_end = [&](ZImagePipeline&, int, float, Tensor&) {
+      if (cancelled()) throw JobCancelled{};
+    };
+    PipelineOutput out = pipe(cp, [&](const Progress& p) {
+      progress(p);
+      if (cancelled()) throw JobCancelled{};
+    });
+    if (cancelled()) throw JobCancelled{};
+    JobResult res;
+    res.seconds = out.times.total;
+    for (size_t i = 0; i < out.images.size(); ++i) {
+      PngMetadata meta = image_metadata(r, info, int(i), out.seeds[i]);
+      JobImage img;
+      img.seed = out.seeds[i];
+      img.infotext = format_infotext(*meta.parameters);
+      img.png = encode_png(out.images[i], meta);
+      res.images.push_back(std::move(img));
+    }
+    return res;
+  };
+}
+
+}  // namespace zimage::server
