@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "ops/ops.h"
+#include "weights/loader.h"
 
 namespace zimage {
 
@@ -112,19 +113,14 @@ Qwen3TextEncoder Qwen3TextEncoder::load(const std::string& dir, DType compute) {
   std::string pre;
   m.store_ = open_weights(dir, c, &pre);
   tagged([&] {
-    const WeightStore& ws = m.store_;
+    const weights::Loader w(m.store_, compute, "text_encoder");
 
     const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
     const int64_t Hq = c.num_attention_heads, Hkv = c.num_key_value_heads;
-    m.embed_tokens_ = ws.get(pre + "embed_tokens.weight", {c.vocab_size, H});
-    auto vec = [&](const std::string& name, int64_t n) {
-      // Norm weights and biases as the model holds them: bf16 in a bf16 run.
-      Tensor t = ws.get(name, {n});
-      return compute == DType::BF16 ? t.to(DType::BF16).to(DType::F32) : t.to(DType::F32).clone();
-    };
-    auto lin = [&](const std::string& name, int64_t out, int64_t in) {
-      return ops::prepare_weight(ws.get(name, {out, in}), compute);
-    };
+    m.embed_tokens_ = w.stored(pre + "embed_tokens.weight", {c.vocab_size, H});
+    // Norm weights and biases as the model holds them: bf16 in a bf16 run.
+    auto vec = [&](const std::string& name, int64_t n) { return w.param(name, {n}); };
+    auto lin = [&](const std::string& name, int64_t out, int64_t in) { return w.linear(name, out, in); };
     // hidden_states[-2] is the output of layer num_hidden_layers - 2: the last layer and the
     // final norm never contribute, so they are not loaded.
     for (int64_t i = 0; i + 1 < c.num_hidden_layers; ++i) {

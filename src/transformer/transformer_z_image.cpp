@@ -30,7 +30,7 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   m.compute_ = compute;
   m.store_ = std::make_shared<WeightStore>(open_weights(dir, m.cfg_));
   const auto& c = m.cfg_;
-  transformer::WeightLoader w(*m.store_, compute);
+  transformer::WeightLoader w(*m.store_, compute, "transformer");
 
   for (size_t i = 0; i < c.all_patch_size.size(); ++i) {
     const int64_t p = c.all_patch_size[i], f = c.all_f_patch_size[i];
