@@ -71,6 +71,7 @@ class File {
   uint64_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }
   size_t file_size() const { return size_; }
+  const std::shared_ptr<const void>& owner() const { return owner_; }  // keeps the bytes alive
   const std::map<std::string, Value>& metadata() const { return kv_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }  // in file order
   const TensorInfo* find(const std::string& name) const;

@@ -1,6 +1,7 @@
 #include "core/safetensors.h"
 
 #include "core/file_io.h"
+#include "core/gguf.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -9,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -160,8 +162,36 @@ WeightStore WeightStore::open_dir(const std::string& dir) {
   fail("weights: no *.safetensors or *.safetensors.index.json in '", dir, "'");
 }
 
+namespace {
+bool starts_with_gguf_magic(const std::string& file) {
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) return false;  // SafeTensorsFile gives the error
+  FILE* f = std::fopen(file.c_str(), "rb");
+  if (!f) return false;
+  char m[4] = {};
+  const size_t n = std::fread(m, 1, 4, f);
+  std::fclose(f);
+  return n == 4 && std::memcmp(m, "GGUF", 4) == 0;
+}
+}  // namespace
+
 WeightStore WeightStore::open_file(const std::string& file) {
   WeightStore w;
+  const bool gguf_name = file.size() >= 5 && file.compare(file.size() - 5, 5, ".gguf") == 0;
+  if (gguf_name || starts_with_gguf_magic(file)) {
+    w.source_ = file;
+    w.gguf_ = std::make_shared<gguf::File>(file);
+    for (const gguf::TensorInfo& t : w.gguf_->tensors()) {
+      TensorInfo ti;
+      ti.dtype = gguf::type_name(t.type);
+      ti.shape = t.shape();
+      ti.begin = w.gguf_->data_offset() + t.offset;
+      ti.end = ti.begin + t.nbytes;
+      w.gguf_info_.emplace(t.name, ti);
+      w.where_[t.name] = 0;
+    }
+    return w;
+  }
   w.source_ = file;
   w.files_.push_back(std::make_shared<SafeTensorsFile>(file));
   for (auto& [name, ti] : w.files_[0]->tensors()) w.where_[name] = 0;
@@ -227,12 +257,45 @@ std::vector<std::string> WeightStore::names() const {
 const TensorInfo& WeightStore::info(const std::string& name) const {
   auto it = where_.find(name);
   if (it == where_.end()) fail("weights: ", source_, ": missing tensor '", name, "'");
+  if (gguf_) return gguf_info_.at(name);
   return files_[it->second]->tensors().at(name);
+}
+
+bool WeightStore::is_quantized(const std::string& name) const {
+  if (!gguf_ || !has(name)) return false;
+  DType d;
+  return !float_dtype(gguf_info_.at(name).dtype, &d);
+}
+
+QuantizedTensor WeightStore::quantized(const std::string& name, const Shape& expected) const {
+  const TensorInfo& ti = info(name);
+  if (!is_quantized(name)) fail("weights: ", source_, ": tensor '", name, "' is not quantized (", ti.dtype, ")");
+  if (ti.shape != expected)
+    fail("weights: ", source_, ": tensor '", name, "' has shape ", shape_str(ti.shape), ", expected ", shape_str(expected));
+  const gguf::TensorInfo* g = gguf_->find(name);
+  const gguf::TypeTraits* tt = gguf::type_traits(g->type);
+  if (!tt->dequantize)
+    fail("weights: ", source_, ": tensor '", name, "' has ggml type ", tt->name,
+         " (supported: F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K, Q3_K, Q2_K)");
+  return QuantizedTensor{g->type, ti.shape, gguf_->data(*g), size_t(g->nbytes), gguf_->owner()};
 }
 
 Tensor WeightStore::get(const std::string& name) const {
   auto it = where_.find(name);
   if (it == where_.end()) fail("weights: ", source_, ": missing tensor '", name, "'");
+  if (gguf_) {
+    const TensorInfo& ti = gguf_info_.at(name);
+    DType dt;
+    if (!float_dtype(ti.dtype, &dt))
+      fail("weights: ", source_, ": tensor '", name, "' is stored as ", ti.dtype,
+           " (quantized); only linear layers take quantized weights");
+    const gguf::TensorInfo* g = gguf_->find(name);
+    const uint8_t* p = gguf_->data(*g);
+    if (reinterpret_cast<uintptr_t>(p) % dtype_size(dt) == 0) return Tensor::view(dt, ti.shape, p, gguf_->owner());
+    Tensor t = Tensor::empty(dt, ti.shape);  // an unaligned tensor (alignment < 4) is copied
+    std::memcpy(t.raw(), p, size_t(g->nbytes));
+    return t;
+  }
   return files_[it->second]->get(name);
 }
 
@@ -248,12 +311,17 @@ void WeightStore::check(const std::vector<TensorSpec>& specs) const {
   for (const TensorSpec& s : specs) {
     auto it = where_.find(s.name);
     if (it == where_.end()) fail("weights: ", source_, ": missing tensor '", s.name, "'");
-    const SafeTensorsFile& f = *files_[it->second];
-    const TensorInfo& ti = f.tensors().at(s.name);
+    const TensorInfo& ti = info(s.name);
     DType dt;
-    if (!float_dtype(ti.dtype, &dt))
-      fail("safetensors: ", f.path(), ": tensor '", s.name, "' has dtype ", ti.dtype,
+    if (gguf_) {
+      const gguf::TensorInfo* g = gguf_->find(s.name);
+      if (!gguf::type_traits(g->type)->dequantize)
+        fail("weights: ", source_, ": tensor '", s.name, "' has ggml type ", ti.dtype,
+             " (supported: F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K, Q3_K, Q2_K)");
+    } else if (!float_dtype(ti.dtype, &dt)) {
+      fail("safetensors: ", files_[it->second]->path(), ": tensor '", s.name, "' has dtype ", ti.dtype,
            " (only F32, BF16 and F16 are supported)");
+    }
     if (ti.shape != s.shape)
       fail("weights: ", source_, ": tensor '", s.name, "' has shape ", shape_str(ti.shape), ", expected ",
            shape_str(s.shape));
@@ -263,20 +331,20 @@ void WeightStore::check(const std::vector<TensorSpec>& specs) const {
 DType WeightStore::stored_dtype() const {
   for (auto& [name, idx] : where_) {
     DType d;
-    if (float_dtype(files_[idx]->tensors().at(name).dtype, &d)) return d;
+    if (float_dtype(info(name).dtype, &d)) return d;
   }
   return DType::F32;
 }
 
 size_t WeightStore::bytes_on_disk() const {
-  size_t s = 0;
+  size_t s = gguf_ ? gguf_->file_size() : 0;
   for (auto& f : files_) s += f->file_size();
   return s;
 }
 
 int64_t WeightStore::num_params() const {
   int64_t n = 0;
-  for (auto& [name, idx] : where_) n += shape_numel(files_[idx]->tensors().at(name).shape);
+  for (auto& [name, idx] : where_) n += shape_numel(info(name).shape);
   return n;
 }
 

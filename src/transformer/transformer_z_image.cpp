@@ -22,20 +22,21 @@ struct ZImageTransformer2DModel::RunState {
 using transformer::PatchGrid;
 using transformer::PosId;
 
-ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, DType compute) {
+ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, DType compute,
+                                                        const std::string& weights_file) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[transformer] compute dtype ", dtype_name(compute), " is not supported (use float32 or bfloat16)");
   ZImageTransformer2DModel m;
   m.cfg_ = ZImageTransformerConfig::load(dir + "/config.json");
   m.compute_ = compute;
-  m.store_ = std::make_shared<WeightStore>(open_weights(dir, m.cfg_));
+  m.store_ = std::make_shared<WeightStore>(open_weights(dir, m.cfg_, weights_file));
   const auto& c = m.cfg_;
   transformer::WeightLoader w(*m.store_, compute, "transformer");
 
   for (size_t i = 0; i < c.all_patch_size.size(); ++i) {
     const int64_t p = c.all_patch_size[i], f = c.all_f_patch_size[i];
     const std::string key = ZImageTransformerConfig::patch_key(p, f);
-    m.x_embedder_w_[key] = w.linear("all_x_embedder." + key + ".weight", c.dim, f * p * p * c.in_channels);
+    m.x_embedder_w_[key] = w.linear_weight("all_x_embedder." + key + ".weight", c.dim, f * p * p * c.in_channels);
     m.x_embedder_b_[key] = w.f32("all_x_embedder." + key + ".bias", {c.dim});
     m.final_layer_[key] = transformer::FinalLayer(w, "all_final_layer." + key + ".", c.dim,
                                                   p * p * f * c.out_channels(), c.adaln_dim());
@@ -47,7 +48,7 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   m.t_embedder_ = transformer::TimestepEmbedder(w, "t_embedder.", c.adaln_dim(), ZImageTransformerConfig::kTimestepMid,
                                                 ZImageTransformerConfig::kFrequencyEmbedding);
   m.cap_norm_w_ = w.f32("cap_embedder.0.weight", {c.cap_feat_dim});
-  m.cap_linear_w_ = w.linear("cap_embedder.1.weight", c.dim, c.cap_feat_dim);
+  m.cap_linear_w_ = w.linear_weight("cap_embedder.1.weight", c.dim, c.cap_feat_dim);
   m.cap_linear_b_ = w.f32("cap_embedder.1.bias", {c.dim});
   m.x_pad_token_ = w.f32("x_pad_token", {1, c.dim}).to_vector();
   m.cap_pad_token_ = w.f32("cap_pad_token", {1, c.dim}).to_vector();
@@ -103,9 +104,10 @@ std::vector<TensorSpec> ZImageTransformer2DModel::expected_tensors(const ZImageT
   return s;
 }
 
-WeightStore ZImageTransformer2DModel::open_weights(const std::string& dir, const ZImageTransformerConfig& c) {
+WeightStore ZImageTransformer2DModel::open_weights(const std::string& dir, const ZImageTransformerConfig& c,
+                                                   const std::string& weights_file) {
   return with_component("transformer", [&] {
-    WeightStore ws = WeightStore::open_dir(dir);
+    WeightStore ws = weights_file.empty() ? WeightStore::open_dir(dir) : WeightStore::open_file(weights_file);
     for (const char* pad : {"x_pad_token", "cap_pad_token"})
       if (!ws.has(pad))
         fail("[transformer] weights: ", ws.source(), ": missing pad token '", pad,
@@ -216,7 +218,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     }
   }
   if (bf) ops::round_to_bf16_(patches);  // latents.to(bfloat16)
-  Tensor xt = ops::linear(patches, x_embedder_w_.at(key), &x_embedder_b_.at(key));  // [X, dim]
+  Tensor xt = weights::linear(patches, x_embedder_w_.at(key), &x_embedder_b_.at(key));  // [X, dim]
   if (bf) ops::round_to_bf16_(xt);
   {
     int64_t row = 0;
@@ -252,7 +254,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
   if (cached) {
     ct = run.cap_out;
   } else {
-    ct = ops::linear(ops::rms_norm_as(capf, cap_norm_w_, float(c.norm_eps), compute_), cap_linear_w_,
+    ct = weights::linear(ops::rms_norm_as(capf, cap_norm_w_, float(c.norm_eps), compute_), cap_linear_w_,
                      &cap_linear_b_);  // [Cp, dim]
     if (bf) ops::round_to_bf16_(ct);
     {

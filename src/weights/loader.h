@@ -7,8 +7,20 @@
 
 #include "core/safetensors.h"
 #include "core/tensor.h"
+#include "ops/quantized.h"
 
 namespace zimage::weights {
+
+// A linear layer's weight [out, in]: dense (what ops::linear takes) or, from a GGUF file, kept
+// quantized in the mapping (ops::linear's QuantizedMatrix path dequantizes it tile by tile).
+struct LinearWeight {
+  Tensor dense;
+  std::shared_ptr<const ops::QuantizedMatrix> quantized;
+  bool is_quantized() const { return quantized != nullptr; }
+};
+// ops::linear / ops::linear_into on either kind.
+Tensor linear(const Tensor& x, const LinearWeight& w, const Tensor* bias = nullptr);
+void linear_into(const Tensor& x, const LinearWeight& w, const Tensor* bias, Tensor& y);
 
 class Loader {
  public:
@@ -24,8 +36,11 @@ class Loader {
 
   // The tensor as stored (a view into the mapping), checked against `shape`.
   Tensor stored(const std::string& name, const Shape& shape) const;
-  // A linear layer's weight [out, in], in what ops::linear computes with.
+  // A linear layer's weight [out, in], in what ops::linear computes with. A quantized (GGUF)
+  // tensor is an Error here: components that take quantized weights use linear_weight().
   Tensor linear(const std::string& name, int64_t out, int64_t in) const;
+  // The same, or the quantized tensor as it lies in the mapping.
+  LinearWeight linear_weight(const std::string& name, int64_t out, int64_t in) const;
   // A conv weight [O, C, kh, kw], in what ops::conv2d computes with.
   Tensor conv(const std::string& name, const Shape& shape) const;
   // Any other parameter, as float32 (may share the mapping).
