@@ -18,8 +18,10 @@ struct QuantizedMatrix {
   DType compute = DType::F32;  // the tiles go to the GEMM as float32 or (rounded) bfloat16
 };
 
-// Rows of a tile: about `kTileBytes` of dequantized float32 weights.
-constexpr int64_t kQuantTileBytes = 1 << 18;
+// Rows of a tile: about kQuantTileBytes of dequantized float32 weights (a multiple of 16 rows).
+// A matrix of one tile gives exactly the dense GEMM's result; with several tiles the GEMM may sum
+// in another order (oneDNN picks its blocking by N).
+constexpr int64_t kQuantTileBytes = 1 << 20;
 int64_t quant_tile_rows(int64_t cols);
 
 // As ops::linear / ops::linear_into with w = dequantize(w) (rounded to bf16 for a bf16 compute).
