@@ -85,7 +85,8 @@ struct ZImagePipeline::Impl {
     return *text_encoder;
   }
   ZImageTransformer2DModel& dit() {
-    if (!transformer) transformer = ZImageTransformer2DModel::load(index.component_dir("transformer"), compute);
+    if (!transformer)
+      transformer = ZImageTransformer2DModel::load(index.component_dir("transformer"), compute, opts.transformer_file);
     return *transformer;
   }
   AutoencoderKL& autoencoder() {
@@ -147,7 +148,7 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
     m.autoencoder();
   } else {  // loaded per call: check the weights' headers now, so a broken folder fails here
     Qwen3TextEncoder::open_weights(m.index.component_dir("text_encoder"), cfgs.text_encoder);
-    ZImageTransformer2DModel::open_weights(m.index.component_dir("transformer"), cfgs.transformer);
+    ZImageTransformer2DModel::open_weights(m.index.component_dir("transformer"), cfgs.transformer, o.transformer_file);
     AutoencoderKL::open_weights(m.index.component_dir("vae"), cfgs.vae);
   }
   return pipe;
