@@ -69,7 +69,12 @@ class WeightStore {
   static WeightStore open_file(const std::string& file);
   static WeightStore open_index(const std::string& index_json);
 
-  bool has(const std::string& name) const { return where_.count(name) != 0; }
+  bool has(const std::string& name) const;
+  // Key conversion (single-file layouts): exposes stored tensor `from` (or its rows [row0, row0 +
+  // rows): a fused qkv split without a copy, quantized ones too) under the name `to`; `from` is
+  // no longer listed unless it is aliased to itself. hide() unlists a tensor.
+  void alias(const std::string& from, const std::string& to, int64_t row0 = 0, int64_t rows = -1);
+  void hide(const std::string& name);
   // A GGUF tensor of a quantized type (Q8_0, Q4_K, ...): get() refuses it, quantized() views it.
   bool is_quantized(const std::string& name) const;
   QuantizedTensor quantized(const std::string& name, const Shape& expected) const;
@@ -94,6 +99,16 @@ class WeightStore {
   std::map<std::string, size_t> where_;
   std::shared_ptr<gguf::File> gguf_;  // set for a .gguf store (files_ is then empty)
   std::map<std::string, TensorInfo> gguf_info_;  // dtype = ggml type name, begin/end in the file
+  struct View {
+    std::string from;
+    int64_t row0 = 0, rows = -1;  // -1: the whole tensor
+    TensorInfo info;
+  };
+  std::map<std::string, View> views_;  // alias()ed names
+  std::map<std::string, bool> hidden_;  // stored names that are not listed
+  const TensorInfo& stored_info(const std::string& stored) const;
+  QuantizedTensor stored_quantized(const std::string& name, const std::string& stored) const;
+  Tensor stored_get(const std::string& name, const std::string& stored) const;
 };
 
 }  // namespace zimage

@@ -104,10 +104,66 @@ std::vector<TensorSpec> ZImageTransformer2DModel::expected_tensors(const ZImageT
   return s;
 }
 
+namespace {
+bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+bool ends_with(const std::string& s, const std::string& p) {
+  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
+}
+void replace_all(std::string& s, const std::string& a, const std::string& b) {
+  for (size_t i = s.find(a); i != std::string::npos; i = s.find(a, i + b.size())) s.replace(i, a.size(), b);
+}
+}  // namespace
+
+// diffusers' convert_z_image_transformer_checkpoint_to_diffusers (single_file_utils.py): the
+// original / ComfyUI key layout ("model.diffusion_model." or "diffusion_model." prefix,
+// x_embedder., final_layer., attention.qkv fused, attention.out, q_norm/k_norm, norm_final) is
+// exposed under diffusers' names; the fused qkv becomes row ranges of the stored tensor (no copy,
+// quantized ones too).
+void ZImageTransformer2DModel::convert_original_layout(WeightStore& ws) {
+  bool original = false;
+  for (const std::string& n : ws.names())
+    original = original || starts_with(n, "model.diffusion_model.") || starts_with(n, "diffusion_model.") ||
+               starts_with(n, "x_embedder.") || starts_with(n, "final_layer.") || ends_with(n, ".attention.qkv.weight");
+  if (!original) return;
+  static const std::pair<const char*, const char*> kRename[] = {
+      {"final_layer.", "all_final_layer.2-1."},
+      {"x_embedder.", "all_x_embedder.2-1."},
+      {".attention.out.bias", ".attention.to_out.0.bias"},
+      {".attention.k_norm.weight", ".attention.norm_k.weight"},
+      {".attention.q_norm.weight", ".attention.norm_q.weight"},
+      {".attention.out.weight", ".attention.to_out.0.weight"},
+      {"model.diffusion_model.", ""},
+  };
+  for (const std::string& name : ws.names()) {
+    std::string n = name;
+    for (auto& [a, b] : kRename) replace_all(n, a, b);
+    if (starts_with(n, "diffusion_model.")) n = n.substr(16);  // ComfyUI's prefix without "model."
+    if (n == "norm_final.weight") {
+      ws.hide(name);
+      continue;
+    }
+    const std::string qkv = ".attention.qkv.weight";
+    if (ends_with(n, qkv)) {
+      const Shape s = ws.info(name).shape;
+      if (s.size() != 2 || s[0] % 3 != 0)
+        fail("[transformer] weights: ", ws.source(), ": fused '", name, "' has shape ", shape_str(s),
+             ", expected [3 * dim, dim]");
+      const std::string p = n.substr(0, n.size() - qkv.size()) + ".attention.";
+      const int64_t r = s[0] / 3;
+      ws.alias(name, p + "to_q.weight", 0, r);
+      ws.alias(name, p + "to_k.weight", r, r);
+      ws.alias(name, p + "to_v.weight", 2 * r, r);
+      continue;
+    }
+    if (n != name) ws.alias(name, n);
+  }
+}
+
 WeightStore ZImageTransformer2DModel::open_weights(const std::string& dir, const ZImageTransformerConfig& c,
                                                    const std::string& weights_file) {
   return with_component("transformer", [&] {
     WeightStore ws = weights_file.empty() ? WeightStore::open_dir(dir) : WeightStore::open_file(weights_file);
+    convert_original_layout(ws);
     for (const char* pad : {"x_pad_token", "cap_pad_token"})
       if (!ws.has(pad))
         fail("[transformer] weights: ", ws.source(), ": missing pad token '", pad,

@@ -30,6 +30,8 @@ class ZImageTransformer2DModel {
   // headers alone (names, shapes, dtypes; no tensor data is read). Errors start with "[transformer]".
   static WeightStore open_weights(const std::string& dir, const ZImageTransformerConfig& c,
                                   const std::string& weights_file = "");
+  // Exposes the original / ComfyUI key layout under diffusers' names (no-op for diffusers keys).
+  static void convert_original_layout(WeightStore& ws);
 
   // x[i]: [C, F, H, W] float32 latents; t[i]: (1000 - timestep) / 1000; cap[i]: [L_i, cap_feat_dim]
   // float32 caption features.  Returns one [C, F, H, W] float32 prediction per item.

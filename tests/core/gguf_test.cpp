@@ -257,3 +257,47 @@ TEST(GgufBad, NotARegularFile) {
   EXPECT_THROW(gguf::File(dir + "/empty.gguf"), Error);
   fs::remove_all(dir);
 }
+
+// WeightStore over a GGUF file, with the key conversion's aliases: row ranges of a quantized and
+// of a float tensor are views of the right bytes.
+TEST(GgufWeightStore, AliasesAndRowRanges) {
+  const std::string dir = test::temp_dir("gguf-ws");
+  // q: Q8_0 [6, 64] (row = 2 blocks = 68 bytes), f: F32 [6, 4], n: F32 [3]
+  std::string q(6 * 68, '\0');
+  for (size_t i = 0; i < q.size(); ++i) q[i] = char((i * 7 + 3) & 0x7F);
+  for (size_t b = 0; b < 12; ++b) q[b * 34] = 0, q[b * 34 + 1] = 0x20;  // d = 2^-7 (f16 0x2000)
+  std::vector<float> f(24);
+  for (size_t i = 0; i < f.size(); ++i) f[i] = float(i);
+  const std::string path = dir + "/w.gguf";
+  test::write_file(path, gguf_file("", 0, {{"q", {64, 6}, 8, 0}, {"f", {4, 6}, 0, 416}, {"n", {3}, 0, 512}}, 524));
+  {  // fill the data section: q at 0, f at 416, n at 512
+    std::string bytes = test::read_file(path);
+    const size_t start = bytes.size() - 524;
+    bytes.replace(start, q.size(), q);
+    bytes.replace(start + 416, 96, std::string(reinterpret_cast<const char*>(f.data()), 96));
+    test::write_file(path, bytes);
+  }
+  WeightStore ws = WeightStore::open_file(path);
+  EXPECT_TRUE(ws.is_quantized("q"));
+  EXPECT_FALSE(ws.is_quantized("f"));
+  EXPECT_THROW(ws.get("q"), Error);
+  ws.alias("q", "q.mid", 2, 3);
+  ws.alias("f", "f.tail", 4, 2);
+  ws.alias("n", "n2");
+  ws.hide("f");
+  EXPECT_EQ(ws.names(), (std::vector<std::string>{"f.tail", "n2", "q.mid"}));
+  EXPECT_FALSE(ws.has("q"));
+  EXPECT_FALSE(ws.has("f"));
+  EXPECT_EQ(ws.info("q.mid").shape, (Shape{3, 64}));
+  const QuantizedTensor qm = ws.quantized("q.mid", {3, 64});
+  EXPECT_EQ(qm.nbytes, 3u * 68);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(qm.data), qm.nbytes), q.substr(2 * 68, 3 * 68));
+  EXPECT_THROW(ws.quantized("q.mid", {2, 64}), Error);
+  const Tensor ft = ws.get("f.tail", {2, 4});
+  EXPECT_EQ(ft.to_vector(), (std::vector<float>{16, 17, 18, 19, 20, 21, 22, 23}));
+  EXPECT_EQ(ws.get("n2").shape(), (Shape{3}));
+  EXPECT_THROW(ws.alias("f", "x", 5, 2), Error);  // rows 5 .. 7 of 6
+  EXPECT_THROW(ws.alias("missing", "x"), Error);
+  EXPECT_THROW(ws.get("q"), Error);
+  fs::remove_all(dir);
+}

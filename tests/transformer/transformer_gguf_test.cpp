@@ -99,3 +99,93 @@ TEST(TransformerGguf, BadFilesAreErrors) {
   fs::remove_all(m.dir);
 }
 }  // namespace zimage
+
+namespace zimage {
+namespace {
+
+// The tiny transformer in the original / ComfyUI key layout (diffusers'
+// convert_z_image_transformer_checkpoint_to_diffusers backwards): fused qkv, attention.out,
+// q_norm/k_norm, x_embedder./final_layer., `prefix` on every key, plus a norm_final.weight.
+std::map<std::string, Tensor> original_layout(const std::string& prefix) {
+  WeightStore store = WeightStore::open_dir(test::fixture("models/tiny-fp32/transformer"));
+  std::map<std::string, Tensor> out;
+  auto put = [&](std::string n, const Tensor& t) {
+    auto rep = [&](const std::string& a, const std::string& b) {
+      if (auto i = n.find(a); i != std::string::npos) n.replace(i, a.size(), b);
+    };
+    rep("all_final_layer.2-1.", "final_layer.");
+    rep("all_x_embedder.2-1.", "x_embedder.");
+    rep(".attention.to_out.0.", ".attention.out.");
+    rep(".attention.norm_k.", ".attention.k_norm.");
+    rep(".attention.norm_q.", ".attention.q_norm.");
+    out[prefix + n] = t;
+  };
+  for (const std::string& name : store.names()) {
+    const std::string q = ".attention.to_q.weight";
+    if (name.find(".attention.to_k.weight") != std::string::npos ||
+        name.find(".attention.to_v.weight") != std::string::npos)
+      continue;
+    if (name.size() > q.size() && name.compare(name.size() - q.size(), q.size(), q) == 0) {
+      const std::string p = name.substr(0, name.size() - q.size());
+      const Tensor a = store.get(name), b = store.get(p + ".attention.to_k.weight"),
+                   c = store.get(p + ".attention.to_v.weight");
+      Tensor qkv = Tensor::empty(DType::F32, {3 * a.dim(0), a.dim(1)});
+      float* d = qkv.f32();
+      for (const Tensor* t : {&a, &b, &c}) {
+        const Tensor f = t->to(DType::F32);
+        std::copy(f.f32(), f.f32() + f.numel(), d);
+        d += f.numel();
+      }
+      put(p + ".attention.qkv.weight", qkv);
+      continue;
+    }
+    put(name, store.get(name).to(DType::F32));
+  }
+  out[prefix + "norm_final.weight"] = test::randn({72}, 5);
+  return out;
+}
+
+std::vector<Tensor> run_single(const ZImageTransformer2DModel& m) {
+  SafeTensorsFile ref(test::fixture("ref/tiny-fp32/transformer.safetensors"));
+  return m.forward({ref.get("batch2.x0").to(DType::F32), ref.get("batch2.x1").to(DType::F32)},
+                   ref.get("batch2.t").to_vector(),
+                   {ref.get("batch2.cap0").to(DType::F32), ref.get("batch2.cap1").to(DType::F32)});
+}
+
+}  // namespace
+
+// Safetensors with "model.diffusion_model." keys and a GGUF with "diffusion_model." keys give
+// the folder's outputs bit for bit.
+TEST(TransformerSingleFile, OriginalLayoutEqualsFolder) {
+  const std::string fix = test::fixture("models/tiny-fp32/transformer");
+  const std::string dir = test::temp_dir("tsingle");
+  save_safetensors(dir + "/orig.safetensors", original_layout("model.diffusion_model."));
+  std::vector<test::GgufEntry> es;
+  for (auto& [n, t] : original_layout("diffusion_model."))
+    es.push_back({n, t.shape(), 0, std::string(static_cast<const char*>(t.raw()), size_t(t.nbytes()))});
+  test::write_file(dir + "/orig.gguf", test::gguf_bytes(es));
+  for (DType compute : {DType::F32, DType::BF16}) {
+    const auto want = run_single(ZImageTransformer2DModel::load(fix, compute));
+    for (const std::string f : {"/orig.safetensors", "/orig.gguf"}) {
+      const auto got = run_single(ZImageTransformer2DModel::load(fix, compute, dir + f));
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t j = 0; j < got.size(); ++j) EXPECT_EQ(rel_l2(got[j], want[j]), 0.0) << f << " " << dtype_name(compute);
+    }
+  }
+  // a fused qkv whose rows are not 3 x dim
+  auto bad = original_layout("");
+  bad["layers.0.attention.qkv.weight"] = test::randn({215, 72}, 1);
+  save_safetensors(dir + "/bad.safetensors", bad);
+  try {
+    ZImageTransformer2DModel::load(fix, DType::F32, dir + "/bad.safetensors");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[transformer] weights: " + dir +
+                                         "/bad.safetensors: fused 'layers.0.attention.qkv.weight' has shape [215, 72]"),
+              std::string::npos)
+        << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace zimage
