@@ -43,6 +43,9 @@ struct PretrainedOptions {
   // linear weights may be quantized (Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K, Q3_K, Q2_K): they stay
   // quantized in memory and are dequantized tile by tile in the GEMM.
   std::string transformer_file;
+  // The same for the Qwen3 text encoder: transformers' names or llama.cpp's Qwen3 GGUF names
+  // (token_embd, blk.N.attn_q, ...); quantized linear weights and token embeddings stay quantized.
+  std::string text_encoder_file;
   std::string device = "cpu";
   int num_threads = 0;                   // 0 = all cores; at most max_num_threads()
 };

@@ -79,3 +79,13 @@ TEST_F(CliWeightsFile, BadFileIsAnError) {
   EXPECT_NE(err.find("[transformer] gguf: " + dir + "/bad.gguf: truncated"), std::string::npos) << err;
   EXPECT_FALSE(fs::exists(dir + "/x.png"));
 }
+
+TEST_F(CliWeightsFile, TextEncoderFile) {
+  ASSERT_EQ(run({}, dir + "/a.png"), 0);
+  ASSERT_EQ(run({"--text-encoder", test::fixture("models/tiny-fp32/text_encoder/model.safetensors")}, dir + "/b.png"), 0);
+  EXPECT_EQ(pixels(dir + "/a.png"), pixels(dir + "/b.png"));
+  std::string err;
+  test::write_file(dir + "/te.gguf", std::string("GGUF\x03\0\0\0", 8));
+  EXPECT_EQ(run({"--text-encoder", dir + "/te.gguf"}, dir + "/x.png", &err), 1);
+  EXPECT_NE(err.find("[text_encoder] gguf: " + dir + "/te.gguf: truncated"), std::string::npos) << err;
+}
