@@ -176,7 +176,37 @@ def png_metadata():
     put(t, "infotext-quoted.txt", 'p\nSteps: 1, Sampler: "Euler, a", Seed: "1:2", Extra: "a\\"b"')
 
 
+def gguf_file(kvs, tensors, data_len, version=3, align=32):
+    """GGUF bytes: kvs = [(key, type, encoded value)], tensors = [(name, ne, type, offset)]."""
+    b = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for k, t, v in kvs:
+        b += struct.pack("<Q", len(k)) + k.encode() + struct.pack("<I", t) + v
+    for name, ne, t, off in tensors:
+        b += struct.pack("<Q", len(name)) + name.encode() + struct.pack("<I", len(ne))
+        b += b"".join(struct.pack("<q", d) for d in ne) + struct.pack("<IQ", t, off)
+    b += b"\0" * (-len(b) % align)
+    return b + bytes((i * 37) & 0xFF for i in range(data_len))
+
+
+def gguf():
+    t = "gguf_fuzz"
+    s = lambda x: struct.pack("<Q", len(x)) + x.encode()
+    kvs = [("general.architecture", 8, s("x")), ("a.u32", 4, struct.pack("<I", 7)),
+           ("a.strs", 9, struct.pack("<IQ", 8, 2) + s("ab") + s("")), ("a.f64", 12, struct.pack("<d", 0.5))]
+    put(t, "empty.gguf", gguf_file([], [], 0))
+    put(t, "v2-metadata.gguf", gguf_file(kvs, [], 0, version=2))
+    put(t, "f32-q8.gguf", gguf_file(kvs[:1], [("a", [4], 0, 0), ("b", [32, 2], 8, 32)], 100))
+    put(t, "align64-k.gguf", gguf_file([("general.alignment", 4, struct.pack("<I", 64))],
+                                        [("k", [256], 12, 0), ("h", [256], 14, 192), ("f", [8], 1, 448)], 464, align=64))
+    put(t, "quants-0.gguf", gguf_file([], [("q4", [32], 2, 0), ("q5", [32], 6, 32), ("q2", [256], 10, 64),
+                                          ("q3", [256], 11, 160), ("q5k", [256], 13, 288), ("bf", [2, 2], 30, 480)],
+                                      488))
+    with open(os.path.join(FIX, "gguf", "quants.gguf"), "rb") as f:
+        put(t, "fixture-quants.gguf", f.read())
+
+
 if __name__ == "__main__":
+    gguf()
     safetensors_header()
     safetensors_index()
     json_config()

@@ -38,6 +38,14 @@ struct PretrainedOptions {
   // Release each component when the pipeline is done with it (diffusers' model_cpu_offload_seq
   // "text_encoder->transformer->vae"): peak memory is one component, components reload per call.
   bool low_memory = false;
+  // A .safetensors or .gguf file with the transformer's weights under diffusers' names, used
+  // instead of <model>/transformer's weights (the config still comes from the model). GGUF
+  // linear weights may be quantized (Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K, Q3_K, Q2_K): they stay
+  // quantized in memory and are dequantized tile by tile in the GEMM.
+  std::string transformer_file;
+  // The same for the Qwen3 text encoder: transformers' names or llama.cpp's Qwen3 GGUF names
+  // (token_embd, blk.N.attn_q, ...); quantized linear weights and token embeddings stay quantized.
+  std::string text_encoder_file;
   std::string device = "cpu";
   int num_threads = 0;                   // 0 = all cores; at most max_num_threads()
 };

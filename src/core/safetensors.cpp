@@ -1,6 +1,7 @@
 #include "core/safetensors.h"
 
 #include "core/file_io.h"
+#include "core/gguf.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -9,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -160,8 +162,36 @@ WeightStore WeightStore::open_dir(const std::string& dir) {
   fail("weights: no *.safetensors or *.safetensors.index.json in '", dir, "'");
 }
 
+namespace {
+bool starts_with_gguf_magic(const std::string& file) {
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) return false;  // SafeTensorsFile gives the error
+  FILE* f = std::fopen(file.c_str(), "rb");
+  if (!f) return false;
+  char m[4] = {};
+  const size_t n = std::fread(m, 1, 4, f);
+  std::fclose(f);
+  return n == 4 && std::memcmp(m, "GGUF", 4) == 0;
+}
+}  // namespace
+
 WeightStore WeightStore::open_file(const std::string& file) {
   WeightStore w;
+  const bool gguf_name = file.size() >= 5 && file.compare(file.size() - 5, 5, ".gguf") == 0;
+  if (gguf_name || starts_with_gguf_magic(file)) {
+    w.source_ = file;
+    w.gguf_ = std::make_shared<gguf::File>(file);
+    for (const gguf::TensorInfo& t : w.gguf_->tensors()) {
+      TensorInfo ti;
+      ti.dtype = gguf::type_name(t.type);
+      ti.shape = t.shape();
+      ti.begin = w.gguf_->data_offset() + t.offset;
+      ti.end = ti.begin + t.nbytes;
+      w.gguf_info_.emplace(t.name, ti);
+      w.where_[t.name] = 0;
+    }
+    return w;
+  }
   w.source_ = file;
   w.files_.push_back(std::make_shared<SafeTensorsFile>(file));
   for (auto& [name, ti] : w.files_[0]->tensors()) w.where_[name] = 0;
@@ -218,22 +248,101 @@ WeightStore WeightStore::open_index(const std::string& index_json) {
   return w;
 }
 
+bool WeightStore::has(const std::string& name) const {
+  return views_.count(name) != 0 || (where_.count(name) != 0 && hidden_.count(name) == 0);
+}
+
+void WeightStore::hide(const std::string& name) { hidden_[name] = true; }
+
+void WeightStore::alias(const std::string& from, const std::string& to, int64_t row0, int64_t rows) {
+  if (!where_.count(from)) fail("weights: ", source_, ": missing tensor '", from, "'");
+  View v{from, row0, rows, stored_info(from)};
+  if (rows >= 0) {
+    if (v.info.shape.empty() || row0 < 0 || row0 + rows > v.info.shape[0])
+      fail("weights: ", source_, ": tensor '", from, "' of shape ", shape_str(v.info.shape), " has no rows ", row0,
+           " .. ", row0 + rows, " (for '", to, "')");
+    const uint64_t row_bytes = v.info.shape[0] ? (v.info.end - v.info.begin) / uint64_t(v.info.shape[0]) : 0;
+    v.info.begin += uint64_t(row0) * row_bytes;
+    v.info.end = v.info.begin + uint64_t(rows) * row_bytes;
+    v.info.shape[0] = rows;
+  }
+  if (from != to) hidden_[from] = true;
+  views_[to] = std::move(v);
+}
+
 std::vector<std::string> WeightStore::names() const {
-  std::vector<std::string> v;
-  for (auto& [k, _] : where_) v.push_back(k);
-  return v;
+  std::set<std::string> v;
+  for (auto& [k, _] : where_)
+    if (!hidden_.count(k)) v.insert(k);
+  for (auto& [k, _] : views_) v.insert(k);
+  return {v.begin(), v.end()};
+}
+
+const TensorInfo& WeightStore::stored_info(const std::string& stored) const {
+  if (gguf_) return gguf_info_.at(stored);
+  return files_[where_.at(stored)]->tensors().at(stored);
 }
 
 const TensorInfo& WeightStore::info(const std::string& name) const {
-  auto it = where_.find(name);
-  if (it == where_.end()) fail("weights: ", source_, ": missing tensor '", name, "'");
-  return files_[it->second]->tensors().at(name);
+  if (auto v = views_.find(name); v != views_.end()) return v->second.info;
+  if (!has(name)) fail("weights: ", source_, ": missing tensor '", name, "'");
+  return stored_info(name);
+}
+
+bool WeightStore::is_quantized(const std::string& name) const {
+  if (!gguf_ || !has(name)) return false;
+  DType d;
+  return !float_dtype(info(name).dtype, &d);
+}
+
+QuantizedTensor WeightStore::quantized(const std::string& name, const Shape& expected) const {
+  const TensorInfo& ti = info(name);
+  if (!is_quantized(name)) fail("weights: ", source_, ": tensor '", name, "' is not quantized (", ti.dtype, ")");
+  if (ti.shape != expected)
+    fail("weights: ", source_, ": tensor '", name, "' has shape ", shape_str(ti.shape), ", expected ", shape_str(expected));
+  auto v = views_.find(name);
+  QuantizedTensor q = stored_quantized(name, v == views_.end() ? name : v->second.from);
+  if (v != views_.end() && v->second.rows >= 0) {
+    q.data += v->second.info.begin - stored_info(v->second.from).begin;
+    q.nbytes = size_t(v->second.info.end - v->second.info.begin);
+    q.shape = ti.shape;
+  }
+  return q;
+}
+
+QuantizedTensor WeightStore::stored_quantized(const std::string& name, const std::string& stored) const {
+  const gguf::TensorInfo* g = gguf_->find(stored);
+  const gguf::TypeTraits* tt = gguf::type_traits(g->type);
+  if (!tt->dequantize)
+    fail("weights: ", source_, ": tensor '", name, "' has ggml type ", tt->name,
+         " (supported: F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K, Q3_K, Q2_K)");
+  return QuantizedTensor{g->type, g->shape(), gguf_->data(*g), size_t(g->nbytes), gguf_->owner()};
 }
 
 Tensor WeightStore::get(const std::string& name) const {
-  auto it = where_.find(name);
-  if (it == where_.end()) fail("weights: ", source_, ": missing tensor '", name, "'");
-  return files_[it->second]->get(name);
+  if (auto v = views_.find(name); v != views_.end()) {
+    Tensor t = stored_get(name, v->second.from);
+    return v->second.rows >= 0 ? t.slice0(v->second.row0, v->second.row0 + v->second.rows) : t;
+  }
+  if (!has(name)) fail("weights: ", source_, ": missing tensor '", name, "'");
+  return stored_get(name, name);
+}
+
+Tensor WeightStore::stored_get(const std::string& name, const std::string& stored) const {
+  if (gguf_) {
+    const TensorInfo& ti = gguf_info_.at(stored);
+    DType dt;
+    if (!float_dtype(ti.dtype, &dt))
+      fail("weights: ", source_, ": tensor '", name, "' is stored as ", ti.dtype,
+           " (quantized); only linear layers take quantized weights");
+    const gguf::TensorInfo* g = gguf_->find(stored);
+    const uint8_t* p = gguf_->data(*g);
+    if (reinterpret_cast<uintptr_t>(p) % dtype_size(dt) == 0) return Tensor::view(dt, ti.shape, p, gguf_->owner());
+    Tensor t = Tensor::empty(dt, ti.shape);  // an unaligned tensor (alignment < 4) is copied
+    std::memcpy(t.raw(), p, size_t(g->nbytes));
+    return t;
+  }
+  return files_[where_.at(stored)]->get(stored);
 }
 
 Tensor WeightStore::get(const std::string& name, const Shape& expected) const {
@@ -246,14 +355,20 @@ Tensor WeightStore::get(const std::string& name, const Shape& expected) const {
 
 void WeightStore::check(const std::vector<TensorSpec>& specs) const {
   for (const TensorSpec& s : specs) {
-    auto it = where_.find(s.name);
-    if (it == where_.end()) fail("weights: ", source_, ": missing tensor '", s.name, "'");
-    const SafeTensorsFile& f = *files_[it->second];
-    const TensorInfo& ti = f.tensors().at(s.name);
+    if (!has(s.name)) fail("weights: ", source_, ": missing tensor '", s.name, "'");
+    const TensorInfo& ti = info(s.name);
+    auto v = views_.find(s.name);
+    const std::string& stored = v == views_.end() ? s.name : v->second.from;
     DType dt;
-    if (!float_dtype(ti.dtype, &dt))
-      fail("safetensors: ", f.path(), ": tensor '", s.name, "' has dtype ", ti.dtype,
+    if (gguf_) {
+      const gguf::TensorInfo* g = gguf_->find(stored);
+      if (!gguf::type_traits(g->type)->dequantize)
+        fail("weights: ", source_, ": tensor '", s.name, "' has ggml type ", ti.dtype,
+             " (supported: F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K, Q3_K, Q2_K)");
+    } else if (!float_dtype(ti.dtype, &dt)) {
+      fail("safetensors: ", files_[where_.at(stored)]->path(), ": tensor '", s.name, "' has dtype ", ti.dtype,
            " (only F32, BF16 and F16 are supported)");
+    }
     if (ti.shape != s.shape)
       fail("weights: ", source_, ": tensor '", s.name, "' has shape ", shape_str(ti.shape), ", expected ",
            shape_str(s.shape));
@@ -263,20 +378,20 @@ void WeightStore::check(const std::vector<TensorSpec>& specs) const {
 DType WeightStore::stored_dtype() const {
   for (auto& [name, idx] : where_) {
     DType d;
-    if (float_dtype(files_[idx]->tensors().at(name).dtype, &d)) return d;
+    if (float_dtype(stored_info(name).dtype, &d)) return d;
   }
   return DType::F32;
 }
 
 size_t WeightStore::bytes_on_disk() const {
-  size_t s = 0;
+  size_t s = gguf_ ? gguf_->file_size() : 0;
   for (auto& f : files_) s += f->file_size();
   return s;
 }
 
 int64_t WeightStore::num_params() const {
   int64_t n = 0;
-  for (auto& [name, idx] : where_) n += shape_numel(files_[idx]->tensors().at(name).shape);
+  for (const std::string& name : names()) n += shape_numel(info(name).shape);
   return n;
 }
 

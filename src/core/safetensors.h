@@ -39,22 +39,45 @@ class SafeTensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// A tensor stored in a ggml block format (GGUF), as it lies in the mapping.
+struct QuantizedTensor {
+  uint32_t ggml_type = 0;
+  Shape shape;  // torch order
+  const uint8_t* data = nullptr;
+  size_t nbytes = 0;
+  std::shared_ptr<const void> keepalive;
+};
+
+namespace gguf {
+class File;
+}
+
 // A tensor a model expects: its name and shape (any floating dtype).
 struct TensorSpec {
   std::string name;
   Shape shape;
 };
 
-// All weights of one component folder (e.g. "<model>/transformer").
+// All weights of one component: a folder (e.g. "<model>/transformer"), one .safetensors file, or
+// one .gguf file (float tensors are views, quantized ones stay quantized: quantized()).
 class WeightStore {
  public:
   // Finds `<stem>.safetensors` or `<stem>.safetensors.index.json` in `dir`, trying the
   // diffusers (diffusion_pytorch_model) and transformers (model) stems.
   static WeightStore open_dir(const std::string& dir);
+  // A .safetensors or .gguf file (a .gguf name or the GGUF magic makes it a GGUF file).
   static WeightStore open_file(const std::string& file);
   static WeightStore open_index(const std::string& index_json);
 
-  bool has(const std::string& name) const { return where_.count(name) != 0; }
+  bool has(const std::string& name) const;
+  // Key conversion (single-file layouts): exposes stored tensor `from` (or its rows [row0, row0 +
+  // rows): a fused qkv split without a copy, quantized ones too) under the name `to`; `from` is
+  // no longer listed unless it is aliased to itself. hide() unlists a tensor.
+  void alias(const std::string& from, const std::string& to, int64_t row0 = 0, int64_t rows = -1);
+  void hide(const std::string& name);
+  // A GGUF tensor of a quantized type (Q8_0, Q4_K, ...): get() refuses it, quantized() views it.
+  bool is_quantized(const std::string& name) const;
+  QuantizedTensor quantized(const std::string& name, const Shape& expected) const;
   std::vector<std::string> names() const;
   // The tensor, checked against `expected` shape; the error names tensor, expected and actual.
   Tensor get(const std::string& name, const Shape& expected) const;
@@ -74,6 +97,18 @@ class WeightStore {
   std::string source_;
   std::vector<std::shared_ptr<SafeTensorsFile>> files_;
   std::map<std::string, size_t> where_;
+  std::shared_ptr<gguf::File> gguf_;  // set for a .gguf store (files_ is then empty)
+  std::map<std::string, TensorInfo> gguf_info_;  // dtype = ggml type name, begin/end in the file
+  struct View {
+    std::string from;
+    int64_t row0 = 0, rows = -1;  // -1: the whole tensor
+    TensorInfo info;
+  };
+  std::map<std::string, View> views_;  // alias()ed names
+  std::map<std::string, bool> hidden_;  // stored names that are not listed
+  const TensorInfo& stored_info(const std::string& stored) const;
+  QuantizedTensor stored_quantized(const std::string& name, const std::string& stored) const;
+  Tensor stored_get(const std::string& name, const std::string& stored) const;
 };
 
 }  // namespace zimage

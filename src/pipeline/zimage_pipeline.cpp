@@ -81,11 +81,13 @@ struct ZImagePipeline::Impl {
   std::optional<AutoencoderKL> vae;
 
   Qwen3TextEncoder& te() {
-    if (!text_encoder) text_encoder = Qwen3TextEncoder::load(index.component_dir("text_encoder"), compute);
+    if (!text_encoder)
+      text_encoder = Qwen3TextEncoder::load(index.component_dir("text_encoder"), compute, opts.text_encoder_file);
     return *text_encoder;
   }
   ZImageTransformer2DModel& dit() {
-    if (!transformer) transformer = ZImageTransformer2DModel::load(index.component_dir("transformer"), compute);
+    if (!transformer)
+      transformer = ZImageTransformer2DModel::load(index.component_dir("transformer"), compute, opts.transformer_file);
     return *transformer;
   }
   AutoencoderKL& autoencoder() {
@@ -146,8 +148,8 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
     m.dit();
     m.autoencoder();
   } else {  // loaded per call: check the weights' headers now, so a broken folder fails here
-    Qwen3TextEncoder::open_weights(m.index.component_dir("text_encoder"), cfgs.text_encoder);
-    ZImageTransformer2DModel::open_weights(m.index.component_dir("transformer"), cfgs.transformer);
+    Qwen3TextEncoder::open_weights(m.index.component_dir("text_encoder"), cfgs.text_encoder, nullptr, o.text_encoder_file);
+    ZImageTransformer2DModel::open_weights(m.index.component_dir("transformer"), cfgs.transformer, o.transformer_file);
     AutoencoderKL::open_weights(m.index.component_dir("vae"), cfgs.vae);
   }
   return pipe;

@@ -4,7 +4,9 @@
 #include <cmath>
 #include <filesystem>
 
+#include "core/gguf.h"
 #include "ops/ops.h"
+#include "weights/loader.h"
 
 namespace zimage {
 
@@ -87,9 +89,40 @@ std::vector<TensorSpec> Qwen3TextEncoder::expected_tensors(const Qwen3Config& c,
   return s;
 }
 
-WeightStore Qwen3TextEncoder::open_weights(const std::string& dir, const Qwen3Config& c, std::string* prefix) {
+void Qwen3TextEncoder::convert_llama_cpp_names(WeightStore& ws) {
+  if (!ws.has("token_embd.weight")) return;
+  static const std::pair<const char*, const char*> kBlk[] = {
+      {"attn_norm.weight", "input_layernorm.weight"},     {"ffn_norm.weight", "post_attention_layernorm.weight"},
+      {"attn_q.weight", "self_attn.q_proj.weight"},       {"attn_k.weight", "self_attn.k_proj.weight"},
+      {"attn_v.weight", "self_attn.v_proj.weight"},       {"attn_output.weight", "self_attn.o_proj.weight"},
+      {"attn_q.bias", "self_attn.q_proj.bias"},           {"attn_k.bias", "self_attn.k_proj.bias"},
+      {"attn_v.bias", "self_attn.v_proj.bias"},           {"attn_output.bias", "self_attn.o_proj.bias"},
+      {"attn_q_norm.weight", "self_attn.q_norm.weight"},  {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+      {"ffn_gate.weight", "mlp.gate_proj.weight"},        {"ffn_up.weight", "mlp.up_proj.weight"},
+      {"ffn_down.weight", "mlp.down_proj.weight"},
+  };
+  for (const std::string& n : ws.names()) {
+    if (n == "token_embd.weight") {
+      ws.alias(n, "embed_tokens.weight");
+    } else if (n == "output_norm.weight") {
+      ws.alias(n, "norm.weight");
+    } else if (n == "output.weight") {
+      ws.hide(n);  // the LM head: not used for the hidden states
+    } else if (n.rfind("blk.", 0) == 0) {
+      const size_t dot = n.find('.', 4);
+      if (dot == std::string::npos) continue;
+      const std::string idx = n.substr(4, dot - 4), rest = n.substr(dot + 1);
+      for (auto& [a, b] : kBlk)
+        if (rest == a) ws.alias(n, "layers." + idx + "." + b);
+    }
+  }
+}
+
+WeightStore Qwen3TextEncoder::open_weights(const std::string& dir, const Qwen3Config& c, std::string* prefix,
+                                           const std::string& weights_file) {
   return tagged([&] {
-    WeightStore ws = WeightStore::open_dir(dir);
+    WeightStore ws = weights_file.empty() ? WeightStore::open_dir(dir) : WeightStore::open_file(weights_file);
+    convert_llama_cpp_names(ws);
     // Qwen3ForCausalLM checkpoints (the real Z-Image-Turbo text_encoder) nest Qwen3Model under "model.".
     std::string pre;
     if (ws.has("model.embed_tokens.weight"))
@@ -102,7 +135,7 @@ WeightStore Qwen3TextEncoder::open_weights(const std::string& dir, const Qwen3Co
   });
 }
 
-Qwen3TextEncoder Qwen3TextEncoder::load(const std::string& dir, DType compute) {
+Qwen3TextEncoder Qwen3TextEncoder::load(const std::string& dir, DType compute, const std::string& weights_file) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[text_encoder] compute dtype ", dtype_name(compute), " is not supported (float32 or bfloat16)");
   Qwen3TextEncoder m;
@@ -110,21 +143,21 @@ Qwen3TextEncoder Qwen3TextEncoder::load(const std::string& dir, DType compute) {
   m.compute_ = compute;
   const Qwen3Config& c = m.cfg_;
   std::string pre;
-  m.store_ = open_weights(dir, c, &pre);
+  m.store_ = open_weights(dir, c, &pre, weights_file);
   tagged([&] {
-    const WeightStore& ws = m.store_;
+    const weights::Loader w(m.store_, compute, "text_encoder");
 
     const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
     const int64_t Hq = c.num_attention_heads, Hkv = c.num_key_value_heads;
-    m.embed_tokens_ = ws.get(pre + "embed_tokens.weight", {c.vocab_size, H});
-    auto vec = [&](const std::string& name, int64_t n) {
-      // Norm weights and biases as the model holds them: bf16 in a bf16 run.
-      Tensor t = ws.get(name, {n});
-      return compute == DType::BF16 ? t.to(DType::BF16).to(DType::F32) : t.to(DType::F32).clone();
-    };
-    auto lin = [&](const std::string& name, int64_t out, int64_t in) {
-      return ops::prepare_weight(ws.get(name, {out, in}), compute);
-    };
+    if (m.store_.is_quantized(pre + "embed_tokens.weight")) {
+      m.embed_q_ = m.store_.quantized(pre + "embed_tokens.weight", {c.vocab_size, H});
+      m.embed_quantized_ = true;
+    } else {
+      m.embed_tokens_ = w.stored(pre + "embed_tokens.weight", {c.vocab_size, H});
+    }
+    // Norm weights and biases as the model holds them: bf16 in a bf16 run.
+    auto vec = [&](const std::string& name, int64_t n) { return w.param(name, {n}); };
+    auto lin = [&](const std::string& name, int64_t out, int64_t in) { return w.linear_weight(name, out, in); };
     // hidden_states[-2] is the output of layer num_hidden_layers - 2: the last layer and the
     // final norm never contribute, so they are not loaded.
     for (int64_t i = 0; i + 1 < c.num_hidden_layers; ++i) {
@@ -176,6 +209,13 @@ Tensor Qwen3TextEncoder::embed(const std::vector<int32_t>& ids, int64_t n) const
       fail("[text_encoder] token id ", ids[size_t(i)], " at position ", i, " is out of range [0, ",
            cfg_.vocab_size, ")");
   Tensor x = Tensor::empty(DType::F32, {n, H});  // [S, hidden]
+  if (embed_quantized_) {
+    const size_t row_bytes = embed_q_.nbytes / size_t(cfg_.vocab_size);
+    for (int64_t i = 0; i < n; ++i)
+      gguf::dequantize_rows(embed_q_.ggml_type, embed_q_.data + size_t(ids[size_t(i)]) * row_bytes, x.f32() + i * H, H);
+    round_(x);
+    return x;
+  }
   const auto* table = static_cast<const char*>(embed_tokens_.raw());
   const size_t row_bytes = size_t(H) * dtype_size(embed_tokens_.dtype());
   for (int64_t i = 0; i < n; ++i)
@@ -190,8 +230,8 @@ void Qwen3TextEncoder::decoder_layer(Tensor& x, const Layer& l, const Tensor& co
   const int64_t S = x.dim(0), D = cfg_.head_dim;
   const int64_t Hq = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads;
   const bool bf16 = compute_ == DType::BF16;
-  auto proj = [&](const Tensor& in, const Tensor& w, const Tensor& b) {
-    Tensor y = ops::linear(in, w, cfg_.attention_bias ? &b : nullptr);
+  auto proj = [&](const Tensor& in, const weights::LinearWeight& w, const Tensor& b) {
+    Tensor y = weights::linear(in, w, cfg_.attention_bias ? &b : nullptr);
     round_(y);
     return y;
   };
@@ -215,8 +255,8 @@ void Qwen3TextEncoder::decoder_layer(Tensor& x, const Layer& l, const Tensor& co
 
   // MLP (Qwen3MLP): down(silu(gate(x)) * up(x)).
   h = norm(x, l.post_attention_layernorm);
-  Tensor g = ops::linear(h, l.gate_proj);
-  Tensor u = ops::linear(h, l.up_proj);
+  Tensor g = weights::linear(h, l.gate_proj);
+  Tensor u = weights::linear(h, l.up_proj);
   Tensor act;
   if (bf16) {
     ops::round_to_bf16_(g);
@@ -229,7 +269,7 @@ void Qwen3TextEncoder::decoder_layer(Tensor& x, const Layer& l, const Tensor& co
   } else {
     act = ops::silu_mul(g, u);
   }
-  Tensor d = ops::linear(act, l.down_proj);
+  Tensor d = weights::linear(act, l.down_proj);
   round_(d);
   ops::add_(x, d);
   round_(x);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/safetensors.h"
+#include "weights/loader.h"
 #include "core/tensor.h"
 #include "text_encoder/qwen3_config.h"
 
@@ -15,13 +16,19 @@ class Qwen3TextEncoder {
   // Loads `<dir>/config.json` and the weights in `dir` (Qwen3Model names, or Qwen3ForCausalLM
   // names under "model."; lm_head is ignored). compute: F32 (exact fp32 math on the stored
   // weights) or BF16 (emulates a torch bf16 run: every intermediate tensor rounded to bf16).
-  static Qwen3TextEncoder load(const std::string& dir, DType compute);
+  // `weights_file`: a .safetensors or .gguf file (transformers' names, or llama.cpp's Qwen3 GGUF
+  // names blk.N.attn_q.weight, ...) instead of the weights in `dir`; quantized GGUF linear
+  // weights and token embeddings stay quantized.
+  static Qwen3TextEncoder load(const std::string& dir, DType compute, const std::string& weights_file = "");
   // Every tensor load() reads, with the shape the config implies; `prefix` is "" (Qwen3Model) or
   // "model." (Qwen3ForCausalLM).
   static std::vector<TensorSpec> expected_tensors(const Qwen3Config& c, const std::string& prefix);
   // Opens the weights in `dir`, finds the prefix and checks them against expected_tensors from the
   // safetensors headers alone (no tensor data is read). Errors start with "[text_encoder]".
-  static WeightStore open_weights(const std::string& dir, const Qwen3Config& c, std::string* prefix = nullptr);
+  static WeightStore open_weights(const std::string& dir, const Qwen3Config& c, std::string* prefix = nullptr,
+                                  const std::string& weights_file = "");
+  // Exposes llama.cpp's Qwen3 GGUF names (token_embd, blk.N.attn_q, ...) under transformers' names.
+  static void convert_llama_cpp_names(WeightStore& ws);
 
   // hidden_states[-2] for one prompt: ids are the (possibly right-padded) token ids and the first
   // num_real of them are real. Under the causal mask real tokens never attend to padding, so only
@@ -41,10 +48,10 @@ class Qwen3TextEncoder {
  private:
   struct Layer {
     Tensor input_layernorm, post_attention_layernorm;  // [hidden] f32 (bf16-valued in BF16 mode)
-    Tensor q_proj, k_proj, v_proj, o_proj;             // as ops::prepare_weight gives them
+    weights::LinearWeight q_proj, k_proj, v_proj, o_proj;  // dense (ops::prepare_weight) or quantized
     Tensor q_proj_bias, k_proj_bias, v_proj_bias, o_proj_bias;  // only with attention_bias
     Tensor q_norm, k_norm;                             // [head_dim]
-    Tensor gate_proj, up_proj, down_proj;
+    weights::LinearWeight gate_proj, up_proj, down_proj;
   };
 
   Tensor embed(const std::vector<int32_t>& ids, int64_t n) const;
@@ -56,6 +63,8 @@ class Qwen3TextEncoder {
   DType compute_ = DType::F32;
   WeightStore store_;     // keeps the mapped embedding table alive
   Tensor embed_tokens_;   // [vocab, hidden] as stored (a view into the file)
+  QuantizedTensor embed_q_;  // or quantized (GGUF): rows dequantized on lookup
+  bool embed_quantized_ = false;
   std::vector<Layer> layers_;
 };
 

@@ -15,10 +15,10 @@ constexpr float kQkNormEps = 1e-5f;  // Attention(..., qk_norm="rms_norm", eps=1
 ZSingleStreamAttention::ZSingleStreamAttention(const WeightLoader& w, const std::string& prefix, int64_t dim,
                                                int64_t heads, bool qk_norm)
     : storage_(w.compute()), dim_(dim), heads_(heads), head_dim_(dim / heads) {
-  to_q_ = w.linear(prefix + "to_q.weight", dim, dim);
-  to_k_ = w.linear(prefix + "to_k.weight", dim, dim);
-  to_v_ = w.linear(prefix + "to_v.weight", dim, dim);
-  to_out_ = w.linear(prefix + "to_out.0.weight", dim, dim);
+  to_q_ = w.linear_weight(prefix + "to_q.weight", dim, dim);
+  to_k_ = w.linear_weight(prefix + "to_k.weight", dim, dim);
+  to_v_ = w.linear_weight(prefix + "to_v.weight", dim, dim);
+  to_out_ = w.linear_weight(prefix + "to_out.0.weight", dim, dim);
   if (qk_norm) {
     norm_q_ = w.f32(prefix + "norm_q.weight", {head_dim_});
     norm_k_ = w.f32(prefix + "norm_k.weight", {head_dim_});
@@ -28,8 +28,8 @@ ZSingleStreamAttention::ZSingleStreamAttention(const WeightLoader& w, const std:
 Tensor ZSingleStreamAttention::forward(const Tensor& x, const std::vector<int64_t>& rows, const Tensor& rope) const {
   const bool bf = storage_ == DType::BF16;
   const int64_t T = x.dim(0), H = heads_, D = head_dim_;
-  auto project = [&](const Tensor& w, const Tensor& norm) {
-    Tensor y = ops::linear(x, w);  // [T, dim]
+  auto project = [&](const weights::LinearWeight& w, const Tensor& norm) {
+    Tensor y = weights::linear(x, w);  // [T, dim]
     if (bf) ops::round_to_bf16_(y);
     y = y.reshape({T, H, D});  // unflatten(-1, (heads, -1)): [T, H, D]
     if (norm.defined() && norm.numel() > 0) y = ops::rms_norm_as(y, norm, kQkNormEps, storage_);
@@ -60,7 +60,7 @@ Tensor ZSingleStreamAttention::forward(const Tensor& x, const std::vector<int64_
   }
   ZI_ASSERT(off == T, "rows sum ", off, " != tokens ", T);
   if (bf) ops::round_to_bf16_(o);
-  Tensor out = ops::linear(o.reshape({T, H * D}), to_out_);  // flatten(2, 3): [T, dim]
+  Tensor out = weights::linear(o.reshape({T, H * D}), to_out_);  // flatten(2, 3): [T, dim]
   if (bf) ops::round_to_bf16_(out);
   return out;
 }
@@ -87,9 +87,9 @@ void ZSingleStreamAttention::forward_bf16(BlockBuffers::Views& buf, const std::v
   ZI_ASSERT(storage_ == DType::BF16);
   const int64_t T = buf.xb.dim(0), H = heads_, D = head_dim_;
   // q, k, v = to_q/k/v(x): f32 results, then (per head) bf16 rounding, RMSNorm, RoPE, as forward().
-  ops::linear_into(buf.xb, to_q_, nullptr, buf.q);  // [T, H, D]
-  ops::linear_into(buf.xb, to_k_, nullptr, buf.k);  // [T, H, D]
-  ops::linear_into(buf.xb, to_v_, nullptr, buf.v);  // [T, H, D]
+  weights::linear_into(buf.xb, to_q_, nullptr, buf.q);  // [T, H, D]
+  weights::linear_into(buf.xb, to_k_, nullptr, buf.k);  // [T, H, D]
+  weights::linear_into(buf.xb, to_v_, nullptr, buf.v);  // [T, H, D]
   ops::head_norm_rope_bf16_(buf.q, norm_q_, rope, kQkNormEps);
   ops::head_norm_rope_bf16_(buf.k, norm_k_, rope, kQkNormEps);
   ops::head_norm_rope_bf16_(buf.v, Tensor(), Tensor(), kQkNormEps);
@@ -106,7 +106,7 @@ void ZSingleStreamAttention::forward_bf16(BlockBuffers::Views& buf, const std::v
     off += n;
   }
   ZI_ASSERT(off == T, "rows sum ", off, " != tokens ", T);
-  ops::linear_into(buf.xb, to_out_, nullptr, buf.proj);  // [T, dim] f32
+  weights::linear_into(buf.xb, to_out_, nullptr, buf.proj);  // [T, dim] f32
 }
 
 }  // namespace zimage::transformer

@@ -45,7 +45,8 @@ class ZSingleStreamAttention {
  private:
   DType storage_ = DType::F32;
   int64_t dim_ = 0, heads_ = 0, head_dim_ = 0;
-  Tensor to_q_, to_k_, to_v_, to_out_, norm_q_, norm_k_;
+  weights::LinearWeight to_q_, to_k_, to_v_, to_out_;
+  Tensor norm_q_, norm_k_;
 };
 
 }  // namespace zimage::transformer

@@ -17,7 +17,8 @@ class FinalLayer {
 
  private:
   DType storage_ = DType::F32;
-  Tensor linear_w_, linear_b_, adaln_w_, adaln_b_;
+  weights::LinearWeight linear_w_, adaln_w_;
+  Tensor linear_b_, adaln_b_;
 };
 
 }  // namespace zimage::transformer

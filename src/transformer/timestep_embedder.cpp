@@ -9,9 +9,9 @@ namespace zimage::transformer {
 TimestepEmbedder::TimestepEmbedder(const WeightLoader& w, const std::string& prefix, int64_t out_size,
                                    int64_t mid_size, int64_t frequency_embedding_size)
     : storage_(w.compute()), freq_dim_(frequency_embedding_size) {
-  mlp0_w_ = w.linear(prefix + "mlp.0.weight", mid_size, frequency_embedding_size);
+  mlp0_w_ = w.linear_weight(prefix + "mlp.0.weight", mid_size, frequency_embedding_size);
   mlp0_b_ = w.f32(prefix + "mlp.0.bias", {mid_size});
-  mlp2_w_ = w.linear(prefix + "mlp.2.weight", out_size, mid_size);
+  mlp2_w_ = w.linear_weight(prefix + "mlp.2.weight", out_size, mid_size);
   mlp2_b_ = w.f32(prefix + "mlp.2.bias", {out_size});
 }
 
@@ -35,11 +35,11 @@ Tensor TimestepEmbedder::forward(const std::vector<float>& t) const {
   Tensor x = timestep_embedding(t, freq_dim_);  // [B, 256]
   const bool bf = storage_ == DType::BF16;
   if (bf) ops::round_to_bf16_(x);  // t_freq.to(weight_dtype)
-  Tensor h = ops::linear(x, mlp0_w_, &mlp0_b_);
+  Tensor h = weights::linear(x, mlp0_w_, &mlp0_b_);
   if (bf) ops::round_to_bf16_(h);
   ops::silu_(h);
   if (bf) ops::round_to_bf16_(h);
-  Tensor y = ops::linear(h, mlp2_w_, &mlp2_b_);
+  Tensor y = weights::linear(h, mlp2_w_, &mlp2_b_);
   if (bf) ops::round_to_bf16_(y);
   return y;
 }

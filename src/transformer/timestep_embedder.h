@@ -20,7 +20,8 @@ class TimestepEmbedder {
  private:
   DType storage_ = DType::F32;
   int64_t freq_dim_ = 256;
-  Tensor mlp0_w_, mlp0_b_, mlp2_w_, mlp2_b_;
+  weights::LinearWeight mlp0_w_, mlp2_w_;
+  Tensor mlp0_b_, mlp2_b_;
 };
 
 }  // namespace zimage::transformer

@@ -8,21 +8,21 @@ namespace zimage::transformer {
 
 FeedForward::FeedForward(const WeightLoader& w, const std::string& prefix, int64_t dim, int64_t hidden_dim)
     : storage_(w.compute()) {
-  w1_ = w.linear(prefix + "w1.weight", hidden_dim, dim);
-  w2_ = w.linear(prefix + "w2.weight", dim, hidden_dim);
-  w3_ = w.linear(prefix + "w3.weight", hidden_dim, dim);
+  w1_ = w.linear_weight(prefix + "w1.weight", hidden_dim, dim);
+  w2_ = w.linear_weight(prefix + "w2.weight", dim, hidden_dim);
+  w3_ = w.linear_weight(prefix + "w3.weight", hidden_dim, dim);
 }
 
 Tensor FeedForward::forward(const Tensor& x) const {
   const bool bf = storage_ == DType::BF16;
-  Tensor a = ops::linear(x, w1_);  // [T, hidden]
-  Tensor b = ops::linear(x, w3_);  // [T, hidden]
+  Tensor a = weights::linear(x, w1_);  // [T, hidden]
+  Tensor b = weights::linear(x, w3_);  // [T, hidden]
   if (bf) {
     ops::round_to_bf16_(a);
     ops::round_to_bf16_(b);
   }
   Tensor h = ops::silu_mul_as(a, b, storage_);
-  Tensor y = ops::linear(h, w2_);  // [T, dim]
+  Tensor y = weights::linear(h, w2_);  // [T, dim]
   if (bf) ops::round_to_bf16_(y);
   return y;
 }
@@ -30,10 +30,10 @@ Tensor FeedForward::forward(const Tensor& x) const {
 void FeedForward::forward_bf16(BlockBuffers::Views& buf) const {
   // f32 GEMM results (rounded to bf16 by their readers: oneDNN's bf16-output kernels accumulate
   // in another order, so they are not bit-identical to forward()).
-  ops::linear_into(buf.xb, w1_, nullptr, buf.a);  // [T, hidden] f32
-  ops::linear_into(buf.xb, w3_, nullptr, buf.b);  // [T, hidden] f32
+  weights::linear_into(buf.xb, w1_, nullptr, buf.a);  // [T, hidden] f32
+  weights::linear_into(buf.xb, w3_, nullptr, buf.b);  // [T, hidden] f32
   ops::silu_mul_bf16(buf.a, buf.b, buf.h);        // [T, hidden] bf16
-  ops::linear_into(buf.h, w2_, nullptr, buf.proj);  // [T, dim] f32
+  weights::linear_into(buf.h, w2_, nullptr, buf.proj);  // [T, dim] f32
 }
 
 ZImageTransformerBlock::ZImageTransformerBlock(const WeightLoader& w, const std::string& prefix,
@@ -46,7 +46,7 @@ ZImageTransformerBlock::ZImageTransformerBlock(const WeightLoader& w, const std:
   attention_norm2_ = w.f32(prefix + "attention_norm2.weight", {cfg.dim});
   ffn_norm2_ = w.f32(prefix + "ffn_norm2.weight", {cfg.dim});
   if (modulation) {
-    adaln_w_ = w.linear(prefix + "adaLN_modulation.0.weight", 4 * cfg.dim, cfg.adaln_dim());
+    adaln_w_ = w.linear_weight(prefix + "adaLN_modulation.0.weight", 4 * cfg.dim, cfg.adaln_dim());
     adaln_b_ = w.f32(prefix + "adaLN_modulation.0.bias", {4 * cfg.dim});
   }
 }
@@ -74,7 +74,7 @@ Tensor ZImageTransformerBlock::forward(Tensor x, const std::vector<int64_t>& row
     return x;
   }
   ZI_ASSERT(adaln.defined() && adaln.ndim() == 2 && adaln.dim(0) == int64_t(rows.size()));
-  Tensor mod = ops::linear(adaln, adaln_w_, &adaln_b_);  // [B, 4 * dim]
+  Tensor mod = weights::linear(adaln, adaln_w_, &adaln_b_);  // [B, 4 * dim]
   if (bf) ops::round_to_bf16_(mod);
   const int64_t B = adaln.dim(0);
   // chunk(4): scale_msa, gate_msa, scale_mlp, gate_mlp; gates through tanh, scales as 1 + scale.

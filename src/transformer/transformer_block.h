@@ -22,7 +22,7 @@ class FeedForward {
 
  private:
   DType storage_ = DType::F32;
-  Tensor w1_, w2_, w3_;
+  weights::LinearWeight w1_, w2_, w3_;
 };
 
 class ZImageTransformerBlock {
@@ -44,7 +44,8 @@ class ZImageTransformerBlock {
   ZSingleStreamAttention attention_;
   FeedForward feed_forward_;
   Tensor attention_norm1_, ffn_norm1_, attention_norm2_, ffn_norm2_;
-  Tensor adaln_w_, adaln_b_;  // adaLN_modulation.0: Linear(adaln_dim, 4 * dim)
+  weights::LinearWeight adaln_w_;
+  Tensor adaln_b_;  // adaLN_modulation.0: Linear(adaln_dim, 4 * dim)
 };
 
 }  // namespace zimage::transformer

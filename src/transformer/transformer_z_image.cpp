@@ -22,20 +22,21 @@ struct ZImageTransformer2DModel::RunState {
 using transformer::PatchGrid;
 using transformer::PosId;
 
-ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, DType compute) {
+ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, DType compute,
+                                                        const std::string& weights_file) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[transformer] compute dtype ", dtype_name(compute), " is not supported (use float32 or bfloat16)");
   ZImageTransformer2DModel m;
   m.cfg_ = ZImageTransformerConfig::load(dir + "/config.json");
   m.compute_ = compute;
-  m.store_ = std::make_shared<WeightStore>(open_weights(dir, m.cfg_));
+  m.store_ = std::make_shared<WeightStore>(open_weights(dir, m.cfg_, weights_file));
   const auto& c = m.cfg_;
-  transformer::WeightLoader w(*m.store_, compute);
+  transformer::WeightLoader w(*m.store_, compute, "transformer");
 
   for (size_t i = 0; i < c.all_patch_size.size(); ++i) {
     const int64_t p = c.all_patch_size[i], f = c.all_f_patch_size[i];
     const std::string key = ZImageTransformerConfig::patch_key(p, f);
-    m.x_embedder_w_[key] = w.linear("all_x_embedder." + key + ".weight", c.dim, f * p * p * c.in_channels);
+    m.x_embedder_w_[key] = w.linear_weight("all_x_embedder." + key + ".weight", c.dim, f * p * p * c.in_channels);
     m.x_embedder_b_[key] = w.f32("all_x_embedder." + key + ".bias", {c.dim});
     m.final_layer_[key] = transformer::FinalLayer(w, "all_final_layer." + key + ".", c.dim,
                                                   p * p * f * c.out_channels(), c.adaln_dim());
@@ -47,7 +48,7 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   m.t_embedder_ = transformer::TimestepEmbedder(w, "t_embedder.", c.adaln_dim(), ZImageTransformerConfig::kTimestepMid,
                                                 ZImageTransformerConfig::kFrequencyEmbedding);
   m.cap_norm_w_ = w.f32("cap_embedder.0.weight", {c.cap_feat_dim});
-  m.cap_linear_w_ = w.linear("cap_embedder.1.weight", c.dim, c.cap_feat_dim);
+  m.cap_linear_w_ = w.linear_weight("cap_embedder.1.weight", c.dim, c.cap_feat_dim);
   m.cap_linear_b_ = w.f32("cap_embedder.1.bias", {c.dim});
   m.x_pad_token_ = w.f32("x_pad_token", {1, c.dim}).to_vector();
   m.cap_pad_token_ = w.f32("cap_pad_token", {1, c.dim}).to_vector();
@@ -103,9 +104,66 @@ std::vector<TensorSpec> ZImageTransformer2DModel::expected_tensors(const ZImageT
   return s;
 }
 
-WeightStore ZImageTransformer2DModel::open_weights(const std::string& dir, const ZImageTransformerConfig& c) {
+namespace {
+bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+bool ends_with(const std::string& s, const std::string& p) {
+  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
+}
+void replace_all(std::string& s, const std::string& a, const std::string& b) {
+  for (size_t i = s.find(a); i != std::string::npos; i = s.find(a, i + b.size())) s.replace(i, a.size(), b);
+}
+}  // namespace
+
+// diffusers' convert_z_image_transformer_checkpoint_to_diffusers (single_file_utils.py): the
+// original / ComfyUI key layout ("model.diffusion_model." or "diffusion_model." prefix,
+// x_embedder., final_layer., attention.qkv fused, attention.out, q_norm/k_norm, norm_final) is
+// exposed under diffusers' names; the fused qkv becomes row ranges of the stored tensor (no copy,
+// quantized ones too).
+void ZImageTransformer2DModel::convert_original_layout(WeightStore& ws) {
+  bool original = false;
+  for (const std::string& n : ws.names())
+    original = original || starts_with(n, "model.diffusion_model.") || starts_with(n, "diffusion_model.") ||
+               starts_with(n, "x_embedder.") || starts_with(n, "final_layer.") || ends_with(n, ".attention.qkv.weight");
+  if (!original) return;
+  static const std::pair<const char*, const char*> kRename[] = {
+      {"final_layer.", "all_final_layer.2-1."},
+      {"x_embedder.", "all_x_embedder.2-1."},
+      {".attention.out.bias", ".attention.to_out.0.bias"},
+      {".attention.k_norm.weight", ".attention.norm_k.weight"},
+      {".attention.q_norm.weight", ".attention.norm_q.weight"},
+      {".attention.out.weight", ".attention.to_out.0.weight"},
+      {"model.diffusion_model.", ""},
+  };
+  for (const std::string& name : ws.names()) {
+    std::string n = name;
+    for (auto& [a, b] : kRename) replace_all(n, a, b);
+    if (starts_with(n, "diffusion_model.")) n = n.substr(16);  // ComfyUI's prefix without "model."
+    if (n == "norm_final.weight") {
+      ws.hide(name);
+      continue;
+    }
+    const std::string qkv = ".attention.qkv.weight";
+    if (ends_with(n, qkv)) {
+      const Shape s = ws.info(name).shape;
+      if (s.size() != 2 || s[0] % 3 != 0)
+        fail("[transformer] weights: ", ws.source(), ": fused '", name, "' has shape ", shape_str(s),
+             ", expected [3 * dim, dim]");
+      const std::string p = n.substr(0, n.size() - qkv.size()) + ".attention.";
+      const int64_t r = s[0] / 3;
+      ws.alias(name, p + "to_q.weight", 0, r);
+      ws.alias(name, p + "to_k.weight", r, r);
+      ws.alias(name, p + "to_v.weight", 2 * r, r);
+      continue;
+    }
+    if (n != name) ws.alias(name, n);
+  }
+}
+
+WeightStore ZImageTransformer2DModel::open_weights(const std::string& dir, const ZImageTransformerConfig& c,
+                                                   const std::string& weights_file) {
   return with_component("transformer", [&] {
-    WeightStore ws = WeightStore::open_dir(dir);
+    WeightStore ws = weights_file.empty() ? WeightStore::open_dir(dir) : WeightStore::open_file(weights_file);
+    convert_original_layout(ws);
     for (const char* pad : {"x_pad_token", "cap_pad_token"})
       if (!ws.has(pad))
         fail("[transformer] weights: ", ws.source(), ": missing pad token '", pad,
@@ -216,7 +274,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     }
   }
   if (bf) ops::round_to_bf16_(patches);  // latents.to(bfloat16)
-  Tensor xt = ops::linear(patches, x_embedder_w_.at(key), &x_embedder_b_.at(key));  // [X, dim]
+  Tensor xt = weights::linear(patches, x_embedder_w_.at(key), &x_embedder_b_.at(key));  // [X, dim]
   if (bf) ops::round_to_bf16_(xt);
   {
     int64_t row = 0;
@@ -252,7 +310,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
   if (cached) {
     ct = run.cap_out;
   } else {
-    ct = ops::linear(ops::rms_norm_as(capf, cap_norm_w_, float(c.norm_eps), compute_), cap_linear_w_,
+    ct = weights::linear(ops::rms_norm_as(capf, cap_norm_w_, float(c.norm_eps), compute_), cap_linear_w_,
                      &cap_linear_b_);  // [Cp, dim]
     if (bf) ops::round_to_bf16_(ct);
     {

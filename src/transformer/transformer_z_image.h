@@ -19,14 +19,19 @@ namespace zimage {
 
 class ZImageTransformer2DModel {
  public:
-  // Loads `<dir>/config.json` and the weights in `dir`. `compute`: F32 (exact) or BF16 (emulates
-  // a torch bf16 run: bf16 GEMM inputs, activations rounded where torch stores bf16 tensors).
-  static ZImageTransformer2DModel load(const std::string& dir, DType compute);
+  // Loads `<dir>/config.json` and the weights in `dir` (or in `weights_file`, a .safetensors or
+  // .gguf file with the diffusers tensor names, when given). `compute`: F32 (exact) or BF16
+  // (emulates a torch bf16 run: bf16 GEMM inputs, activations rounded where torch stores bf16
+  // tensors). Quantized GGUF linear weights stay quantized in the mapping (ops/quantized.h).
+  static ZImageTransformer2DModel load(const std::string& dir, DType compute, const std::string& weights_file = "");
   // Every tensor load() reads, with the shape the config implies (diffusers' state dict names).
   static std::vector<TensorSpec> expected_tensors(const ZImageTransformerConfig& c);
   // Opens the weights in `dir` and checks them against expected_tensors(c) from the safetensors
   // headers alone (names, shapes, dtypes; no tensor data is read). Errors start with "[transformer]".
-  static WeightStore open_weights(const std::string& dir, const ZImageTransformerConfig& c);
+  static WeightStore open_weights(const std::string& dir, const ZImageTransformerConfig& c,
+                                  const std::string& weights_file = "");
+  // Exposes the original / ComfyUI key layout under diffusers' names (no-op for diffusers keys).
+  static void convert_original_layout(WeightStore& ws);
 
   // x[i]: [C, F, H, W] float32 latents; t[i]: (1000 - timestep) / 1000; cap[i]: [L_i, cap_feat_dim]
   // float32 caption features.  Returns one [C, F, H, W] float32 prediction per item.
@@ -45,11 +50,13 @@ class ZImageTransformer2DModel {
   ZImageTransformerConfig cfg_;
   DType compute_ = DType::F32;
   std::shared_ptr<WeightStore> store_;  // keeps the mapped weights alive
-  std::map<std::string, Tensor> x_embedder_w_, x_embedder_b_;  // all_x_embedder["{p}-{f}"]
+  std::map<std::string, weights::LinearWeight> x_embedder_w_;
+  std::map<std::string, Tensor> x_embedder_b_;  // all_x_embedder["{p}-{f}"]
   std::map<std::string, transformer::FinalLayer> final_layer_;  // all_final_layer["{p}-{f}"]
   std::vector<transformer::ZImageTransformerBlock> noise_refiner_, context_refiner_, layers_;
   transformer::TimestepEmbedder t_embedder_;
-  Tensor cap_norm_w_, cap_linear_w_, cap_linear_b_;  // cap_embedder: RMSNorm, Linear
+  weights::LinearWeight cap_linear_w_;
+  Tensor cap_norm_w_, cap_linear_b_;  // cap_embedder: RMSNorm, Linear
   std::vector<float> x_pad_token_, cap_pad_token_;
   std::shared_ptr<transformer::RopeEmbedder> rope_;
   DebugFn debug_;

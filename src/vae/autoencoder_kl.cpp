@@ -21,7 +21,7 @@ AutoencoderKL AutoencoderKL::load(const std::string& dir, DType compute) {
   m.cfg_ = AutoencoderKLConfig::load((std::filesystem::path(dir) / "config.json").string());
   m.compute_ = compute;
   WeightStore ws = open_weights(dir, m.cfg_);
-  vae::Loader l{ws, compute};
+  vae::Loader l(ws, compute, "vae");
   m.encoder_.load(l, m.cfg_, "encoder");
   m.decoder_.load(l, m.cfg_, "decoder");
   const int64_t L = m.cfg_.latent_channels;

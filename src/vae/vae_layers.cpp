@@ -8,39 +8,17 @@ namespace zimage::vae {
 
 namespace {
 
-Tensor get_tagged(const WeightStore& ws, const std::string& name, const Shape& shape) {
-  try {
-    return ws.get(name, shape);
-  } catch (const Error& e) {
-    fail("[vae] ", e.what());
-  }
-}
-
 void store_as(Tensor& t, DType storage) {
   if (storage == DType::BF16) ops::round_to_bf16_(t);
 }
 
 }  // namespace
 
-Tensor Loader::conv_weight(const std::string& name, const Shape& shape) const {
-  return ops::prepare_conv_weight(get_tagged(ws, name, shape), compute);
-}
-
-Tensor Loader::linear_weight(const std::string& name, const Shape& shape) const {
-  return ops::prepare_weight(get_tagged(ws, name, shape), compute);
-}
-
-Tensor Loader::param(const std::string& name, const Shape& shape) const {
-  Tensor t = get_tagged(ws, name, shape);
-  if (compute == DType::BF16) t = t.to(DType::BF16);
-  return t.to(DType::F32);
-}
-
 // ---- Conv2d / GroupNorm / Linear ----
 
 void Conv2d::load(const Loader& l, const std::string& prefix, int64_t in, int64_t out, int64_t k, int64_t s,
                   ops::Padding2d p) {
-  weight = l.conv_weight(prefix + ".weight", {out, in, k, k});
+  weight = l.conv(prefix + ".weight", {out, in, k, k});
   bias = l.param(prefix + ".bias", {out});
   stride = s;
   pad = p;
@@ -85,7 +63,7 @@ void GroupNorm::forward_nhwc_into(const Tensor& x, bool silu, Tensor& y, TileNor
 }
 
 void Linear::load(const Loader& l, const std::string& prefix, int64_t in, int64_t out) {
-  weight = l.linear_weight(prefix + ".weight", {out, in});
+  weight = l.linear(prefix + ".weight", out, in);
   bias = l.param(prefix + ".bias", {out});
 }
 

@@ -12,19 +12,13 @@
 #include "core/safetensors.h"
 #include "ops/channels_last.h"
 #include "ops/ops.h"
+#include "weights/loader.h"
 
 namespace zimage::vae {
 
-// Loads weights by diffusers state-dict name, shape-checked; converted for `compute` once.
-struct Loader {
-  const WeightStore& ws;
-  DType compute;
-  // Conv / linear weights in the dtype the kernels compute with.
-  Tensor conv_weight(const std::string& name, const Shape& shape) const;
-  Tensor linear_weight(const std::string& name, const Shape& shape) const;
-  // Biases and norm parameters as f32 (bf16-rounded when computing in bf16, as a bf16 model holds them).
-  Tensor param(const std::string& name, const Shape& shape) const;
-};
+// Weights come through the single weight loader (src/weights/loader.h), by diffusers state-dict
+// name, shape-checked, converted for the compute dtype once; errors are tagged "[vae] ".
+using Loader = weights::Loader;
 
 struct Conv2d {
   Tensor weight, bias;  // [O, C, k, k], [O]

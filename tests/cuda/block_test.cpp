@@ -69,7 +69,7 @@ TEST_P(CudaBlock, MatchesCpuBlock) {
     rope.f32()[2 * i + 1] = std::sin(ang.f32()[i]);
   }
 
-  const transformer::WeightLoader loader(store, compute);
+  const transformer::WeightLoader loader(store, compute, "transformer");
   const transformer::ZImageTransformerBlock cpu(loader, c.prefix, cfg, c.modulation);
   const Tensor want = cpu_forward(cpu, x, c.rows, rope, c.modulation ? adaln : Tensor());
 

@@ -157,7 +157,7 @@ TEST(ChannelsLast, DecoderMatchesNchwDecoder) {
     WeightStore ws = WeightStore::open_dir(dir);
     for (DType dt : {DType::F32, DType::BF16}) {
       vae::Decoder dec;
-      dec.load(vae::Loader{ws, dt}, cfg, "decoder");
+      dec.load(vae::Loader(ws, dt, "vae"), cfg, "decoder");
       Tensor z = bf16_rounded(randt({2, cfg.latent_channels, 6, 5}, 31));
       Tensor a = dec.forward_nhwc(z, dt), b = dec.forward_plain(z, dt);
       ASSERT_EQ(a.shape(), b.shape());

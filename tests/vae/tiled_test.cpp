@@ -111,7 +111,7 @@ TEST(TiledDecode, MarginedTilesWithWholeImageStatisticsAreExact) {
   vae::Decoder dec;
   {
     WeightStore ws = WeightStore::open_dir(kModel);
-    dec.load(vae::Loader{ws, DType::F32}, vae.config(), "decoder");
+    dec.load(vae::Loader(ws, DType::F32, "vae"), vae.config(), "decoder");
   }
   const int64_t halo = dec.up_receptive_halo();
   EXPECT_EQ(halo, 12);  // 6 + 1/2 + 3 + 1/4 + 3/2 + 1/4 latents for 3 blocks of 3 resnets

@@ -86,6 +86,10 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
   g.add_flag("--overwrite", a.overwrite, "replace existing output files (PNG and --save-latents)");
   g.add_flag("-q,--quiet", a.quiet, "no progress output");
   g.add_flag("--local-files-only", a.local_files_only, "never download: a hub id must be complete in the cache (as HF_HUB_OFFLINE=1)");
+  g.add_option("--transformer", a.transformer_file,
+               "transformer weights from this .safetensors or .gguf file (diffusers names; GGUF may be quantized) instead of the model's");
+  g.add_option("--text-encoder", a.text_encoder_file,
+               "Qwen3 text encoder weights from this .safetensors or .gguf file (transformers or llama.cpp names) instead of the model's");
   g.add_flag("--low-memory", a.low_memory, "load one component at a time (peak memory = largest component)");
   g.add_option("--vae-tiling", a.vae_tiling, "tiled VAE decode: auto (when the untiled decode would not fit in half the memory), on, off")
       ->capture_default_str();
@@ -329,6 +333,8 @@ int run_generate(GenerateArgs a) {
   po.device = a.device;
   po.num_threads = a.threads;
   po.low_memory = a.low_memory;
+  po.transformer_file = a.transformer_file;
+  po.text_encoder_file = a.text_encoder_file;
   po.local_files_only = a.local_files_only;
   validate_pretrained_options(po);
 

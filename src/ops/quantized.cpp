@@ -1,0 +1,77 @@
+#include "ops/quantized.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "backend/cpu/gemm.h"
+#include "core/gguf.h"
+
+namespace zimage::ops {
+
+int64_t quant_tile_rows(int64_t cols) {
+  return std::max<int64_t>(16, kQuantTileBytes / std::max<int64_t>(1, cols * 4)) / 16 * 16;
+}
+
+namespace {
+
+int64_t check(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias) {
+  const int64_t N = w.rows, K = w.cols;
+  if (x.dtype() != DType::F32 && !(x.dtype() == DType::BF16 && w.compute == DType::BF16))
+    fail("[linear] input must be float32 (or bfloat16 in a bfloat16 run), got ", dtype_name(x.dtype()));
+  if (x.ndim() < 1 || x.dim(-1) != K)
+    fail("[linear] input shape ", shape_str(x.shape()), " does not end in ", K, " (quantized ",
+         gguf::type_name(w.ggml_type), " weight [", N, ", ", K, "])");
+  if (bias && bias->numel() != N) fail("[linear] bias has ", bias->numel(), " elements, expected ", N);
+  const gguf::TypeTraits* tt = gguf::type_traits(w.ggml_type);
+  if (!tt || !tt->dequantize || K % tt->block != 0 || w.row_bytes != size_t(K / tt->block * tt->bytes) || !w.data)
+    fail("[linear] quantized weight [", N, ", ", K, "] of ", gguf::type_name(w.ggml_type), " is not usable");
+  return K ? x.numel() / K : 0;
+}
+
+void run(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias, Tensor& y) {
+  const int64_t M = check(x, w, bias), N = w.rows, K = w.cols;
+  Tensor b32;
+  if (bias) b32 = bias->to(DType::F32);
+  const float* bp = bias ? b32.f32() : nullptr;
+  const bool bf16 = w.compute == DType::BF16;
+  const Tensor xc = x.to(bf16 ? DType::BF16 : DType::F32);  // shared when already so
+  const int64_t tile = std::min(N, quant_tile_rows(K));
+  std::vector<float> wf(size_t(tile * K));
+  std::vector<uint16_t> wb(bf16 ? size_t(tile * K) : 0);
+  const size_t ysz = dtype_size(y.dtype());
+  for (int64_t n0 = 0; n0 < N; n0 += tile) {
+    const int64_t nb = std::min(tile, N - n0);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < nb; ++r) {
+      float* dst = wf.data() + r * K;
+      gguf::dequantize_rows(w.ggml_type, w.data + size_t(n0 + r) * w.row_bytes, dst, K);
+      if (bf16)
+        for (int64_t k = 0; k < K; ++k) wb[size_t(r * K + k)] = f32_to_bf16(dst[k]);
+    }
+    cpu::gemm_nt_ex(M, nb, K, xc.raw(), K, bf16 ? static_cast<const void*>(wb.data()) : wf.data(),
+                    bf16 ? DType::BF16 : DType::F32, bp ? bp + n0 : nullptr,
+                    static_cast<char*>(y.raw()) + size_t(n0) * ysz, N, y.dtype());
+  }
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias) {
+  check(x, w, bias);
+  Shape out_shape = x.shape();
+  out_shape.back() = w.rows;
+  Tensor y = Tensor::empty(DType::F32, out_shape);
+  run(x, w, bias, y);
+  return y;
+}
+
+void linear_into(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias, Tensor& y) {
+  const int64_t M = check(x, w, bias);
+  if (y.numel() != M * w.rows || y.read_only())
+    fail("[linear] output ", shape_str(y.shape()), " does not hold ", M, " x ", w.rows, " results");
+  if (y.dtype() != DType::F32 && !(y.dtype() == DType::BF16 && w.compute == DType::BF16))
+    fail("[linear] output dtype ", dtype_name(y.dtype()), " needs a bfloat16 run");
+  run(x, w, bias, y);
+}
+
+}  // namespace zimage::ops

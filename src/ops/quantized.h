@@ -1,0 +1,31 @@
+// The linear op on a weight kept in a ggml block format (GGUF Q8_0, Q4_K, ...): the matrix stays
+// quantized where it lies (a memory mapping); the op dequantizes a tile of rows at a time into a
+// small buffer and runs the same GEMM as ops::linear on it. Never a dense copy of the matrix.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+#include "core/tensor.h"
+
+namespace zimage::ops {
+
+struct QuantizedMatrix {
+  uint32_t ggml_type = 0;  // gguf::GgmlType
+  int64_t rows = 0, cols = 0;  // [N, K]: rows of K elements, each a whole number of blocks
+  const uint8_t* data = nullptr;  // rows * row_bytes bytes
+  size_t row_bytes = 0;
+  std::shared_ptr<const void> keepalive;  // the mapping `data` points into
+  DType compute = DType::F32;  // the tiles go to the GEMM as float32 or (rounded) bfloat16
+};
+
+// Rows of a tile: about kQuantTileBytes of dequantized float32 weights (a multiple of 16 rows).
+// A matrix of one tile gives exactly the dense GEMM's result; with several tiles the GEMM may sum
+// in another order (oneDNN picks its blocking by N).
+constexpr int64_t kQuantTileBytes = 1 << 20;
+int64_t quant_tile_rows(int64_t cols);
+
+// As ops::linear / ops::linear_into with w = dequantize(w) (rounded to bf16 for a bf16 compute).
+Tensor linear(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias = nullptr);
+void linear_into(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias, Tensor& y);
+
+}  // namespace zimage::ops

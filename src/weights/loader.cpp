@@ -1,0 +1,59 @@
+#include "weights/loader.h"
+
+#include "ops/ops.h"
+
+namespace zimage::weights {
+
+Tensor Loader::stored(const std::string& name, const Shape& shape) const {
+  return with_component(component_.c_str(), [&] { return store_.get(name, shape); });
+}
+
+Tensor Loader::linear(const std::string& name, int64_t out, int64_t in) const {
+  return ops::prepare_weight(stored(name, {out, in}), compute_);
+}
+
+LinearWeight Loader::linear_weight(const std::string& name, int64_t out, int64_t in) const {
+  LinearWeight w;
+  if (!store_.is_quantized(name)) {
+    w.dense = linear(name, out, in);
+    return w;
+  }
+  QuantizedTensor q = with_component(component_.c_str(), [&] { return store_.quantized(name, {out, in}); });
+  auto m = std::make_shared<ops::QuantizedMatrix>();
+  m->ggml_type = q.ggml_type;
+  m->rows = out;
+  m->cols = in;
+  m->data = q.data;
+  m->row_bytes = out ? q.nbytes / size_t(out) : 0;
+  m->keepalive = q.keepalive;
+  m->compute = compute_;
+  w.quantized = std::move(m);
+  return w;
+}
+
+Tensor linear(const Tensor& x, const LinearWeight& w, const Tensor* bias) {
+  return w.quantized ? ops::linear(x, *w.quantized, bias) : ops::linear(x, w.dense, bias);
+}
+
+void linear_into(const Tensor& x, const LinearWeight& w, const Tensor* bias, Tensor& y) {
+  if (w.quantized)
+    ops::linear_into(x, *w.quantized, bias, y);
+  else
+    ops::linear_into(x, w.dense, bias, y);
+}
+
+Tensor Loader::conv(const std::string& name, const Shape& shape) const {
+  return ops::prepare_conv_weight(stored(name, shape), compute_);
+}
+
+Tensor Loader::f32(const std::string& name, const Shape& shape) const {
+  return stored(name, shape).to(DType::F32);
+}
+
+Tensor Loader::param(const std::string& name, const Shape& shape) const {
+  Tensor t = stored(name, shape);
+  if (compute_ == DType::BF16) return t.to(DType::BF16).to(DType::F32);
+  return t.to(DType::F32).clone();
+}
+
+}  // namespace zimage::weights

@@ -1,0 +1,58 @@
+// The single weight loader (issue 13): the one place where a stored tensor becomes what an op
+// consumes. Every component (transformer, text encoder, VAE) reads its weights through it, by
+// name, shape-checked, with errors tagged "[component] ". The store stays memory-mapped; a tensor
+// is read (made resident) only when it is asked for.
+#pragma once
+#include <string>
+
+#include "core/safetensors.h"
+#include "core/tensor.h"
+#include "ops/quantized.h"
+
+namespace zimage::weights {
+
+// A linear layer's weight [out, in]: dense (what ops::linear takes) or, from a GGUF file, kept
+// quantized in the mapping (ops::linear's QuantizedMatrix path dequantizes it tile by tile).
+struct LinearWeight {
+  Tensor dense;
+  std::shared_ptr<const ops::QuantizedMatrix> quantized;
+  bool is_quantized() const { return quantized != nullptr; }
+};
+// ops::linear / ops::linear_into on either kind.
+Tensor linear(const Tensor& x, const LinearWeight& w, const Tensor* bias = nullptr);
+void linear_into(const Tensor& x, const LinearWeight& w, const Tensor* bias, Tensor& y);
+
+class Loader {
+ public:
+  // `component` tags every error ("transformer" -> "[transformer] ..."); `compute` is the dtype
+  // the kernels compute with (float32 or bfloat16).
+  Loader(const WeightStore& store, DType compute, std::string component)
+      : store_(store), compute_(compute), component_(std::move(component)) {}
+
+  const WeightStore& store() const { return store_; }
+  DType compute() const { return compute_; }
+  const std::string& component() const { return component_; }
+  bool has(const std::string& name) const { return store_.has(name); }
+
+  // The tensor as stored (a view into the mapping), checked against `shape`.
+  Tensor stored(const std::string& name, const Shape& shape) const;
+  // A linear layer's weight [out, in], in what ops::linear computes with. A quantized (GGUF)
+  // tensor is an Error here: components that take quantized weights use linear_weight().
+  Tensor linear(const std::string& name, int64_t out, int64_t in) const;
+  // The same, or the quantized tensor as it lies in the mapping.
+  LinearWeight linear_weight(const std::string& name, int64_t out, int64_t in) const;
+  // A conv weight [O, C, kh, kw], in what ops::conv2d computes with.
+  Tensor conv(const std::string& name, const Shape& shape) const;
+  // Any other parameter, as float32 (may share the mapping).
+  Tensor f32(const std::string& name, const Shape& shape) const;
+  // A norm weight or bias as the model holds it, in float32 memory of its own: rounded through
+  // bfloat16 when computing in bfloat16 (a bf16 model holds bf16 parameters).
+  Tensor param(const std::string& name, const Shape& shape) const;
+
+ private:
+  const WeightStore& store_;
+  DType compute_;
+  std::string component_;
+};
+
+}  // namespace zimage::weights

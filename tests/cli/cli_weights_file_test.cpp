@@ -1,0 +1,91 @@
+// `zimage generate --transformer FILE`: the transformer's weights from one .safetensors or .gguf
+// file instead of the model folder's. The folder's own file gives the folder's image; a GGUF with
+// quantized linear weights gives the image of the same weights dequantized into a safetensors
+// file (bf16 compute: the quantized GEMM tiles equal the dense bf16 weights exactly).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "util/gguf_writer.h"
+#include "util/test_util.h"
+#include "zimage/image.h"
+
+namespace fs = std::filesystem;
+using namespace zimage;
+
+namespace {
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+class CliWeightsFile : public ::testing::Test {
+ protected:
+  std::string dir = test::temp_dir("cli_wfile");
+  void TearDown() override { fs::remove_all(dir); }
+  int run(std::vector<std::string> extra, const std::string& out, std::string* err = nullptr) {
+    std::vector<std::string> a{"generate", "-m", test::fixture("models/tiny-fp32"), "-p", "a cat", "-W", "64", "-H", "64",
+                               "--seed", "3", "--steps", "2", "-o", out, "-q", "--dtype", "bfloat16"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    std::string cmd = "timeout 300 " + std::string(ZIMAGE_CLI_PATH);
+    for (auto& x : a) cmd += " " + quote(x);
+    cmd += " >/dev/null 2>" + quote(dir + "/err.txt");
+    const int st = std::system(cmd.c_str());
+    if (err) *err = test::read_file(dir + "/err.txt");
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  std::vector<uint8_t> pixels(const std::string& png) { return read_png(png).pixels; }
+};
+
+}  // namespace
+
+TEST_F(CliWeightsFile, FolderFileGivesTheFolderImage) {
+  ASSERT_EQ(run({}, dir + "/a.png"), 0);
+  ASSERT_EQ(run({"--transformer", test::fixture("models/tiny-fp32/transformer/diffusion_pytorch_model.safetensors")},
+                dir + "/b.png"),
+            0);
+  EXPECT_EQ(pixels(dir + "/a.png"), pixels(dir + "/b.png"));
+}
+
+TEST_F(CliWeightsFile, QuantizedGgufEqualsDequantizedSafetensors) {
+  const test::QuantizedTiny m = test::write_quantized_tiny_transformer(dir, test::quantize_linears);
+  ASSERT_EQ(run({"--transformer", m.gguf}, dir + "/q.png"), 0);
+  ASSERT_EQ(run({"--transformer", m.dense_dir + "/diffusion_pytorch_model.safetensors"}, dir + "/d.png"), 0);
+  ASSERT_EQ(run({}, dir + "/f.png"), 0);
+  const auto q = pixels(dir + "/q.png"), d = pixels(dir + "/d.png"), f = pixels(dir + "/f.png");
+  ASSERT_EQ(q.size(), d.size());
+  int maxd = 0, ndiff = 0;
+  for (size_t i = 0; i < q.size(); ++i) {
+    maxd = std::max(maxd, std::abs(int(q[i]) - int(d[i])));
+    ndiff += q[i] != d[i];
+  }
+  std::printf("  gguf vs dequantized: %d of %zu bytes differ, max %d\n", ndiff, q.size(), maxd);
+  EXPECT_EQ(q, d);
+  EXPECT_NE(q, f);  // the file's weights were used, not the folder's
+}
+
+TEST_F(CliWeightsFile, BadFileIsAnError) {
+  std::string err;
+  EXPECT_EQ(run({"--transformer", dir + "/missing.gguf"}, dir + "/x.png", &err), 1);
+  EXPECT_NE(err.find("[transformer] gguf: " + dir + "/missing.gguf"), std::string::npos) << err;
+  test::write_file(dir + "/bad.gguf", std::string("GGUF\x03\0\0\0", 8));
+  EXPECT_EQ(run({"--transformer", dir + "/bad.gguf"}, dir + "/x.png", &err), 1);
+  EXPECT_NE(err.find("[transformer] gguf: " + dir + "/bad.gguf: truncated"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(dir + "/x.png"));
+}
+
+TEST_F(CliWeightsFile, TextEncoderFile) {
+  ASSERT_EQ(run({}, dir + "/a.png"), 0);
+  ASSERT_EQ(run({"--text-encoder", test::fixture("models/tiny-fp32/text_encoder/model.safetensors")}, dir + "/b.png"), 0);
+  EXPECT_EQ(pixels(dir + "/a.png"), pixels(dir + "/b.png"));
+  std::string err;
+  test::write_file(dir + "/te.gguf", std::string("GGUF\x03\0\0\0", 8));
+  EXPECT_EQ(run({"--text-encoder", dir + "/te.gguf"}, dir + "/x.png", &err), 1);
+  EXPECT_NE(err.find("[text_encoder] gguf: " + dir + "/te.gguf: truncated"), std::string::npos) << err;
+}
