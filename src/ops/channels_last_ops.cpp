@@ -1,6 +1,6 @@
 // Group norm (+SiLU), nearest 2x upsample and residual add on channels-last activations
-// (ops/channels_last.h). Channels are contiguous: 16 of them make one AVX-512 vector (masked for a
-// tail); without AVX-512 the same loops run lane by lane.
+// (ops/channels_last.h). The per-pixel-row loops are the kernel table's (backend/cpu/cpu_level.h:
+// AVX-512 vectors of 16 channels, or plain loops); the work split and the statistics are here.
 #include <omp.h>
 
 #include <algorithm>
@@ -8,17 +8,11 @@
 #include <cstring>
 #include <vector>
 
+#include "backend/cpu/cpu_level.h"
 #include "ops/channels_last.h"
-
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-#define ZI_CL_AVX512 1
-#include <immintrin.h>
-#endif
 
 namespace zimage::ops {
 namespace {
-
-constexpr int64_t L = 16;  // lanes of one vector
 
 void check_cl(const Tensor& x, const char* op) {
   if (x.ndim() != 4 || (x.dtype() != DType::F32 && x.dtype() != DType::BF16))
@@ -26,124 +20,38 @@ void check_cl(const Tensor& x, const char* op) {
          dtype_name(x.dtype()), " ", shape_str(x.shape()));
 }
 
-inline float to_float(float v) { return v; }
-inline float to_float(uint16_t v) { return bf16_to_f32(v); }
-inline void from_float(float v, float* p) { *p = v; }
-inline void from_float(float v, uint16_t* p) { *p = f32_to_bf16(v); }
-
-#if ZI_CL_AVX512
-using V = __m512;
-inline V load(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-inline V load(const uint16_t* p, __mmask16 m) {
-  const __m512i u = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
-}
-// Round to nearest even bf16 bits (NaN -> 0x7fc0), exactly as f32_to_bf16.
-inline __m512i bf16_bits(V v) {
-  const __m512i u = _mm512_castps_si512(v);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-  return _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(0x7fc0));
-}
-inline V round_bf16_v(V v) { return _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(v), 16)); }
-inline void store(float* p, V v, __mmask16 m) { _mm512_mask_storeu_ps(p, m, v); }
-inline void store(uint16_t* p, V v, __mmask16 m) { _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(bf16_bits(v))); }
-// exp(x): x = n ln2 + r, |r| <= ln2 / 2, Cephes' degree-6 polynomial for e^r, times 2^n.
-inline V exp_v(V x) {
-  x = _mm512_min_ps(_mm512_set1_ps(89.f), _mm512_max_ps(_mm512_set1_ps(-104.f), x));  // NaN passes through
-  const V n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  V r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  V p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
-  return _mm512_scalef_ps(p, n);
-}
-inline __mmask16 lane_mask(int64_t c, int64_t C) {
-  const int64_t n = std::min<int64_t>(L, C - c);
-  return n >= L ? __mmask16(0xffff) : __mmask16((1u << n) - 1u);
-}
-#endif
-
-// Pixel ranges: B images x chunks of HW pixels, enough items to keep every thread busy.
+// Pixel ranges: B images x chunks of HW pixels, enough items to keep every thread busy. The
+// chunks of an image do not depend on the batch size B: the statistics sum float partial sums per
+// chunk, so an image's statistics (and its decoded pixels) are the same alone or in a batch.
 struct Split {
   int64_t chunks, step;
 };
-Split split(int64_t B, int64_t HW) {
+Split split(int64_t /*B*/, int64_t HW) {
   const int64_t threads = omp_get_max_threads();
-  int64_t chunks = std::max<int64_t>(1, (8 * threads + B - 1) / std::max<int64_t>(B, 1));
+  int64_t chunks = std::max<int64_t>(1, 8 * threads);
   chunks = std::min(chunks, std::max<int64_t>(1, HW / 64));
   return {chunks, (HW + chunks - 1) / chunks};
 }
 
-// Per-channel sums of (x - shift) and (x - shift)^2 over pixels [p0, p1) of one image, added to s1, s2.
-template <class T>
-void channel_sums(const T* x, int64_t C, const float* shift, int64_t p0, int64_t p1, double* s1, double* s2) {
-  for (int64_t q = p0; q < p1; q += 64) {  // float partial sums over 64 pixels, then double
-    const int64_t e = std::min(p1, q + 64);
-#if ZI_CL_AVX512
-    for (int64_t c = 0; c < C; c += L) {
-      const __mmask16 m = lane_mask(c, C);
-      const V sh = load(shift + c, m);
-      V f1 = _mm512_setzero_ps(), f2 = _mm512_setzero_ps();
-      for (int64_t p = q; p < e; ++p) {
-        const V d = _mm512_sub_ps(load(x + p * C + c, m), sh);
-        f1 = _mm512_add_ps(f1, d);
-        f2 = _mm512_fmadd_ps(d, d, f2);
-      }
-      alignas(64) float a1[L], a2[L];
-      _mm512_store_ps(a1, f1);
-      _mm512_store_ps(a2, f2);
-      for (int64_t l = 0; l < std::min<int64_t>(L, C - c); ++l) s1[c + l] += a1[l], s2[c + l] += a2[l];
-    }
-#else
-    for (int64_t c = 0; c < C; ++c) {
-      float f1 = 0, f2 = 0;
-      for (int64_t p = q; p < e; ++p) {
-        const float d = to_float(x[p * C + c]) - shift[c];
-        f1 += d;
-        f2 += d * d;
-      }
-      s1[c] += f1;
-      s2[c] += f2;
-    }
-#endif
-  }
-}
+inline float to_float(float v) { return v; }
+inline float to_float(uint16_t v) { return bf16_to_f32(v); }
 
-// y = x * a + sh per channel, then (bf16 rounding) SiLU; stored in T (bf16: rounded). Pixels [p0, p1).
-template <class T>
-void apply(const T* x, T* y, int64_t C, const float* a, const float* sh, int64_t p0, int64_t p1, bool silu) {
-  constexpr bool bf16 = sizeof(T) == 2;
-#if ZI_CL_AVX512
-  const V one = _mm512_set1_ps(1.f);
-  for (int64_t p = p0; p < p1; ++p)
-    for (int64_t c = 0; c < C; c += L) {
-      const __mmask16 m = lane_mask(c, C);
-      V v = _mm512_fmadd_ps(load(x + p * C + c, m), load(a + c, m), load(sh + c, m));
-      if (silu) {
-        if (bf16) v = round_bf16_v(v);
-        v = _mm512_div_ps(v, _mm512_add_ps(one, exp_v(_mm512_sub_ps(_mm512_setzero_ps(), v))));
-      }
-      store(y + p * C + c, v, m);
-    }
-#else
-  for (int64_t p = p0; p < p1; ++p)
-    for (int64_t c = 0; c < C; ++c) {
-      float v = to_float(x[p * C + c]) * a[c] + sh[c];
-      if (silu) {
-        if (bf16) v = round_bf16(v);
-        v = v / (1.f + std::exp(-v));
-      }
-      from_float(v, y + p * C + c);
-    }
-#endif
+// The table's row kernels for T (float or bf16 bits).
+void channel_sums(const cpu::Kernels& k, const float* x, int64_t C, const float* shift, int64_t p0, int64_t p1,
+                  double* s1, double* s2) {
+  k.cl_sums_f32(x, C, shift, p0, p1, s1, s2);
+}
+void channel_sums(const cpu::Kernels& k, const uint16_t* x, int64_t C, const float* shift, int64_t p0, int64_t p1,
+                  double* s1, double* s2) {
+  k.cl_sums_bf16(x, C, shift, p0, p1, s1, s2);
+}
+void apply(const cpu::Kernels& k, const float* x, float* y, int64_t C, const float* a, const float* sh, int64_t p0,
+           int64_t p1, bool silu) {
+  k.cl_apply_f32(x, y, C, a, sh, p0, p1, silu);
+}
+void apply(const cpu::Kernels& k, const uint16_t* x, uint16_t* y, int64_t C, const float* a, const float* sh,
+           int64_t p0, int64_t p1, bool silu) {
+  k.cl_apply_bf16(x, y, C, a, sh, p0, p1, silu);
 }
 
 // Statistics of the pixels of window `win` (rows [y0, y1), columns [x0, x1)) of [B, H, W, C] x.
@@ -162,6 +70,7 @@ GroupNormStats group_stats_impl(const T* x, int64_t B, int64_t H, int64_t W, int
   for (int64_t n = 0; n < B; ++n)
     for (int64_t c = 0; c < C; ++c) shift[size_t(n * C + c)] = to_float(x[(n * HW + win.y0 * W + win.x0) * C + c]);
   std::vector<double> s1(size_t(items * C)), s2(s1.size());
+  const cpu::Kernels& kt = cpu::kernels();
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t it = 0; it < items; ++it) {
     const int64_t n = it / sp.chunks, q0 = (it % sp.chunks) * sp.step;
@@ -172,11 +81,11 @@ GroupNormStats group_stats_impl(const T* x, int64_t B, int64_t H, int64_t W, int
     std::fill_n(a2, C, 0.0);
     if (contiguous) {
       const int64_t base = win.y0 * W, p1 = std::min(npx, q0 + sp.step);
-      channel_sums(img, C, &shift[size_t(n * C)], base + std::min(q0, p1), base + p1, a1, a2);
+      channel_sums(kt, img, C, &shift[size_t(n * C)], base + std::min(q0, p1), base + p1, a1, a2);
     } else {
       for (int64_t r = q0; r < std::min(rows, q0 + sp.step); ++r) {
         const int64_t p0 = (win.y0 + r) * W + win.x0;
-        channel_sums(img, C, &shift[size_t(n * C)], p0, p0 + cols, a1, a2);
+        channel_sums(kt, img, C, &shift[size_t(n * C)], p0, p0 + cols, a1, a2);
       }
     }
   }
@@ -232,11 +141,12 @@ void group_norm_apply_impl(const T* x, T* y, int64_t B, int64_t HW, int64_t C, c
     }
   const Split sp = split(B, HW);
   const int64_t items = B * sp.chunks;
+  const cpu::Kernels& kt = cpu::kernels();
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t it = 0; it < items; ++it) {
     const int64_t n = it / sp.chunks, p0 = (it % sp.chunks) * sp.step, p1 = std::min(HW, p0 + sp.step);
     if (p0 < p1)
-      apply(x + n * HW * C, y + n * HW * C, C, &scale[size_t(n * C)], &offset[size_t(n * C)], p0, p1, silu);
+      apply(kt, x + n * HW * C, y + n * HW * C, C, &scale[size_t(n * C)], &offset[size_t(n * C)], p0, p1, silu);
   }
 }
 
@@ -353,17 +263,11 @@ void add_as_(Tensor& y, const Tensor& x) {
   uint16_t* yp = y.data<uint16_t>();
   const uint16_t* xp = x.data<uint16_t>();
   const int64_t blocks = (n + 1023) / 1024;
+  const cpu::Kernels& kt = cpu::kernels();
 #pragma omp parallel for schedule(static)
   for (int64_t bi = 0; bi < blocks; ++bi) {
-    const int64_t i1 = std::min(n, (bi + 1) * 1024);
-#if ZI_CL_AVX512
-    for (int64_t i = bi * 1024; i < i1; i += L) {
-      const __mmask16 m = lane_mask(i, i1);
-      store(yp + i, _mm512_add_ps(load(yp + i, m), load(xp + i, m)), m);
-    }
-#else
-    for (int64_t i = bi * 1024; i < i1; ++i) yp[i] = f32_to_bf16(bf16_to_f32(yp[i]) + bf16_to_f32(xp[i]));
-#endif
+    const int64_t i0 = bi * 1024, i1 = std::min(n, i0 + 1024);
+    kt.add_bf16(yp + i0, xp + i0, i1 - i0);
   }
 }
 

@@ -2,12 +2,15 @@
 
 #include <vector>
 
+#include "backend/cpu/cpu_level.h"
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/kernels.h"
 #include "ops/attention_args.h"
 #include "ops/ops.h"
 
 namespace zimage::ops {
+
+const char* cpu_kernel_level() { return cpu::level_name(cpu::kernels().level); }
 
 void set_num_threads(int n) { omp_set_num_threads(n > 0 ? n : omp_get_num_procs()); }
 int num_threads() { return omp_get_max_threads(); }

@@ -12,6 +12,11 @@ namespace zimage::ops {
 void set_num_threads(int n);
 int num_threads();
 
+// The CPU kernel level the ops run at ("amx", "avx512", "avx2" or "portable"), chosen once: the
+// best this CPU has, or ZIMAGE_CPU's (src/backend/cpu/cpu_level.h). Throws zimage::Error when
+// ZIMAGE_CPU is unknown or names a level the CPU lacks; front ends call it before any work.
+const char* cpu_kernel_level();
+
 // Converts a weight once, at load, to what `linear` computes with for `compute`:
 // bf16 compute keeps bf16 weights (f32/f16 weights are rounded to bf16); f32 compute
 // gets f32 weights. Returns the same tensor (no copy) when nothing changes.
@@ -91,13 +96,6 @@ void silu_mul_bf16(const Tensor& a, const Tensor& b, Tensor& out);
 // out = x rounded to bf16 (any float dtype in, bf16 out of the same element count), in parallel.
 void to_bf16_into(const Tensor& x, Tensor& out);
 
-// Reference implementations (plain loops, double accumulation) for tests of the fast kernels.
-namespace ref {
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias = nullptr);
-Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
-                 const std::vector<int64_t>& key_valid = {});
-}  // namespace ref
-
 }  // namespace zimage::ops
 
 // Convolution-network ops (VAE). Tensors are NCHW float32.
@@ -121,3 +119,24 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const T
 // Nearest-neighbour 2x upsampling (F.interpolate(scale_factor=2, mode="nearest")): [B, C, 2H, 2W].
 Tensor upsample_nearest2x(const Tensor& x);
 }  // namespace zimage::ops
+
+// Reference implementations of the ops (plain loops, double arithmetic, f32 results; inputs of
+// any float dtype are read as their values) for tests of the fast kernels at every CPU level
+// (tests/backend/backend_ops_test.cpp) and of the model code. Same shapes as the ops above.
+namespace zimage::ops::ref {
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias = nullptr);
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
+                 const std::vector<int64_t>& key_valid = {});
+Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
+Tensor silu_mul(const Tensor& a, const Tensor& b);
+Tensor rope_rotate_half(const Tensor& x, const Tensor& cos, const Tensor& sin);
+Tensor rope_interleaved(const Tensor& x, const Tensor& cs);
+Tensor modulate(const Tensor& x, const Tensor& scale, const std::vector<int64_t>& rows);
+Tensor gate_add(const Tensor& x, const Tensor& gate, const Tensor& y, const std::vector<int64_t>& rows);
+// NCHW tensors.
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, Padding2d pad);
+Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, float eps,
+                  bool silu = false);
+Tensor upsample_nearest2x(const Tensor& x);
+}  // namespace zimage::ops::ref

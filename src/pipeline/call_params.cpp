@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "ops/ops.h"
 #include "pipeline/pipeline_internal.h"
 #include "zimage/pipeline.h"
 
@@ -40,6 +41,7 @@ void check_compute_dtype(const char* option, const std::string& s) {
 int max_num_threads() { return 4 * std::max(1, int(std::thread::hardware_concurrency())); }
 
 void validate_pretrained_options(const PretrainedOptions& o) {
+  ops::cpu_kernel_level();  // a bad ZIMAGE_CPU fails here, before anything loads
   check_compute_dtype("torch_dtype", o.torch_dtype);
   check_compute_dtype("vae_dtype", o.vae_dtype);
   const int max_threads = max_num_threads();

@@ -1,4 +1,4 @@
-// ops::conv2d / group_norm / upsample against plain loops (double accumulation).
+// ops::conv2d / group_norm / upsample against plain loops (double accumulation; ops::ref).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -19,30 +19,6 @@ Tensor randt(Shape s, uint32_t seed, float scale = 1.f) {
   return t;
 }
 
-Tensor ref_conv(const Tensor& x, const Tensor& w, const Tensor* b, int64_t st, ops::Padding2d p) {
-  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), kh = w.dim(2), kw = w.dim(3);
-  const int64_t OH = (H + p.top + p.bottom - kh) / st + 1, OW = (W + p.left + p.right - kw) / st + 1;
-  auto xv = x.to_vector(), wv = w.to_vector();
-  std::vector<float> bv;
-  if (b) bv = b->to_vector();
-  Tensor y = Tensor::empty(DType::F32, {N, O, OH, OW});
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t o = 0; o < O; ++o)
-      for (int64_t oh = 0; oh < OH; ++oh)
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          double acc = b ? bv[size_t(o)] : 0.0;
-          for (int64_t c = 0; c < C; ++c)
-            for (int64_t i = 0; i < kh; ++i)
-              for (int64_t j = 0; j < kw; ++j) {
-                const int64_t ih = oh * st + i - p.top, iw = ow * st + j - p.left;
-                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                acc += double(xv[size_t(((n * C + c) * H + ih) * W + iw)]) * wv[size_t(((o * C + c) * kh + i) * kw + j)];
-              }
-          y.f32()[((n * O + o) * OH + oh) * OW + ow] = float(acc);
-        }
-  return y;
-}
-
 struct Case {
   Shape x, w;
   int64_t stride;
@@ -61,14 +37,14 @@ TEST(Conv2d, F32MatchesReferenceBothLayouts) {
   uint32_t seed = 10;
   for (const auto& c : cases) {
     Tensor x = randt(c.x, seed++), w = randt(c.w, seed++, 0.2f), b = randt({c.w[0]}, seed++);
-    Tensor r = ref_conv(x, w, &b, c.stride, c.pad);
+    Tensor r = ops::ref::conv2d(x, w, &b, c.stride, c.pad);
     for (auto layout : {ops::ConvLayout::Plain, ops::ConvLayout::Blocked}) {
       Tensor y = ops::conv2d(x, w, &b, c.stride, c.pad, layout);
       ASSERT_EQ(y.shape(), r.shape()) << shape_str(c.x);
       EXPECT_LT(rel_l2(y, r), 1e-6) << shape_str(c.x) << " layout " << int(layout);
     }
     Tensor y0 = ops::conv2d(x, w, nullptr, c.stride, c.pad);
-    EXPECT_LT(rel_l2(y0, ref_conv(x, w, nullptr, c.stride, c.pad)), 1e-6);
+    EXPECT_LT(rel_l2(y0, ops::ref::conv2d(x, w, nullptr, c.stride, c.pad)), 1e-6);
   }
 }
 
@@ -78,7 +54,7 @@ TEST(Conv2d, Bf16RoundsInputsAndAccumulatesInF32) {
   ASSERT_EQ(wb.dtype(), DType::BF16);
   Tensor xr = x.clone();
   ops::round_to_bf16_(xr);
-  Tensor r = ref_conv(xr, wb.to(DType::F32), &b, 1, ops::Padding2d::same(1));
+  Tensor r = ops::ref::conv2d(xr, wb.to(DType::F32), &b, 1, ops::Padding2d::same(1));
   for (auto layout : {ops::ConvLayout::Plain, ops::ConvLayout::Blocked}) {
     Tensor y = ops::conv2d(x, wb, &b, 1, ops::Padding2d::same(1), layout);
     EXPECT_LT(rel_l2(y, r), 1e-5) << int(layout);

@@ -1,4 +1,4 @@
-// torch's bf16 CPU flash attention (see attention_bf16.cpp for the semantics) with bf16 products
+// torch's bf16 CPU flash attention (see plain_kernels.inc, attention_bf16, for the semantics) with bf16 products
 // and f32 accumulation for Q·K^T and P·V, as torch's bf16 GEMMs: AMX tiles (TDPBF16PS) where the
 // CPU and OS allow them, else AVX-512 BF16 (VDPBF16PS). Per (batch, kv head) task, K and V are
 // packed once into bf16 layouts that both the AMX tiles and the AVX-512 micro-kernels read:

@@ -8,6 +8,7 @@
 #include <optional>
 #include <tuple>
 #include <unordered_map>
+#include <vector>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/onednn.h"
@@ -71,6 +72,14 @@ void conv2d(const ConvShape& s, const void* x, const void* w, DType dt, const fl
             ConvLayout layout) {
   ZI_ASSERT(dt == DType::F32 || dt == DType::BF16, "conv2d: dtype ", dtype_name(dt));
   if (s.N == 0 || s.O == 0 || s.out_h() <= 0 || s.out_w() <= 0) return;
+  if (dt == DType::BF16 && !onednn::has_bf16()) {  // x rounded to bf16 values, w widened: an f32 conv
+    std::vector<float> xf(size_t(s.N * s.C * s.H * s.W)), wf(size_t(s.O * s.C * s.kh * s.kw));
+    const auto* xp = static_cast<const float*>(x);
+    const auto* wp = static_cast<const uint16_t*>(w);
+    for (size_t i = 0; i < xf.size(); ++i) xf[i] = round_bf16(xp[i]);
+    for (size_t i = 0; i < wf.size(); ++i) wf[i] = bf16_to_f32(wp[i]);
+    return conv2d(s, xf.data(), wf.data(), DType::F32, bias, y, layout);
+  }
   Cached& c = primitive(s, dt, bias != nullptr, layout == ConvLayout::Blocked);
   const dnnl::engine& eng = onednn::engine();
   dnnl::memory src_plain(c.src_plain, eng, const_cast<void*>(x));

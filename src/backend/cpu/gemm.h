@@ -14,7 +14,8 @@ void gemm_nt_ex(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, con
                 const float* bias, void* y, int64_t ldy, DType yt);
 
 // The same on AMX tiles (gemm_amx.cpp) for bf16 x and w; returns false (nothing done) when the
-// CPU has no AMX, ZIMAGE_GEMM=onednn is set, or N or K is not a multiple of 32.
+// kernel table's level is not amx (cpu_level.h), ZIMAGE_GEMM=onednn is set, or N or K is not a
+// multiple of 32. amx_available(): the table's gemm_amx.
 bool gemm_amx_bf16(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, const void* w, const float* bias,
                    void* y, int64_t ldy, DType yt);
 bool amx_available();

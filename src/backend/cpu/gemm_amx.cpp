@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "backend/cpu/amx_tiles.h"
+#include "backend/cpu/cpu_level.h"
 #include "backend/cpu/kernels.h"
 #include "core/dtype.h"
 
@@ -32,11 +33,6 @@ namespace {
 constexpr int64_t kMc = 768;     // rows per M block, at most about (A block of one K block: 768 x 256 bf16 = 384 KB)
 constexpr int64_t kKc = 256;     // K per block
 constexpr int64_t kNcPairs = 8;  // column pairs per chunk: C chunk rows x 256 f32 (768 KB at 768 rows)
-
-bool use_amx() {
-  if (const char* e = std::getenv("ZIMAGE_GEMM"); e && std::strcmp(e, "onednn") == 0) return false;
-  return cpu_has_amx_bf16();
-}
 
 // A[r0 : r0 + rows, k0 : k0 + kc] (row stride ldx) -> tiles [rows32 / 16][kc / 32][16][32],
 // rows past `rows` zero.
@@ -110,14 +106,9 @@ void* aligned_buffer(std::vector<char>& storage, size_t bytes) {
 
 }  // namespace
 
-bool amx_available() {
-  static const bool ok = use_amx();
-  return ok;
-}
-
 bool gemm_amx_bf16(int64_t M, int64_t N, int64_t K, const void* xv, int64_t ldx, const void* wv, const float* bias,
                    void* y, int64_t ldy, DType yt) {
-  if (!amx_available() || N % 32 != 0 || K % 32 != 0 || M <= 0) return false;
+  if (!kernels().gemm_amx || N % 32 != 0 || K % 32 != 0 || M <= 0) return false;
   const auto* x = static_cast<const uint16_t*>(xv);
   const auto* w = static_cast<const uint16_t*>(wv);
   const int64_t pairs = N / 32, kblocks = (K + kKc - 1) / kKc;

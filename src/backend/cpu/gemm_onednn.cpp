@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/kernels.h"
@@ -53,6 +54,23 @@ void gemm_nt_ex(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, con
   ZI_ASSERT(yt == DType::F32 || (yt == DType::BF16 && dt == DType::BF16), "gemm_nt: output dtype ", dtype_name(yt));
   if (M == 0 || N == 0) return;
   if (dt == DType::BF16 && gemm_amx_bf16(M, N, K, x, ldx, w, bias, y, ldy, yt)) return;
+  if (dt == DType::BF16 && !onednn::has_bf16()) {
+    // The bf16 operands widen to f32 exactly and their products are exact in f32, so an f32 GEMM
+    // computes the same thing (f32 accumulation).
+    std::vector<float> xf(size_t(M * K)), wf(size_t(N * K));
+    const auto* xb = static_cast<const uint16_t*>(x);
+    const auto* wb = static_cast<const uint16_t*>(w);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < K; ++k) xf[size_t(m * K + k)] = bf16_to_f32(xb[m * ldx + k]);
+    for (size_t i = 0; i < wf.size(); ++i) wf[i] = bf16_to_f32(wb[i]);
+    if (yt == DType::F32) return gemm_nt_ex(M, N, K, xf.data(), K, wf.data(), DType::F32, bias, y, ldy, DType::F32);
+    std::vector<float> yf(size_t(M * N));
+    gemm_nt_ex(M, N, K, xf.data(), K, wf.data(), DType::F32, bias, yf.data(), N, DType::F32);
+    auto* yb = static_cast<uint16_t*>(y);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) yb[m * ldy + n] = f32_to_bf16(yf[size_t(m * N + n)]);
+    return;
+  }
   Cached& c = primitive(M, N, K, dt, bias != nullptr, yt, ldx, ldy);
   const dnnl::engine& eng = onednn::engine();
   dnnl::memory src(c.src, eng, const_cast<void*>(x));

@@ -1,4 +1,5 @@
-// CPU kernels behind zimage::ops. Only src/ops/ calls these; shapes are already validated.
+// CPU kernels behind zimage::ops. Only src/ops/ calls these; shapes are already validated. The
+// entry points with ISA-specific versions dispatch through the kernel table (cpu_level.h).
 #pragma once
 #include <cstdint>
 
@@ -20,9 +21,8 @@ void attention_torch_bf16(const float* q, const float* k, const float* v, float*
                           int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
                           const int64_t* key_valid);
 
-// The attention kernels behind the two above: `attention` and `attention_torch_bf16` pick the
-// AVX-512 ones where the CPU has the instructions (AVX-512 F/BW/DQ/VL, plus BF16 for the bf16
-// path, with AMX tiles where available) and the plain portable loops otherwise.
+// The attention kernels behind the two above (the table of the avx512 and amx levels; `generic`:
+// the portable level's plain loops).
 void attention_avx512(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
                       int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
 void attention_generic(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
@@ -33,11 +33,12 @@ void attention_torch_bf16_avx512(const float* q, const float* k, const float* v,
                                  bool amx);
 void attention_torch_bf16_generic(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
                                   int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
+// What the CPU has (cpu_level.h features()), whatever the active level.
 bool cpu_has_avx512();
 bool cpu_has_avx512_bf16();
-// AMX-BF16 present and the OS grants this process the tile state (asked for once, on first call).
+// AMX-BF16 present and the OS grants this process the tile state (asked for once, by the probe).
 bool cpu_has_amx_bf16();
-// y[i] = exp(x[i]) with the attention kernels' vectorised exp (std::exp without AVX-512).
+// y[i] = exp(x[i]): the table's exp (the attention kernels' vectorised exp at avx512/amx, std::exp below).
 void exp_f32(const float* x, float* y, int64_t n);
 void exp_avx512(const float* x, float* y, int64_t n);
 
