@@ -7,6 +7,11 @@
 
 namespace zimage {
 
+// PIL's Image.resize((width, height), Image.LANCZOS) of an 8-bit image (each channel on its own,
+// as PIL does for L and RGB; RGBA would be premultiplied there, so convert first): Pillow's
+// Resample.c with its fixed-point coefficients, bit for bit. Same size: a copy.
+Image resize_lanczos(const Image& img, int width, int height);
+
 // convert("RGB"), np.array(...).astype(float32) / 255, then 2 * x - 1 (float32): [1, 3, H, W].
 Tensor preprocess_image(const Image& img);
 // convert("L"), / 255 (float32), then binarised: < 0.5 -> 0, >= 0.5 -> 1: [1, 1, H, W].

@@ -109,9 +109,8 @@ void validate_call_params(const CallParams& p) {
              im.pixels.size(), " bytes)");
       if (im.width > kMaxSide || im.height > kMaxSide)
         fail("[pipeline] ", what, " is ", im.width, "x", im.height, ", larger than the supported ", kMaxSide, "x", kMaxSide);
-      if (im.width % 16 != 0 || im.height % 16 != 0)
-        fail("[pipeline] ", what, " is ", im.width, "x", im.height, ": its sides must be multiples of 16 (resize or crop it to ",
-             im.width / 16 * 16, "x", im.height / 16 * 16, ")");
+      if (im.width < 16 || im.height < 16)
+        fail("[pipeline] ", what, " is ", im.width, "x", im.height, ": its sides must be at least 16 pixels");
     };
     check(*p.image, "init image");
     if (p.mask_image) {
@@ -120,10 +119,13 @@ void validate_call_params(const CallParams& p) {
         fail("[pipeline] mask image is ", p.mask_image->width, "x", p.mask_image->height, " but the init image is ",
              p.image->width, "x", p.image->height, "; they must be the same size");
     }
-    if ((p.height && *p.height != p.image->height) || (p.width && *p.width != p.image->width))
-      fail("[pipeline] the requested size ", p.width.value_or(p.image->width), "x", p.height.value_or(p.image->height),
+    // The output has the image's size, rounded down to multiples of 16 (VaeImageProcessor resizes it).
+    const int iw = p.image->width / 16 * 16, ih = p.image->height / 16 * 16;
+    if ((p.height && *p.height != ih) || (p.width && *p.width != iw))
+      fail("[pipeline] the requested size ", p.width.value_or(iw), "x", p.height.value_or(ih),
            " (width x height) differs from the init image's ", p.image->width, "x", p.image->height,
-           " (the output has the image's size: leave height and width unset)");
+           iw != p.image->width || ih != p.image->height ? " (resized to " + std::to_string(iw) + "x" + std::to_string(ih) + ")" : std::string(),
+           "; the output has the image's size: leave height and width unset");
     const int n = p.sigmas ? int(p.sigmas->size()) : p.num_inference_steps;
     const int kept = n - edit_start_step(n, strength);
     if (kept < 1)

@@ -215,9 +215,24 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
   validate_call_params(p);
   const auto t_call = Clock::now();
   PipelineOutput out;
-  const int height = p.height.value_or(p.image ? p.image->height : 1024);
-  const int width = p.width.value_or(p.image ? p.image->width : 1024);
   const int64_t vae_scale = vae_scale_factor * 2;
+  int height = p.height.value_or(1024), width = p.width.value_or(1024);
+  // Edits: VaeImageProcessor.preprocess takes the image's size rounded down to multiples of
+  // vae_scale and resizes to it with PIL's Lanczos filter (the mask to the same size, before its
+  // grayscale conversion, as diffusers gets it from load_image: RGB).
+  std::optional<Image> init_rgb, mask_rgb;
+  if (p.image) {
+    width = int(p.image->width - p.image->width % vae_scale);
+    height = int(p.image->height - p.image->height % vae_scale);
+    if (width < vae_scale || height < vae_scale)
+      fail("[pipeline] init image is ", p.image->width, "x", p.image->height, ": this model needs sides of at least ", vae_scale);
+    if ((p.height && *p.height != height) || (p.width && *p.width != width))
+      fail("[pipeline] the requested size ", p.width.value_or(width), "x", p.height.value_or(height),
+           " (width x height) differs from the init image's ", width, "x", height,
+           "; the output has the image's size: leave height and width unset");
+    init_rgb = resize_lanczos(to_rgb(*p.image), width, height);
+    if (p.mask_image) mask_rgb = resize_lanczos(to_rgb(*p.mask_image), width, height);
+  }
   if (height % vae_scale != 0) fail("[pipeline] height must be divisible by ", vae_scale, " for this model (got ", height, ")");
   if (width % vae_scale != 0) fail("[pipeline] width must be divisible by ", vae_scale, " for this model (got ", width, ")");
   if (p.max_sequence_length > max_positions)
@@ -291,7 +306,7 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
   auto encode_image = [&]() {  // retrieve_latents(vae.encode(image), generator[0]), scaled: [1, C, lh, lw]
     const auto te0 = Clock::now();
     AutoencoderKL& v = autoencoder();
-    Tensor x = preprocess_image(*p.image);
+    Tensor x = preprocess_image(*init_rgb);
     if (edit_bf16) ops::round_to_bf16_(x);  // image.to(dtype)
     LatentDistribution dist = v.encode(x);
     if (dist.mean.shape() != Shape({1, in_channels, lh, lw}))
@@ -337,7 +352,7 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
         fail("[pipeline] masked_image_latents has shape ", shape_str(ms), ", expected ",
              shape_str(Shape{1, in_channels, lh, lw}), " (or batch ", images, ")");
     }
-    mask = interpolate_nearest(preprocess_mask(*p.mask_image), lh, lw);  // [1, 1, lh, lw] of 0 / 1
+    mask = interpolate_nearest(preprocess_mask(*mask_rgb), lh, lw);  // [1, 1, lh, lw] of 0 / 1
   }
   if (p.num_images_per_prompt > 1) {
     auto repeat = [&](std::vector<Tensor>& v) {

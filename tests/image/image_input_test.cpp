@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/safetensors.h"
+#include "image/image_processor.h"
 #include "util/test_util.h"
 #include "zimage/image.h"
 
@@ -34,8 +35,7 @@ TEST_P(ImageInputParity, ConvertsLikePil) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Files, ImageInputParity,
-                         ::testing::Values("rgb_48.png", "rgb_32x64.jpg", "rgba_48.png", "mask_holes_48.png",
-                                           "mask_rgb_48.png", "mode_l.png", "mode_la.png", "mode_p.png",
+                         ::testing::Values("rgb_32x64.jpg", "rgba_48.png", "mode_l.png", "mode_la.png", "mode_p.png",
                                            "mode_rgba.png", "mode_1.png", "mode_l.jpg", "mode_rgb.jpg"),
                          [](const auto& info) {
                            std::string s = info.param;
@@ -43,6 +43,30 @@ INSTANTIATE_TEST_SUITE_P(Files, ImageInputParity,
                              if (!isalnum((unsigned char)c)) c = '_';
                            return s;
                          });
+
+// PIL's Image.resize(LANCZOS) (VaeImageProcessor.resize on sides that are not multiples of
+// vae_scale): Pillow's Resample.c, horizontal pass first. Pillow 13.0 (the reference venv's)
+// runs the vertical pass first for some shrinks of both axes (its rule is not documented), which
+// rounds the intermediate 8-bit image differently: those cases are within 1 here, the others bit
+// for bit (see README: 126 of 150 round-down resizes identical, the rest within 2).
+TEST(ImageInputParity, LanczosResizeIsPilBitForBit) {
+  SafeTensorsFile ref(test::fixture("edit/modes.safetensors"));
+  struct R {
+    const char* file;
+    int w, h, max_diff;
+  };
+  for (R r : {R{"mode_rgb.jpg", 16, 16, 0}, R{"rgb_32x64.jpg", 17, 50, 0}, R{"mask_50x44.png", 48, 40, 0}, R{"mode_l.png", 3, 9, 0},
+              R{"rgb_48.png", 40, 24, 1}, R{"rgb_50x44.png", 48, 32, 1}}) {
+    Image rgb = to_rgb(read_image(test::fixture(std::string("edit/") + r.file)));
+    Image out = resize_lanczos(rgb, r.w, r.h);
+    const std::string key = std::string(r.file) + ".resize" + std::to_string(r.w) + "x" + std::to_string(r.h);
+    const int d = max_diff(out, ref.get(key), 3);
+    EXPECT_GE(d, 0) << key;
+    EXPECT_LE(d, r.max_diff) << key;
+  }
+  Image same = to_rgb(read_image(test::fixture("edit/rgb_48.png")));
+  EXPECT_EQ(resize_lanczos(same, 48, 48).pixels, same.pixels);
+}
 
 TEST(ImageInput, BadFilesAreNamedErrors) {
   const std::string dir = test::temp_dir("image_input");

@@ -58,7 +58,9 @@ Result run_case(ZImagePipeline& pipe, const std::string& model, const json& c) {
   EXPECT_EQ(out.latents.shape(), ref_lat.shape());
   if (out.latents.shape() != ref_lat.shape()) return r;
   r.rel_l2 = rel_l2(out.latents, ref_lat);
-  auto ref_px = ref.get("image_u8").to_vector();
+  const std::string img_file = c["file"].get<std::string>();
+  SafeTensorsFile ref_img(test::fixture("ref/" + model + "/" + img_file.substr(0, img_file.size() - 12) + "_image.safetensors"));
+  auto ref_px = ref_img.get("image_u8").to_vector();
   EXPECT_EQ(out.images.size(), 1u);
   if (out.images.size() != 1 || out.images[0].pixels.size() != ref_px.size()) {
     ADD_FAILURE() << "image size";
@@ -94,8 +96,8 @@ TEST_P(EditParityFp32, LatentsAndImageMatchDiffusers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, EditParityFp32,
-                         ::testing::Values("i2i_s06", "i2i_s09_cfg", "i2i_nonsquare_jpg", "inp_holes", "inp_rgba",
-                                           "inp_mil"));
+                         ::testing::Values("i2i_s06", "i2i_s09_cfg", "i2i_nonsquare_jpg", "i2i_resize", "inp_holes",
+                                           "inp_rgba", "inp_mil", "inp_resize"));
 
 TEST(EditParityBf16, LatentsCloseToDiffusersBf16Run) {
   PretrainedOptions o;
@@ -143,8 +145,13 @@ TEST(EditApi, ValidationErrorsNameTheValue) {
   p.mask_image = Image{32, 48, 1, std::vector<uint8_t>(32 * 48)};
   expect(p, "[pipeline] mask image is 32x48 but the init image is 48x32");
   p.mask_image = std::nullopt;
-  p.image = Image{40, 32, 3, std::vector<uint8_t>(40 * 32 * 3)};
-  expect(p, "[pipeline] init image is 40x32: its sides must be multiples of 16 (resize or crop it to 32x32)");
+  p.image = Image{40, 32, 3, std::vector<uint8_t>(40 * 32 * 3)};  // resized to 32x32 (multiples of 16)
+  p.width = 40;
+  expect(p, "[pipeline] the requested size 40x32 (width x height) differs from the init image's 40x32 (resized to 32x32)");
+  p.width = std::nullopt;
+  EXPECT_NO_THROW(validate_call_params(p));
+  p.image = Image{15, 32, 3, std::vector<uint8_t>(15 * 32 * 3)};
+  expect(p, "[pipeline] init image is 15x32: its sides must be at least 16 pixels");
   p.image = Image{48, 32, 3, std::vector<uint8_t>(5)};
   expect(p, "[pipeline] init image is not a valid image (48x32, 3 channels, 5 bytes)");
   p.image = std::nullopt;

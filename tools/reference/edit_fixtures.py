@@ -3,11 +3,13 @@
 Writes, reusing the tiny models (never rewriting any other fixture file):
 
   tests/fixtures/edit/                    input images (PNG in several modes, JPEG) and masks
-  tests/fixtures/edit/modes.safetensors   PIL's convert("RGB") and convert("L") of every input file
-                                          ("<file>.rgb" [H, W, 3], "<file>.l" [H, W]; uint8 values as float32)
+  tests/fixtures/edit/modes.safetensors   PIL's convert("RGB") and convert("L") of the mode_* and JPEG/RGBA files
+                                          ("<file>.rgb" [H, W, 3], "<file>.l" [H, W]) and PIL Lanczos resizes
+                                          ("<file>.resize<W>x<H>"); uint8 values stored as bfloat16 (exact)
   tests/fixtures/ref/<model>/edit_cases.json, edit_<case>.safetensors
                                           ZImageImg2ImgPipeline / ZImageInpaintPipeline runs: final latents
-                                          (callback at the last step) and the uint8 image
+                                          (callback at the last step; float32), and edit_<case>_image.safetensors:
+                                          the uint8 image (as bfloat16, exact)
 
 Inputs are loaded with diffusers.utils.load_image (EXIF transpose, then convert("RGB")), the way a user
 loads them; diffusers' VaeImageProcessor of these pipelines has do_convert_rgb=False and refuses other modes.
@@ -20,6 +22,7 @@ import PIL.Image
 import torch
 from diffusers import ZImageImg2ImgPipeline, ZImageInpaintPipeline
 from diffusers.utils import load_image
+from safetensors.torch import save_file
 
 PROMPT = "a photo of a cat"
 
@@ -57,6 +60,12 @@ def make_inputs(edit_dir):
     mc[:, 20:] = (255, 200, 40)  # L = 214: inpaint
     mc[10:20, 30:40] = (0, 0, 255)  # L = 29: keep
     save("mask_rgb_48.png", PIL.Image.fromarray(mc, "RGB"))
+    # Sides that are not multiples of 16: VaeImageProcessor resizes them down with PIL's Lanczos filter.
+    save("rgb_50x44.png", PIL.Image.fromarray(_pattern(44, 50, 8), "RGB"))
+    m2 = np.full((44, 50), 255, np.uint8)
+    m2[5:20, 5:25] = 0
+    m2[30:40, 30:45] = 0
+    save("mask_50x44.png", PIL.Image.fromarray(m2, "L"))
     # Mode conversions (small odd sizes).
     rs = np.random.RandomState(9)
     g = rs.randint(0, 256, size=(5, 7)).astype(np.uint8)
@@ -71,13 +80,28 @@ def make_inputs(edit_dir):
     return files
 
 
+def save_u8_tensors(path, tensors):
+    """uint8 values (exact in bfloat16: every integer up to 256) at half the bytes of float32."""
+    save_file({k: v.detach().to(torch.bfloat16).contiguous().clone() for k, v in tensors.items()}, path)
+
+
 def mode_refs(files):
     out = {}
     for name, path in sorted(files.items()):
+        if not (name.startswith("mode_") or name.endswith(".jpg") or name.startswith("rgba")):
+            continue  # plain RGB / L PNGs: covered by the pipeline cases
         im = PIL.Image.open(path)
         out[f"{name}.rgb"] = torch.from_numpy(np.asarray(im.convert("RGB")).astype(np.float32))
         out[f"{name}.l"] = torch.from_numpy(np.asarray(im.convert("L")).astype(np.float32))
+    for name, (w, h) in RESIZES:
+        im = PIL.Image.open(files[name]).convert("RGB").resize((w, h), resample=PIL.Image.LANCZOS)
+        out[f"{name}.resize{w}x{h}"] = torch.from_numpy(np.asarray(im).astype(np.float32))
     return out
+
+
+# PIL Image.resize(LANCZOS) references (what VaeImageProcessor.resize does to an RGB PIL image).
+RESIZES = [("rgb_48.png", (40, 24)), ("mode_rgb.jpg", (16, 16)), ("rgb_50x44.png", (48, 32)), ("rgb_32x64.jpg", (17, 50)),
+           ("mask_50x44.png", (48, 40)), ("mode_l.png", (3, 9))]
 
 
 def cases_for(name):
@@ -95,6 +119,13 @@ def cases_for(name):
         dict(name="inp_mil", kind="inpaint", image="rgb_48.png", mask="mask_holes_48.png", strength=0.8,
              num_inference_steps=4, guidance_scale=0.0, seed=11, masked_image_latents_seed=99),
     ]
+    if name == "tiny-fp32":  # sides not multiples of 16: resized (fp32 only, fixture size budget)
+        cases += [
+            dict(name="i2i_resize", kind="img2img", image="rgb_50x44.png", strength=0.7, num_inference_steps=3,
+                 guidance_scale=0.0, seed=21),
+            dict(name="inp_resize", kind="inpaint", image="rgb_50x44.png", mask="mask_50x44.png", strength=1.0,
+                 num_inference_steps=3, guidance_scale=0.0, seed=23),
+        ]
     if name == "tiny-bf16":
         cases = [c for c in cases if c["name"] in ("i2i_s06", "i2i_nonsquare_jpg", "inp_holes", "inp_rgba")]
     return cases
@@ -138,7 +169,7 @@ def run_case(pipes, edit_dir, case):
 def make_edit(model_name, model_dir, ref_dir, out_dir, run_dtype, log, save_tensors, write_json):
     edit_dir = os.path.join(out_dir, "edit")
     files = make_inputs(edit_dir)
-    save_tensors(os.path.join(edit_dir, "modes.safetensors"), mode_refs(files))
+    save_u8_tensors(os.path.join(edit_dir, "modes.safetensors"), mode_refs(files))
     i2i = ZImageImg2ImgPipeline.from_pretrained(model_dir, torch_dtype=run_dtype)
     inp = ZImageInpaintPipeline(**i2i.components)
     for p in (i2i, inp):
@@ -148,6 +179,8 @@ def make_edit(model_name, model_dir, ref_dir, out_dir, run_dtype, log, save_tens
         log(f"{model_name}: edit {case['name']}")
         tens, rec = run_case(dict(img2img=i2i, inpaint=inp), edit_dir, case)
         rec["dtype"] = str(run_dtype).replace("torch.", "")
-        save_tensors(os.path.join(ref_dir, rec["file"]), tens)
+        save_tensors(os.path.join(ref_dir, rec["file"]), {k: v for k, v in tens.items() if k != "image_u8"})
+        save_u8_tensors(os.path.join(ref_dir, rec["file"].replace(".safetensors", "_image.safetensors")),
+                        {"image_u8": tens["image_u8"]})
         records.append(rec)
     write_json(os.path.join(ref_dir, "edit_cases.json"), records)
