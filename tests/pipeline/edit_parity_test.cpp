@@ -34,7 +34,11 @@ CallParams edit_params(const json& c, const SafeTensorsFile& ref) {
   if (c.contains("negative_prompt")) p.negative_prompt = {c["negative_prompt"].get<std::string>()};
   p.num_inference_steps = c["num_inference_steps"].get<int>();
   p.guidance_scale = c["guidance_scale"].get<float>();
-  p.generator = {{c["seed"].get<uint64_t>(), "cpu"}};
+  if (c.contains("seeds"))
+    for (auto& sd : c["seeds"]) p.generator.push_back({sd.get<uint64_t>(), "cpu"});
+  else
+    p.generator = {{c["seed"].get<uint64_t>(), "cpu"}};
+  if (c.contains("num_images_per_prompt")) p.num_images_per_prompt = c["num_images_per_prompt"].get<int>();
   p.image = read_image(test::fixture("edit/" + c["image"].get<std::string>()));
   if (c.contains("mask")) p.mask_image = read_image(test::fixture("edit/" + c["mask"].get<std::string>()));
   p.strength = c["strength"].get<double>();
@@ -61,13 +65,14 @@ Result run_case(ZImagePipeline& pipe, const std::string& model, const json& c) {
   const std::string img_file = c["file"].get<std::string>();
   SafeTensorsFile ref_img(test::fixture("ref/" + model + "/" + img_file.substr(0, img_file.size() - 12) + "_image.safetensors"));
   auto ref_px = ref_img.get("image_u8").to_vector();
-  EXPECT_EQ(out.images.size(), 1u);
-  if (out.images.size() != 1 || out.images[0].pixels.size() != ref_px.size()) {
+  std::vector<uint8_t> px;
+  for (auto& im : out.images) px.insert(px.end(), im.pixels.begin(), im.pixels.end());
+  EXPECT_EQ(out.images.size(), size_t(p.num_images_per_prompt));
+  if (px.size() != ref_px.size()) {
     ADD_FAILURE() << "image size";
     return r;
   }
-  for (size_t i = 0; i < ref_px.size(); ++i)
-    r.max_px = std::max(r.max_px, int(std::fabs(float(out.images[0].pixels[i]) - ref_px[i])));
+  for (size_t i = 0; i < ref_px.size(); ++i) r.max_px = std::max(r.max_px, int(std::fabs(float(px[i]) - ref_px[i])));
   return r;
 }
 
@@ -97,7 +102,8 @@ TEST_P(EditParityFp32, LatentsAndImageMatchDiffusers) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, EditParityFp32,
                          ::testing::Values("i2i_s06", "i2i_s09_cfg", "i2i_nonsquare_jpg", "i2i_resize", "inp_holes",
-                                           "inp_rgba", "inp_mil", "inp_resize"));
+                                           "inp_rgba", "inp_mil", "inp_resize", "i2i_batch_seeds",
+                                           "inp_batch_seed"));
 
 TEST(EditParityBf16, LatentsCloseToDiffusersBf16Run) {
   PretrainedOptions o;

@@ -125,6 +125,12 @@ def cases_for(name):
                  guidance_scale=0.0, seed=21),
             dict(name="inp_resize", kind="inpaint", image="rgb_50x44.png", mask="mask_50x44.png", strength=1.0,
                  num_inference_steps=3, guidance_scale=0.0, seed=23),
+            # Batches: one generator draws the image sample, then the noise of both images at once;
+            # a generator list draws the image sample from the first, then each image's noise from its own.
+            dict(name="i2i_batch_seeds", kind="img2img", image="rgb_48.png", strength=0.75, num_inference_steps=4,
+                 guidance_scale=0.0, seeds=[3, 4], num_images_per_prompt=2),
+            dict(name="inp_batch_seed", kind="inpaint", image="rgb_48.png", mask="mask_holes_48.png", strength=0.9,
+                 num_inference_steps=3, guidance_scale=0.0, seed=6, num_images_per_prompt=2),
         ]
     if name == "tiny-bf16":
         cases = [c for c in cases if c["name"] in ("i2i_s06", "i2i_nonsquare_jpg", "inp_holes", "inp_rgba")]
@@ -136,7 +142,7 @@ def run_case(pipes, edit_dir, case):
     image = load_image(os.path.join(edit_dir, case["image"]))
     params = dict(prompt=PROMPT, negative_prompt=case.get("negative_prompt"), image=image,
                   strength=case["strength"], num_inference_steps=case["num_inference_steps"],
-                  guidance_scale=case["guidance_scale"])
+                  guidance_scale=case["guidance_scale"], num_images_per_prompt=case.get("num_images_per_prompt", 1))
     if case["kind"] == "inpaint":
         params["mask_image"] = load_image(os.path.join(edit_dir, case["mask"]))
     mil = None
@@ -153,7 +159,11 @@ def run_case(pipes, edit_dir, case):
         return {}
 
     with torch.no_grad():
-        res = pipe(**params, generator=torch.Generator("cpu").manual_seed(case["seed"]), output_type="pil",
+        if "seeds" in case:
+            generator = [torch.Generator("cpu").manual_seed(s) for s in case["seeds"]]
+        else:
+            generator = torch.Generator("cpu").manual_seed(case["seed"])
+        res = pipe(**params, generator=generator, output_type="pil",
                    callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
     imgs = np.stack([np.asarray(im) for im in res.images]).astype(np.float32)
     tens = dict(latents=captured["latents"].float(), image_u8=torch.from_numpy(imgs))
@@ -161,7 +171,9 @@ def run_case(pipes, edit_dir, case):
         tens["masked_image_latents"] = mil
     rec = dict(case)
     rec.update(prompt=PROMPT, steps_run=captured["steps"], latents_shape=list(captured["latents"].shape),
-               image_shape=list(imgs.shape), generator="torch.Generator('cpu').manual_seed(seed)",
+               image_shape=list(imgs.shape),
+               generator="list of torch.Generator('cpu').manual_seed(s) for s in seeds" if "seeds" in case
+               else "torch.Generator('cpu').manual_seed(seed)",
                file=f"edit_{case['name']}.safetensors")
     return tens, rec
 
