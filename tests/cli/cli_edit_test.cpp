@@ -111,6 +111,22 @@ TEST_F(CliEdit, InpaintEditParityAndFromPng) {
   expect_error({"--from-png", dir + "/out.png", "-o", dir + "/out3.png"}, "the mask image '" + mask + "'");
 }
 
+// Image 1 of an img2img batch drawn from one seed regenerates from its PNG alone (the CLI runs the
+// batch again and keeps that image: the noise follows the image's latent sample in the stream).
+TEST_F(CliEdit, BatchImageRegeneratesFromPng) {
+  const std::string init = copy_input("rgb_48.png");
+  Run r = generate({"-m", model, "-p", "a photo of a cat", "--init-image", init, "--strength", "0.75", "-s", "4", "--seed", "8",
+                    "--num-images", "2", "-o", dir + "/out.png"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(read_png_metadata(dir + "/out-1.png").at("zimage"));
+  EXPECT_EQ(j["noise_batch_size"], 2);
+  EXPECT_EQ(j["noise_index"], 1);
+  ASSERT_EQ(generate({"--from-png", dir + "/out-1.png", "-o", dir + "/again.png"}).code, 0);
+  EXPECT_EQ(read_png(dir + "/again.png").pixels, read_png(dir + "/out-1.png").pixels);
+  EXPECT_NE(read_png(dir + "/out.png").pixels, read_png(dir + "/out-1.png").pixels);
+  EXPECT_EQ(json::parse(read_png_metadata(dir + "/again.png").at("zimage"))["noise_index"], 1);
+}
+
 // Refused before the model is loaded: the model path does not exist, the error is about the input.
 TEST_F(CliEdit, BadInputIsRefusedBeforeLoading) {
   const std::string nomodel = dir + "/no-such-model", init = test::fixture("edit/rgb_48.png");
