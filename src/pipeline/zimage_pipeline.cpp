@@ -354,6 +354,7 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     }
     mask = interpolate_nearest(preprocess_mask(*mask_rgb), lh, lw);  // [1, 1, lh, lw] of 0 / 1
   }
+  if (opts.low_memory && edit) vae.reset();  // encoded; reloaded for the decode
   if (p.num_images_per_prompt > 1) {
     auto repeat = [&](std::vector<Tensor>& v) {
       std::vector<Tensor> r;

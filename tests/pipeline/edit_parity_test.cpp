@@ -100,6 +100,18 @@ TEST_P(EditParityFp32, LatentsAndImageMatchDiffusers) {
               r.max_px);
 }
 
+// low_memory releases the VAE between the encode and the decode: same result.
+TEST(EditParityFp32LowMemory, SameLatentsAsTheSharedPipeline) {
+  PretrainedOptions o;
+  o.torch_dtype = "float32";
+  o.low_memory = true;
+  auto pipe = ZImagePipeline::from_pretrained(test::fixture("models/tiny-fp32"), o);
+  json c = edit_case("tiny-fp32", "inp_holes");
+  SafeTensorsFile ref(test::fixture("ref/tiny-fp32/" + c["file"].get<std::string>()));
+  PipelineOutput out = pipe(edit_params(c, ref));
+  EXPECT_LE(rel_l2(out.latents, ref.get("latents")), 1e-5);
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, EditParityFp32,
                          ::testing::Values("i2i_s06", "i2i_s09_cfg", "i2i_nonsquare_jpg", "i2i_resize", "inp_holes",
                                            "inp_rgba", "inp_mil", "inp_resize", "i2i_batch_seeds",
