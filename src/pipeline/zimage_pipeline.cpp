@@ -334,8 +334,8 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
       noise0 = random::randn_tensor(shape, ptrs);
       image_latents = encode_image();
     }
-    if (p.generator.empty()) out.seeds.push_back(gens[0].initial_seed());
     for (auto& g : p.generator) out.seeds.push_back(g.seed);
+    if (p.generator.empty() && inpaint) out.seeds.push_back(gens[0].initial_seed());  // it drew the noise
   } else if (edit) {  // image latents sampled first, then the noise (diffusers' draw order)
     image_latents = encode_image();
     noise0 = random::randn_tensor(shape, ptrs);
