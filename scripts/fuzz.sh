@@ -14,15 +14,15 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 ALL=(safetensors_header_fuzz safetensors_index_fuzz gguf_fuzz json_config_fuzz tokenizer_encode_fuzz
-     tokenizer_json_fuzz png_metadata_fuzz server_request_fuzz)
+     tokenizer_json_fuzz png_metadata_fuzz server_request_fuzz image_input_fuzz)
 # Input size caps. JSON configs are capped so that nesting depth stays far below what the
 # recursive JSON code (dump, comparison) can take; see docs/DESIGN.md (Testing).
 declare -A MAX_LEN=([gguf_fuzz]=16384 [safetensors_header_fuzz]=65536 [safetensors_index_fuzz]=8192 [json_config_fuzz]=8192
                     [tokenizer_encode_fuzz]=4096 [tokenizer_json_fuzz]=65536 [png_metadata_fuzz]=16384
-                    [server_request_fuzz]=8192)
+                    [server_request_fuzz]=8192 [image_input_fuzz]=4096)
 declare -A DICT=([safetensors_header_fuzz]=json [safetensors_index_fuzz]=json [json_config_fuzz]=json
                  [tokenizer_json_fuzz]=json [png_metadata_fuzz]=png
-                 [server_request_fuzz]=json)
+                 [server_request_fuzz]=json [image_input_fuzz]=png)
 
 SECS=60
 if [ $# -gt 0 ]; then SECS=$1; shift; fi

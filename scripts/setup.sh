@@ -2,7 +2,7 @@
 # Installs every build and test dependency from Debian's packages. Idempotent.
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git
-      libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libpng-dev libpcre2-dev libicu-dev
+      libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libpng-dev libjpeg62-turbo-dev libpcre2-dev libicu-dev
       libgtest-dev libgmock-dev libcli11-dev libcpp-httplib-dev
       libcurl4-openssl-dev libssl-dev ca-certificates python3-venv
       clang libclang-rt-14-dev libomp-dev llvm-14

@@ -94,6 +94,16 @@ std::vector<uint8_t> encode_png(const Image& img, const PngMetadata& meta = {}, 
 // Decodes a PNG: palette and low-bit-depth images are expanded to 8 bits, tRNS to an alpha channel,
 // 16-bit samples are scaled to 8 bits. Not a PNG, truncated or corrupt -> zimage::Error naming the path.
 Image read_png(const std::string& path);
+// Decodes a baseline or progressive JPEG (libjpeg-turbo, default settings as PIL: islow DCT, fancy
+// upsampling): 3 channels, or 1 for a grayscale JPEG. CMYK is refused.
+Image read_jpeg(const std::string& path);
+// An input image: a PNG or a JPEG, told apart by the file's first bytes (not its name). Keeps the
+// file's channels (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA; a palette PNG comes back as RGB or RGBA).
+Image read_image(const std::string& path);
+// PIL's convert("RGB"): gray is replicated, alpha is dropped (not composited over a background).
+Image to_rgb(const Image& img);
+// PIL's convert("L"): L = (R*19595 + G*38470 + B*7471 + 0x8000) >> 16, alpha dropped.
+Image to_gray(const Image& img);
 // All text chunks (tEXt, zTXt, iTXt; before and after the image data), values as UTF-8
 // (Latin-1 tEXt/zTXt text is converted). A repeated key keeps its first value.
 std::map<std::string, std::string> read_png_metadata(const std::string& path);

@@ -102,6 +102,19 @@ struct CallParams {
   OutputType output_type = OutputType::Image;
   StepEndCallback callback_on_step_end;
   int max_sequence_length = 512;
+
+  // img2img and inpainting (diffusers' ZImageImg2ImgPipeline and ZImageInpaintPipeline) on the same
+  // loaded model: `image` alone is img2img, `image` with `mask_image` is inpainting. Images of any
+  // channel count are converted as PIL's convert("RGB") (the mask: convert("L"), then >= 128 is
+  // repainted, below is kept). Sides must be multiples of 16; height and width default to the
+  // image's (giving others is an error). The image is VAE-encoded and sampled, then noised at the
+  // first timestep `strength` keeps; only the kept steps run (num_inference_steps * strength).
+  std::optional<Image> image;
+  std::optional<Image> mask_image;            // same size as image; white = repaint
+  // Accepted as diffusers accepts it ([1 or B, 16, h, w]); diffusers' Z-Image inpainting does not
+  // use it (it encodes the image instead), so it does not change the result.
+  std::optional<Tensor> masked_image_latents;
+  std::optional<double> strength;             // in [0, 1]; default 0.6 for img2img, 1.0 for inpainting
 };
 
 struct StageTimes {

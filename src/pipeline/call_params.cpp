@@ -50,18 +50,29 @@ void validate_pretrained_options(const PretrainedOptions& o) {
          max_threads / 4, " hardware threads), got ", o.num_threads);
 }
 
+double edit_strength(const CallParams& p) { return p.strength.value_or(p.mask_image ? 1.0 : 0.6); }
+
+int edit_start_step(int num_inference_steps, double strength) {
+  // get_timesteps: init_timestep = min(N * strength, N); t_start = int(max(N - init_timestep, 0)).
+  const double n = double(num_inference_steps);
+  const double init = std::min(n * strength, n);
+  return int(std::max(n - init, 0.0));
+}
+
 void validate_call_params(const CallParams& p) {
   const bool have_embeds = p.prompt_embeds.has_value();
   if (p.prompt.empty() && !have_embeds) fail("[pipeline] no prompt given (pass a prompt or prompt_embeds)");
   if (!p.prompt.empty() && have_embeds) fail("[pipeline] pass either prompt or prompt_embeds, not both");
   const int64_t batch = have_embeds ? int64_t(p.prompt_embeds->size()) : int64_t(p.prompt.size());
   if (batch < 1) fail("[pipeline] prompt_embeds is empty");
-  const int h = p.height.value_or(1024), w = p.width.value_or(1024);
-  if (h <= 0) fail("[pipeline] height must be positive, got ", h);
-  if (w <= 0) fail("[pipeline] width must be positive, got ", w);
-  if (h % 16 != 0) fail("[pipeline] height must be divisible by 16 (got ", h, "); use ", nearest_multiple_of_16(h));
-  if (w % 16 != 0) fail("[pipeline] width must be divisible by 16 (got ", w, "); use ", nearest_multiple_of_16(w));
-  if (h > kMaxSide || w > kMaxSide) fail("[pipeline] ", w, "x", h, " is larger than the supported ", kMaxSide, "x", kMaxSide);
+  if (!p.image) {  // with an init image the size is the image's (checked below)
+    const int h = p.height.value_or(1024), w = p.width.value_or(1024);
+    if (h <= 0) fail("[pipeline] height must be positive, got ", h);
+    if (w <= 0) fail("[pipeline] width must be positive, got ", w);
+    if (h % 16 != 0) fail("[pipeline] height must be divisible by 16 (got ", h, "); use ", nearest_multiple_of_16(h));
+    if (w % 16 != 0) fail("[pipeline] width must be divisible by 16 (got ", w, "); use ", nearest_multiple_of_16(w));
+    if (h > kMaxSide || w > kMaxSide) fail("[pipeline] ", w, "x", h, " is larger than the supported ", kMaxSide, "x", kMaxSide);
+  }
   if (p.sigmas) {
     if (p.sigmas->empty()) fail("[pipeline] sigmas is empty");
     for (float s : *p.sigmas)
@@ -86,6 +97,43 @@ void validate_call_params(const CallParams& p) {
   if (p.generator.size() > 1 && int64_t(p.generator.size()) != images)
     fail("[pipeline] ", p.generator.size(), " generators (seeds) for ", images,
          " images: give one seed, or one per image (prompts x num_images_per_prompt)");
+  if (p.mask_image && !p.image) fail("[pipeline] mask_image is given without an image to inpaint");
+  if (p.masked_image_latents && !p.mask_image) fail("[pipeline] masked_image_latents is given without a mask_image");
+  if (p.strength && !p.image) fail("[pipeline] strength is set but no image is given (it applies to img2img and inpainting)");
+  if (p.image) {
+    const double strength = edit_strength(p);
+    if (!(strength >= 0 && strength <= 1))  // diffusers' message
+      fail("[pipeline] The value of strength should be in [0.0, 1.0] but is ", strength);
+    auto check = [](const Image& im, const char* what) {
+      if (im.width <= 0 || im.height <= 0 || im.channels < 1 || im.channels > 4 ||
+          im.pixels.size() != size_t(im.width) * size_t(im.height) * size_t(im.channels))
+        fail("[pipeline] ", what, " is not a valid image (", im.width, "x", im.height, ", ", im.channels, " channels, ",
+             im.pixels.size(), " bytes)");
+      if (im.width > kMaxSide || im.height > kMaxSide)
+        fail("[pipeline] ", what, " is ", im.width, "x", im.height, ", larger than the supported ", kMaxSide, "x", kMaxSide);
+      if (im.width < 16 || im.height < 16)
+        fail("[pipeline] ", what, " is ", im.width, "x", im.height, ": its sides must be at least 16 pixels");
+    };
+    check(*p.image, "init image");
+    if (p.mask_image) {
+      check(*p.mask_image, "mask image");
+      if (p.mask_image->width != p.image->width || p.mask_image->height != p.image->height)
+        fail("[pipeline] mask image is ", p.mask_image->width, "x", p.mask_image->height, " but the init image is ",
+             p.image->width, "x", p.image->height, "; they must be the same size");
+    }
+    // The output has the image's size, rounded down to multiples of 16 (VaeImageProcessor resizes it).
+    const int iw = p.image->width / 16 * 16, ih = p.image->height / 16 * 16;
+    if ((p.height && *p.height != ih) || (p.width && *p.width != iw))
+      fail("[pipeline] the requested size ", p.width.value_or(iw), "x", p.height.value_or(ih),
+           " (width x height) differs from the init image's ", p.image->width, "x", p.image->height,
+           iw != p.image->width || ih != p.image->height ? " (resized to " + std::to_string(iw) + "x" + std::to_string(ih) + ")" : std::string(),
+           "; the output has the image's size: leave height and width unset");
+    const int n = p.sigmas ? int(p.sigmas->size()) : p.num_inference_steps;
+    const int kept = n - edit_start_step(n, strength);
+    if (kept < 1)
+      fail("[pipeline] After adjusting the num_inference_steps by strength parameter: ", strength,
+           ", the number of pipeline steps is ", kept, " which is < 1 and not appropriate for this pipeline.");
+  }
   for (auto& g : p.generator)
     if (g.device != "cpu")
       fail("[pipeline] generator device '", g.device, "': only torch.Generator(\"cpu\") streams are reproduced (CUDA Philox is not implemented yet)");

@@ -18,6 +18,7 @@
 #include "tokenizer/tokenizer.h"
 #include "transformer/transformer_z_image.h"
 #include "vae/autoencoder_kl.h"
+#include "image/image_processor.h"
 #include "image/postprocess.h"
 #include "zimage/pipeline.h"
 
@@ -214,10 +215,26 @@ PipelineOutput ZImagePipeline::operator()(const CallParams& p, const ProgressFn&
 
 PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams& p, const ProgressFn& progress) {
   validate_call_params(p);
-  const auto t_start = Clock::now();
+  const auto t_call = Clock::now();
   PipelineOutput out;
-  const int height = p.height.value_or(1024), width = p.width.value_or(1024);
   const int64_t vae_scale = vae_scale_factor * 2;
+  int height = p.height.value_or(1024), width = p.width.value_or(1024);
+  // Edits: VaeImageProcessor.preprocess takes the image's size rounded down to multiples of
+  // vae_scale and resizes to it with PIL's Lanczos filter (the mask to the same size, before its
+  // grayscale conversion, as diffusers gets it from load_image: RGB).
+  std::optional<Image> init_rgb, mask_rgb;
+  if (p.image) {
+    width = int(p.image->width - p.image->width % vae_scale);
+    height = int(p.image->height - p.image->height % vae_scale);
+    if (width < vae_scale || height < vae_scale)
+      fail("[pipeline] init image is ", p.image->width, "x", p.image->height, ": this model needs sides of at least ", vae_scale);
+    if ((p.height && *p.height != height) || (p.width && *p.width != width))
+      fail("[pipeline] the requested size ", p.width.value_or(width), "x", p.height.value_or(height),
+           " (width x height) differs from the init image's ", width, "x", height,
+           "; the output has the image's size: leave height and width unset");
+    init_rgb = resize_lanczos(to_rgb(*p.image), width, height);
+    if (p.mask_image) mask_rgb = resize_lanczos(to_rgb(*p.mask_image), width, height);
+  }
   if (height % vae_scale != 0) fail("[pipeline] height must be divisible by ", vae_scale, " for this model (got ", height, ")");
   if (width % vae_scale != 0) fail("[pipeline] width must be divisible by ", vae_scale, " for this model (got ", width, ")");
   if (p.max_sequence_length > max_positions)
@@ -251,25 +268,95 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
   out.times.text_encoder = since(t0);
   if (progress) progress({"text_encoder", 0, 0, out.times.text_encoder});
 
-  // 2. Latents.
+  // 2. Timesteps (img2img / inpaint: cut by strength as get_timesteps does).
   const int64_t images = batch * p.num_images_per_prompt;
   const int64_t lh = 2 * (height / vae_scale), lw = 2 * (width / vae_scale);
   const Shape shape{images, in_channels, lh, lw};
-  Tensor latents;
+  FlowMatchEulerDiscreteScheduler scheduler(*scheduler_cfg);
+  const int64_t image_seq_len = (lh / 2) * (lw / 2);
+  const double mu = scheduler.mu_for_image_seq_len(image_seq_len);
+  std::vector<float> sigmas = p.sigmas ? *p.sigmas : FlowMatchEulerDiscreteScheduler::default_zimage_sigmas(p.num_inference_steps);
+  scheduler.set_timesteps_sigmas(sigmas, mu);
+  const bool edit = p.image.has_value(), inpaint = p.mask_image.has_value();
+  const int first_step = edit ? edit_start_step(int(scheduler.timesteps().size()), edit_strength(p)) : 0;
+  const std::vector<float> timesteps(scheduler.timesteps().begin() + first_step, scheduler.timesteps().end());
+  const int num_steps = int(timesteps.size());
+  if (num_steps < 1)  // validate_call_params refuses this already
+    fail("[pipeline] strength ", edit_strength(p), " leaves no denoising step");
+
+  // 3. Latents.
+  // Edits compute in the prompt embeddings' dtype (prepare_latents(..., prompt_embeds[0].dtype)):
+  // with bfloat16 every tensor op of the noising and the blend rounds to bfloat16.
+  const bool edit_bf16 = compute == DType::BF16;
+  auto rnd = [&](float v) { return edit_bf16 ? round_bf16(v) : v; };
+  // scheduler.scale_noise(sample, sigma, noise) = sigma * noise + (1.0 - sigma) * sample.
+  auto scale_noise = [&](const Tensor& sample, const Tensor& noise, float sigma) {
+    Tensor out = Tensor::empty(DType::F32, noise.shape());
+    const int64_t per = sample.numel();
+    const float sg = rnd(sigma), om = rnd(1.0f - sg);
+    for (int64_t i = 0; i < out.numel(); ++i) {
+      const float a = rnd(sg * rnd(noise.f32()[i])), b = rnd(om * sample.f32()[i % per]);
+      out.f32()[i] = rnd(a + b);
+    }
+    return out;
+  };
+  std::vector<random::TorchGenerator> gens;
+  for (auto& g : p.generator) gens.emplace_back(g.seed);
+  if (gens.empty()) gens.emplace_back(uint64_t(std::chrono::system_clock::now().time_since_epoch().count()));
+  std::vector<random::TorchGenerator*> ptrs;
+  for (auto& g : gens) ptrs.push_back(&g);
+  auto encode_image = [&]() {  // retrieve_latents(vae.encode(image), generator[0]), scaled: [1, C, lh, lw]
+    const auto te0 = Clock::now();
+    AutoencoderKL& v = autoencoder();
+    Tensor x = preprocess_image(*init_rgb);
+    if (edit_bf16) ops::round_to_bf16_(x);  // image.to(dtype)
+    LatentDistribution dist = v.encode(x);
+    if (dist.mean.shape() != Shape({1, in_channels, lh, lw}))
+      fail("[pipeline] the VAE encodes the ", width, "x", height, " image to ", shape_str(dist.mean.shape()),
+           ", expected ", shape_str(Shape{1, in_channels, lh, lw}));
+    Tensor lat = dist.sample([&](const Shape& s) { return random::randn_tensor(s, *ptrs[0]); });
+    const bool vb = v.compute_dtype() == DType::BF16;
+    const float shift = float(v.config().shift_factor), scale = float(v.config().scaling_factor);
+    for (int64_t i = 0; i < lat.numel(); ++i) {
+      float d = lat.f32()[i] - shift;
+      if (vb) d = round_bf16(d);
+      d *= scale;
+      lat.f32()[i] = vb ? round_bf16(d) : d;
+    }
+    out.times.vae += since(te0);
+    return lat;
+  };
+  Tensor latents, noise0, image_latents, mask;
   if (p.latents) {
     if (p.latents->shape() != shape)
       fail("[pipeline] unexpected latents shape ", shape_str(p.latents->shape()), ", expected ", shape_str(shape));
     latents = p.latents->to(DType::F32).clone();
+    if (edit_bf16 && edit) ops::round_to_bf16_(latents);
+    if (inpaint) {  // prepare_latents with latents given: noise first, then the image latents
+      noise0 = random::randn_tensor(shape, ptrs);
+      image_latents = encode_image();
+    }
     for (auto& g : p.generator) out.seeds.push_back(g.seed);
+    if (p.generator.empty() && inpaint) out.seeds.push_back(gens[0].initial_seed());  // it drew the noise
+  } else if (edit) {  // image latents sampled first, then the noise (diffusers' draw order)
+    image_latents = encode_image();
+    noise0 = random::randn_tensor(shape, ptrs);
+    latents = scale_noise(image_latents, noise0, scheduler.sigmas()[size_t(first_step)]);
+    for (int64_t i = 0; i < images; ++i) out.seeds.push_back(gens[gens.size() == 1 ? 0 : size_t(i)].initial_seed());
   } else {
-    std::vector<random::TorchGenerator> gens;
-    for (auto& g : p.generator) gens.emplace_back(g.seed);
-    if (gens.empty()) gens.emplace_back(uint64_t(std::chrono::system_clock::now().time_since_epoch().count()));
-    std::vector<random::TorchGenerator*> ptrs;
-    for (auto& g : gens) ptrs.push_back(&g);
     latents = random::randn_tensor(shape, ptrs);
     for (int64_t i = 0; i < images; ++i) out.seeds.push_back(gens[gens.size() == 1 ? 0 : size_t(i)].initial_seed());
   }
+  if (inpaint) {
+    if (p.masked_image_latents) {
+      const Shape& ms = p.masked_image_latents->shape();
+      if (ms.size() != 4 || (ms[0] != 1 && ms[0] != images) || ms[1] != in_channels || ms[2] != lh || ms[3] != lw)
+        fail("[pipeline] masked_image_latents has shape ", shape_str(ms), ", expected ",
+             shape_str(Shape{1, in_channels, lh, lw}), " (or batch ", images, ")");
+    }
+    mask = interpolate_nearest(preprocess_mask(*mask_rgb), lh, lw);  // [1, 1, lh, lw] of 0 / 1
+  }
+  if (opts.low_memory && edit) vae.reset();  // encoded; reloaded for the decode
   if (p.num_images_per_prompt > 1) {
     auto repeat = [&](std::vector<Tensor>& v) {
       std::vector<Tensor> r;
@@ -280,15 +367,6 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     repeat(prompt_embeds);
     if (do_cfg) repeat(negative_embeds);
   }
-
-  // 3. Timesteps.
-  FlowMatchEulerDiscreteScheduler scheduler(*scheduler_cfg);
-  const int64_t image_seq_len = (lh / 2) * (lw / 2);
-  const double mu = scheduler.mu_for_image_seq_len(image_seq_len);
-  std::vector<float> sigmas = p.sigmas ? *p.sigmas : FlowMatchEulerDiscreteScheduler::default_zimage_sigmas(p.num_inference_steps);
-  scheduler.set_timesteps_sigmas(sigmas, mu);
-  const std::vector<float> timesteps = scheduler.timesteps();
-  const int num_steps = int(timesteps.size());
 
   // 4. Denoising loop.
   t0 = Clock::now();
@@ -341,7 +419,15 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
       }
       for (int64_t k = 0; k < per_image; ++k) dst[k] = -dst[k];
     }
-    latents = scheduler.step(noise, latents, i);
+    latents = scheduler.step(noise, latents, first_step + i);
+    if (inpaint) {  // keep the known region: (1 - mask) * init_latents_proper + mask * latents
+      // init_latents_proper: the image latents noised to the next step's sigma; the clean ones after the last step.
+      const bool last = i + 1 == num_steps;
+      const Tensor proper = last ? image_latents : scale_noise(image_latents, noise0, scheduler.sigmas()[size_t(first_step + i + 1)]);
+      const int64_t plane = lh * lw, per = proper.numel();
+      for (int64_t k = 0; k < latents.numel(); ++k)
+        if (mask.f32()[k % plane] == 0.0f) latents.f32()[k] = proper.f32()[k % per];
+    }
     if (p.callback_on_step_end) p.callback_on_step_end(self, i, t, latents);
     out.times.step_seconds.push_back(since(ts));
     if (progress) progress({"denoise", i + 1, num_steps, out.times.step_seconds.back()});
@@ -359,10 +445,10 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     if (p.output_type == OutputType::Image) out.images = postprocess(decoded);
     else out.array = postprocess_float(decoded);
     if (opts.low_memory) vae.reset();
-    out.times.vae = since(t0);
+    out.times.vae += since(t0);
     if (progress) progress({"vae", 0, 0, out.times.vae});
   }
-  out.times.total = since(t_start);
+  out.times.total = since(t_call);
   return out;
 }
 

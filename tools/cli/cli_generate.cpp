@@ -15,6 +15,8 @@
 #include <optional>
 #include <random>
 
+#include <openssl/evp.h>
+
 #include "core/error.h"
 #include "core/file_io.h"
 #include "image/atomic_file.h"
@@ -98,6 +100,10 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
       ->capture_default_str();
   g.add_option("--vae-tile-size", a.vae_tile_size, "VAE tile size in latent pixels (x8 image pixels); 0 = automatic")
       ->capture_default_str();
+  g.add_option("--init-image", a.init_image, "img2img: start from this PNG or JPEG (sides multiples of 16; the output has its size)");
+  g.add_option("--strength", a.strength, "img2img/inpaint: how much of the init image is re-noised, in [0, 1] (default 0.6; "
+               "with --mask 1.0); only steps x strength steps run");
+  g.add_option("--mask", a.mask, "inpaint: mask PNG or JPEG, the init image's size; white (>= 128 gray) is repainted, black kept");
   g.add_option("--save-latents", a.save_latents, "also write the final latents to this .safetensors file (an existing file needs --overwrite)");
   // A repeated scalar option takes its last value (as most CLIs do); list options accumulate.
   for (CLI::Option* o : g.get_options())
@@ -111,6 +117,21 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
 namespace {
 
 using json = nlohmann::json;
+
+// sha256 of a file's bytes, lowercase hex (what PNG metadata records for each input image).
+std::string sha256_hex(const std::string& path) {
+  const std::string bytes = read_regular_file(path, uint64_t(1) << 30, "[generate] ");
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (!EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr)) fail("[generate] sha256 of '", path, "' failed");
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < n; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
 
 // The values of a zimage JSON chunk, each checked for type and range.
 class PngParams {
@@ -240,6 +261,30 @@ void apply_png_parameters(const std::string& png, GenerateArgs& a) {
   if (auto* v = P.get("--vae-tile-mode", "vae_tile_mode")) a.vae_tile_mode = P.string("vae_tile_mode", *v);
   if (auto* v = P.get("--vae-tile-size", "vae_tile_size")) a.vae_tile_size = P.integer("vae_tile_size", *v, 0, kIntMax);
   if (auto* v = P.get("--model", "model")) a.model = P.string("model", *v);
+  if (auto* v = P.get("--strength", "strength")) a.strength = P.number("strength", *v);
+  // Input images: the recorded file (or one of that name next to the PNG) with the recorded sha256.
+  auto input = [&](const char* opt, const char* key, const char* what, std::string& dst) {
+    const json* v = P.get(opt, key);
+    if (!v) return;
+    if (!v->is_object() || !v->contains("file") || !v->contains("sha256")) P.bad(key, *v, "{\"file\": ..., \"sha256\": ...}");
+    const std::string file = P.string(key, v->at("file")), sha = P.string(key, v->at("sha256"));
+    std::vector<std::string> candidates{file};
+    const fs::path beside = fs::path(png).parent_path() / fs::path(file).filename();
+    if (beside.string() != file) candidates.push_back(beside.string());
+    for (auto& c : candidates) {
+      std::error_code ec;
+      if (!fs::is_regular_file(c, ec)) continue;
+      const std::string h = sha256_hex(c);
+      if (h != sha)
+        fail("[from-png] ", png, ": the ", what, " '", c, "' has sha256 ", h, ", the PNG records ", sha,
+             " (a different file; give ", opt, " to use it anyway)");
+      dst = c;
+      return;
+    }
+    fail("[from-png] ", png, ": the ", what, " '", file, "' (sha256 ", sha, ") is missing; put it there or give ", opt, " FILE");
+  };
+  input("--init-image", "init_image", "init image", a.init_image);
+  input("--mask", "mask_image", "mask image", a.mask);
 }
 
 namespace {
@@ -343,6 +388,22 @@ int run_generate(GenerateArgs a) {
   cp.negative_prompt = a.negative_prompt;
   cp.width = a.width;
   cp.height = a.height;
+  if (!a.mask.empty() && a.init_image.empty()) fail("[generate] --mask needs --init-image (the image to inpaint)");
+  if (a.strength && a.init_image.empty()) fail("[generate] --strength needs --init-image");
+  json inputs = json::object();  // PNG metadata: file name and sha256 of each input image
+  if (!a.init_image.empty()) {
+    cp.image = read_image(a.init_image);
+    inputs["init_image"] = {{"file", a.init_image}, {"sha256", sha256_hex(a.init_image)}};
+    // The output has the image's size (rounded down to multiples of 16 by a resize); a size given
+    // on the command line must be that size.
+    if (!a.given.count("--width")) cp.width = std::nullopt;
+    if (!a.given.count("--height")) cp.height = std::nullopt;
+    cp.strength = a.strength;
+    if (!a.mask.empty()) {
+      cp.mask_image = read_image(a.mask);
+      inputs["mask_image"] = {{"file", a.mask}, {"sha256", sha256_hex(a.mask)}};
+    }
+  }
   cp.num_inference_steps = a.steps;
   cp.guidance_scale = float(a.guidance);
   cp.cfg_normalization = a.cfg_normalization;
@@ -361,6 +422,12 @@ int run_generate(GenerateArgs a) {
   const int n_images = int(a.prompt.size()) * a.num_images;
   // An image of a batch drawn from one seed (--from-png): its noise is one slice of that draw.
   const bool noise_slice = a.noise_batch_size > 1 || a.noise_index > 0;
+  // An edit's noise follows the image's latent sample in the generator's stream, so image i of a
+  // batch drawn from one seed is regenerated by running that batch (same prompt) and keeping image i.
+  const bool edit_batch = noise_slice && cp.image.has_value();
+  if (edit_batch && a.noise_batch_size > 64)
+    fail("[from-png] ", a.from_png, " is image ", a.noise_index, " of an img2img batch of ", a.noise_batch_size,
+         " drawn from one seed; regenerating it would run the whole batch (at most 64): give --seed");
   if (noise_slice) {
     if (n_images != 1)
       fail("[from-png] ", a.from_png, " is image ", a.noise_index, " of a batch of ", a.noise_batch_size,
@@ -374,7 +441,9 @@ int run_generate(GenerateArgs a) {
   ZImagePipeline pipe = ZImagePipeline::from_pretrained(a.model, po);
   pipe.set_attention_backend(a.attention);
   pipe.set_vae_tiling(tiling);
-  if (noise_slice) {
+  if (edit_batch) {
+    cp.num_images_per_prompt = a.noise_batch_size;
+  } else if (noise_slice) {
     // diffusers: randn_tensor([B, C, h, w], generator=torch.Generator("cpu").manual_seed(seed)); take image i.
     Shape shape = pipe.latents_shape(a.noise_batch_size, a.height, a.width);
     if (shape_numel(shape) > (int64_t(1) << 28))  // 1 GiB of float32: far beyond a batch anyone generated
@@ -387,12 +456,23 @@ int run_generate(GenerateArgs a) {
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ProgressPrinter printer(a.quiet);
   PipelineOutput out = pipe(cp, [&](const Progress& p) { printer(p); });
+  if (edit_batch) {  // keep image noise_index of the batch
+    const size_t k = size_t(a.noise_index);
+    out.images = {out.images.at(k)};
+    out.seeds = {out.seeds.at(k)};
+    out.latents = out.latents.slice0(int64_t(k), int64_t(k) + 1).clone();
+  }
   for (auto& w : out.warnings) std::fprintf(stderr, "zimage: warning: %s\n", w.c_str());
 
   // Every output goes to a temporary file first; all are renamed into place at the end, so a
   // failure anywhere leaves none of them.
   const int n = int(out.images.size());
   const int per_prompt = a.num_images;
+  const double edit_strength = a.strength.value_or(cp.mask_image ? 1.0 : 0.6);
+  if (cp.image && !out.images.empty()) {  // the size the init image gave
+    a.width = out.images[0].width;
+    a.height = out.images[0].height;
+  }
   const std::string model = model_name(a.model, pipe.folder());
   StagedFiles files(a.overwrite);
   std::vector<std::string> paths;
@@ -419,7 +499,13 @@ int run_generate(GenerateArgs a) {
     ip.width = a.width;
     ip.height = a.height;
     ip.model = model;
-    ip.extra = {{"Schedule type", "Flow match"}, {"Version", std::string("zimage.cpp ") + ZIMAGE_VERSION}};
+    ip.extra = {{"Schedule type", "Flow match"}};
+    if (cp.image) {
+      char buf[32];  // shortest text that reads back as the same double ("0.6")
+      auto r = std::to_chars(buf, buf + sizeof buf, edit_strength);
+      ip.extra.push_back({"Denoising strength", std::string(buf, r.ptr)});
+    }
+    ip.extra.push_back({"Version", std::string("zimage.cpp ") + ZIMAGE_VERSION});
     meta.parameters = ip;
     meta.zimage = {{"prompt", prompt},
                    {"negative_prompt", neg},
@@ -443,6 +529,10 @@ int run_generate(GenerateArgs a) {
                    {"model", a.model},
                    {"generator", "torch.Generator(\"cpu\")"},
                    {"version", std::string("zimage.cpp ") + ZIMAGE_VERSION}};
+    if (cp.image) {
+      meta.zimage["strength"] = edit_strength;
+      for (auto& [k, v] : inputs.items()) meta.zimage[k] = v;
+    }
     std::string path;
     if (a.overwrite) {
       path = numbered(a.output, i);

@@ -1,6 +1,7 @@
 // `zimage generate` and `zimage info`.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -36,6 +37,9 @@ struct GenerateArgs {
   int vae_tile_size = 0;
   std::string save_latents;
   std::string from_png;  // take the generation parameters from this PNG's zimage metadata
+  // img2img / inpainting: the init image, its mask, the strength (default 0.6, with a mask 1.0).
+  std::string init_image, mask;
+  std::optional<double> strength;
   std::set<std::string> given;  // options given on the command line (override --from-png)
   // Where the image's initial noise sits (from --from-png): slice noise_index of one
   // torch.randn([noise_batch_size, C, h, w]) draw from the seed (a batch generated from one seed).

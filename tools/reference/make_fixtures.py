@@ -16,6 +16,8 @@ Everything is deterministic: fixed seeds, 2 threads, deterministic algorithms.  
                vae.safetensors, vae_tiled.safetensors (fp32 models), pipeline_<case>.safetensors,
                pipeline_cases.json
 
+    edit/, ref/<model>/edit_*          img2img / inpaint inputs and runs (edit_fixtures.py; --only edit)
+
 Usage: python make_fixtures.py [--out tests/fixtures] [--tokenizer-src DIR] [--only PART,...]
 """
 
@@ -1012,7 +1014,7 @@ def make_model(name, spec, tok, out_dir, only):
 # Main
 # --------------------------------------------------------------------------------------------
 
-ALL_PARTS = ["tokenizer", "scheduler", "randn", "models", "text_encoder", "transformer", "vae", "pipeline"]
+ALL_PARTS = ["tokenizer", "scheduler", "randn", "models", "text_encoder", "transformer", "vae", "pipeline", "edit"]
 
 
 def main():
@@ -1057,6 +1059,15 @@ def main():
     if "randn" in only:
         log("randn")
         make_randn(ref_dir)
+
+    if "edit" in only:  # img2img / inpaint (tools/reference/edit_fixtures.py)
+        from edit_fixtures import make_edit
+        for name in args.models.split(","):
+            make_edit(name, os.path.join(out_dir, "models", name), os.path.join(ref_dir, name), out_dir,
+                      DTYPES[MODELS[name]["run_dtype"]], log, save_tensors, write_json)
+        if only == {"edit"}:  # `--only edit` adds its files and leaves every other file (MANIFEST.json too) alone
+            log(f"done in {time.time() - t0:.1f}s")
+            return
 
     model_info = manifest.get("models", {})
     for name in args.models.split(","):
