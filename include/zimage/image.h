@@ -100,6 +100,11 @@ Image read_jpeg(const std::string& path);
 // An input image: a PNG or a JPEG, told apart by the file's first bytes (not its name). Keeps the
 // file's channels (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA; a palette PNG comes back as RGB or RGBA).
 Image read_image(const std::string& path);
+// The same from bytes in memory (an upload); `name` names the image in errors. The same checks
+// and size bounds as the file readers.
+Image decode_png(const std::string& bytes, const std::string& name);
+Image decode_jpeg(const std::string& bytes, const std::string& name);
+Image decode_image(const std::string& bytes, const std::string& name);
 // PIL's convert("RGB"): gray is replicated, alpha is dropped (not composited over a background).
 Image to_rgb(const Image& img);
 // PIL's convert("L"): L = (R*19595 + G*38470 + B*7471 + 0x8000) >> 16, alpha dropped.

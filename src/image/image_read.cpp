@@ -74,7 +74,10 @@ void check_image(const Image& img, const char* what) {
 }  // namespace
 
 Image read_jpeg(const std::string& path) {
-  const std::string bytes = read_regular_file(path, kMaxImageFileBytes, "[image] ");
+  return decode_jpeg(read_regular_file(path, kMaxImageFileBytes, "[image] "), path);
+}
+
+Image decode_jpeg(const std::string& bytes, const std::string& path) {
   if (bytes.size() < 3 || static_cast<unsigned char>(bytes[0]) != 0xFF || static_cast<unsigned char>(bytes[1]) != 0xD8)
     fail("[image] '", path, "' is not a JPEG file (", bytes.size() < 3 ? "too short" : "bad signature", ")");
   JpegCtx c;
@@ -116,6 +119,14 @@ Image read_image(const std::string& path) {
   if (head.size() >= 2 && static_cast<unsigned char>(head[0]) == 0xFF && static_cast<unsigned char>(head[1]) == 0xD8)
     return read_jpeg(path);
   fail("[image] '", path, "' is neither a PNG nor a JPEG file");
+}
+
+Image decode_image(const std::string& bytes, const std::string& name) {
+  static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (bytes.size() >= 8 && std::memcmp(bytes.data(), png_sig, 8) == 0) return decode_png(bytes, name);
+  if (bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0xFF && static_cast<unsigned char>(bytes[1]) == 0xD8)
+    return decode_jpeg(bytes, name);
+  fail("[image] '", name, "' is neither a PNG nor a JPEG image");
 }
 
 Image to_rgb(const Image& img) {

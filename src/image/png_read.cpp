@@ -147,8 +147,9 @@ void collect_text(png_structp png, png_infop info, std::map<std::string, std::st
 
 }  // namespace
 
-Image read_png(const std::string& path) {
-  const std::string bytes = read_whole_file(path);
+Image read_png(const std::string& path) { return decode_png(read_whole_file(path), path); }
+
+Image decode_png(const std::string& bytes, const std::string& path) {
   ReadCtx c;
   open_png(c, bytes, path);
   const uint64_t total = uint64_t(c.rowbytes) * c.height;

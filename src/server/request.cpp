@@ -309,6 +309,59 @@ GenerateRequest parse_sdapi_txt2img(const std::string& body, const Defaults& d, 
   return from_sdapi_json(parse_body(body), d, l);
 }
 
+namespace {
+
+Image decode_field(const std::string& field, const std::string& bytes, const Limits& l) {
+  Image img;
+  try {
+    img = decode_image(bytes, field);
+  } catch (const Error& e) {
+    throw RequestError(400, field, std::string("[serve] '") + field + "' cannot be decoded: " + e.what());
+  }
+  if (img.width > l.max_size || img.height > l.max_size)
+    bad(field, "is " + std::to_string(img.width) + "x" + std::to_string(img.height) + ", larger than --max-size " +
+                   std::to_string(l.max_size));
+  if (img.width < 16 || img.height < 16)
+    bad(field, "is " + std::to_string(img.width) + "x" + std::to_string(img.height) + ": its sides must be at least 16 pixels");
+  return img;
+}
+
+// An img2img / inpaint request: one init image, decoded with its mask; the output size is the
+// image's (sides rounded down to multiples of 16, as VaeImageProcessor does); the whole call is
+// validated as the pipeline will run it. `openai_mask`: OpenAI's edits mask marks the area to
+// edit by full transparency (alpha 0); it becomes white (repaint) on black.
+void prepare_edit(GenerateRequest& r, const Limits& l, const std::string& image_field, bool openai_mask) {
+  if (r.init_images.size() != 1)
+    bad(image_field, "has " + std::to_string(r.init_images.size()) +
+                         " images; one init image per request is supported (use the batch size for more outputs)");
+  r.image = decode_field(image_field == "init_images" ? "init_images[0]" : image_field, r.init_images[0], l);
+  if (!r.mask.empty()) {
+    Image m = decode_field("mask", r.mask, l);
+    if (m.width != r.image->width || m.height != r.image->height)
+      bad("mask", "is " + std::to_string(m.width) + "x" + std::to_string(m.height) + " but the image is " +
+                      std::to_string(r.image->width) + "x" + std::to_string(r.image->height) + "; they must be the same size");
+    if (openai_mask && (m.channels == 2 || m.channels == 4)) {
+      Image w;
+      w.width = m.width;
+      w.height = m.height;
+      w.channels = 1;
+      w.pixels.resize(size_t(m.width) * size_t(m.height));
+      for (size_t i = 0; i < w.pixels.size(); ++i) w.pixels[i] = m.pixels[i * m.channels + m.channels - 1] == 0 ? 255 : 0;
+      m = std::move(w);
+    }
+    r.mask_image = std::move(m);
+  }
+  r.width = r.image->width / 16 * 16;
+  r.height = r.image->height / 16 * 16;
+  try {
+    validate_call_params(to_call_params(r));
+  } catch (const Error& e) {
+    throw RequestError(400, "", e.what());
+  }
+}
+
+}  // namespace
+
 GenerateRequest parse_sdapi_img2img(const std::string& body, const Defaults& d, const Limits& l) {
   json j = parse_body(body);
   const json* imgs = get(j, "init_images");
@@ -320,6 +373,7 @@ GenerateRequest parse_sdapi_img2img(const std::string& body, const Defaults& d, 
   for (size_t i = 0; i < imgs->size(); ++i) r.init_images.push_back(image_from_base64("init_images[" + std::to_string(i) + "]", (*imgs)[i]));
   if (auto* v = get(j, "mask")) r.mask = image_from_base64("mask", *v);
   if (auto* v = get(j, "denoising_strength")) r.denoising_strength = number("denoising_strength", *v, 0, 1);
+  prepare_edit(r, l, "init_images", false);
   return r;
 }
 
@@ -335,7 +389,7 @@ GenerateRequest parse_openai_edit(const std::vector<FormField>& fields, const De
       check_image_bytes("mask", f.content);
       mask = f.content;
     } else if (f.name == "n" || f.name == "steps" || f.name == "num_inference_steps" || f.name == "seed" || f.name == "guidance" ||
-               f.name == "guidance_scale" || f.name == "cfg_truncation") {
+               f.name == "guidance_scale" || f.name == "cfg_truncation" || f.name == "strength") {
       // Form values are text: a number must be all of it.
       json v;
       try {
@@ -358,6 +412,11 @@ GenerateRequest parse_openai_edit(const std::vector<FormField>& fields, const De
   r.img2img = true;
   r.init_images = std::move(images);
   r.mask = std::move(mask);
+  // OpenAI's edits repaint the masked area entirely; `strength` (an extension) changes that, and
+  // without a mask it is img2img's strength (default 0.75, as A1111's denoising_strength).
+  if (!r.mask.empty()) r.denoising_strength = 1.0;
+  if (j.contains("strength")) r.denoising_strength = number("strength", j["strength"], 0, 1);
+  prepare_edit(r, l, "image", true);
   return r;
 }
 
@@ -374,6 +433,13 @@ CallParams to_call_params(const GenerateRequest& r) {
   cp.num_images_per_prompt = r.num_images;
   cp.max_sequence_length = r.max_sequence_length;
   for (uint64_t s : r.seeds) cp.generator.push_back(Generator{s, "cpu"});
+  if (r.image) {  // the output takes the image's size
+    cp.width.reset();
+    cp.height.reset();
+    cp.image = r.image;
+    cp.mask_image = r.mask_image;
+    cp.strength = r.denoising_strength;
+  }
   return cp;
 }
 

@@ -3,6 +3,7 @@
 // checks (params.h, validate_call_params) before a job is queued.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,11 +62,13 @@ struct GenerateRequest {
   std::vector<uint64_t> seeds;
   std::string response_format = "b64_json";  // OpenAI: b64_json or url
   std::string model;                         // as the client named it (informational)
-  // img2img / edits (not run yet: see DESIGN "Server"): decoded from base64 / multipart, checked as PNG/JPEG bytes.
+  // img2img / inpainting (A1111 img2img, OpenAI edits): decoded from base64 / multipart and checked
+  // at parsing; the output has the init image's size (sides rounded down to multiples of 16).
   bool img2img = false;
-  std::vector<std::string> init_images;  // raw image file bytes
-  std::string mask;                      // raw image file bytes ("" = none)
+  std::vector<std::string> init_images;  // raw image file bytes (one image per request)
+  std::string mask;                      // raw image file bytes ("" = none; white = repaint)
   double denoising_strength = 0.75;
+  std::optional<Image> image, mask_image;  // decoded init_images[0] and mask
 };
 
 // POST /v1/images/generations: prompt, n, size "WxH", response_format, model, and the extensions

@@ -1,5 +1,7 @@
 #include "server/runner.h"
 
+#include <charconv>
+
 #ifndef ZIMAGE_VERSION
 #define ZIMAGE_VERSION "unknown"
 #endif
@@ -25,6 +27,11 @@ PngMetadata image_metadata(const GenerateRequest& r, const ModelInfo& m, int i, 
   ip.height = r.height;
   ip.model = m.name;
   ip.extra = {{"Schedule type", "Flow match"}, {"Version", std::string("zimage.cpp ") + ZIMAGE_VERSION}};
+  if (r.image) {
+    char buf[32];
+    const auto end = std::to_chars(buf, buf + sizeof buf, r.denoising_strength).ptr;
+    ip.extra.insert(ip.extra.begin(), {"Denoising strength", std::string(buf, end)});
+  }
   meta.parameters = ip;
   meta.zimage = {{"prompt", r.prompt},
                  {"negative_prompt", r.negative_prompt},
@@ -48,13 +55,16 @@ PngMetadata image_metadata(const GenerateRequest& r, const ModelInfo& m, int i, 
                  {"model", m.path},
                  {"generator", "torch.Generator(\"cpu\")"},
                  {"version", std::string("zimage.cpp ") + ZIMAGE_VERSION}};
+  if (r.image) {  // an uploaded init image (and mask): recorded by size, the bytes are the client's
+    meta.zimage["strength"] = r.denoising_strength;
+    meta.zimage["init_image"] = {{"file", "upload"}, {"width", r.image->width}, {"height", r.image->height}};
+    if (r.mask_image) meta.zimage["mask_image"] = {{"file", "upload"}, {"width", r.mask_image->width}, {"height", r.mask_image->height}};
+  }
   return meta;
 }
 
 JobRunner pipeline_runner(ZImagePipeline& pipe, ModelInfo info) {
   return [&pipe, info](const GenerateRequest& r, const ProgressSink& progress, const std::function<bool()>& cancelled) {
-    if (r.img2img)
-      throw RequestError(501, "", "[serve] img2img is not available in this build yet (the pipeline has no image-to-image mode)");
     CallParams cp = to_call_params(r);
     // A cancelled job stops after the current step and skips the VAE decode (diffusers' interrupt()
     // would still decode): the exception leaves the pipeline through its RAII guards.

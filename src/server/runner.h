@@ -17,7 +17,7 @@ struct ModelInfo {
 };
 
 // The runner of a JobQueue: one pipeline call per job; a cancelled job stops after the current
-// step (or stage) without decoding. img2img requests are refused (RequestError 501) until the pipeline has it.
+// step (or stage) without decoding.
 JobRunner pipeline_runner(ZImagePipeline& pipe, ModelInfo info);
 
 // The PNG metadata of image i of a request (as `zimage generate` writes it).

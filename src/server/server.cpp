@@ -28,10 +28,6 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-// Whether img2img requests can run (issue 14 adds the pipeline mode; the routes already parse
-// and validate everything, and the runner takes GenerateRequest::init_images/mask).
-constexpr bool kImg2ImgAvailable = false;
-
 const char* error_type(int status) {
   switch (status) {
     case 400: case 413: case 404: case 405: return "invalid_request_error";
@@ -388,9 +384,8 @@ void Server::Impl::routes() {
     res.set_content(json{{"object", "list"}, {"data", json::array({m})}}.dump(), "application/json");
   });
 
-  // OpenAI image generation: synchronous, through the queue.
-  S.Post("/v1/images/generations", [this](const Request& req, Response& res) {
-    GenerateRequest r = parse_openai_generation(req.body, opt.defaults, opt.limits);
+  // OpenAI image generation and edits: synchronous, through the queue.
+  auto openai_images = [this](GenerateRequest r, const Request& req, Response& res) {
     JobQueue* q = ready_queue(req, res);
     if (!q) return;
     auto job = submit(*q, r, req, res);
@@ -409,16 +404,18 @@ void Server::Impl::routes() {
     }
     res.set_content(json{{"created", long(std::time(nullptr))}, {"data", data}}.dump(-1, ' ', false, json::error_handler_t::replace),
                     "application/json");
+  };
+  S.Post("/v1/images/generations", [this, openai_images](const Request& req, Response& res) {
+    openai_images(parse_openai_generation(req.body, opt.defaults, opt.limits), req, res);
   });
 
-  // OpenAI image edits (img2img / inpaint): parsed and validated fully; 501 until the pipeline has it.
-  S.Post("/v1/images/edits", [this](const Request& req, Response& res) {
+  // OpenAI image edits: img2img, or inpainting with a mask (transparent = edit).
+  S.Post("/v1/images/edits", [this, openai_images](const Request& req, Response& res) {
     if (!req.is_multipart_form_data()) throw RequestError(400, "", "[serve] /v1/images/edits takes multipart/form-data (fields image, mask, prompt, ...)");
     std::vector<FormField> fields;
     for (const auto& [name, f] : req.files) fields.push_back({f.name, f.filename, f.content_type, f.content});
     GenerateRequest r = parse_openai_edit(fields, opt.defaults, opt.limits);
-    if (!kImg2ImgAvailable) throw RequestError(501, "", "[serve] image edits (img2img/inpaint) are not available in this build yet");
-    (void)r;
+    openai_images(std::move(r), req, res);
   });
 
   // Jobs.
@@ -483,8 +480,7 @@ void Server::Impl::routes() {
   });
 
   // AUTOMATIC1111.
-  S.Post("/sdapi/v1/txt2img", [this](const Request& req, Response& res) {
-    GenerateRequest r = parse_sdapi_txt2img(req.body, opt.defaults, opt.limits);
+  auto sdapi_images = [this](GenerateRequest r, const Request& req, Response& res) {
     JobQueue* q = ready_queue(req, res);
     if (!q) return;
     auto job = submit(*q, r, req, res);
@@ -523,11 +519,12 @@ void Server::Impl::routes() {
     res.set_content(json{{"images", images}, {"parameters", params}, {"info", info.dump(-1, ' ', false, json::error_handler_t::replace)}}
                         .dump(-1, ' ', false, json::error_handler_t::replace),
                     "application/json");
+  };
+  S.Post("/sdapi/v1/txt2img", [this, sdapi_images](const Request& req, Response& res) {
+    sdapi_images(parse_sdapi_txt2img(req.body, opt.defaults, opt.limits), req, res);
   });
-  S.Post("/sdapi/v1/img2img", [this](const Request& req, Response& res) {
-    GenerateRequest r = parse_sdapi_img2img(req.body, opt.defaults, opt.limits);
-    if (!kImg2ImgAvailable) throw RequestError(501, "", "[serve] img2img is not available in this build yet");
-    (void)r;
+  S.Post("/sdapi/v1/img2img", [this, sdapi_images](const Request& req, Response& res) {
+    sdapi_images(parse_sdapi_img2img(req.body, opt.defaults, opt.limits), req, res);
   });
   S.Get("/sdapi/v1/progress", [this](const Request&, Response& res) {
     JobQueue* q = queue.load();

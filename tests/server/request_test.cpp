@@ -155,38 +155,88 @@ TEST(ServerRequest, SdapiTxt2img) {
   EXPECT_EQ(sdapi_field(R"({"prompt":["a"]})"), "prompt");
 }
 
+namespace {
+// A real PNG of w x h pixels with `channels` channels; pixel values from `f(x, y, c)`.
+template <class F>
+std::string png_bytes(int w, int h, int channels, F f) {
+  Image img;
+  img.width = w;
+  img.height = h;
+  img.channels = channels;
+  img.pixels.resize(size_t(w) * h * channels);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < channels; ++c) img.pixels[(size_t(y) * w + x) * channels + c] = uint8_t(f(x, y, c));
+  std::vector<uint8_t> b = encode_png(img);
+  return std::string(b.begin(), b.end());
+}
+}  // namespace
+
 TEST(ServerRequest, Img2imgFieldsAreValidated) {
-  const std::string png = base64_encode("\x89PNG\r\n\x1a\nrest", 12);
+  const std::string png_raw = png_bytes(40, 36, 3, [](int x, int y, int c) { return x * 5 + y * 3 + c; });
+  const std::string png = base64_encode(png_raw.data(), png_raw.size());
+  const std::string broken = base64_encode("\x89PNG\r\n\x1a\nrest", 12);  // a PNG signature, then nothing
+  const std::string small_raw = png_bytes(24, 24, 3, [](int, int, int) { return 7; });
+  const std::string small = base64_encode(small_raw.data(), small_raw.size());
   auto img2img = [&](const std::string& body) { return refused_field([&] { parse_sdapi_img2img(body, D(), L()); }); };
   EXPECT_EQ(img2img(R"({"prompt":"x"})"), "init_images");
   EXPECT_EQ(img2img(R"({"init_images":[]})"), "init_images");
   EXPECT_EQ(img2img(R"({"init_images":"abc"})"), "init_images");
   EXPECT_EQ(img2img(R"({"init_images":["@@@"]})"), "init_images[0]");
   EXPECT_EQ(img2img(R"({"init_images":[")" + base64_encode("GIF89a", 6) + R"("]})"), "init_images[0]");
+  EXPECT_EQ(img2img(R"({"init_images":[")" + broken + R"("]})"), "init_images[0]");  // not decodable
+  EXPECT_EQ(img2img(R"({"init_images":[")" + png + R"(",")" + png + R"("]})"), "init_images");  // one per request
   EXPECT_EQ(img2img(R"({"init_images":[")" + png + R"("],"denoising_strength":1.5})"), "denoising_strength");
   EXPECT_EQ(img2img(R"({"init_images":[")" + png + R"("],"mask":"!!"})"), "mask");
+  EXPECT_EQ(img2img(R"({"init_images":[")" + png + R"("],"mask":")" + small + R"("})"), "mask");  // size differs
   EXPECT_EQ(img2img(R"({"init_images":[")" + png + R"("],"steps":0})"), "steps");
+  // A strength that leaves no step is the pipeline's error, before anything is queued.
+  std::string msg;
+  EXPECT_EQ(refused_field([&] { parse_sdapi_img2img(R"({"init_images":[")" + png + R"("],"steps":2,"denoising_strength":0})", D(), L()); },
+                          nullptr, &msg),
+            "<none>");
+  EXPECT_NE(msg.find("strength"), std::string::npos) << msg;
   GenerateRequest r = parse_sdapi_img2img(R"({"init_images":["data:image/png;base64,)" + png + R"("],"denoising_strength":0.5})", D(), L());
   EXPECT_TRUE(r.img2img);
   ASSERT_EQ(r.init_images.size(), 1u);
-  EXPECT_EQ(r.init_images[0].substr(8), "rest");
+  EXPECT_EQ(r.init_images[0], png_raw);
+  ASSERT_TRUE(r.image.has_value());
+  EXPECT_EQ(r.image->width, 40);
+  EXPECT_EQ(r.width, 32);  // the output: the image's sides rounded down to multiples of 16
+  EXPECT_EQ(r.height, 32);
   EXPECT_DOUBLE_EQ(r.denoising_strength, 0.5);
+  CallParams cp = to_call_params(r);
+  EXPECT_TRUE(cp.image.has_value());
+  EXPECT_FALSE(cp.width.has_value());
+  EXPECT_DOUBLE_EQ(cp.strength.value_or(-1), 0.5);
 }
 
 TEST(ServerRequest, OpenAIEditsFormFields) {
-  const std::string png("\x89PNG\r\n\x1a\nxx", 10);
+  const std::string png = png_bytes(32, 32, 3, [](int x, int y, int c) { return x + y + c; });
+  // OpenAI's mask: fully transparent = edit. Left half transparent.
+  const std::string mask = png_bytes(32, 32, 4, [](int x, int, int c) { return c == 3 ? (x < 16 ? 0 : 255) : 0; });
   auto edit = [&](std::vector<FormField> f) { return refused_field([&] { parse_openai_edit(f, D(), L()); }); };
   EXPECT_EQ(edit({{"prompt", "", "", "x"}}), "image");
   EXPECT_EQ(edit({{"image", "a.gif", "image/gif", "GIF89a"}, {"prompt", "", "", "x"}}), "image");
+  EXPECT_EQ(edit({{"image", "a.png", "image/png", std::string("\x89PNG\r\n\x1a\nxx", 10)}, {"prompt", "", "", "x"}}), "image");
   EXPECT_EQ(edit({{"image", "a.png", "image/png", png}, {"mask", "m.png", "", "nope"}, {"prompt", "", "", "x"}}), "mask");
   EXPECT_EQ(edit({{"image", "a.png", "image/png", png}, {"prompt", "", "", "x"}, {"n", "", "", "two"}}), "n");
   EXPECT_EQ(edit({{"image", "a.png", "image/png", png}, {"prompt", "", "", "x"}, {"n", "", "", "[[[[1]]]]"}}), "n");
   EXPECT_EQ(edit({{"image", "a.png", "image/png", png}, {"prompt", "", "", "x"}, {"size", "", "", "7x7"}}), "size");
+  EXPECT_EQ(edit({{"image", "a.png", "image/png", png}, {"prompt", "", "", "x"}, {"strength", "", "", "1.5"}}), "strength");
   EXPECT_EQ(edit({{"image", "a.png", "image/png", png}}), "prompt");
-  GenerateRequest r = parse_openai_edit({{"image", "a.png", "image/png", png}, {"mask", "m.png", "image/png", png}, {"prompt", "", "", "x"}, {"n", "", "", "2"}}, D(), L());
+  GenerateRequest r = parse_openai_edit({{"image", "a.png", "image/png", png}, {"mask", "m.png", "image/png", mask}, {"prompt", "", "", "x"}, {"n", "", "", "2"}}, D(), L());
   EXPECT_TRUE(r.img2img);
   EXPECT_EQ(r.num_images, 2);
-  EXPECT_EQ(r.mask, png);
+  EXPECT_EQ(r.mask, mask);
+  EXPECT_DOUBLE_EQ(r.denoising_strength, 1.0);  // inpainting repaints the masked area entirely
+  ASSERT_TRUE(r.mask_image.has_value());
+  ASSERT_EQ(r.mask_image->channels, 1);
+  EXPECT_EQ(r.mask_image->pixels[0], 255);   // transparent: repaint
+  EXPECT_EQ(r.mask_image->pixels[20], 0);    // opaque: keep
+  GenerateRequest r2 = parse_openai_edit({{"image", "a.png", "image/png", png}, {"prompt", "", "", "x"}, {"strength", "", "", "0.5"}}, D(), L());
+  EXPECT_FALSE(r2.mask_image.has_value());
+  EXPECT_DOUBLE_EQ(r2.denoising_strength, 0.5);
 }
 
 TEST(ServerRequest, Base64) {

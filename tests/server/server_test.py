@@ -176,6 +176,15 @@ class Server:
             self.kill()
 
 
+def png_write(w, h, channels, pixels):
+    """A plain 8-bit PNG (gray, RGB or RGBA) of row-major pixel bytes."""
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + pixels[y * w * channels:(y + 1) * w * channels] for y in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, {1: 0, 3: 2, 4: 6}[channels], 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
 def openai_error(r, status, param):
     check(r.status_code == status, "expected HTTP %d, got %d: %s" % (status, r.status_code, r.text[:300]))
     e = r.json()["error"]
@@ -289,21 +298,40 @@ def test_routes(args):
         check(r.status_code == 400 and r.json()["field"] == "big", "a 5000-byte option was kept: %s" % r.text[:200])
         r = s.post("/sdapi/v1/options", {"sd_model_checkpoint": "other.safetensors"})
         check(r.status_code == 400 and r.json()["field"] == "sd_model_checkpoint", "options: other checkpoint %s" % r.text)
-        # img2img and edits: validated, then 501.
+        # img2img and edits: validated, then run through the queue; the images equal the CLI's
+        # --init-image (img2img) and --mask (inpainting) for the same parameters and seed.
         pngb64 = j["images"][0]
+        png_bytes = base64.b64decode(pngb64)
+        init_path = os.path.join(tmp, "init.png")
+        with open(init_path, "wb") as f:
+            f.write(png_bytes)
         r = s.post("/sdapi/v1/img2img", {"init_images": ["nope!"], "prompt": "x"})
         check(r.status_code == 400 and r.json()["field"] == "init_images[0]", "img2img bad image: %s" % r.text[:200])
         r = s.post("/sdapi/v1/img2img", {"init_images": [pngb64], "denoising_strength": 2})
         check(r.status_code == 400 and r.json()["field"] == "denoising_strength", "img2img strength: %s" % r.text[:200])
-        r = s.post("/sdapi/v1/img2img", {"init_images": [pngb64], "prompt": "x", "denoising_strength": 0.5})
-        check(r.status_code == 501 and "not available" in r.json()["detail"], "img2img: %d %s" % (r.status_code, r.text[:200]))
-        png_bytes = base64.b64decode(pngb64)
+        r = s.post("/sdapi/v1/img2img", {"init_images": [pngb64], "prompt": "x", "denoising_strength": 0.5, "steps": 4, "seed": 11})
+        check(r.status_code == 200, "img2img: %d %s" % (r.status_code, r.text[:300]))
+        got = png_read(base64.b64decode(r.json()["images"][0]))
+        check("Denoising strength: 0.5" in got["text"]["parameters"], "img2img infotext: %r" % got["text"]["parameters"])
+        cli = png_read(cli_png(args, tmp, "x", 11, 4, 32, 48, ["--init-image", init_path, "--strength", "0.5"]))
+        check((got["width"], got["height"]) == (32, 48), "img2img size %r" % ((got["width"], got["height"]),))
+        check(got["pixels"] == cli["pixels"], "A1111 img2img differs from the CLI's --init-image --strength 0.5")
         r = requests.post(s.base + "/v1/images/edits", headers=s.headers(), files={"image": ("a.png", png_bytes, "image/png")},
                           data={"prompt": "x", "n": "zwei"}, timeout=60)
         openai_error(r, 400, "n")
-        r = requests.post(s.base + "/v1/images/edits", headers=s.headers(), files={"image": ("a.png", png_bytes, "image/png")},
-                          data={"prompt": "x"}, timeout=60)
-        openai_error(r, 501, None)
+        # OpenAI's mask: fully transparent = edit (left half); the CLI's: white = repaint.
+        rgba = bytes(v for y in range(48) for x in range(32) for v in (0, 0, 0, 0 if x < 16 else 255))
+        gray = bytes(255 if x < 16 else 0 for y in range(48) for x in range(32))
+        mask_path = os.path.join(tmp, "mask.png")
+        with open(mask_path, "wb") as f:
+            f.write(png_write(32, 48, 1, gray))
+        r = requests.post(s.base + "/v1/images/edits", headers=s.headers(),
+                          files={"image": ("a.png", png_bytes, "image/png"), "mask": ("m.png", png_write(32, 48, 4, rgba), "image/png")},
+                          data={"prompt": "x", "seed": "12", "steps": "3"}, timeout=120)
+        check(r.status_code == 200, "edits: %d %s" % (r.status_code, r.text[:300]))
+        got = png_read(base64.b64decode(r.json()["data"][0]["b64_json"]))
+        cli = png_read(cli_png(args, tmp, "x", 12, 3, 32, 48, ["--init-image", init_path, "--mask", mask_path]))
+        check(got["pixels"] == cli["pixels"], "OpenAI edits (inpainting) differs from the CLI's --init-image --mask")
         # CORS allow-list.
         r = requests.options(s.base + "/v1/jobs", headers={"Origin": "http://allowed.example", "Access-Control-Request-Method": "POST"}, timeout=30)
         check(r.status_code == 204 and r.headers.get("Access-Control-Allow-Origin") == "http://allowed.example", "CORS preflight")
@@ -313,7 +341,7 @@ def test_routes(args):
         openai_error(s.get("/v1/nothing"), 404, None)
         metrics = s.get("/metrics").text
         for name in ["zimage_requests_total{route=\"/sdapi/v1/txt2img\",status=\"200\"}", "zimage_queue_depth 0",
-                     "zimage_jobs_total{state=\"succeeded\"} 1", "zimage_step_seconds_bucket{le=\"+Inf\"} 2", "zimage_peak_resident_memory_bytes"]:
+                     "zimage_jobs_total{state=\"succeeded\"} 3", "zimage_step_seconds_bucket{le=\"+Inf\"} 7", "zimage_peak_resident_memory_bytes"]:
             check(name in metrics, "metrics lack %s:\n%s" % (name, metrics))
         # curl, as a shell script would call it.
         out = subprocess.run(["curl", "-sS", "-o", os.path.join(tmp, "c.json"), "-w", "%{http_code}", "-H", "Authorization: Bearer " + KEY,
@@ -333,7 +361,7 @@ def test_routes(args):
         check(s.get("/v1/models", headers={"Authorization": "Bearer envkey"}).status_code == 200, "ZIMAGE_API_KEY")
         check(s.get("/v1/models", headers={}).status_code == 401, "ZIMAGE_API_KEY not enforced")
     print("routes: auth 401, 413, 400 with the field on every route, txt2img == CLI, progress/interrupt/sd-models/options, "
-          "img2img/edits 501 after validation, CORS, 404, metrics, curl")
+          "img2img and edits == CLI --init-image/--mask, CORS, 404, metrics, curl")
 
 
 def wait_state(s, job_id, states, timeout=120):
