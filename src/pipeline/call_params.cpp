@@ -46,6 +46,10 @@ void validate_pretrained_options(const PretrainedOptions& o) {
   if (o.num_threads < 0 || o.num_threads > max_threads)
     fail("[from_pretrained] num_threads must be 0 (all cores) or 1..", max_threads, " (4 x the ",
          max_threads / 4, " hardware threads), got ", o.num_threads);
+  for (const auto& l : o.loras) {
+    if (l.path.empty()) fail("[lora] a LoRA has an empty file name");
+    if (!std::isfinite(l.scale)) fail("[lora] ", l.path, ": scale ", l.scale, " is not a finite number");
+  }
 }
 
 void validate_call_params(const CallParams& p) {
