@@ -57,6 +57,7 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   m.cap_pad_token_ = w.f32("cap_pad_token", {1, c.dim}).to_vector();
   for (int64_t i = 0; i < c.n_layers; ++i)
     m.layers_.emplace_back(w, "layers." + std::to_string(i) + ".", c, /*modulation=*/true);
+  lora.check_all_merged("transformer");
   m.rope_ = std::make_shared<transformer::RopeEmbedder>(c.rope_theta, c.axes_dims, c.axes_lens);
   m.run_ = std::make_shared<RunState>();
   return m;

@@ -181,6 +181,7 @@ const std::vector<LoraDelta>* LoraSet::find(const std::string& name) const {
 void LoraSet::merge_into(const std::string& name, Tensor& w) const {
   const auto* ds = find(name);
   if (!ds) return;
+  merged_.insert(name);
   const int64_t out = w.dim(0), in = w.dim(1);
   float* W = w.f32();
   std::vector<double> row(static_cast<size_t>(in));
@@ -198,6 +199,14 @@ void LoraSet::merge_into(const std::string& name, Tensor& w) const {
       for (int64_t i = 0; i < in; ++i) W[o * in + i] = float(double(W[o * in + i]) + d.factor * row[size_t(i)]);
     }
   }
+}
+
+void LoraSet::check_all_merged(const std::string& component) const {
+  std::string missing;
+  size_t n = 0;
+  for (const auto& [name, d] : deltas_)
+    if (!merged_.count(name) && n++ < 5) missing += (missing.empty() ? "" : ", ") + name;
+  if (n) fail("[lora] ", n, " LoRA target", n == 1 ? "" : "s", " of the ", component, " are not linear layers it loads: ", missing);
 }
 
 std::string file_sha256(const std::string& path) {

@@ -10,6 +10,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -46,9 +47,13 @@ class LoraSet {
   // W (float32 [out, in], owned) += every delta of `name`.
   void merge_into(const std::string& name, Tensor& w) const;
   size_t num_modules() const { return deltas_.size(); }
+  // After a component's load: an Error naming the first weights with deltas that the load never
+  // merged (a module the model lists but does not read through Loader::linear).
+  void check_all_merged(const std::string& component) const;
 
  private:
   std::map<std::string, std::vector<LoraDelta>> deltas_;
+  mutable std::set<std::string> merged_;
 };
 
 // The file's sha256 (lowercase hex), as A1111 / civitai record it.
