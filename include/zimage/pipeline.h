@@ -46,6 +46,15 @@ struct PretrainedOptions {
   // The same for the Qwen3 text encoder: transformers' names or llama.cpp's Qwen3 GGUF names
   // (token_embd, blk.N.attn_q, ...); quantized linear weights and token embeddings stay quantized.
   std::string text_encoder_file;
+  // LoRA adapters for the transformer (.safetensors: diffusers/PEFT, kohya `lora_unet_`, or
+  // `diffusion_model.` keys), each with its scale (diffusers' set_adapters weight). They are
+  // merged into the weights at load (W += scale * alpha / rank * B @ A, float32); a quantized
+  // (GGUF) transformer weight with a LoRA is an error. Keys that match no module are an error.
+  struct Lora {
+    std::string path;
+    double scale = 1.0;
+  };
+  std::vector<Lora> loras;
   std::string device = "cpu";
   int num_threads = 0;                   // 0 = all cores; at most max_num_threads()
 };

@@ -48,6 +48,10 @@ void validate_pretrained_options(const PretrainedOptions& o) {
   if (o.num_threads < 0 || o.num_threads > max_threads)
     fail("[from_pretrained] num_threads must be 0 (all cores) or 1..", max_threads, " (4 x the ",
          max_threads / 4, " hardware threads), got ", o.num_threads);
+  for (const auto& l : o.loras) {
+    if (l.path.empty()) fail("[lora] a LoRA has an empty file name");
+    if (!std::isfinite(l.scale)) fail("[lora] ", l.path, ": scale ", l.scale, " is not a finite number");
+  }
 }
 
 double edit_strength(const CallParams& p) { return p.strength.value_or(p.mask_image ? 1.0 : 0.6); }

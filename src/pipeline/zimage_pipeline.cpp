@@ -87,8 +87,11 @@ struct ZImagePipeline::Impl {
     return *text_encoder;
   }
   ZImageTransformer2DModel& dit() {
-    if (!transformer)
-      transformer = ZImageTransformer2DModel::load(index.component_dir("transformer"), compute, opts.transformer_file);
+    if (!transformer) {
+      std::vector<weights::LoraSpec> loras;
+      for (auto& l : opts.loras) loras.push_back({l.path, l.scale});
+      transformer = ZImageTransformer2DModel::load(index.component_dir("transformer"), compute, opts.transformer_file, loras);
+    }
     return *transformer;
   }
   AutoencoderKL& autoencoder() {
@@ -151,6 +154,9 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
   } else {  // loaded per call: check the weights' headers now, so a broken folder fails here
     Qwen3TextEncoder::open_weights(m.index.component_dir("text_encoder"), cfgs.text_encoder, nullptr, o.text_encoder_file);
     ZImageTransformer2DModel::open_weights(m.index.component_dir("transformer"), cfgs.transformer, o.transformer_file);
+    std::vector<weights::LoraSpec> loras;
+    for (auto& l : o.loras) loras.push_back({l.path, l.scale});
+    weights::LoraSet::load(loras, ZImageTransformer2DModel::expected_tensors(cfgs.transformer));
     AutoencoderKL::open_weights(m.index.component_dir("vae"), cfgs.vae);
   }
   return pipe;

@@ -23,7 +23,8 @@ using transformer::PatchGrid;
 using transformer::PosId;
 
 ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, DType compute,
-                                                        const std::string& weights_file) {
+                                                        const std::string& weights_file,
+                                                        const std::vector<weights::LoraSpec>& loras) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[transformer] compute dtype ", dtype_name(compute), " is not supported (use float32 or bfloat16)");
   ZImageTransformer2DModel m;
@@ -32,6 +33,8 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   m.store_ = std::make_shared<WeightStore>(open_weights(dir, m.cfg_, weights_file));
   const auto& c = m.cfg_;
   transformer::WeightLoader w(*m.store_, compute, "transformer");
+  const weights::LoraSet lora = weights::LoraSet::load(loras, expected_tensors(c));
+  if (!lora.empty()) w.set_lora(&lora);
 
   for (size_t i = 0; i < c.all_patch_size.size(); ++i) {
     const int64_t p = c.all_patch_size[i], f = c.all_f_patch_size[i];
@@ -54,6 +57,7 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   m.cap_pad_token_ = w.f32("cap_pad_token", {1, c.dim}).to_vector();
   for (int64_t i = 0; i < c.n_layers; ++i)
     m.layers_.emplace_back(w, "layers." + std::to_string(i) + ".", c, /*modulation=*/true);
+  lora.check_all_merged("transformer");
   m.rope_ = std::make_shared<transformer::RopeEmbedder>(c.rope_theta, c.axes_dims, c.axes_lens);
   m.run_ = std::make_shared<RunState>();
   return m;

@@ -1,6 +1,7 @@
 // ZImageTransformer2DModel, the Z-Image denoiser, following diffusers
 // models/transformers/transformer_z_image.py (basic text-to-image mode, as ZImagePipeline calls it).
 #pragma once
+#include "weights/lora.h"
 #include <functional>
 #include <map>
 #include <memory>
@@ -23,7 +24,9 @@ class ZImageTransformer2DModel {
   // .gguf file with the diffusers tensor names, when given). `compute`: F32 (exact) or BF16
   // (emulates a torch bf16 run: bf16 GEMM inputs, activations rounded where torch stores bf16
   // tensors). Quantized GGUF linear weights stay quantized in the mapping (ops/quantized.h).
-  static ZImageTransformer2DModel load(const std::string& dir, DType compute, const std::string& weights_file = "");
+  // `loras` are merged into the linear weights they name (weights/lora.h).
+  static ZImageTransformer2DModel load(const std::string& dir, DType compute, const std::string& weights_file = "",
+                                       const std::vector<weights::LoraSpec>& loras = {});
   // Every tensor load() reads, with the shape the config implies (diffusers' state dict names).
   static std::vector<TensorSpec> expected_tensors(const ZImageTransformerConfig& c);
   // Opens the weights in `dir` and checks them against expected_tensors(c) from the safetensors

@@ -9,6 +9,11 @@ Tensor Loader::stored(const std::string& name, const Shape& shape) const {
 }
 
 Tensor Loader::linear(const std::string& name, int64_t out, int64_t in) const {
+  if (lora_ && lora_->find(name)) {  // W + scale * alpha / rank * B @ A in float32, then the compute dtype
+    Tensor w = stored(name, {out, in}).to(DType::F32).clone();
+    lora_->merge_into(name, w);
+    return ops::prepare_weight(w, compute_);
+  }
   return ops::prepare_weight(stored(name, {out, in}), compute_);
 }
 
@@ -18,6 +23,9 @@ LinearWeight Loader::linear_weight(const std::string& name, int64_t out, int64_t
     w.dense = linear(name, out, in);
     return w;
   }
+  if (lora_ && lora_->find(name))
+    fail("[", component_, "] ", name, " is quantized (", store_.info(name).dtype,
+         "): a LoRA cannot be merged into it (use a non-quantized transformer file with --lora)");
   QuantizedTensor q = with_component(component_.c_str(), [&] { return store_.quantized(name, {out, in}); });
   auto m = std::make_shared<ops::QuantizedMatrix>();
   m->ggml_type = q.ggml_type;

@@ -8,6 +8,7 @@
 #include "core/safetensors.h"
 #include "core/tensor.h"
 #include "ops/quantized.h"
+#include "weights/lora.h"
 
 namespace zimage::weights {
 
@@ -33,6 +34,9 @@ class Loader {
   DType compute() const { return compute_; }
   const std::string& component() const { return component_; }
   bool has(const std::string& name) const { return store_.has(name); }
+  // LoRA deltas merged into the linear weights they name (linear(), linear_weight()); the set
+  // must outlive the loader. A quantized weight with a LoRA is an Error.
+  void set_lora(const LoraSet* lora) { lora_ = lora; }
 
   // The tensor as stored (a view into the mapping), checked against `shape`.
   Tensor stored(const std::string& name, const Shape& shape) const;
@@ -53,6 +57,7 @@ class Loader {
   const WeightStore& store_;
   DType compute_;
   std::string component_;
+  const LoraSet* lora_ = nullptr;
 };
 
 }  // namespace zimage::weights

@@ -23,6 +23,7 @@
 #include "image/text.h"
 #include "random/randn_tensor.h"
 #include "server/params.h"
+#include "weights/lora.h"
 #include "zimage/image.h"
 #include "zimage/pipeline.h"
 
@@ -92,6 +93,9 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
                "transformer weights from this .safetensors or .gguf file (diffusers names; GGUF may be quantized) instead of the model's");
   g.add_option("--text-encoder", a.text_encoder_file,
                "Qwen3 text encoder weights from this .safetensors or .gguf file (transformers or llama.cpp names) instead of the model's");
+  g.add_option("--lora", a.lora,
+               "LoRA for the transformer, FILE[:SCALE] (default scale 1; repeatable): diffusers/PEFT, kohya lora_unet_ or "
+               "diffusion_model. keys (.safetensors), merged into the weights at load");
   g.add_flag("--low-memory", a.low_memory, "load one component at a time (peak memory = largest component)");
   g.add_option("--vae-tiling", a.vae_tiling, "tiled VAE decode: auto (when the untiled decode would not fit in half the memory), on, off")
       ->capture_default_str();
@@ -285,6 +289,17 @@ void apply_png_parameters(const std::string& png, GenerateArgs& a) {
   };
   input("--init-image", "init_image", "init image", a.init_image);
   input("--mask", "mask_image", "mask image", a.mask);
+  if (auto* v = P.get("--lora", "loras")) {  // [{name, path, sha256, scale}, ...]: the same files again
+    if (!v->is_array()) fail("[from-png] ", png, ": 'loras' is ", v->dump(), ", expected a list");
+    a.lora.clear();
+    for (const auto& l : *v) {
+      if (!l.is_object() || !l.contains("path") || !l.contains("scale"))
+        fail("[from-png] ", png, ": 'loras' entry ", l.dump(), " lacks a path or scale");
+      char buf[64];
+      auto r = std::to_chars(buf, buf + sizeof buf, P.number("scale", l["scale"]));
+      a.lora.push_back(P.string("path", l["path"]) + ":" + std::string(buf, r.ptr));
+    }
+  }
 }
 
 namespace {
@@ -380,6 +395,20 @@ int run_generate(GenerateArgs a) {
   po.low_memory = a.low_memory;
   po.transformer_file = a.transformer_file;
   po.text_encoder_file = a.text_encoder_file;
+  // Each LoRA: its name (file stem), sha256 and scale go into the PNG metadata.
+  struct LoraMeta {
+    std::string name, sha256, scale;
+  };
+  std::vector<LoraMeta> lora_meta;
+  for (const auto& arg : a.lora) {
+    weights::LoraSpec l = weights::parse_lora_arg(arg);
+    std::error_code ec;
+    if (!fs::is_regular_file(l.path, ec)) fail("[lora] ", l.path, " does not exist or is not a file");
+    po.loras.push_back({l.path, l.scale});
+    char buf[64];
+    auto r = std::to_chars(buf, buf + sizeof buf, l.scale);
+    lora_meta.push_back({fs::path(l.path).stem().string(), weights::file_sha256(l.path), std::string(buf, r.ptr)});
+  }
   po.local_files_only = a.local_files_only;
   validate_pretrained_options(po);
 
@@ -491,6 +520,7 @@ int run_generate(GenerateArgs a) {
     PngMetadata meta;
     InfotextParams ip;
     ip.prompt = prompt;
+    for (const auto& l : lora_meta) ip.prompt += " <lora:" + l.name + ":" + l.scale + ">";  // A1111 style
     ip.negative_prompt = a.guidance > 0 ? neg : "";
     ip.steps = a.steps;
     ip.sampler = "Euler";
@@ -506,6 +536,11 @@ int run_generate(GenerateArgs a) {
       ip.extra.push_back({"Denoising strength", std::string(buf, r.ptr)});
     }
     ip.extra.push_back({"Version", std::string("zimage.cpp ") + ZIMAGE_VERSION});
+    if (!lora_meta.empty()) {  // A1111 "Lora hashes": name: first 12 hex digits of the sha256
+      std::string hashes;
+      for (const auto& l : lora_meta) hashes += (hashes.empty() ? "" : ", ") + l.name + ": " + l.sha256.substr(0, 12);
+      ip.extra.insert(ip.extra.begin(), {"Lora hashes", hashes});
+    }
     meta.parameters = ip;
     meta.zimage = {{"prompt", prompt},
                    {"negative_prompt", neg},
@@ -532,6 +567,13 @@ int run_generate(GenerateArgs a) {
     if (cp.image) {
       meta.zimage["strength"] = edit_strength;
       for (auto& [k, v] : inputs.items()) meta.zimage[k] = v;
+    }
+    if (!lora_meta.empty()) {
+      nlohmann::json loras = nlohmann::json::array();
+      for (size_t li = 0; li < lora_meta.size(); ++li)
+        loras.push_back({{"name", lora_meta[li].name}, {"path", po.loras[li].path}, {"sha256", lora_meta[li].sha256},
+                         {"scale", po.loras[li].scale}});
+      meta.zimage["loras"] = loras;
     }
     std::string path;
     if (a.overwrite) {
