@@ -64,6 +64,16 @@ inline uint8_t luma(const uint8_t* rgb) {
   return uint8_t((uint32_t(rgb[0]) * 19595 + uint32_t(rgb[1]) * 38470 + uint32_t(rgb[2]) * 7471 + 0x8000) >> 16);
 }
 
+// What the first bytes say: the PNG signature, or JPEG's SOI marker.
+enum class ImageKind { Png, Jpeg, Other };
+ImageKind image_kind(const std::string& head) {
+  static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (head.size() >= 8 && std::memcmp(head.data(), png_sig, 8) == 0) return ImageKind::Png;
+  if (head.size() >= 2 && static_cast<unsigned char>(head[0]) == 0xFF && static_cast<unsigned char>(head[1]) == 0xD8)
+    return ImageKind::Jpeg;
+  return ImageKind::Other;
+}
+
 void check_image(const Image& img, const char* what) {
   if (img.width <= 0 || img.height <= 0 || img.channels < 1 || img.channels > 4 ||
       img.pixels.size() != size_t(img.width) * size_t(img.height) * size_t(img.channels))
@@ -114,19 +124,19 @@ Image read_image(const std::string& path) {
     const ssize_t n = ::pread(f.fd(), b, sizeof b, 0);
     return std::string(b, n > 0 ? size_t(n) : 0);
   }();
-  static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
-  if (head.size() == 8 && std::memcmp(head.data(), png_sig, 8) == 0) return read_png(path);
-  if (head.size() >= 2 && static_cast<unsigned char>(head[0]) == 0xFF && static_cast<unsigned char>(head[1]) == 0xD8)
-    return read_jpeg(path);
-  fail("[image] '", path, "' is neither a PNG nor a JPEG file");
+  switch (image_kind(head)) {
+    case ImageKind::Png: return read_png(path);
+    case ImageKind::Jpeg: return read_jpeg(path);
+    default: fail("[image] '", path, "' is neither a PNG nor a JPEG file");
+  }
 }
 
 Image decode_image(const std::string& bytes, const std::string& name) {
-  static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
-  if (bytes.size() >= 8 && std::memcmp(bytes.data(), png_sig, 8) == 0) return decode_png(bytes, name);
-  if (bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0xFF && static_cast<unsigned char>(bytes[1]) == 0xD8)
-    return decode_jpeg(bytes, name);
-  fail("[image] '", name, "' is neither a PNG nor a JPEG image");
+  switch (image_kind(bytes)) {
+    case ImageKind::Png: return decode_png(bytes, name);
+    case ImageKind::Jpeg: return decode_jpeg(bytes, name);
+    default: fail("[image] '", name, "' is neither a PNG nor a JPEG image");
+  }
 }
 
 Image to_rgb(const Image& img) {

@@ -157,8 +157,8 @@ void finish(GenerateRequest& r, const Limits& l, const std::string& wf, const st
   }
 }
 
-// The fields of OpenAI's request (and the job API's, which takes width/height too).
-GenerateRequest from_openai_json(const json& j, Api api, const Defaults& d, const Limits& l) {
+// A request of `api` holding the server's defaults (generate's options), before its fields.
+GenerateRequest with_defaults(Api api, const Defaults& d) {
   GenerateRequest r;
   r.api = api;
   r.width = d.width;
@@ -169,6 +169,12 @@ GenerateRequest from_openai_json(const json& j, Api api, const Defaults& d, cons
   r.cfg_normalization = d.cfg_normalization;
   r.cfg_truncation = d.cfg_truncation;
   r.max_sequence_length = d.max_sequence_length;
+  return r;
+}
+
+// The fields of OpenAI's request (and the job API's, which takes width/height too).
+GenerateRequest from_openai_json(const json& j, Api api, const Defaults& d, const Limits& l) {
+  GenerateRequest r = with_defaults(api, d);
   const json* p = get(j, "prompt");
   if (!p) bad("prompt", "is missing");
   r.prompt = str("prompt", *p);
@@ -199,16 +205,7 @@ GenerateRequest from_openai_json(const json& j, Api api, const Defaults& d, cons
 }
 
 GenerateRequest from_sdapi_json(const json& j, const Defaults& d, const Limits& l) {
-  GenerateRequest r;
-  r.api = Api::Sdapi;
-  r.width = d.width;
-  r.height = d.height;
-  r.steps = d.steps;
-  r.guidance = d.guidance;
-  r.negative_prompt = d.negative_prompt;
-  r.cfg_normalization = d.cfg_normalization;
-  r.cfg_truncation = d.cfg_truncation;
-  r.max_sequence_length = d.max_sequence_length;
+  GenerateRequest r = with_defaults(Api::Sdapi, d);
   if (auto* v = get(j, "prompt")) r.prompt = str("prompt", *v);  // A1111's default prompt is ""
   if (auto* v = get(j, "negative_prompt")) r.negative_prompt = str("negative_prompt", *v);
   if (auto* v = get(j, "steps")) r.steps = int(integer("steps", *v, 1, l.max_steps, " (--max-steps)"));
