@@ -205,6 +205,16 @@ struct Server::Impl {
     }
   }
 
+  // A synchronous route's job: queued (a copy of `r`; the route still reads its fields), then
+  // waited for. nullopt: refused, failed, cancelled or the client went away (the answer is written).
+  std::optional<JobView> run_sync(const GenerateRequest& r, const httplib::Request& req, httplib::Response& res) {
+    JobQueue* q = ready_queue(req, res);
+    if (!q) return std::nullopt;
+    auto job = submit(*q, r, req, res);
+    if (!job) return std::nullopt;
+    return wait_sync(*q, job, req, res);
+  }
+
   json job_json(const httplib::Request& req, const Job& job, const JobView& v) {
     json images = json::array();
     if (v.result)
@@ -386,11 +396,7 @@ void Server::Impl::routes() {
 
   // OpenAI image generation and edits: synchronous, through the queue.
   auto openai_images = [this](GenerateRequest r, const Request& req, Response& res) {
-    JobQueue* q = ready_queue(req, res);
-    if (!q) return;
-    auto job = submit(*q, r, req, res);
-    if (!job) return;
-    auto v = wait_sync(*q, job, req, res);
+    auto v = run_sync(r, req, res);
     if (!v) return;
     json data = json::array();
     for (size_t i = 0; i < v->result->images.size(); ++i) {
@@ -481,11 +487,7 @@ void Server::Impl::routes() {
 
   // AUTOMATIC1111.
   auto sdapi_images = [this](GenerateRequest r, const Request& req, Response& res) {
-    JobQueue* q = ready_queue(req, res);
-    if (!q) return;
-    auto job = submit(*q, r, req, res);
-    if (!job) return;
-    auto v = wait_sync(*q, job, req, res);
+    auto v = run_sync(r, req, res);
     if (!v) return;
     json images = json::array(), seeds = json::array(), infotexts = json::array();
     for (const JobImage& img : v->result->images) {
