@@ -20,16 +20,10 @@ struct CliResult {
   std::string err;
 };
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 CliResult run_cli(const std::vector<std::string>& args, const std::string& errfile) {
   std::string cmd = std::string(ZIMAGE_CLI_PATH);
-  for (auto& a : args) cmd += " " + quote(a);
-  cmd += " >/dev/null 2>" + quote(errfile);
+  for (auto& a : args) cmd += " " + test::shell_quote(a);
+  cmd += " >/dev/null 2>" + test::shell_quote(errfile);
   int st = std::system(cmd.c_str());
   return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, test::read_file(errfile)};
 }
@@ -179,14 +173,14 @@ TEST_F(CliBadInput, ExitCodes) {
 }
 TEST_F(CliBadInput, HelpDocumentsExitCodesAndSeedMinusOne) {
   std::string out = dir + "/help.txt";
-  ASSERT_EQ(std::system((std::string(ZIMAGE_CLI_PATH) + " generate --help > " + quote(out)).c_str()), 0);
+  ASSERT_EQ(std::system((std::string(ZIMAGE_CLI_PATH) + " generate --help > " + test::shell_quote(out)).c_str()), 0);
   std::string help = test::read_file(out);
   EXPECT_NE(help.find("Exit codes: 0 success; 1 bad input or usage"), std::string::npos) << help;
   EXPECT_NE(help.find("-1 (the default) = a random seed"), std::string::npos) << help;
 }
 TEST_F(CliBadInput, Version) {
   std::string out = dir + "/version.txt";
-  ASSERT_EQ(std::system((std::string(ZIMAGE_CLI_PATH) + " --version > " + quote(out)).c_str()), 0);
+  ASSERT_EQ(std::system((std::string(ZIMAGE_CLI_PATH) + " --version > " + test::shell_quote(out)).c_str()), 0);
   std::string v = test::read_file(out);
   EXPECT_EQ(v.rfind("zimage.cpp " ZIMAGE_VERSION "\n", 0), 0u) << v;
   EXPECT_NE(v.find("built with "), std::string::npos) << v;

@@ -19,12 +19,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 class CliEdit : public ::testing::Test {
  protected:
   std::string dir = test::temp_dir("cliedit");
@@ -37,8 +31,8 @@ class CliEdit : public ::testing::Test {
   };
   Run generate(const std::vector<std::string>& args) {
     std::string cmd = std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32";
-    for (auto& a : args) cmd += " " + quote(a);
-    cmd += " >/dev/null 2>" + quote(dir + "/err.txt");
+    for (auto& a : args) cmd += " " + test::shell_quote(a);
+    cmd += " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
     int st = std::system(cmd.c_str());
     return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, test::read_file(dir + "/err.txt")};
   }

@@ -17,20 +17,14 @@ using namespace zimage;
 
 namespace {
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 class CliLora : public ::testing::Test {
  protected:
   std::string dir = test::temp_dir("cli_lora");
   void TearDown() override { fs::remove_all(dir); }
   int run(std::vector<std::string> a, std::string* err = nullptr) {
     std::string cmd = "timeout 300 " + std::string(ZIMAGE_CLI_PATH) + " generate";
-    for (auto& x : a) cmd += " " + quote(x);
-    cmd += " >/dev/null 2>" + quote(dir + "/err.txt");
+    for (auto& x : a) cmd += " " + test::shell_quote(x);
+    cmd += " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
     const int st = std::system(cmd.c_str());
     if (err) *err = test::read_file(dir + "/err.txt");
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

@@ -22,12 +22,6 @@ struct CliRun {
   std::string err;
 };
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 class CliModelFolder : public ::testing::Test {
  protected:
   std::string dir = test::temp_dir("cli_folder");
@@ -48,8 +42,8 @@ class CliModelFolder : public ::testing::Test {
   // Runs the CLI; `timeout` turns a hang into exit code 124 instead of a stuck test.
   CliRun run(const std::vector<std::string>& args) {
     std::string cmd = "timeout 120 " + std::string(ZIMAGE_CLI_PATH);
-    for (auto& a : args) cmd += " " + quote(a);
-    cmd += " >/dev/null 2>" + quote(dir + "/err.txt");
+    for (auto& a : args) cmd += " " + test::shell_quote(a);
+    cmd += " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
     const int st = std::system(cmd.c_str());
     return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), test::read_file(dir + "/err.txt")};
   }

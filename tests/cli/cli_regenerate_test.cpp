@@ -16,12 +16,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 struct CliRun {
   int code;
   std::string err;
@@ -36,8 +30,8 @@ class CliRegenerate : public ::testing::Test {
   // Runs `zimage generate <args>` (float32, quiet) with extra environment `env` ("" for none).
   CliRun generate(const std::vector<std::string>& args, const std::string& env = "") {
     std::string cmd = env + " " + std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32";
-    for (auto& a : args) cmd += " " + quote(a);
-    cmd += " >/dev/null 2>" + quote(dir + "/err.txt");
+    for (auto& a : args) cmd += " " + test::shell_quote(a);
+    cmd += " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
     int st = std::system(cmd.c_str());
     return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, test::read_file(dir + "/err.txt")};
   }
@@ -238,7 +232,7 @@ TEST_F(CliRegenerate, ModelNameIsTheHubIdOrTheFolderName) {
   test::write_file(repo + "/refs/main", commit);
   fs::create_directory_symlink(fs::absolute(model), repo + "/snapshots/" + commit);
   CliRun r = generate({"-m", "Tiny-Org/tiny-fp32", "-p", "a cat", "-W", "32", "-H", "32", "-s", "1", "--seed", "1", "-o", dir + "/h.png"},
-                   "HF_HUB_CACHE=" + quote(dir + "/hub"));
+                   "HF_HUB_CACHE=" + test::shell_quote(dir + "/hub"));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(infotext(dir + "/h.png").find(", Model: Tiny-Org/tiny-fp32,"), std::string::npos) << infotext(dir + "/h.png");
   ASSERT_EQ(generate({"-m", model + "/", "-p", "a cat", "-W", "32", "-H", "32", "-s", "1", "--seed", "1", "-o", dir + "/f.png"}).code, 0);

@@ -19,12 +19,6 @@ struct Result {
   std::string err;
 };
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 class CliServe : public ::testing::Test {
  protected:
   std::string dir = test::temp_dir("cliserve");
@@ -32,9 +26,9 @@ class CliServe : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir); }
   // `timeout` guards against a server that would serve instead of failing.
   Result run(const std::vector<std::string>& args, const std::string& env = "") {
-    std::string cmd = env + " timeout 120 " + std::string(ZIMAGE_CLI_PATH) + " serve -m " + quote(model) + " --port 0";
-    for (auto& a : args) cmd += " " + quote(a);
-    cmd += " >/dev/null 2>" + quote(dir + "/err.txt");
+    std::string cmd = env + " timeout 120 " + std::string(ZIMAGE_CLI_PATH) + " serve -m " + test::shell_quote(model) + " --port 0";
+    for (auto& a : args) cmd += " " + test::shell_quote(a);
+    cmd += " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
     int st = std::system(cmd.c_str());
     return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, test::read_file(dir + "/err.txt")};
   }
@@ -83,8 +77,8 @@ TEST_F(CliServe, PortInUse) {
   socklen_t len = sizeof a;
   getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
   const int port = ntohs(a.sin_port);
-  std::string cmd = "timeout 60 " + std::string(ZIMAGE_CLI_PATH) + " serve -m " + quote(model) + " --port " + std::to_string(port) +
-                    " >/dev/null 2>" + quote(dir + "/err.txt");
+  std::string cmd = "timeout 60 " + std::string(ZIMAGE_CLI_PATH) + " serve -m " + test::shell_quote(model) + " --port " + std::to_string(port) +
+                    " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
   int st = std::system(cmd.c_str());
   close(s);
   EXPECT_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : 128, 1);

@@ -19,12 +19,6 @@ using namespace zimage;
 
 namespace {
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 class CliWeightsFile : public ::testing::Test {
  protected:
   std::string dir = test::temp_dir("cli_wfile");
@@ -34,8 +28,8 @@ class CliWeightsFile : public ::testing::Test {
                                "--seed", "3", "--steps", "2", "-o", out, "-q", "--dtype", "bfloat16"};
     a.insert(a.end(), extra.begin(), extra.end());
     std::string cmd = "timeout 300 " + std::string(ZIMAGE_CLI_PATH);
-    for (auto& x : a) cmd += " " + quote(x);
-    cmd += " >/dev/null 2>" + quote(dir + "/err.txt");
+    for (auto& x : a) cmd += " " + test::shell_quote(x);
+    cmd += " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
     const int st = std::system(cmd.c_str());
     if (err) *err = test::read_file(dir + "/err.txt");
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

@@ -68,12 +68,6 @@ class FakeHub {
   int stdin_ = -1;
 };
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 struct CliRun {
   int code;
   std::string out, err;
@@ -126,11 +120,11 @@ class HubPull : public ::testing::Test {
     std::string cmd = "env -u HF_TOKEN -u HF_TOKEN_PATH -u HF_HUB_OFFLINE -u HUGGINGFACE_HUB_CACHE -u http_proxy "
                       "-u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY -u all_proxy -u NO_PROXY -u no_proxy "
                       "-u ZIMAGE_HUB_TRUSTED_HOSTS -u ZIMAGE_HUB_ALLOW_HTTP HF_HOME=" +
-                      quote(dir + "/home") + " HF_HUB_CACHE=" + quote(cache) +
-                      " HF_ENDPOINT=" + quote(hub ? hub->endpoint() : "http://127.0.0.1:9") + " " + env + " " +
+                      test::shell_quote(dir + "/home") + " HF_HUB_CACHE=" + test::shell_quote(cache) +
+                      " HF_ENDPOINT=" + test::shell_quote(hub ? hub->endpoint() : "http://127.0.0.1:9") + " " + env + " " +
                       ZIMAGE_CLI_PATH;
-    for (auto& a : args) cmd += " " + quote(a);
-    cmd += " >" + quote(dir + "/out.txt") + " 2>" + quote(dir + "/err.txt");
+    for (auto& a : args) cmd += " " + test::shell_quote(a);
+    cmd += " >" + test::shell_quote(dir + "/out.txt") + " 2>" + test::shell_quote(dir + "/err.txt");
     int st = std::system(cmd.c_str());
     return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, test::read_file(dir + "/out.txt"), test::read_file(dir + "/err.txt")};
   }
@@ -403,7 +397,7 @@ TEST_F(HubPull, BadArgumentsAreClearErrors) {
   }
   // A cache folder that cannot be created is an error naming it, not a crash.
   test::write_file(dir + "/a-file", "x");
-  CliRun r = cli(&hub, {"pull", kRepo}, "HF_HUB_CACHE=" + quote(dir + "/a-file/cache"));
+  CliRun r = cli(&hub, {"pull", kRepo}, "HF_HUB_CACHE=" + test::shell_quote(dir + "/a-file/cache"));
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("[hub] cannot write the cache for tiny-org/zimage-tiny: "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(dir + "/a-file/cache"), std::string::npos) << r.err;
