@@ -47,14 +47,23 @@ struct PretrainedOptions {
   // (token_embd, blk.N.attn_q, ...); quantized linear weights and token embeddings stay quantized.
   std::string text_encoder_file;
   // LoRA adapters for the transformer (.safetensors: diffusers/PEFT, kohya `lora_unet_`, or
-  // `diffusion_model.` keys), each with its scale (diffusers' set_adapters weight). They are
-  // merged into the weights at load (W += scale * alpha / rank * B @ A, float32); a quantized
-  // (GGUF) transformer weight with a LoRA is an error. Keys that match no module are an error.
+  // `diffusion_model.` keys), each with its scale (diffusers' set_adapters weight) and adapter
+  // name ("" = the file's stem). Keys that match no module are an error. How they are applied:
+  //   lora_mode "merge" (default): merged into the dense weights at load (W += scale * B @ A in
+  //     float32, then the compute dtype): no cost per step, the scale is fixed (set_adapters can
+  //     not change it; delete_adapters / unload_lora_weights reload the transformer without it).
+  //     On a quantized (GGUF) weight, where merging would requantize, it runs at run time.
+  //   lora_mode "runtime": every LoRA runs as PEFT runs it, a branch next to the unchanged weight
+  //     (y = W x + scale * B(A x), in the compute dtype): a little work per linear layer and step,
+  //     the scales can be changed with set_adapters.
+  // LoRAs loaded later with load_lora_weights always run at run time.
   struct Lora {
     std::string path;
     double scale = 1.0;
+    std::string name;
   };
   std::vector<Lora> loras;
+  std::string lora_mode = "merge";  // merge or runtime
   std::string device = "cpu";
   int num_threads = 0;                   // 0 = all cores; at most max_num_threads()
 };
@@ -126,6 +135,14 @@ struct CallParams {
   std::optional<double> strength;             // in [0, 1]; default 0.6 for img2img, 1.0 for inpainting
 };
 
+// A loaded LoRA adapter (ZImagePipeline::loras()).
+struct LoraInfo {
+  std::string name, path;
+  double scale = 1.0;
+  bool active = true;   // set_adapters named it (an inactive adapter stays loaded but does not run)
+  bool merged = false;  // merged into the weights at load (lora_mode "merge"): its scale is fixed
+};
+
 struct StageTimes {
   double text_encoder = 0, denoise = 0, vae = 0, total = 0;
   std::vector<double> step_seconds;
@@ -178,6 +195,19 @@ class ZImagePipeline {
   // How the VAE decodes large images (default: auto, seamless).
   void set_vae_tiling(const VaeTilingOptions& options);
   const VaeTilingOptions& vae_tiling() const;
+
+  // LoRA adapters after loading, as diffusers' ZImageLoraLoaderMixin (see PretrainedOptions::loras):
+  // load_lora_weights(path, adapter_name) adds one that runs at run time with `scale` (name "" =
+  // the file's stem; a name already loaded is an error). set_adapters(names, weights) makes
+  // exactly `names` active with those weights (weights empty: 1.0 each; one value: for all); the
+  // others stay loaded but do not run. delete_adapters(names) removes adapters; unload_lora_weights
+  // removes all, after which the pipeline gives the base model's images bit for bit. Unknown names
+  // are errors listing the loaded ones; a merged adapter's scale can not change (an error).
+  void load_lora_weights(const std::string& path, const std::string& adapter_name = "", double scale = 1.0);
+  void set_adapters(const std::vector<std::string>& names, const std::vector<double>& weights = {});
+  void delete_adapters(const std::vector<std::string>& names);
+  void unload_lora_weights();
+  std::vector<LoraInfo> loras() const;
 
   PipelineOutput operator()(const CallParams& params, const ProgressFn& progress = {});
   void interrupt();  // from a callback or another thread: the running call stops after its current step

@@ -52,6 +52,8 @@ void validate_pretrained_options(const PretrainedOptions& o) {
     if (l.path.empty()) fail("[lora] a LoRA has an empty file name");
     if (!std::isfinite(l.scale)) fail("[lora] ", l.path, ": scale ", l.scale, " is not a finite number");
   }
+  if (o.lora_mode != "merge" && o.lora_mode != "runtime")
+    fail("[lora] lora_mode '", o.lora_mode, "' is not one of merge, runtime");
 }
 
 double edit_strength(const CallParams& p) { return p.strength.value_or(p.mask_image ? 1.0 : 0.6); }

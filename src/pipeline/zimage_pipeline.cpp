@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -86,11 +87,73 @@ struct ZImagePipeline::Impl {
       text_encoder = Qwen3TextEncoder::load(index.component_dir("text_encoder"), compute, opts.text_encoder_file);
     return *text_encoder;
   }
+  // LoRA adapters in load order: merged ones go into the transformer's weights when it loads,
+  // run-time ones are attached to its slots (again after every reload).
+  struct Adapter {
+    std::string name, path;
+    double scale = 1.0;
+    bool active = true, merged = false;
+    std::shared_ptr<const weights::LoraSet> set;  // run-time adapters: read once
+  };
+  std::vector<Adapter> adapters;
+  std::vector<TensorSpec> transformer_specs;
+  Adapter* find_adapter(const std::string& name) {
+    for (auto& a : adapters)
+      if (a.name == name) return &a;
+    return nullptr;
+  }
+  std::string adapter_names() const {
+    std::string s;
+    for (auto& a : adapters) s += (s.empty() ? "'" : ", '") + a.name + "'";
+    return s.empty() ? "none" : s;
+  }
+  Adapter make_adapter(const std::string& path, double scale, const std::string& name, bool merged) {
+    if (path.empty()) fail("[lora] a LoRA has an empty file name");
+    if (!std::isfinite(scale)) fail("[lora] ", path, ": scale ", scale, " is not a finite number");
+    Adapter a{name.empty() ? weights::lora_stem(path) : name, path, scale, true, merged, nullptr};
+    if (const Adapter* b = find_adapter(a.name))
+      fail("[lora] adapter name '", a.name, "' (", path, ") is already loaded (", b->path,
+           "): delete it first or give another adapter name");
+    if (merged)  // read here too, so a bad file fails now, not at the transformer's (re)load
+      weights::LoraSet::load({{path, scale, a.name}}, transformer_specs);
+    else
+      a.set = std::make_shared<const weights::LoraSet>(weights::LoraSet::load({{path, scale, a.name}}, transformer_specs));
+    return a;
+  }
+  void attach(const Adapter& a) {
+    a.set->attach(transformer->lora_slots());
+    weights::set_adapter_scale(transformer->lora_slots(), a.name, a.scale, a.active);
+    transformer->lora_changed();
+  }
+
+  void remove_adapters(const std::vector<std::string>& names, const char* what) {
+    bool reload = false;
+    for (const auto& n : names) {
+      const Adapter* a = find_adapter(n);
+      if (!a) fail("[lora] ", what, ": no adapter named '", n, "' (loaded: ", adapter_names(), ")");
+      reload |= a->merged;
+    }
+    for (const auto& n : names) {
+      if (transformer && !reload) weights::detach_adapter(transformer->lora_slots(), n);
+      std::erase_if(adapters, [&](const Adapter& a) { return a.name == n; });
+    }
+    if (!transformer) return;
+    if (reload) {  // a merged LoRA is in the weights: load them again without it
+      transformer.reset();
+      if (!opts.low_memory) dit();
+    } else {
+      transformer->lora_changed();
+    }
+  }
+
   ZImageTransformer2DModel& dit() {
     if (!transformer) {
-      std::vector<weights::LoraSpec> loras;
-      for (auto& l : opts.loras) loras.push_back({l.path, l.scale});
-      transformer = ZImageTransformer2DModel::load(index.component_dir("transformer"), compute, opts.transformer_file, loras);
+      std::vector<weights::LoraSpec> merged;
+      for (auto& a : adapters)
+        if (a.merged) merged.push_back({a.path, a.scale, a.name});
+      transformer = ZImageTransformer2DModel::load(index.component_dir("transformer"), compute, opts.transformer_file, merged);
+      for (auto& a : adapters)
+        if (!a.merged) attach(a);
     }
     return *transformer;
   }
@@ -147,6 +210,8 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
   m.max_positions = cfgs.text_encoder.max_position_embeddings;
   m.scheduler_cfg = cfgs.scheduler;
   m.tokenizer = Qwen2Tokenizer::from_folder(m.index.component_dir("tokenizer"));
+  m.transformer_specs = ZImageTransformer2DModel::expected_tensors(cfgs.transformer);
+  for (const auto& l : o.loras) m.adapters.push_back(m.make_adapter(l.path, l.scale, l.name, o.lora_mode == "merge"));
   if (!o.low_memory) {  // load once, reuse across calls
     m.te();
     m.dit();
@@ -154,12 +219,64 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
   } else {  // loaded per call: check the weights' headers now, so a broken folder fails here
     Qwen3TextEncoder::open_weights(m.index.component_dir("text_encoder"), cfgs.text_encoder, nullptr, o.text_encoder_file);
     ZImageTransformer2DModel::open_weights(m.index.component_dir("transformer"), cfgs.transformer, o.transformer_file);
-    std::vector<weights::LoraSpec> loras;
-    for (auto& l : o.loras) loras.push_back({l.path, l.scale});
-    weights::LoraSet::load(loras, ZImageTransformer2DModel::expected_tensors(cfgs.transformer));
     AutoencoderKL::open_weights(m.index.component_dir("vae"), cfgs.vae);
   }
   return pipe;
+}
+
+void ZImagePipeline::load_lora_weights(const std::string& path, const std::string& adapter_name, double scale) {
+  auto lock = impl_->lock_for("load_lora_weights()");
+  Impl& m = *impl_;
+  m.adapters.push_back(m.make_adapter(path, scale, adapter_name, /*merged=*/false));
+  if (m.transformer) m.attach(m.adapters.back());
+}
+
+void ZImagePipeline::set_adapters(const std::vector<std::string>& names, const std::vector<double>& weights) {
+  auto lock = impl_->lock_for("set_adapters()");
+  Impl& m = *impl_;
+  if (weights.size() > 1 && weights.size() != names.size())
+    fail("[lora] set_adapters: ", names.size(), " adapter names but ", weights.size(), " weights (give one per name, one for all, or none)");
+  std::map<std::string, double> want;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const double w = weights.empty() ? 1.0 : weights[weights.size() == 1 ? 0 : i];
+    if (!m.find_adapter(names[i])) fail("[lora] set_adapters: no adapter named '", names[i], "' (loaded: ", m.adapter_names(), ")");
+    if (!std::isfinite(w)) fail("[lora] set_adapters: adapter '", names[i], "': weight ", w, " is not a finite number");
+    if (!want.emplace(names[i], w).second) fail("[lora] set_adapters: adapter '", names[i], "' is named twice");
+  }
+  for (const auto& a : m.adapters) {
+    if (!a.merged) continue;
+    auto it = want.find(a.name);
+    if (it == want.end() || it->second != a.scale)
+      fail("[lora] set_adapters: adapter '", a.name, "' was merged into the weights at load (lora_mode merge): its scale ",
+           a.scale, " is fixed (asked: ", it == want.end() ? std::string("inactive") : std::to_string(it->second),
+           "); load it with lora_mode runtime or load_lora_weights to change it, or delete_adapters it");
+  }
+  for (auto& a : m.adapters) {
+    auto it = want.find(a.name);
+    a.active = it != want.end();
+    if (a.active) a.scale = it->second;
+    if (m.transformer && !a.merged) weights::set_adapter_scale(m.transformer->lora_slots(), a.name, a.scale, a.active);
+  }
+  if (m.transformer) m.transformer->lora_changed();
+}
+
+void ZImagePipeline::delete_adapters(const std::vector<std::string>& names) {
+  auto lock = impl_->lock_for("delete_adapters()");
+  impl_->remove_adapters(names, "delete_adapters");
+}
+
+void ZImagePipeline::unload_lora_weights() {
+  auto lock = impl_->lock_for("unload_lora_weights()");
+  std::vector<std::string> names;
+  for (const auto& a : impl_->adapters) names.push_back(a.name);
+  impl_->remove_adapters(names, "unload_lora_weights");
+}
+
+std::vector<LoraInfo> ZImagePipeline::loras() const {
+  auto lock = impl_->lock_for("loras()");
+  std::vector<LoraInfo> out;
+  for (const auto& a : impl_->adapters) out.push_back({a.name, a.path, a.scale, a.active, a.merged});
+  return out;
 }
 
 ZImagePipeline& ZImagePipeline::to(const std::string& device) {

@@ -35,6 +35,8 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   transformer::WeightLoader w(*m.store_, compute, "transformer");
   const weights::LoraSet lora = weights::LoraSet::load(loras, expected_tensors(c));
   if (!lora.empty()) w.set_lora(&lora);
+  m.lora_slots_ = std::make_shared<weights::LoraSlots>();
+  w.set_lora_slots(m.lora_slots_.get());
 
   for (size_t i = 0; i < c.all_patch_size.size(); ++i) {
     const int64_t p = c.all_patch_size[i], f = c.all_f_patch_size[i];
@@ -61,6 +63,12 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   m.rope_ = std::make_shared<transformer::RopeEmbedder>(c.rope_theta, c.axes_dims, c.axes_lens);
   m.run_ = std::make_shared<RunState>();
   return m;
+}
+
+void ZImageTransformer2DModel::lora_changed() {
+  std::lock_guard<std::mutex> lock(run_->mu);
+  run_->cap_out = Tensor();
+  run_->cap_in = Tensor();
 }
 
 std::vector<TensorSpec> ZImageTransformer2DModel::expected_tensors(const ZImageTransformerConfig& c) {

@@ -24,7 +24,8 @@ class ZImageTransformer2DModel {
   // .gguf file with the diffusers tensor names, when given). `compute`: F32 (exact) or BF16
   // (emulates a torch bf16 run: bf16 GEMM inputs, activations rounded where torch stores bf16
   // tensors). Quantized GGUF linear weights stay quantized in the mapping (ops/quantized.h).
-  // `loras` are merged into the linear weights they name (weights/lora.h).
+  // `loras` are merged into the dense linear weights they name and run as run-time branches on
+  // quantized ones (weights/lora.h).
   static ZImageTransformer2DModel load(const std::string& dir, DType compute, const std::string& weights_file = "",
                                        const std::vector<weights::LoraSpec>& loras = {});
   // Every tensor load() reads, with the shape the config implies (diffusers' state dict names).
@@ -46,6 +47,13 @@ class ZImageTransformer2DModel {
   using DebugFn = std::function<void(const std::string& name, const Tensor& value)>;
   void set_debug(DebugFn fn) { debug_ = std::move(fn); }
 
+  // Every linear layer's run-time LoRA slot, by weight name: attach, rescale and detach adapters
+  // between forwards (weights::LoraSet::attach, set_adapter_scale, detach_adapter).
+  const weights::LoraSlots& lora_slots() const { return *lora_slots_; }
+  // After a change of the slots: forget what forward() cached from the old weights (the context
+  // refiner's output for the last caption).
+  void lora_changed();
+
   const ZImageTransformerConfig& config() const { return cfg_; }
   DType compute() const { return compute_; }
 
@@ -62,6 +70,7 @@ class ZImageTransformer2DModel {
   Tensor cap_norm_w_, cap_linear_b_;  // cap_embedder: RMSNorm, Linear
   std::vector<float> x_pad_token_, cap_pad_token_;
   std::shared_ptr<transformer::RopeEmbedder> rope_;
+  std::shared_ptr<weights::LoraSlots> lora_slots_;
   DebugFn debug_;
   // What forward() reuses from call to call: activation buffers and the context refiner's output
   // for the last caption (it depends only on the caption features, not on the latents or t).

@@ -19,13 +19,21 @@ Tensor Loader::linear(const std::string& name, int64_t out, int64_t in) const {
 
 LinearWeight Loader::linear_weight(const std::string& name, int64_t out, int64_t in) const {
   LinearWeight w;
+  if (slots_) {
+    w.lora = std::make_shared<LoraSlot>();
+    w.lora->compute = compute_;
+    (*slots_)[name] = w.lora;
+  }
   if (!store_.is_quantized(name)) {
     w.dense = linear(name, out, in);
     return w;
   }
-  if (lora_ && lora_->find(name))
-    fail("[", component_, "] ", name, " is quantized (", store_.info(name).dtype,
-         "): a LoRA cannot be merged into it (use a non-quantized transformer file with --lora)");
+  if (lora_ && lora_->find(name)) {  // merging would requantize: the LoRA runs as a branch
+    if (!w.lora)
+      fail("[", component_, "] ", name, " is quantized (", store_.info(name).dtype,
+           "): a LoRA cannot be merged into it (use a non-quantized file with --lora)");
+    lora_->attach_to(name, *w.lora);
+  }
   QuantizedTensor q = with_component(component_.c_str(), [&] { return store_.quantized(name, {out, in}); });
   auto m = std::make_shared<ops::QuantizedMatrix>();
   m->ggml_type = q.ggml_type;
@@ -40,7 +48,9 @@ LinearWeight Loader::linear_weight(const std::string& name, int64_t out, int64_t
 }
 
 Tensor linear(const Tensor& x, const LinearWeight& w, const Tensor* bias) {
-  return w.quantized ? ops::linear(x, *w.quantized, bias) : ops::linear(x, w.dense, bias);
+  Tensor y = w.quantized ? ops::linear(x, *w.quantized, bias) : ops::linear(x, w.dense, bias);
+  if (w.lora && !w.lora->branches.empty()) apply_lora(x, *w.lora, y);
+  return y;
 }
 
 void linear_into(const Tensor& x, const LinearWeight& w, const Tensor* bias, Tensor& y) {
@@ -48,6 +58,7 @@ void linear_into(const Tensor& x, const LinearWeight& w, const Tensor* bias, Ten
     ops::linear_into(x, *w.quantized, bias, y);
   else
     ops::linear_into(x, w.dense, bias, y);
+  if (w.lora && !w.lora->branches.empty()) apply_lora(x, *w.lora, y);
 }
 
 Tensor Loader::conv(const std::string& name, const Shape& shape) const {

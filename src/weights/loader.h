@@ -17,9 +17,10 @@ namespace zimage::weights {
 struct LinearWeight {
   Tensor dense;
   std::shared_ptr<const ops::QuantizedMatrix> quantized;
+  std::shared_ptr<LoraSlot> lora;  // run-time LoRA branches (weights/lora.h), or none
   bool is_quantized() const { return quantized != nullptr; }
 };
-// ops::linear / ops::linear_into on either kind.
+// ops::linear / ops::linear_into on either kind, plus the active run-time LoRA branches.
 Tensor linear(const Tensor& x, const LinearWeight& w, const Tensor* bias = nullptr);
 void linear_into(const Tensor& x, const LinearWeight& w, const Tensor* bias, Tensor& y);
 
@@ -35,8 +36,11 @@ class Loader {
   const std::string& component() const { return component_; }
   bool has(const std::string& name) const { return store_.has(name); }
   // LoRA deltas merged into the linear weights they name (linear(), linear_weight()); the set
-  // must outlive the loader. A quantized weight with a LoRA is an Error.
+  // must outlive the loader. A quantized weight with a LoRA gets them as run-time branches when
+  // the loader has slots; without slots it is an Error.
   void set_lora(const LoraSet* lora) { lora_ = lora; }
+  // Every linear_weight() gets a run-time LoRA slot, registered here by weight name.
+  void set_lora_slots(LoraSlots* slots) { slots_ = slots; }
 
   // The tensor as stored (a view into the mapping), checked against `shape`.
   Tensor stored(const std::string& name, const Shape& shape) const;
@@ -58,6 +62,7 @@ class Loader {
   DType compute_;
   std::string component_;
   const LoraSet* lora_ = nullptr;
+  LoraSlots* slots_ = nullptr;
 };
 
 }  // namespace zimage::weights

@@ -5,12 +5,17 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <filesystem>
 #include <set>
+
+#include "ops/ops.h"
 
 namespace zimage::weights {
 
+std::string lora_stem(const std::string& path) { return std::filesystem::path(path).stem().string(); }
+
 LoraSpec parse_lora_arg(const std::string& arg) {
-  LoraSpec s{arg, 1.0};
+  LoraSpec s{arg, 1.0, ""};
   const size_t c = arg.rfind(':');
   if (c != std::string::npos && c + 1 < arg.size()) {
     const std::string tail = arg.substr(c + 1);
@@ -66,9 +71,20 @@ std::string fixups(std::string k) {
 
 struct Parts {
   Tensor a, b;
+  DType a_dtype = DType::F32, b_dtype = DType::F32;  // as stored
   bool has_alpha = false;
   double alpha = 0;
 };
+
+// t * s as torch computes a `dtype` tensor times a Python float (rounded to the dtype).
+Tensor scaled(const Tensor& t, double s, DType dtype) {
+  Tensor o = t.clone();
+  float* p = o.f32();
+  const float sf = float(s);
+  for (int64_t i = 0; i < o.numel(); ++i) p[i] = p[i] * sf;
+  if (dtype == DType::F32 || s == 1.0) return o;
+  return o.to(dtype).to(DType::F32).clone();
+}
 
 bool finite_all(const Tensor& t) {
   const float* p = t.f32();
@@ -116,11 +132,12 @@ LoraSet LoraSet::load(const std::vector<LoraSpec>& files, const std::vector<Tens
         unknown.push_back(key);
         continue;
       }
-      Tensor t = file.get(key).to(DType::F32).clone();
+      const Tensor stored = file.get(key);
+      Tensor t = stored.to(DType::F32).clone();
       if (!finite_all(t)) fail("[lora] ", f.path, ": ", key, " holds a NaN or infinite value");
       Parts& p = mods[k];
-      if (role == "A") p.a = t;
-      else if (role == "B") p.b = t;
+      if (role == "A") p.a = t, p.a_dtype = stored.dtype();
+      else if (role == "B") p.b = t, p.b_dtype = stored.dtype();
       else {
         if (t.numel() != 1) fail("[lora] ", f.path, ": ", key, " has ", t.numel(), " values (an alpha is one number)");
         p.has_alpha = true;
@@ -155,18 +172,26 @@ LoraSet LoraSet::load(const std::vector<LoraSpec>& files, const std::vector<Tens
       } else {
         targets.push_back({m, p.b});
       }
+      if (p.has_alpha && !std::isfinite(p.alpha))
+        fail("[lora] ", f.path, ": module ", m, ": alpha ", p.alpha, " is not finite");
+      // diffusers' get_alpha_scales: alpha / rank split between lora_A and lora_B, each multiplied
+      // in the file's dtype.
+      Tensor a = p.a;
+      if (p.has_alpha) {
+        double down = p.alpha / double(r), up = 1.0;
+        while (down * 2 < up) down *= 2, up /= 2;
+        a = scaled(p.a, down, p.a_dtype);
+        for (auto& t : targets) t.second = scaled(t.second, up, p.b_dtype);
+      }
       for (auto& [name, b] : targets) {
         const Shape& w = linear.at(name);
-        if (p.a.dim(1) != w[1] || b.dim(0) != w[0] || b.dim(1) != r)
-          fail("[lora] ", f.path, ": module ", name, ": lora_A ", shape_str(p.a.shape()), " and lora_B ",
+        if (a.dim(1) != w[1] || b.dim(0) != w[0] || b.dim(1) != r)
+          fail("[lora] ", f.path, ": module ", name, ": lora_A ", shape_str(a.shape()), " and lora_B ",
                shape_str(b.shape()), " do not fit the weight ", shape_str(w), " (expected [rank, ", w[1], "] and [",
                w[0], ", rank])");
         if (r > std::min(w[0], w[1]))
           fail("[lora] ", f.path, ": module ", name, ": rank ", r, " is larger than the layer ", shape_str(w));
-        if (p.has_alpha && !std::isfinite(p.alpha))
-          fail("[lora] ", f.path, ": module ", name, ": alpha ", p.alpha, " is not finite");
-        const double factor = f.scale * (p.has_alpha ? p.alpha / double(r) : 1.0);
-        set.deltas_[name + ".weight"].push_back({p.a, b, factor});
+        set.deltas_[name + ".weight"].push_back({a, b, f.scale, f.name.empty() ? lora_stem(f.path) : f.name});
       }
     }
   }
@@ -196,8 +221,77 @@ void LoraSet::merge_into(const std::string& name, Tensor& w) const {
         const float* a = A + k * in;
         for (int64_t i = 0; i < in; ++i) row[size_t(i)] += bk * a[i];
       }
-      for (int64_t i = 0; i < in; ++i) W[o * in + i] = float(double(W[o * in + i]) + d.factor * row[size_t(i)]);
+      for (int64_t i = 0; i < in; ++i) W[o * in + i] = float(double(W[o * in + i]) + d.scale * row[size_t(i)]);
     }
+  }
+}
+
+void LoraSet::attach_to(const std::string& name, LoraSlot& slot) const {
+  const auto* ds = find(name);
+  if (!ds) return;
+  merged_.insert(name);
+  for (const auto& d : *ds)
+    slot.branches.push_back({d.adapter, ops::prepare_weight(d.a, slot.compute), ops::prepare_weight(d.b, slot.compute),
+                             d.scale, true});
+}
+
+void LoraSet::attach(const LoraSlots& slots) const {
+  for (const auto& [name, ds] : deltas_) {
+    auto it = slots.find(name);
+    if (it == slots.end()) fail("[lora] ", ds.front().adapter, ": ", name, " is not a linear layer that takes a LoRA");
+  }
+  for (const auto& [name, ds] : deltas_) attach_to(name, *slots.at(name));
+}
+
+void set_adapter_scale(const LoraSlots& slots, const std::string& adapter, double scale, bool active) {
+  for (const auto& [name, s] : slots)
+    for (auto& b : s->branches)
+      if (b.adapter == adapter) b.scale = scale, b.active = active;
+}
+
+void detach_adapter(const LoraSlots& slots, const std::string& adapter) {
+  for (const auto& [name, s] : slots)
+    std::erase_if(s->branches, [&](const LoraBranch& b) { return b.adapter == adapter; });
+}
+
+void apply_lora(const Tensor& x, const LoraSlot& slot, Tensor& y) {
+  if (!slot.any_active()) return;
+  const bool bf = slot.compute == DType::BF16;
+  const LoraBranch& first = slot.branches.front();
+  const int64_t K = first.a.dim(1), N = first.b.dim(0);
+  const int64_t M = K ? x.numel() / K : 0;
+  if (x.numel() != M * K || y.numel() != M * N)
+    fail("[lora] input ", shape_str(x.shape()), " / output ", shape_str(y.shape()), " do not fit the LoRA [", N, ", ",
+         K, "]");
+  // PEFT: x = x.to(lora_A.weight.dtype); result = result + lora_B(lora_A(x)) * scaling.
+  const Tensor xin = bf ? x.reshape({M, K}).to(DType::BF16) : x.reshape({M, K}).to(DType::F32);
+  const bool y_bf16 = y.dtype() == DType::BF16;
+  Tensor acc = y_bf16 ? y.to(DType::F32).clone() : Tensor();
+  float* r = y_bf16 ? acc.f32() : y.f32();
+  const int64_t n = M * N;
+  if (bf && !y_bf16) {  // the base layer's result as torch holds it
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) r[i] = round_bf16(r[i]);
+  }
+  for (const auto& br : slot.branches) {
+    if (!br.active) continue;
+    Tensor h = ops::linear(xin, br.a);  // [M, rank]
+    if (bf) ops::round_to_bf16_(h);
+    Tensor u = ops::linear(h, br.b);  // [M, N]
+    const float* up = u.f32();
+    const float s = float(br.scale);  // a float tensor times a Python float: float arithmetic
+    if (bf) {
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i) r[i] = round_bf16(r[i] + round_bf16(round_bf16(up[i]) * s));
+    } else {
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i) r[i] = r[i] + up[i] * s;
+    }
+  }
+  if (y_bf16) {
+    uint16_t* yp = static_cast<uint16_t*>(y.raw());
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) yp[i] = f32_to_bf16(r[i]);
   }
 }
 

@@ -1,6 +1,6 @@
 // `zimage generate --lora FILE[:SCALE]` (repeatable): the LoRAs change the image, the PNG records
 // them (A1111 `<lora:name:scale>` and "Lora hashes", the zimage JSON's "loras"), --from-png takes
-// them again, and a quantized transformer weight with a LoRA is refused.
+// them again, and a quantized (GGUF) transformer takes a LoRA.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -72,11 +72,15 @@ TEST_F(CliLora, BadLorasAreClearErrors) {
   EXPECT_FALSE(fs::exists(dir + "/x.png"));
 }
 
-TEST_F(CliLora, QuantizedWeightWithLoraIsRefused) {
+// A quantized transformer weight takes the LoRA as a run-time branch (merging would requantize).
+TEST_F(CliLora, QuantizedTransformerTakesTheLoraAtRunTime) {
   const test::QuantizedTiny m = test::write_quantized_tiny_transformer(dir, test::quantize_linears);
-  std::string err;
-  auto a = base(dir + "/q.png");
-  a[a.size() - 2] = "bfloat16";
-  EXPECT_EQ(run(with(a, {"--transformer", m.gguf, "--lora", test::fixture("lora/tiny-fp32_peft.safetensors")}), &err), 1);
-  EXPECT_NE(err.find("a LoRA cannot be merged into it"), std::string::npos) << err;
+  auto bf16 = [&](const std::string& out) {
+    auto a = base(out);
+    a[a.size() - 2] = "bfloat16";
+    return with(a, {"--transformer", m.gguf});
+  };
+  ASSERT_EQ(run(bf16(dir + "/q.png")), 0);
+  ASSERT_EQ(run(with(bf16(dir + "/ql.png"), {"--lora", test::fixture("lora/tiny-fp32_peft.safetensors") + ":0.8"})), 0);
+  EXPECT_NE(read_png(dir + "/q.png").pixels, read_png(dir + "/ql.png").pixels);
 }

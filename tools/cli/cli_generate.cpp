@@ -95,7 +95,11 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
                "Qwen3 text encoder weights from this .safetensors or .gguf file (transformers or llama.cpp names) instead of the model's");
   g.add_option("--lora", a.lora,
                "LoRA for the transformer, FILE[:SCALE] (default scale 1; repeatable): diffusers/PEFT, kohya lora_unet_ or "
-               "diffusion_model. keys (.safetensors), merged into the weights at load");
+               "diffusion_model. keys (.safetensors); see --lora-mode");
+  g.add_option("--lora-mode", a.lora_mode,
+               "merge: LoRAs merged into the weights at load (no cost per step; a quantized GGUF weight runs its LoRA at "
+               "run time); runtime: every LoRA runs as a branch next to the weight, as diffusers/PEFT do")
+      ->capture_default_str();
   g.add_flag("--low-memory", a.low_memory, "load one component at a time (peak memory = largest component)");
   g.add_option("--vae-tiling", a.vae_tiling, "tiled VAE decode: auto (when the untiled decode would not fit in half the memory), on, off")
       ->capture_default_str();
@@ -289,6 +293,7 @@ void apply_png_parameters(const std::string& png, GenerateArgs& a) {
   };
   input("--init-image", "init_image", "init image", a.init_image);
   input("--mask", "mask_image", "mask image", a.mask);
+  if (auto* v = P.get("--lora-mode", "lora_mode")) a.lora_mode = P.string("lora_mode", *v);
   if (auto* v = P.get("--lora", "loras")) {  // [{name, path, sha256, scale}, ...]: the same files again
     if (!v->is_array()) fail("[from-png] ", png, ": 'loras' is ", v->dump(), ", expected a list");
     a.lora.clear();
@@ -404,11 +409,12 @@ int run_generate(GenerateArgs a) {
     weights::LoraSpec l = weights::parse_lora_arg(arg);
     std::error_code ec;
     if (!fs::is_regular_file(l.path, ec)) fail("[lora] ", l.path, " does not exist or is not a file");
-    po.loras.push_back({l.path, l.scale});
+    po.loras.push_back({l.path, l.scale, l.name});
     char buf[64];
     auto r = std::to_chars(buf, buf + sizeof buf, l.scale);
     lora_meta.push_back({fs::path(l.path).stem().string(), weights::file_sha256(l.path), std::string(buf, r.ptr)});
   }
+  po.lora_mode = a.lora_mode;
   po.local_files_only = a.local_files_only;
   validate_pretrained_options(po);
 
@@ -574,6 +580,7 @@ int run_generate(GenerateArgs a) {
         loras.push_back({{"name", lora_meta[li].name}, {"path", po.loras[li].path}, {"sha256", lora_meta[li].sha256},
                          {"scale", po.loras[li].scale}});
       meta.zimage["loras"] = loras;
+      meta.zimage["lora_mode"] = po.lora_mode;
     }
     std::string path;
     if (a.overwrite) {
