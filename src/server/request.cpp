@@ -137,6 +137,7 @@ constexpr size_t kMaxPromptBytes = 65536;
 // Checks shared by every route, then the pipeline's own validation (the CLI's).
 void finish(GenerateRequest& r, const Limits& l, const std::string& wf, const std::string& hf) {
   check_size(wf, hf, r.width, r.height, l);
+  if (r.prompt.size() <= kMaxPromptBytes) r.loras = extract_lora_tags(r.prompt);
   for (auto [f, v] : {std::pair<const char*, const std::string&>{"prompt", r.prompt}, {"negative_prompt", r.negative_prompt}})
     if (v.size() > kMaxPromptBytes)
       bad(f, "is " + std::to_string(v.size()) + " bytes long, more than " + std::to_string(kMaxPromptBytes));

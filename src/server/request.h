@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "server/loras.h"
 #include "zimage/error.h"
 #include "zimage/pipeline.h"
 
@@ -62,6 +63,9 @@ struct GenerateRequest {
   std::vector<uint64_t> seeds;
   std::string response_format = "b64_json";  // OpenAI: b64_json or url
   std::string model;                         // as the client named it (informational)
+  // The prompt's A1111 `<lora:NAME:SCALE>` tags (removed from `prompt`): LoRAs the server has
+  // (--lora, --lora-dir) at these scales for this request (server/loras.h).
+  std::vector<LoraTag> loras;
   // img2img / inpainting (A1111 img2img, OpenAI edits): decoded from base64 / multipart and checked
   // at parsing; the output has the init image's size (sides rounded down to multiples of 16).
   bool img2img = false;

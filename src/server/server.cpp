@@ -172,6 +172,11 @@ struct Server::Impl {
   // Queues a job; on a refusal writes the error (429 with Retry-After) and returns null.
   std::shared_ptr<Job> submit(JobQueue& q, GenerateRequest r, const httplib::Request& req, httplib::Response& res) {
     try {
+      for (const LoraTag& t : r.loras) {  // only LoRAs the server was started with
+        if (!opt.loras)
+          throw RequestError(400, "prompt", "[serve] 'prompt': <lora:" + t.name + ">: this server has no LoRAs (start it with --lora or --lora-dir)");
+        opt.loras->resolve(t.name);
+      }
       return q.submit(std::move(r));
     } catch (const RequestError& e) {
       send_error(req, res, e.status(), e.what(), e.field());

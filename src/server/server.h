@@ -24,6 +24,7 @@ struct ServerOptions {
   Defaults defaults;
   Limits limits;
   std::string model_name, model_path;
+  std::shared_ptr<const LoraCatalog> loras;  // what a prompt's <lora:NAME:SCALE> may name (none: no tags)
   bool log_requests = true;              // one line per request on stderr
 };
 

@@ -3,7 +3,7 @@ clients: the `openai` package, `requests`, curl, raw sockets and headless Chromi
 
     server_test.py PART --cli build/zimage --model tests/fixtures/models/tiny-fp32 --out build/tests/server
 
-PART: openai | routes | jobs | faults | load | web. Exit 0 = pass, 77 = skipped (only `web`, when
+PART: openai | routes | jobs | faults | load | web | lora. Exit 0 = pass, 77 = skipped (only `web`, when
 Chromium cannot start), anything else = fail.
 """
 import argparse
@@ -662,9 +662,54 @@ def test_web(args):
     return 0
 
 
+def test_lora(args):
+    """--lora FILE:SCALE and --lora-dir; a prompt's <lora:NAME:SCALE> sets the scales of one request."""
+    import shutil
+    fx = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.model))), "lora")
+    peft, kohya = os.path.join(fx, "tiny-fp32_peft.safetensors"), os.path.join(fx, "tiny-fp32_kohya.safetensors")
+    with tempfile.TemporaryDirectory() as tmp:
+        d = os.path.join(tmp, "loras")
+        os.makedirs(d)
+        shutil.copy(kohya, os.path.join(d, "tiny-fp32_kohya.safetensors"))
+        shutil.copy(kohya, os.path.join(tmp, "secret.safetensors"))
+        os.symlink(os.path.join(tmp, "secret.safetensors"), os.path.join(d, "escape.safetensors"))
+        with Server(args, ["--lora", peft + ":0.8", "--lora-dir", d]) as s:
+            def served(prompt):
+                r = s.post("/v1/images/generations", {"prompt": prompt, "size": "32x32", "seed": 5, "steps": 2})
+                check(r.status_code == 200, "%r: HTTP %d %s" % (prompt, r.status_code, r.text[:300]))
+                return png_read(base64.b64decode(r.json()["data"][0]["b64_json"]))
+
+            def cli(loras):
+                extra = ["--lora-mode", "runtime"]
+                for l in loras:
+                    extra += ["--lora", l]
+                return png_read(cli_png(args, tmp, "a cat", 5, 2, 32, 32, extra))
+
+            for prompt, loras in [("a cat", [peft + ":0.8"]),
+                                  ("a cat <lora:tiny-fp32_peft:0>", []),
+                                  ("<lora:tiny-fp32_kohya:0.5> a cat", [peft + ":0.8", os.path.join(d, "tiny-fp32_kohya.safetensors") + ":0.5"]),
+                                  ("a cat <lora:tiny-fp32_peft:0.3>", [peft + ":0.3"]),  # the dir's LoRA stays loaded, off
+                                  ("a cat", [peft + ":0.8"])]:
+                got, want = served(prompt), cli(loras)
+                check(got["pixels"] == want["pixels"], "%r: the image differs from the CLI's with %r" % (prompt, loras))
+                check(got["text"]["parameters"] == want["text"]["parameters"],
+                      "%r: infotext %r, CLI %r" % (prompt, got["text"]["parameters"], want["text"]["parameters"]))
+            for prompt, what in [("<lora:escape>", "no LoRA of that name"), ("<lora:../secret>", "'..'"),
+                                 ("<lora:nope:0.5>", "no LoRA of that name"), ("<lora:" + os.path.join(tmp, "secret") + ">", "absolute"),
+                                 ("<lora:tiny-fp32_peft:x>", "not a number")]:
+                e = openai_error(s.post("/v1/images/generations", {"prompt": prompt, "size": "32x32"}), 400, "prompt")
+                check(what in e["message"], "%r: %s" % (prompt, e["message"]))
+        # Without --lora / --lora-dir a tag is refused.
+        with Server(args) as s:
+            e = openai_error(s.post("/v1/images/generations", {"prompt": "<lora:tiny-fp32_peft>", "size": "32x32"}), 400, "prompt")
+            check("this server has no LoRAs" in e["message"], e["message"])
+    print("lora: --lora/--lora-dir with <lora:NAME:SCALE> per request == CLI --lora-mode runtime (pixels and infotext); "
+          "names outside the server's files refused")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("part", choices=["openai", "routes", "jobs", "faults", "load", "web"])
+    ap.add_argument("part", choices=["openai", "routes", "jobs", "faults", "load", "web", "lora"])
     ap.add_argument("--cli", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", default=".")

@@ -16,8 +16,10 @@
 
 #include "core/error.h"
 #include "server/jobs.h"
+#include "server/loras.h"
 #include "server/runner.h"
 #include "server/server.h"
+#include "weights/lora.h"
 #include "zimage/pipeline.h"
 
 namespace zimage::cli {
@@ -43,6 +45,13 @@ void add_serve_options(CLI::App& s, ServeArgs& a) {
   s.add_option("--http-threads", a.http_threads, "connections served at once")->capture_default_str();
   s.add_option("--grace", a.grace, "seconds SIGTERM waits for queued and running jobs before cancelling them")->capture_default_str();
   s.add_flag("-q,--quiet", a.quiet, "no log line per request");
+  s.add_option("--lora", g.lora,
+               "LoRA for every request, FILE[:SCALE] (repeatable); a prompt's <lora:NAME:SCALE> (NAME: the file's stem) "
+               "changes its scale for that request (0: off). Run at run time (adjustable scales)");
+  s.add_option("--lora-dir", a.lora_dir,
+               "directory of .safetensors LoRAs a prompt may name with <lora:NAME:SCALE> (NAME: the path below it, "
+               "without .safetensors); loaded on first use")
+      ->check(CLI::ExistingDirectory);
   // generate's options that make sense for a server: the model's and the per-request defaults.
   s.add_option("-n,--negative-prompt", g.negative_prompt, "default negative prompt")->expected(1);
   s.add_option("-W,--width", g.width, "default width")->capture_default_str();
@@ -160,6 +169,18 @@ int run_serve(ServeArgs a) {
   po.num_threads = g.threads;
   po.low_memory = g.low_memory;
   po.local_files_only = g.local_files_only;
+  // LoRAs: run time (a request's <lora:NAME:SCALE> changes scales between calls).
+  std::vector<server::LoraFile> lora_files;
+  for (const auto& arg : g.lora) {
+    weights::LoraSpec l = weights::parse_lora_arg(arg);
+    std::error_code ec;
+    if (!fs::is_regular_file(l.path, ec)) fail("[lora] ", l.path, " does not exist or is not a file");
+    po.loras.push_back({l.path, l.scale, ""});
+    lora_files.push_back({weights::lora_stem(l.path), l.path, l.scale, weights::file_sha256(l.path)});
+  }
+  po.lora_mode = "runtime";
+  if (!lora_files.empty() || !a.lora_dir.empty())
+    so.loras = std::make_shared<const server::LoraCatalog>(lora_files, a.lora_dir);
   validate_pretrained_options(po);
   VaeTilingOptions tiling{g.vae_tiling, g.vae_tile_mode, g.vae_tile_size, 0};
   validate_vae_tiling(tiling);
@@ -219,7 +240,7 @@ int run_serve(ServeArgs a) {
     pipe->set_attention_backend(g.attention);
     pipe->set_vae_tiling(tiling);
     server::ModelInfo info{so.model_name, g.model, g.dtype, g.vae_dtype, g.vae_tiling, g.vae_tile_mode, g.vae_tile_size};
-    q = std::make_unique<server::JobQueue>(server::pipeline_runner(*pipe, info),
+    q = std::make_unique<server::JobQueue>(server::pipeline_runner(*pipe, info, so.loras),
                                           server::QueueOptions{size_t(a.queue_size), a.keep_seconds, size_t(a.keep_count)});
   } catch (...) {
     stop_all();

@@ -24,6 +24,7 @@ struct ServeArgs {
   int http_threads = 32;
   double grace = 30;
   bool quiet = false;
+  std::string lora_dir;  // --lora-dir: LoRAs a prompt's <lora:NAME:SCALE> may name
   std::set<std::string> given;
 };
 
