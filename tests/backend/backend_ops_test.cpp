@@ -261,9 +261,13 @@ INSTANTIATE_TEST_SUITE_P(Levels, BackendOps, ::testing::ValuesIn(levels()),
 TEST(CpuLevel, EnvValueChoosesOrRefuses) {
   const std::vector<Level> sup = cpu::supported_levels();
   ASSERT_FALSE(sup.empty());
-  if (const char* e = std::getenv("ZIMAGE_CPU"); e && *e)
-    for (Level l : sup)
-      if (std::strcmp(e, cpu::level_name(l)) == 0) EXPECT_EQ(cpu::active_level(), l);
+  if (const char* e = std::getenv("ZIMAGE_CPU"); e && *e) {
+    for (Level l : sup) {
+      if (std::strcmp(e, cpu::level_name(l)) == 0) {
+        EXPECT_EQ(cpu::active_level(), l);
+      }
+    }
+  }
   EXPECT_EQ(sup.front(), Level::Portable);
   EXPECT_EQ(cpu::level_from_env_value(nullptr), sup.back());
   EXPECT_EQ(cpu::level_from_env_value(""), sup.back());
