@@ -32,7 +32,9 @@ std::string Url::origin() const { return scheme + "://" + host + ":" + std::to_s
 std::string Url::str() const {
   std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   std::string s = scheme + "://" + h;
-  if (port != default_port(scheme)) s += ":" + std::to_string(port);
+  // Two appends, not `":" + std::to_string(port)`: GCC 12 reports a false -Wrestrict in
+  // operator+(const char*, std::string&&) at -O3 (GCC bug 105329).
+  if (port != default_port(scheme)) s.append(":").append(std::to_string(port));
   return s + target;
 }
 

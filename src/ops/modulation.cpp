@@ -30,12 +30,22 @@ std::vector<int64_t> item_offsets(const char* op, const std::vector<int64_t>& ro
 // The bf16 SwiGLU on one chunk: y = bf16(bf16(silu(a)) * b) for bf16-valued a, b (n <= kSiluChunk),
 // silu(a) = a / (1 + exp(-a)) with the backend's vectorised exp (within ~1 ulp of std::exp).
 constexpr int64_t kSiluChunk = 1024;
+// GCC 12 reports e as maybe uninitialized where its address goes to exp_f32's const input: it
+// cannot see that exp_f32 reads only the n elements the loop just wrote (-Wmaybe-uninitialized on
+// const pointer arguments, GCC 11+).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 void silu_mul_bf16_chunk(const float* a, const float* b, float* y, int64_t n) {
   float e[kSiluChunk];
   for (int64_t i = 0; i < n; ++i) e[i] = -a[i];
   cpu::exp_f32(e, e, n);
   for (int64_t i = 0; i < n; ++i) y[i] = round_bf16(round_bf16(a[i] / (1.f + e[i])) * b[i]);
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 void check_storage(const char* op, DType storage) {
   if (storage != DType::F32 && storage != DType::BF16)

@@ -199,8 +199,15 @@ TEST_P(BackendOps, Conv) {
     EXPECT_LT(rel_l2(ops::conv2d(x, w, &b, c.stride, c.pad), r), 1e-6) << shape_str(c.x);
     ops::ChannelsLastConv2d cl;
     cl.init(w, b, c.stride, c.pad);
-    EXPECT_LT(rel_l2(ops::from_channels_last(cl.forward(ops::to_channels_last(x, DType::F32))), r), 1e-6)
-        << shape_str(c.x);
+    const Tensor y = cl.forward(ops::to_channels_last(x, DType::F32));
+    EXPECT_LT(rel_l2(ops::from_channels_last(y), r), 1e-6) << shape_str(c.x);
+    // The residual add (a resnet's conv2): y0 + conv(x) exactly as the separate conv and add
+    // compute it, not the products summed onto y0 (oneDNN's jit:avx2 sum post-op did).
+    Tensor acc = ops::to_channels_last(randt(r.shape(), 33, 4.f), DType::F32);
+    Tensor want = acc.clone();
+    ops::add_(want, y);
+    cl.forward_accumulate(ops::to_channels_last(x, DType::F32), acc);
+    EXPECT_EQ(max_abs_diff(acc, want), 0.0) << shape_str(c.x);
     // bf16: inputs and weights rounded to bf16, f32 accumulation, the result rounded once.
     Tensor wb = w.to(DType::BF16);
     ops::ChannelsLastConv2d clb;
@@ -254,9 +261,13 @@ INSTANTIATE_TEST_SUITE_P(Levels, BackendOps, ::testing::ValuesIn(levels()),
 TEST(CpuLevel, EnvValueChoosesOrRefuses) {
   const std::vector<Level> sup = cpu::supported_levels();
   ASSERT_FALSE(sup.empty());
-  if (const char* e = std::getenv("ZIMAGE_CPU"); e && *e)
-    for (Level l : sup)
-      if (std::strcmp(e, cpu::level_name(l)) == 0) EXPECT_EQ(cpu::active_level(), l);
+  if (const char* e = std::getenv("ZIMAGE_CPU"); e && *e) {
+    for (Level l : sup) {
+      if (std::strcmp(e, cpu::level_name(l)) == 0) {
+        EXPECT_EQ(cpu::active_level(), l);
+      }
+    }
+  }
   EXPECT_EQ(sup.front(), Level::Portable);
   EXPECT_EQ(cpu::level_from_env_value(nullptr), sup.back());
   EXPECT_EQ(cpu::level_from_env_value(""), sup.back());

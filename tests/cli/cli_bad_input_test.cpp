@@ -1,7 +1,6 @@
 // The CLI on bad input: nonzero exit, one clear line on stderr, no file written.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
@@ -15,17 +14,11 @@ using namespace zimage;
 
 namespace {
 
-struct CliResult {
-  int code;
-  std::string err;
-};
+using CliResult = test::CommandResult;
 
-CliResult run_cli(const std::vector<std::string>& args, const std::string& errfile) {
-  std::string cmd = std::string(ZIMAGE_CLI_PATH);
-  for (auto& a : args) cmd += " " + test::shell_quote(a);
-  cmd += " >/dev/null 2>" + test::shell_quote(errfile);
-  int st = std::system(cmd.c_str());
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, test::read_file(errfile)};
+CliResult run_cli(std::vector<std::string> args) {
+  args.insert(args.begin(), ZIMAGE_CLI_PATH);
+  return test::run_command(args);
 }
 
 class CliBadInput : public ::testing::Test {
@@ -38,12 +31,11 @@ class CliBadInput : public ::testing::Test {
     std::vector<std::string> args{"generate", "-m", m.empty() ? model : m, "-p", "a cat", "-W", "64", "-H", "64",
                                   "-s", "2", "-o", dir + "/out.png", "-q"};
     args.insert(args.end(), extra.begin(), extra.end());
-    CliResult r = run_cli(args, dir + "/err.txt");
+    CliResult r = run_cli(args);
     EXPECT_NE(r.code, 0) << r.err;
     EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    for (auto& e : fs::directory_iterator(dir))
-      EXPECT_EQ(e.path().filename(), "err.txt") << "unexpected file " << e.path();
+    for (auto& e : fs::directory_iterator(dir)) ADD_FAILURE() << "unexpected file " << e.path();
   }
 };
 
@@ -63,7 +55,7 @@ TEST_F(CliBadInput, FolderMissingVae) {
   for (auto c : {"scheduler", "text_encoder", "tokenizer", "transformer"})
     fs::create_directory_symlink(fs::absolute(model + "/" + c), m + "/" + c);
   fs::copy_file(model + "/model_index.json", m + "/model_index.json");
-  CliResult r = run_cli({"generate", "-m", m, "-p", "x", "-W", "64", "-H", "64", "-o", dir + "/out.png", "-q"}, dir + "/err.txt");
+  CliResult r = run_cli({"generate", "-m", m, "-p", "x", "-W", "64", "-H", "64", "-o", dir + "/out.png", "-q"});
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("missing the 'vae/' folder"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir + "/out.png"));
@@ -73,13 +65,13 @@ TEST_F(CliBadInput, UnknownVaeTiling) { expect_fail({"--vae-tiling", "sometimes"
 TEST_F(CliBadInput, UnknownVaeTileMode) { expect_fail({"--vae-tile-mode", "fancy"}, "tile mode 'fancy'"); }
 TEST_F(CliBadInput, VaeTileTooSmall) { expect_fail({"--vae-tile-size", "3"}, "tile size 3 latents is below the seamless minimum of 8"); }
 TEST_F(CliBadInput, OutputFolderMissing) {
-  CliResult r = run_cli({"generate", "-m", model, "-p", "x", "-W", "64", "-H", "64", "-o", dir + "/nope/out.png", "-q"}, dir + "/err.txt");
+  CliResult r = run_cli({"generate", "-m", model, "-p", "x", "-W", "64", "-H", "64", "-o", dir + "/nope/out.png", "-q"});
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir + "/nope"));
 }
 TEST_F(CliBadInput, UnknownOption) {
-  CliResult r = run_cli({"generate", "--frobnicate"}, dir + "/err.txt");
+  CliResult r = run_cli({"generate", "--frobnicate"});
   EXPECT_NE(r.code, 0);
 }
 // Thread counts (issue #12 item 3): bounded, negative refused, in the library too (see
@@ -111,7 +103,7 @@ TEST_F(CliBadInput, OutputIsAPipe) {
     ASSERT_EQ(::mkfifo((dir + "/out.png").c_str(), 0644), 0);
     std::vector<std::string> args{"generate", "-m", model, "-p", "a cat", "-W", "64", "-H", "64", "-s", "1", "-o", dir + "/out.png", "-q"};
     if (overwrite) args.push_back("--overwrite");
-    CliResult r = run_cli(args, dir + "/err.txt");
+    CliResult r = run_cli(args);
     EXPECT_EQ(r.code, 1) << r.err;
     EXPECT_NE(r.err.find("[output] output '" + dir + "/out.png' exists and is not a regular file"), std::string::npos) << r.err;
     EXPECT_TRUE(fs::is_fifo(dir + "/out.png"));
@@ -131,8 +123,7 @@ TEST_F(CliBadInput, FailingSaveLatentsLeavesNoPng) {
 TEST_F(CliBadInput, SaveLatentsExistingNeedsOverwrite) {
   test::write_file(dir + "/lat.safetensors", "keep");
   CliResult r = run_cli({"generate", "-m", model, "-p", "a cat", "-W", "64", "-H", "64", "-s", "1", "-o", dir + "/out.png", "-q",
-                         "--save-latents", dir + "/lat.safetensors"},
-                        dir + "/err.txt");
+                         "--save-latents", dir + "/lat.safetensors"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("exists (give --overwrite to replace it)"), std::string::npos) << r.err;
   EXPECT_EQ(test::read_file(dir + "/lat.safetensors"), "keep");
@@ -144,15 +135,13 @@ TEST_F(CliBadInput, NulInPromptFailsBeforeLoading) {
   PngMetadata meta;
   meta.zimage = {{"prompt", std::string("a\0b", 3)}, {"width", 64}, {"height", 64}, {"num_inference_steps", 1}};
   write_png(dir + "/in.png", Image{16, 16, 3, std::vector<uint8_t>(16 * 16 * 3)}, meta);
-  CliResult r = run_cli({"generate", "-m", dir + "/no-such-model", "--from-png", dir + "/in.png", "-o", dir + "/out.png", "-q"},
-                        dir + "/err.txt");
+  CliResult r = run_cli({"generate", "-m", dir + "/no-such-model", "--from-png", dir + "/in.png", "-o", dir + "/out.png", "-q"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("[generate] prompt contains a NUL character (at byte 1), which PNG text cannot hold"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir + "/out.png"));
 }
 TEST_F(CliBadInput, InvalidUtf8PromptFailsBeforeLoading) {
-  CliResult r = run_cli({"generate", "-m", dir + "/no-such-model", "-p", "ok", "-n", "bad \xff", "-g", "2", "-o", dir + "/out.png"},
-                        dir + "/err.txt");
+  CliResult r = run_cli({"generate", "-m", dir + "/no-such-model", "-p", "ok", "-n", "bad \xff", "-g", "2", "-o", dir + "/out.png"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("[generate] negative prompt is not valid UTF-8"), std::string::npos) << r.err;
 }
@@ -160,28 +149,27 @@ TEST_F(CliBadInput, InvalidUtf8PromptFailsBeforeLoading) {
 // One exit-code table (README, docs/DESIGN.md, --help): 0 ok, 1 bad input or usage (option parse
 // errors included; CLI11's own codes were 104-109), 2 out of memory, 3 internal error.
 TEST_F(CliBadInput, ExitCodes) {
-  const std::string err = dir + "/err.txt";
-  EXPECT_EQ(run_cli({"generate", "--frobnicate"}, err).code, 1);
-  EXPECT_EQ(run_cli({"generate", "-m", model, "-p", "x", "-W", "sixty"}, err).code, 1);
-  EXPECT_EQ(run_cli({}, err).code, 1);
-  EXPECT_EQ(run_cli({"info"}, err).code, 1);
-  EXPECT_EQ(run_cli({"generate", "--from-png", dir + "/missing.png"}, err).code, 1);
-  EXPECT_EQ(run_cli({"generate", "-m", model, "-p", "x", "-W", "1000"}, err).code, 1);
-  EXPECT_EQ(run_cli({"--help"}, err).code, 0);
-  EXPECT_EQ(run_cli({"generate", "--help"}, err).code, 0);
-  EXPECT_EQ(run_cli({"--version"}, err).code, 0);
+  EXPECT_EQ(run_cli({"generate", "--frobnicate"}).code, 1);
+  EXPECT_EQ(run_cli({"generate", "-m", model, "-p", "x", "-W", "sixty"}).code, 1);
+  EXPECT_EQ(run_cli({}).code, 1);
+  EXPECT_EQ(run_cli({"info"}).code, 1);
+  EXPECT_EQ(run_cli({"generate", "--from-png", dir + "/missing.png"}).code, 1);
+  EXPECT_EQ(run_cli({"generate", "-m", model, "-p", "x", "-W", "1000"}).code, 1);
+  EXPECT_EQ(run_cli({"--help"}).code, 0);
+  EXPECT_EQ(run_cli({"generate", "--help"}).code, 0);
+  EXPECT_EQ(run_cli({"--version"}).code, 0);
 }
 TEST_F(CliBadInput, HelpDocumentsExitCodesAndSeedMinusOne) {
-  std::string out = dir + "/help.txt";
-  ASSERT_EQ(std::system((std::string(ZIMAGE_CLI_PATH) + " generate --help > " + test::shell_quote(out)).c_str()), 0);
-  std::string help = test::read_file(out);
+  const CliResult r = run_cli({"generate", "--help"});
+  ASSERT_EQ(r.code, 0);
+  const std::string& help = r.out;
   EXPECT_NE(help.find("Exit codes: 0 success; 1 bad input or usage"), std::string::npos) << help;
   EXPECT_NE(help.find("-1 (the default) = a random seed"), std::string::npos) << help;
 }
 TEST_F(CliBadInput, Version) {
-  std::string out = dir + "/version.txt";
-  ASSERT_EQ(std::system((std::string(ZIMAGE_CLI_PATH) + " --version > " + test::shell_quote(out)).c_str()), 0);
-  std::string v = test::read_file(out);
+  const CliResult r = run_cli({"--version"});
+  ASSERT_EQ(r.code, 0);
+  const std::string& v = r.out;
   EXPECT_EQ(v.rfind("zimage.cpp " ZIMAGE_VERSION "\n", 0), 0u) << v;
   EXPECT_NE(v.find("built with "), std::string::npos) << v;
   EXPECT_NE(v.find("CUDA backend: "), std::string::npos) << v;

@@ -3,7 +3,6 @@
 // (file name and sha256), --from-png regenerates from them or names the missing one, and bad
 // input is refused before any model is loaded.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cmath>
 #include <filesystem>
@@ -25,16 +24,10 @@ class CliEdit : public ::testing::Test {
   std::string model = test::fixture("models/tiny-fp32");
   void TearDown() override { fs::remove_all(dir); }
 
-  struct Run {
-    int code;
-    std::string err;
-  };
-  Run generate(const std::vector<std::string>& args) {
-    std::string cmd = std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32";
-    for (auto& a : args) cmd += " " + test::shell_quote(a);
-    cmd += " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
-    int st = std::system(cmd.c_str());
-    return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, test::read_file(dir + "/err.txt")};
+  test::CommandResult generate(const std::vector<std::string>& args) {
+    std::vector<std::string> a{ZIMAGE_CLI_PATH, "generate", "-q", "--dtype", "float32"};
+    a.insert(a.end(), args.begin(), args.end());
+    return test::run_command(a);
   }
   // Largest |pixel - reference| of a PNG against an edit_<name> reference image.
   int max_diff(const std::string& png, const std::string& name) {
@@ -51,11 +44,14 @@ class CliEdit : public ::testing::Test {
     return dir + "/" + name;
   }
   void expect_error(const std::vector<std::string>& args, const std::string& what) {
-    Run r = generate(args);
+    test::CommandResult r = generate(args);
     EXPECT_EQ(r.code, 1) << r.err;
     EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
-    for (size_t i = 0; i + 1 < args.size(); ++i)
-      if (args[i] == "-o") EXPECT_FALSE(fs::exists(args[i + 1])) << args[i + 1];
+    for (size_t i = 0; i + 1 < args.size(); ++i) {
+      if (args[i] == "-o") {
+        EXPECT_FALSE(fs::exists(args[i + 1])) << args[i + 1];
+      }
+    }
   }
 };
 
@@ -63,7 +59,7 @@ class CliEdit : public ::testing::Test {
 
 TEST_F(CliEdit, Img2ImgEditParityAndFromPng) {
   const std::string init = copy_input("rgb_48.png");
-  Run r = generate({"-m", model, "-p", "a photo of a cat", "--init-image", init, "--strength", "0.6", "-s", "5", "--seed", "42",
+  test::CommandResult r = generate({"-m", model, "-p", "a photo of a cat", "--init-image", init, "--strength", "0.6", "-s", "5", "--seed", "42",
                     "-o", dir + "/out.png"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_LE(max_diff(dir + "/out.png", "i2i_s06"), 1);
@@ -92,7 +88,7 @@ TEST_F(CliEdit, Img2ImgEditParityAndFromPng) {
 
 TEST_F(CliEdit, InpaintEditParityAndFromPng) {
   const std::string init = copy_input("rgb_48.png"), mask = copy_input("mask_holes_48.png");
-  Run r = generate({"-m", model, "-p", "a photo of a cat", "--init-image", init, "--mask", mask, "-s", "4", "--seed", "5",
+  test::CommandResult r = generate({"-m", model, "-p", "a photo of a cat", "--init-image", init, "--mask", mask, "-s", "4", "--seed", "5",
                     "-o", dir + "/out.png"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_LE(max_diff(dir + "/out.png", "inp_holes"), 1);
@@ -109,7 +105,7 @@ TEST_F(CliEdit, InpaintEditParityAndFromPng) {
 // batch again and keeps that image: the noise follows the image's latent sample in the stream).
 TEST_F(CliEdit, BatchImageRegeneratesFromPng) {
   const std::string init = copy_input("rgb_48.png");
-  Run r = generate({"-m", model, "-p", "a photo of a cat", "--init-image", init, "--strength", "0.75", "-s", "4", "--seed", "8",
+  test::CommandResult r = generate({"-m", model, "-p", "a photo of a cat", "--init-image", init, "--strength", "0.75", "-s", "4", "--seed", "8",
                     "--num-images", "2", "-o", dir + "/out.png"});
   ASSERT_EQ(r.code, 0) << r.err;
   json j = json::parse(read_png_metadata(dir + "/out-1.png").at("zimage"));

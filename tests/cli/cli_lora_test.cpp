@@ -2,7 +2,6 @@
 // them (A1111 `<lora:name:scale>` and "Lora hashes", the zimage JSON's "loras"), --from-png takes
 // them again, and a quantized (GGUF) transformer takes a LoRA.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -22,12 +21,10 @@ class CliLora : public ::testing::Test {
   std::string dir = test::temp_dir("cli_lora");
   void TearDown() override { fs::remove_all(dir); }
   int run(std::vector<std::string> a, std::string* err = nullptr) {
-    std::string cmd = "timeout 300 " + std::string(ZIMAGE_CLI_PATH) + " generate";
-    for (auto& x : a) cmd += " " + test::shell_quote(x);
-    cmd += " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
-    const int st = std::system(cmd.c_str());
-    if (err) *err = test::read_file(dir + "/err.txt");
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    a.insert(a.begin(), {ZIMAGE_CLI_PATH, "generate"});
+    const test::CommandResult r = test::run_command(a, "timeout 300");
+    if (err) *err = r.err;
+    return r.code;
   }
   std::vector<std::string> base(const std::string& out) {
     return {"-m", test::fixture("models/tiny-fp32"), "-p", "a cat", "-W", "32", "-H", "32", "--seed", "3",

@@ -3,7 +3,6 @@
 // generate refuses, with the same error.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include <filesystem>
 #include <functional>
@@ -17,10 +16,7 @@ using namespace zimage;
 
 namespace {
 
-struct CliRun {
-  int code;
-  std::string err;
-};
+using CliRun = test::CommandResult;
 
 class CliModelFolder : public ::testing::Test {
  protected:
@@ -41,11 +37,9 @@ class CliModelFolder : public ::testing::Test {
   }
   // Runs the CLI; `timeout` turns a hang into exit code 124 instead of a stuck test.
   CliRun run(const std::vector<std::string>& args) {
-    std::string cmd = "timeout 120 " + std::string(ZIMAGE_CLI_PATH);
-    for (auto& a : args) cmd += " " + test::shell_quote(a);
-    cmd += " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
-    const int st = std::system(cmd.c_str());
-    return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), test::read_file(dir + "/err.txt")};
+    std::vector<std::string> a{ZIMAGE_CLI_PATH};
+    a.insert(a.end(), args.begin(), args.end());
+    return test::run_command(a, "timeout 120");
   }
   CliRun info(const std::string& m) { return run({"info", m}); }
   CliRun generate(const std::string& m, std::vector<std::string> extra = {}) {

@@ -1,6 +1,5 @@
 // `zimage generate` reproduces diffusers' images for every tiny-fp32 pipeline fixture.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cmath>
 #include <filesystem>
@@ -51,7 +50,8 @@ TEST_P(CliParity, MatchesDiffusers) {
   else
     seeds = c["seed"].dump();
   cmd += " --seed " + seeds + " -o " + q(dir + "/img.png") + " --save-latents " + q(dir + "/lat.safetensors");
-  ASSERT_EQ(std::system((cmd + " > /dev/null").c_str()), 0) << cmd;
+  const test::CommandResult run = test::run_command(cmd);
+  ASSERT_EQ(run.code, 0) << cmd << "\n" << run.err;
 
   SafeTensorsFile ref(test::fixture("ref/tiny-fp32/" + c["file"].get<std::string>()));
   SafeTensorsFile lat(dir + "/lat.safetensors");
@@ -82,8 +82,9 @@ TEST(CliNumbering, ExistingFilesAreNotOverwritten) {
   std::string dir = test::temp_dir("clinum");
   test::write_file(dir + "/x.png", "keep");
   std::string cmd = std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32 -m " + q(test::fixture("models/tiny-fp32")) +
-                    " -p cat -W 32 -H 32 -s 1 --seed 1 --num-images 2 -o " + q(dir + "/x.png") + " > /dev/null";
-  ASSERT_EQ(std::system(cmd.c_str()), 0);
+                    " -p cat -W 32 -H 32 -s 1 --seed 1 --num-images 2 -o " + q(dir + "/x.png");
+  const test::CommandResult r = test::run_command(cmd);
+  ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(test::read_file(dir + "/x.png"), "keep");
   EXPECT_TRUE(fs::exists(dir + "/x-1.png"));
   EXPECT_TRUE(fs::exists(dir + "/x-2.png"));
@@ -94,9 +95,11 @@ TEST(CliFromPng, RegeneratesTheSameImageFromItsMetadata) {
   std::string dir = test::temp_dir("clipng");
   std::string base = std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32";
   std::string first = base + " -m " + q(test::fixture("models/tiny-fp32")) +
-                      " -p " + q("a red fox, 狐狸\nsecond line") + " -W 48 -H 32 -s 3 -g 1.5 -n blurry --seed 77 -o " + q(dir + "/a.png") + " > /dev/null";
-  ASSERT_EQ(std::system(first.c_str()), 0);
-  ASSERT_EQ(std::system((base + " --from-png " + q(dir + "/a.png") + " -o " + q(dir + "/b.png") + " > /dev/null").c_str()), 0);
+                      " -p " + q("a red fox, 狐狸\nsecond line") + " -W 48 -H 32 -s 3 -g 1.5 -n blurry --seed 77 -o " + q(dir + "/a.png");
+  test::CommandResult r = test::run_command(first);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = test::run_command(base + " --from-png " + q(dir + "/a.png") + " -o " + q(dir + "/b.png"));
+  ASSERT_EQ(r.code, 0) << r.err;
   Image a = read_png(dir + "/a.png"), b = read_png(dir + "/b.png");
   EXPECT_EQ(a.width, 48);
   EXPECT_EQ(a.height, 32);
@@ -105,20 +108,20 @@ TEST(CliFromPng, RegeneratesTheSameImageFromItsMetadata) {
   EXPECT_EQ(mb["prompt"], "a red fox, 狐狸\nsecond line");
   EXPECT_EQ(mb["seed"], 77);
   // An option given on the command line overrides the PNG's value.
-  ASSERT_EQ(std::system((base + " --from-png " + q(dir + "/a.png") + " --seed 78 -o " + q(dir + "/c.png") + " > /dev/null").c_str()), 0);
+  r = test::run_command(base + " --from-png " + q(dir + "/a.png") + " --seed 78 -o " + q(dir + "/c.png"));
+  ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(read_png(dir + "/c.png").pixels, a.pixels);
   EXPECT_EQ(json::parse(read_png_metadata(dir + "/c.png")["zimage"])["seed"], 78);
   fs::remove_all(dir);
 }
 
 TEST(CliInfo, DescribesComponents) {
-  std::string dir = test::temp_dir("cliinfo");
-  ASSERT_EQ(std::system((std::string(ZIMAGE_CLI_PATH) + " info " + q(test::fixture("models/tiny-bf16")) + " > " + q(dir + "/info.json")).c_str()), 0);
-  auto j = json::parse(test::read_file(dir + "/info.json"));
+  const test::CommandResult r = test::run_command({ZIMAGE_CLI_PATH, "info", test::fixture("models/tiny-bf16")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = json::parse(r.out);
   EXPECT_EQ(j["pipeline"], "ZImagePipeline");
   EXPECT_EQ(j["components"]["transformer"]["class"], "ZImageTransformer2DModel");
   EXPECT_EQ(j["components"]["transformer"]["dtype"], "bfloat16");
   EXPECT_GT(j["components"]["text_encoder"]["parameters"].get<int64_t>(), 151936 * 32);
   EXPECT_GT(j["total_weight_bytes"].get<int64_t>(), 0);
-  fs::remove_all(dir);
 }

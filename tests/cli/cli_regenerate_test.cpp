@@ -2,7 +2,6 @@
 // each image of a batch regenerates itself, A1111-only PNGs are read, and what the metadata
 // records (seed -1, Model: of hub ids).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -16,10 +15,7 @@ using json = nlohmann::json;
 
 namespace {
 
-struct CliRun {
-  int code;
-  std::string err;
-};
+using CliRun = test::CommandResult;
 
 class CliRegenerate : public ::testing::Test {
  protected:
@@ -29,11 +25,9 @@ class CliRegenerate : public ::testing::Test {
 
   // Runs `zimage generate <args>` (float32, quiet) with extra environment `env` ("" for none).
   CliRun generate(const std::vector<std::string>& args, const std::string& env = "") {
-    std::string cmd = env + " " + std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32";
-    for (auto& a : args) cmd += " " + test::shell_quote(a);
-    cmd += " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
-    int st = std::system(cmd.c_str());
-    return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, test::read_file(dir + "/err.txt")};
+    std::vector<std::string> a{ZIMAGE_CLI_PATH, "generate", "-q", "--dtype", "float32"};
+    a.insert(a.end(), args.begin(), args.end());
+    return test::run_command(a, env);
   }
   json zimage_json(const std::string& png) { return json::parse(read_png_metadata(png).at("zimage")); }
   std::string infotext(const std::string& png) { return read_png_metadata(png).at("parameters"); }

@@ -2,7 +2,6 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -14,10 +13,7 @@ using namespace zimage;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string err;
-};
+using Result = test::CommandResult;
 
 class CliServe : public ::testing::Test {
  protected:
@@ -26,11 +22,9 @@ class CliServe : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir); }
   // `timeout` guards against a server that would serve instead of failing.
   Result run(const std::vector<std::string>& args, const std::string& env = "") {
-    std::string cmd = env + " timeout 120 " + std::string(ZIMAGE_CLI_PATH) + " serve -m " + test::shell_quote(model) + " --port 0";
-    for (auto& a : args) cmd += " " + test::shell_quote(a);
-    cmd += " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
-    int st = std::system(cmd.c_str());
-    return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, test::read_file(dir + "/err.txt")};
+    std::vector<std::string> a{ZIMAGE_CLI_PATH, "serve", "-m", model, "--port", "0"};
+    a.insert(a.end(), args.begin(), args.end());
+    return test::run_command(a, env + " timeout 120");
   }
   void expect_fail(const std::vector<std::string>& args, const std::string& what, const std::string& env = "") {
     Result r = run(args, env);
@@ -77,11 +71,9 @@ TEST_F(CliServe, PortInUse) {
   socklen_t len = sizeof a;
   getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
   const int port = ntohs(a.sin_port);
-  std::string cmd = "timeout 60 " + std::string(ZIMAGE_CLI_PATH) + " serve -m " + test::shell_quote(model) + " --port " + std::to_string(port) +
-                    " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
-  int st = std::system(cmd.c_str());
+  const test::CommandResult r =
+      test::run_command({ZIMAGE_CLI_PATH, "serve", "-m", model, "--port", std::to_string(port)}, "timeout 60");
   close(s);
-  EXPECT_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : 128, 1);
-  EXPECT_NE(test::read_file(dir + "/err.txt").find("[serve] cannot listen on 127.0.0.1:" + std::to_string(port)), std::string::npos)
-      << test::read_file(dir + "/err.txt");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("[serve] cannot listen on 127.0.0.1:" + std::to_string(port)), std::string::npos) << r.err;
 }

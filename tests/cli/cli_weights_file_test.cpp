@@ -3,7 +3,6 @@
 // quantized linear weights gives the image of the same weights dequantized into a safetensors
 // file (bf16 compute: the quantized GEMM tiles equal the dense bf16 weights exactly).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -27,12 +26,10 @@ class CliWeightsFile : public ::testing::Test {
     std::vector<std::string> a{"generate", "-m", test::fixture("models/tiny-fp32"), "-p", "a cat", "-W", "64", "-H", "64",
                                "--seed", "3", "--steps", "2", "-o", out, "-q", "--dtype", "bfloat16"};
     a.insert(a.end(), extra.begin(), extra.end());
-    std::string cmd = "timeout 300 " + std::string(ZIMAGE_CLI_PATH);
-    for (auto& x : a) cmd += " " + test::shell_quote(x);
-    cmd += " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
-    const int st = std::system(cmd.c_str());
-    if (err) *err = test::read_file(dir + "/err.txt");
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    a.insert(a.begin(), ZIMAGE_CLI_PATH);
+    const test::CommandResult r = test::run_command(a, "timeout 300");
+    if (err) *err = r.err;
+    return r.code;
   }
   std::vector<uint8_t> pixels(const std::string& png) { return read_png(png).pixels; }
 };

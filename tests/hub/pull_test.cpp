@@ -68,10 +68,7 @@ class FakeHub {
   int stdin_ = -1;
 };
 
-struct CliRun {
-  int code;
-  std::string out, err;
-};
+using CliRun = test::CommandResult;
 
 // The safetensors header's tensor names.
 std::vector<std::string> tensor_names(const std::string& file) {
@@ -121,12 +118,10 @@ class HubPull : public ::testing::Test {
                       "-u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY -u all_proxy -u NO_PROXY -u no_proxy "
                       "-u ZIMAGE_HUB_TRUSTED_HOSTS -u ZIMAGE_HUB_ALLOW_HTTP HF_HOME=" +
                       test::shell_quote(dir + "/home") + " HF_HUB_CACHE=" + test::shell_quote(cache) +
-                      " HF_ENDPOINT=" + test::shell_quote(hub ? hub->endpoint() : "http://127.0.0.1:9") + " " + env + " " +
-                      ZIMAGE_CLI_PATH;
-    for (auto& a : args) cmd += " " + test::shell_quote(a);
-    cmd += " >" + test::shell_quote(dir + "/out.txt") + " 2>" + test::shell_quote(dir + "/err.txt");
-    int st = std::system(cmd.c_str());
-    return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, test::read_file(dir + "/out.txt"), test::read_file(dir + "/err.txt")};
+                      " HF_ENDPOINT=" + test::shell_quote(hub ? hub->endpoint() : "http://127.0.0.1:9") + " " + env;
+    std::vector<std::string> a{ZIMAGE_CLI_PATH};
+    a.insert(a.end(), args.begin(), args.end());
+    return test::run_command(a, cmd);
   }
   CliRun generate(const FakeHub* hub, const std::string& env, std::vector<std::string> extra = {}) {
     std::vector<std::string> a = {"generate", "-m", kRepo, "-p", "a cat", "-W", "64", "-H", "64", "-s", "2",

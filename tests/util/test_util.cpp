@@ -1,6 +1,7 @@
 #include "util/test_util.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
@@ -48,6 +49,28 @@ std::string shell_quote(const std::string& s) {
   std::string q = "'";
   for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return q + "'";
+}
+
+CommandResult run_command(const std::string& command) {
+  const std::string dir = temp_dir("run");
+  const std::string out = dir + "/out", err = dir + "/err";
+  // The braces redirect the whole command line (a pipeline or list too), not its last command.
+  const std::string line = "{ " + command + "\n} >" + shell_quote(out) + " 2>" + shell_quote(err);
+  const int st = std::system(line.c_str());
+  CommandResult r;
+  if (st == -1) ADD_FAILURE() << "cannot run a shell for: " << command;
+  r.code = st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r.out = read_file(out);
+  r.err = read_file(err);
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  return r;
+}
+
+CommandResult run_command(const std::vector<std::string>& argv, const std::string& prefix) {
+  std::string cmd = prefix;
+  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + shell_quote(a);
+  return run_command(cmd);
 }
 
 }  // namespace zimage::test

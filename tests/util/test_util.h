@@ -1,6 +1,7 @@
 // Shared helpers for tests: fixture paths and reference loading.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "core/safetensors.h"
 #include "core/tensor.h"
@@ -16,6 +17,19 @@ std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& bytes);
 // `s` as one POSIX shell word (single-quoted), for the tests that run the CLI through a shell.
 std::string shell_quote(const std::string& s);
+
+// What run_command saw: the exit status (128 + the signal when one ended the command), stdout
+// and stderr.
+struct CommandResult {
+  int code = 0;
+  std::string out, err;
+};
+// Runs `command`, one POSIX shell command line (quote its words with shell_quote), with stdout
+// and stderr captured (stdin is inherited).
+CommandResult run_command(const std::string& command);
+// The same with `argv` quoted word by word after `prefix`, e.g. run_command({cli, "info", dir},
+// "timeout 120") or an environment assignment "HF_HOME=/x".
+CommandResult run_command(const std::vector<std::string>& argv, const std::string& prefix = "");
 // A float32 tensor of standard-normal values from std::mt19937(seed).
 Tensor randn(Shape shape, uint32_t seed);
 

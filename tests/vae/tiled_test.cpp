@@ -219,7 +219,9 @@ TEST(TiledDecode, AutoSelectsTilingUnderTheMemoryBudget) {
   EXPECT_GE(t, 8);
   EXPECT_LE(t, 16);
   EXPECT_EQ(t % 8, 0);
-  if (t > 8) EXPECT_LE(vae.decode_working_bytes(1, t + 24, t + 24), opt.memory_budget_bytes);
+  if (t > 8) {
+    EXPECT_LE(vae.decode_working_bytes(1, t + 24, t + 24), opt.memory_budget_bytes);
+  }
   Tensor b = vae.decode(z, opt);
   EXPECT_EQ(rel_l2(b, vae.decode_tiled_seamless(z, t)), 0.0);
   EXPECT_GT(rel_l2(b, a), 0.0);

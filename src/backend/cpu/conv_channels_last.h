@@ -21,7 +21,7 @@ class ConvNhwc {
  public:
   enum class Mode {
     ChannelsLast,  // y [N, OH, OW, O] of the compute dtype (BF16: f32 accumulation + bias rounded once)
-    Accumulate,    // y [N, OH, OW, O] f32: y += conv(x) (oneDNN's sum post-op; F32 only)
+    Accumulate,    // y [N, OH, OW, O] f32: y += conv(x), bit for bit y + conv(x) (F32 only)
     Nchw,          // y [N, O, OH, OW] f32 (BF16 compute: not rounded here)
   };
   // w [O, C, kh, kw] of the compute dtype (F32 or BF16), bias [O] f32; both are kept (shared).

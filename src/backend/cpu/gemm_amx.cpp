@@ -52,6 +52,12 @@ void pack_a(const uint16_t* x, int64_t ldx, int64_t rows, int64_t rows32, int64_
 // w rows n0 .. n0+31, columns k0 .. k0+kc -> 2 x kc/32 tiles [16 k-pairs][16 n] of 32-bit pairs:
 // tile t (columns n0 + 16 t ..), k-step kk: element (r, c) = (w[n][k], w[n][k + 1]),
 // n = n0 + 16 t + c, k = k0 + 32 kk + 2 r. A 16 x 16 transpose of 32-bit words per tile.
+// GCC 12's _mm512_undefined_epi32() (the unused merge source of the unpack intrinsics) is
+// `__m512i __Y = __Y;`, which -Wmaybe-uninitialized reports (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 __attribute__((target("avx512f"))) void pack_b(const uint16_t* w, int64_t K, int64_t n0, int64_t k0, int64_t kc,
                                                uint32_t* out) {
   const int64_t kts = kc / 32;
@@ -87,6 +93,9 @@ __attribute__((target("avx512f"))) void pack_b(const uint16_t* w, int64_t K, int
       for (int j = 0; j < 16; ++j) _mm512_store_si512(reinterpret_cast<void*>(tile + j * 16), b[j]);
     }
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 // C[32 x 32] (row stride ldc floats) = (accumulate ? C : 0) + A[32 rows, kts * 32] · B^T, A as two
 // packed 16-row tile columns a0, a1, B as two packed 16-column tile columns b0, b1.
