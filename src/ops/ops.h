@@ -102,6 +102,8 @@ void to_bf16_into(const Tensor& x, Tensor& out);
 // fused passes above, else the plain composition of ops (the same bits; tests/transformer).
 // t as torch stores it: rounded to bf16 values in TorchBF16 (t f32, in place); F32: unchanged.
 void store_(Precision p, Tensor& t);
+// x (any float dtype) as an f32 tensor holding the run's values: x itself when nothing changes.
+Tensor stored(Precision p, const Tensor& x);
 // out = x as stored (out: p.storage(), as many elements; F32 a copy).
 void store_into(Precision p, const Tensor& x, Tensor& out);
 Tensor rms_norm(Precision p, const Tensor& x, const Tensor& weight, float eps);

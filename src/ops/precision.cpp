@@ -24,13 +24,6 @@ void copy_into(const Tensor& x, Tensor& out) {
   if (out.raw() != x.raw()) std::memcpy(out.raw(), x.raw(), x.nbytes());
 }
 
-// x as an f32 tensor holding the run's values (a new tensor when anything changes).
-Tensor stored_f32(Precision p, const Tensor& x) {
-  Tensor t = x.dtype() == DType::F32 && p.bf16() ? x.clone() : x.to(DType::F32);
-  store_(p, t);
-  return t;
-}
-
 void check_out(const char* op, Precision p, const Tensor& out, int64_t numel) {
   if (out.dtype() != p.storage() || out.numel() != numel || out.read_only())
     fail("[", op, "] output must be a writable ", dtype_name(p.storage()), " tensor of ", numel, " elements, got ",
@@ -41,6 +34,12 @@ void check_out(const char* op, Precision p, const Tensor& out, int64_t numel) {
 
 void store_(Precision p, Tensor& t) {
   if (p.bf16()) round_to_bf16_(t);
+}
+
+Tensor stored(Precision p, const Tensor& x) {
+  Tensor t = x.dtype() == DType::F32 && p.bf16() ? x.clone() : x.to(DType::F32);
+  store_(p, t);
+  return t;
 }
 
 void store_into(Precision p, const Tensor& x, Tensor& out) {
@@ -90,7 +89,7 @@ void rms_norm_modulate(Precision p, const Tensor& x, const Tensor& weight, const
 void rms_norm_gate_add_(Precision p, Tensor& x, const Tensor& gate, const Tensor& y, const Tensor& weight,
                         const std::vector<int64_t>& rows, float eps) {
   if (p.bf16() && p.fused) return rms_norm_gate_add_bf16_(x, gate, y, weight, rows, eps);
-  gate_add_(p, x, gate, rms_norm(p, stored_f32(p, y), weight, eps), rows);
+  gate_add_(p, x, gate, rms_norm(p, stored(p, y), weight, eps), rows);
 }
 
 void head_norm_rope_(Precision p, Tensor& x, const Tensor& weight, const Tensor& cs, float eps) {
@@ -109,7 +108,7 @@ void head_norm_rope_(Precision p, Tensor& x, const Tensor& weight, const Tensor&
 void silu_mul_into(Precision p, const Tensor& a, const Tensor& b, Tensor& out) {
   check_out("silu_mul", p, out, a.numel());
   if (p.bf16() && p.fused) return silu_mul_bf16(a, b, out);
-  copy_into(silu_mul(p, stored_f32(p, a), stored_f32(p, b)), out);
+  copy_into(silu_mul(p, stored(p, a), stored(p, b)), out);
 }
 
 }  // namespace zimage::ops
