@@ -19,6 +19,8 @@ Tensor to_channels_last(const Tensor& x, DType dt);
 // [B, H, W, C] (F32 or BF16) -> [B, C, H, W] float32.
 Tensor from_channels_last(const Tensor& x);
 
+class ScratchSlots;
+
 // Conv2d (torch semantics, zero padding) on channels-last activations through oneDNN; primitives
 // and the weights in each primitive's layout are created once per input shape and kept (copies of
 // a ChannelsLastConv2d share them).
@@ -34,6 +36,10 @@ class ChannelsLastConv2d {
   void forward_into(const Tensor& x, Tensor& y) const;
   // y = conv(x) + y through oneDNN's sum post-op; F32 only, y [B, OH, OW, O].
   void forward_accumulate(const Tensor& x, Tensor& y) const;
+  // y = y + conv(x) (a residual add), y [B, OH, OW, O] of the compute dtype, as torch stores it:
+  // F32 fused (forward_accumulate); BF16 conv(x) rounded to bf16 (into scratch slot `slot`),
+  // then the sum rounded (add_as_).
+  void forward_residual(const Tensor& x, Tensor& y, ScratchSlots& scratch, int slot) const;
   // The result as float32 NCHW [B, O, OH, OW] (BF16 compute: bf16-rounded values).
   Tensor forward_nchw(const Tensor& x) const;
 

@@ -108,6 +108,14 @@ void ChannelsLastConv2d::forward_accumulate(const Tensor& x, Tensor& y) const {
   m.run(x, y.raw(), cpu::ConvNhwc::Mode::Accumulate);
 }
 
+void ChannelsLastConv2d::forward_residual(const Tensor& x, Tensor& y, ScratchSlots& scratch, int slot) const {
+  ZI_ASSERT(impl_, "ChannelsLastConv2d used before init");
+  if (impl_->dt == DType::F32) return forward_accumulate(x, y);
+  Tensor c = scratch.get(slot, y.dtype(), y.shape());
+  forward_into(x, c);
+  add_as_(y, c);
+}
+
 Tensor ChannelsLastConv2d::forward_nchw(const Tensor& x) const {
   ZI_ASSERT(impl_, "ChannelsLastConv2d used before init");
   const Impl& m = *impl_;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/precision.h"
 
 namespace zimage::ops {
 
@@ -96,6 +97,36 @@ void silu_mul_bf16(const Tensor& a, const Tensor& b, Tensor& out);
 // out = x rounded to bf16 (any float dtype in, bf16 out of the same element count), in parallel.
 void to_bf16_into(const Tensor& x, Tensor& out);
 
+// Ops of a precision (src/ops/precision.cpp): diffusers' math as the run's Precision holds it.
+// Model code calls these and names no dtype; with p.bf16() && p.fused the block ops below run the
+// fused passes above, else the plain composition of ops (the same bits; tests/transformer).
+// t as torch stores it: rounded to bf16 values in TorchBF16 (t f32, in place); F32: unchanged.
+void store_(Precision p, Tensor& t);
+// x (any float dtype) as an f32 tensor holding the run's values: x itself when nothing changes.
+Tensor stored(Precision p, const Tensor& x);
+// out = x as stored (out: p.storage(), as many elements; F32 a copy).
+void store_into(Precision p, const Tensor& x, Tensor& out);
+Tensor rms_norm(Precision p, const Tensor& x, const Tensor& weight, float eps);
+Tensor modulate(Precision p, const Tensor& x, const Tensor& scale, const std::vector<int64_t>& rows);
+void gate_add_(Precision p, Tensor& x, const Tensor& gate, const Tensor& y, const std::vector<int64_t>& rows);
+Tensor silu_mul(Precision p, const Tensor& a, const Tensor& b);
+void rope_rotate_half_(Precision p, Tensor& x, const Tensor& cos, const Tensor& sin);
+// TorchBF16: attention_torch_bf16 (q, k, v hold bf16 values); F32: attention.
+Tensor attention(Precision p, const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
+                 const std::vector<int64_t>& key_valid = {});
+// Block ops. out: a [T, N] tensor of p.storage() (the next GEMM's input).
+// out = modulate(rms_norm(x, weight), scale)   (scale undefined: rms_norm only)
+void rms_norm_modulate(Precision p, const Tensor& x, const Tensor& weight, const Tensor& scale,
+                       const std::vector<int64_t>& rows, float eps, Tensor& out);
+// x = x + gate * rms_norm(store(y), weight)   (gate undefined: no gate); y a raw f32 GEMM result.
+void rms_norm_gate_add_(Precision p, Tensor& x, const Tensor& gate, const Tensor& y, const Tensor& weight,
+                        const std::vector<int64_t>& rows, float eps);
+// Per head vector of x [T, H, D] f32 (a raw projection): store, rms_norm over D (weight defined),
+// rope_interleaved_ and store (cs defined).
+void head_norm_rope_(Precision p, Tensor& x, const Tensor& weight, const Tensor& cs, float eps);
+// out = silu(store(a)) * store(b), stored (a, b: raw f32 GEMM results).
+void silu_mul_into(Precision p, const Tensor& a, const Tensor& b, Tensor& out);
+
 }  // namespace zimage::ops
 
 // Convolution-network ops (VAE). Tensors are NCHW float32.
@@ -118,6 +149,9 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const T
                   bool fuse_silu = false, DType storage = DType::F32);
 // Nearest-neighbour 2x upsampling (F.interpolate(scale_factor=2, mode="nearest")): [B, C, 2H, 2W].
 Tensor upsample_nearest2x(const Tensor& x);
+// group_norm with the run's storage.
+Tensor group_norm(Precision p, const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, float eps,
+                  bool fuse_silu = false);
 }  // namespace zimage::ops
 
 // Reference implementations of the ops (plain loops, double arithmetic, f32 results; inputs of

@@ -410,8 +410,8 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
   // 3. Latents.
   // Edits compute in the prompt embeddings' dtype (prepare_latents(..., prompt_embeds[0].dtype)):
   // with bfloat16 every tensor op of the noising and the blend rounds to bfloat16.
-  const bool edit_bf16 = compute == DType::BF16;
-  auto rnd = [&](float v) { return edit_bf16 ? round_bf16(v) : v; };
+  const ops::Precision prec = ops::Precision::of(compute, "pipeline");
+  auto rnd = [&](float v) { return prec.store(v); };
   // scheduler.scale_noise(sample, sigma, noise) = sigma * noise + (1.0 - sigma) * sample.
   auto scale_noise = [&](const Tensor& sample, const Tensor& noise, float sigma) {
     Tensor out = Tensor::empty(DType::F32, noise.shape());
@@ -432,20 +432,15 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     const auto te0 = Clock::now();
     AutoencoderKL& v = autoencoder();
     Tensor x = preprocess_image(*init_rgb);
-    if (edit_bf16) ops::round_to_bf16_(x);  // image.to(dtype)
+    ops::store_(prec, x);  // image.to(dtype)
     LatentDistribution dist = v.encode(x);
     if (dist.mean.shape() != Shape({1, in_channels, lh, lw}))
       fail("[pipeline] the VAE encodes the ", width, "x", height, " image to ", shape_str(dist.mean.shape()),
            ", expected ", shape_str(Shape{1, in_channels, lh, lw}));
     Tensor lat = dist.sample([&](const Shape& s) { return random::randn_tensor(s, *ptrs[0]); });
-    const bool vb = v.compute_dtype() == DType::BF16;
+    const ops::Precision vp = ops::Precision::of(v.compute_dtype(), "vae");
     const float shift = float(v.config().shift_factor), scale = float(v.config().scaling_factor);
-    for (int64_t i = 0; i < lat.numel(); ++i) {
-      float d = lat.f32()[i] - shift;
-      if (vb) d = round_bf16(d);
-      d *= scale;
-      lat.f32()[i] = vb ? round_bf16(d) : d;
-    }
+    for (int64_t i = 0; i < lat.numel(); ++i) lat.f32()[i] = vp.store(vp.store(lat.f32()[i] - shift) * scale);
     out.times.vae += since(te0);
     return lat;
   };
@@ -454,7 +449,7 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     if (p.latents->shape() != shape)
       fail("[pipeline] unexpected latents shape ", shape_str(p.latents->shape()), ", expected ", shape_str(shape));
     latents = p.latents->to(DType::F32).clone();
-    if (edit_bf16 && edit) ops::round_to_bf16_(latents);
+    if (edit) ops::store_(prec, latents);
     if (inpaint) {  // prepare_latents with latents given: noise first, then the image latents
       noise0 = random::randn_tensor(shape, ptrs);
       image_latents = encode_image();
@@ -506,7 +501,7 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     std::vector<Tensor> x;
     for (int64_t b = 0; b < images; ++b) {
       Tensor xi = latents.slice0(b, b + 1).reshape({in_channels, 1, lh, lw}).clone();  // [C, 1, H, W]
-      if (compute == DType::BF16) ops::round_to_bf16_(xi);  // latents.to(transformer.dtype)
+      ops::store_(prec, xi);  // latents.to(transformer.dtype)
       x.push_back(xi);
     }
     std::vector<Tensor> caps = prompt_embeds;

@@ -20,7 +20,7 @@ auto tagged(F&& f) {
 // Qwen3RotaryEmbedding with the default rope type: inv_freq = 1 / theta^(arange(0, D, 2) / D) in
 // float32, freqs = position * inv_freq, emb = cat(freqs, freqs); cos/sin are cast to the
 // activation dtype (bf16 in a bf16 run).
-void rotary_embedding(int64_t S, int64_t D, double theta, bool bf16, Tensor& cos, Tensor& sin) {
+void rotary_embedding(int64_t S, int64_t D, double theta, ops::Precision prec, Tensor& cos, Tensor& sin) {
   const int64_t half = D / 2;
   std::vector<float> inv_freq(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i)
@@ -32,21 +32,10 @@ void rotary_embedding(int64_t S, int64_t D, double theta, bool bf16, Tensor& cos
   for (int64_t p = 0; p < S; ++p)
     for (int64_t i = 0; i < half; ++i) {
       const float f = float(p) * inv_freq[size_t(i)];
-      float cv = std::cos(f), sv = std::sin(f);
-      if (bf16) cv = round_bf16(cv), sv = round_bf16(sv);
+      const float cv = prec.store(std::cos(f)), sv = prec.store(std::sin(f));
       c[p * D + i] = c[p * D + half + i] = cv;
       s[p * D + i] = s[p * D + half + i] = sv;
     }
-}
-
-// x[r, i] *= w[i] for every row (w f32, numel == last dim).
-void mul_rows_(Tensor& x, const Tensor& w) {
-  const int64_t d = x.dim(-1), rows = d ? x.numel() / d : 0;
-  float* p = x.f32();
-  const float* wp = w.f32();
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t i = 0; i < d; ++i) p[r * d + i] = wp[i] * p[r * d + i];
 }
 
 // a *= b elementwise (same shape).
@@ -141,6 +130,7 @@ Qwen3TextEncoder Qwen3TextEncoder::load(const std::string& dir, DType compute, c
   Qwen3TextEncoder m;
   m.cfg_ = Qwen3Config::load((std::filesystem::path(dir) / "config.json").string());
   m.compute_ = compute;
+  m.prec_ = ops::Precision::of(compute, "text_encoder");
   const Qwen3Config& c = m.cfg_;
   std::string pre;
   m.store_ = open_weights(dir, c, &pre, weights_file);
@@ -187,19 +177,9 @@ Qwen3TextEncoder Qwen3TextEncoder::load(const std::string& dir, DType compute, c
   return m;
 }
 
-void Qwen3TextEncoder::round_(Tensor& x) const {
-  if (compute_ == DType::BF16) ops::round_to_bf16_(x);
-}
-
 // Qwen3RMSNorm: normalise in fp32, cast back to the input dtype, then weight * x (in that dtype).
 Tensor Qwen3TextEncoder::norm(const Tensor& x, const Tensor& weight) const {
-  const float eps = float(cfg_.rms_norm_eps);
-  if (compute_ != DType::BF16) return ops::rms_norm(x, weight, eps);
-  Tensor y = ops::rms_norm(x, Tensor(), eps);
-  ops::round_to_bf16_(y);
-  mul_rows_(y, weight);
-  ops::round_to_bf16_(y);
-  return y;
+  return ops::rms_norm(prec_, x, weight, float(cfg_.rms_norm_eps));
 }
 
 Tensor Qwen3TextEncoder::embed(const std::vector<int32_t>& ids, int64_t n) const {
@@ -213,7 +193,7 @@ Tensor Qwen3TextEncoder::embed(const std::vector<int32_t>& ids, int64_t n) const
     const size_t row_bytes = embed_q_.nbytes / size_t(cfg_.vocab_size);
     for (int64_t i = 0; i < n; ++i)
       gguf::dequantize_rows(embed_q_.ggml_type, embed_q_.data + size_t(ids[size_t(i)]) * row_bytes, x.f32() + i * H, H);
-    round_(x);
+    ops::store_(prec_, x);
     return x;
   }
   const auto* table = static_cast<const char*>(embed_tokens_.raw());
@@ -221,7 +201,7 @@ Tensor Qwen3TextEncoder::embed(const std::vector<int32_t>& ids, int64_t n) const
   for (int64_t i = 0; i < n; ++i)
     convert(table + size_t(ids[size_t(i)]) * row_bytes, embed_tokens_.dtype(), x.f32() + i * H, DType::F32,
             size_t(H));
-  round_(x);  // a bf16 model holds a bf16 table (no-op when stored in bf16)
+  ops::store_(prec_, x);  // a bf16 model holds a bf16 table (no-op when stored in bf16)
   return x;
 }
 
@@ -229,10 +209,9 @@ Tensor Qwen3TextEncoder::embed(const std::vector<int32_t>& ids, int64_t n) const
 void Qwen3TextEncoder::decoder_layer(Tensor& x, const Layer& l, const Tensor& cos, const Tensor& sin) const {
   const int64_t S = x.dim(0), D = cfg_.head_dim;
   const int64_t Hq = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads;
-  const bool bf16 = compute_ == DType::BF16;
   auto proj = [&](const Tensor& in, const weights::LinearWeight& w, const Tensor& b) {
     Tensor y = weights::linear(in, w, cfg_.attention_bias ? &b : nullptr);
-    round_(y);
+    ops::store_(prec_, y);
     return y;
   };
 
@@ -243,36 +222,29 @@ void Qwen3TextEncoder::decoder_layer(Tensor& x, const Layer& l, const Tensor& co
   Tensor v = proj(h, l.v_proj, l.v_proj_bias).reshape({1, S, Hkv, D});  // [B, S, Hkv, D]
   q = norm(q, l.q_norm);  // per head, over head_dim, before RoPE
   k = norm(k, l.k_norm);
-  ops::rope_rotate_half_(q, cos, sin, bf16);
-  ops::rope_rotate_half_(k, cos, sin, bf16);
+  ops::rope_rotate_half_(prec_, q, cos, sin);
+  ops::rope_rotate_half_(prec_, k, cos, sin);
   const float scale = float(1.0 / std::sqrt(double(D)));
   // transformers' sdpa path; in a bf16 run that is torch's CPU flash kernel on bf16 tensors.
-  Tensor a = bf16 ? ops::attention_torch_bf16(q, k, v, scale, /*causal=*/true)
-                  : ops::attention(q, k, v, scale, /*causal=*/true);  // [B, S, Hq, D]
+  Tensor a = ops::attention(prec_, q, k, v, scale, /*causal=*/true);  // [B, S, Hq, D]
   Tensor o = proj(a.reshape({S, Hq * D}), l.o_proj, l.o_proj_bias);  // [S, hidden]
   ops::add_(x, o);
-  round_(x);
+  ops::store_(prec_, x);
 
   // MLP (Qwen3MLP): down(silu(gate(x)) * up(x)).
   h = norm(x, l.post_attention_layernorm);
   Tensor g = weights::linear(h, l.gate_proj);
   Tensor u = weights::linear(h, l.up_proj);
-  Tensor act;
-  if (bf16) {
-    ops::round_to_bf16_(g);
-    ops::round_to_bf16_(u);
-    ops::silu_(g);
-    ops::round_to_bf16_(g);
-    mul_(g, u);
-    ops::round_to_bf16_(g);
-    act = std::move(g);
-  } else {
-    act = ops::silu_mul(g, u);
-  }
-  Tensor d = weights::linear(act, l.down_proj);
-  round_(d);
+  ops::store_(prec_, g);
+  ops::store_(prec_, u);
+  ops::silu_(g);  // act_fn(gate), stored; then * up (f32: the same bits as ops::silu_mul)
+  ops::store_(prec_, g);
+  mul_(g, u);
+  ops::store_(prec_, g);
+  Tensor d = weights::linear(g, l.down_proj);
+  ops::store_(prec_, d);
   ops::add_(x, d);
-  round_(x);
+  ops::store_(prec_, x);
 }
 
 Tensor Qwen3TextEncoder::encode(const std::vector<int32_t>& ids, int64_t num_real) const {
@@ -282,7 +254,7 @@ Tensor Qwen3TextEncoder::encode(const std::vector<int32_t>& ids, int64_t num_rea
   Tensor x = embed(ids, S);  // [S, hidden]
   if (S == 0) return x;
   Tensor cos, sin;
-  rotary_embedding(S, cfg_.head_dim, cfg_.rope_theta, compute_ == DType::BF16, cos, sin);
+  rotary_embedding(S, cfg_.head_dim, cfg_.rope_theta, prec_, cos, sin);
   for (const Layer& l : layers_) decoder_layer(x, l, cos, sin);
   return x;
 }

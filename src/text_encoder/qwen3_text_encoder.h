@@ -7,6 +7,7 @@
 #include "core/safetensors.h"
 #include "weights/loader.h"
 #include "core/tensor.h"
+#include "ops/precision.h"
 #include "text_encoder/qwen3_config.h"
 
 namespace zimage {
@@ -56,11 +57,11 @@ class Qwen3TextEncoder {
 
   Tensor embed(const std::vector<int32_t>& ids, int64_t n) const;
   Tensor norm(const Tensor& x, const Tensor& weight) const;
-  void round_(Tensor& x) const;
   void decoder_layer(Tensor& x, const Layer& l, const Tensor& cos, const Tensor& sin) const;
 
   Qwen3Config cfg_;
   DType compute_ = DType::F32;
+  ops::Precision prec_;  // of compute_
   WeightStore store_;     // keeps the mapped embedding table alive
   Tensor embed_tokens_;   // [vocab, hidden] as stored (a view into the file)
   QuantizedTensor embed_q_;  // or quantized (GGUF): rows dequantized on lookup

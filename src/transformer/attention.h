@@ -5,27 +5,29 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/precision.h"
 #include "transformer/weights.h"
 
 namespace zimage::transformer {
 
-// Activation buffers of the bf16 block path, allocated once for the longest sequence of a run and
-// reused (as views of their first T rows) by every block of every forward: no allocation inside
-// the layer loop.
+// Activation buffers of the block, allocated once for the longest sequence of a run and reused
+// (as views of their first T rows) by every block of every forward: no allocation inside the
+// layer loop. GEMM inputs (xb, h) are held in the precision's storage dtype, GEMM results in f32.
 class BlockBuffers {
  public:
   struct Views {
-    Tensor xb;       // [T, dim] bf16: the next GEMM's normalised (+ modulated) input
+    Tensor xb;       // [T, dim] storage: the next GEMM's normalised (+ modulated) input
     Tensor q, k, v;  // [T, heads, head_dim] f32
     Tensor proj;     // [T, dim] f32: to_out / w2 output
     Tensor a, b;     // [T, hidden] f32: w1 / w3 outputs
-    Tensor h;        // [T, hidden] bf16: silu(a) * b
+    Tensor h;        // [T, hidden] storage: silu(a) * b
   };
   // Views for T tokens; grows the buffers when T exceeds every earlier request.
-  Views for_tokens(int64_t T, int64_t dim, int64_t heads, int64_t hidden);
+  Views for_tokens(int64_t T, int64_t dim, int64_t heads, int64_t hidden, DType storage);
 
  private:
   int64_t rows_ = 0, dim_ = 0, heads_ = 0, hidden_ = 0;
+  DType storage_ = DType::F32;
   Tensor xb_, q_, k_, v_, proj_, a_, b_, h_;
 };
 
@@ -33,17 +35,13 @@ class ZSingleStreamAttention {
  public:
   ZSingleStreamAttention() = default;
   ZSingleStreamAttention(const WeightLoader& w, const std::string& prefix, int64_t dim, int64_t heads, bool qk_norm);
-  // x: [T, dim] packed tokens of the batch items (item b owns rows[b] consecutive rows; each item
-  // attends only to its own tokens, i.e. diffusers' padded batch with a key-padding mask).
-  // rope: [T, head_dim/2, 2].  Returns [T, dim].
-  Tensor forward(const Tensor& x, const std::vector<int64_t>& rows, const Tensor& rope) const;
-  // bf16 storage, fused: buf.xb (bf16 [T, dim] input, overwritten: it is reused as scratch once
-  // q, k, v are projected) -> buf.proj (f32 [T, dim], rounded to bf16 by its reader).  Same values
-  // as forward().
-  void forward_bf16(BlockBuffers::Views& buf, const std::vector<int64_t>& rows, const Tensor& rope) const;
+  // buf.xb: [T, dim] packed tokens of the batch items (item b owns rows[b] consecutive rows; each
+  // item attends only to its own tokens, i.e. diffusers' padded batch with a key-padding mask);
+  // overwritten (reused as scratch once q, k, v are projected). rope: [T, head_dim/2, 2].
+  // Result in buf.proj: [T, dim] f32, the raw to_out GEMM result (stored by its reader).
+  void forward(ops::Precision p, BlockBuffers::Views& buf, const std::vector<int64_t>& rows, const Tensor& rope) const;
 
  private:
-  DType storage_ = DType::F32;
   int64_t dim_ = 0, heads_ = 0, head_dim_ = 0;
   weights::LinearWeight to_q_, to_k_, to_v_, to_out_;
   Tensor norm_q_, norm_k_;

@@ -8,7 +8,7 @@ namespace zimage::transformer {
 
 TimestepEmbedder::TimestepEmbedder(const WeightLoader& w, const std::string& prefix, int64_t out_size,
                                    int64_t mid_size, int64_t frequency_embedding_size)
-    : storage_(w.compute()), freq_dim_(frequency_embedding_size) {
+    : freq_dim_(frequency_embedding_size) {
   mlp0_w_ = w.linear_weight(prefix + "mlp.0.weight", mid_size, frequency_embedding_size);
   mlp0_b_ = w.f32(prefix + "mlp.0.bias", {mid_size});
   mlp2_w_ = w.linear_weight(prefix + "mlp.2.weight", out_size, mid_size);
@@ -31,16 +31,15 @@ Tensor TimestepEmbedder::timestep_embedding(const std::vector<float>& t, int64_t
   return emb;
 }
 
-Tensor TimestepEmbedder::forward(const std::vector<float>& t) const {
+Tensor TimestepEmbedder::forward(ops::Precision p, const std::vector<float>& t) const {
   Tensor x = timestep_embedding(t, freq_dim_);  // [B, 256]
-  const bool bf = storage_ == DType::BF16;
-  if (bf) ops::round_to_bf16_(x);  // t_freq.to(weight_dtype)
+  ops::store_(p, x);  // t_freq.to(weight_dtype)
   Tensor h = weights::linear(x, mlp0_w_, &mlp0_b_);
-  if (bf) ops::round_to_bf16_(h);
+  ops::store_(p, h);
   ops::silu_(h);
-  if (bf) ops::round_to_bf16_(h);
+  ops::store_(p, h);
   Tensor y = weights::linear(h, mlp2_w_, &mlp2_b_);
-  if (bf) ops::round_to_bf16_(y);
+  ops::store_(p, y);
   return y;
 }
 

@@ -15,13 +15,10 @@ class FeedForward {
  public:
   FeedForward() = default;
   FeedForward(const WeightLoader& w, const std::string& prefix, int64_t dim, int64_t hidden_dim);
-  Tensor forward(const Tensor& x) const;  // [T, dim] -> [T, dim]
-  // bf16 storage, fused: buf.xb (bf16 [T, dim]) -> buf.proj (f32 [T, dim], rounded to bf16 by its
-  // reader).  Same values as forward().
-  void forward_bf16(BlockBuffers::Views& buf) const;
+  // buf.xb [T, dim] -> buf.proj [T, dim] f32 (the raw w2 GEMM result, stored by its reader).
+  void forward(ops::Precision p, BlockBuffers::Views& buf) const;
 
  private:
-  DType storage_ = DType::F32;
   weights::LinearWeight w1_, w2_, w3_;
 };
 
@@ -31,13 +28,12 @@ class ZImageTransformerBlock {
   ZImageTransformerBlock(const WeightLoader& w, const std::string& prefix, const ZImageTransformerConfig& cfg,
                          bool modulation);
   // x: [T, dim] packed tokens (item b owns rows[b] rows); rope: [T, head_dim/2, 2];
-  // adaln: [B, adaln_dim] (only with modulation).  Returns the new [T, dim].  buf: the bf16 path's
-  // activation buffers (shared by all blocks of a forward; unused for f32 compute).
-  Tensor forward(Tensor x, const std::vector<int64_t>& rows, const Tensor& rope, const Tensor& adaln,
-                 BlockBuffers& buf) const;
+  // adaln: [B, adaln_dim] (only with modulation).  Returns the new [T, dim] (x's storage, updated
+  // in place).  buf: the activation buffers (shared by all blocks of a forward).
+  Tensor forward(ops::Precision p, Tensor x, const std::vector<int64_t>& rows, const Tensor& rope,
+                 const Tensor& adaln, BlockBuffers& buf) const;
 
  private:
-  DType storage_ = DType::F32;
   int64_t dim_ = 0, heads_ = 0, hidden_ = 0;
   float eps_ = 1e-5f;
   bool modulation_ = false;

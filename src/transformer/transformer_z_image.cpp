@@ -30,6 +30,7 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   ZImageTransformer2DModel m;
   m.cfg_ = ZImageTransformerConfig::load(dir + "/config.json");
   m.compute_ = compute;
+  m.prec_ = ops::Precision::of(compute, "transformer");
   m.store_ = std::make_shared<WeightStore>(open_weights(dir, m.cfg_, weights_file));
   const auto& c = m.cfg_;
   transformer::WeightLoader w(*m.store_, compute, "transformer");
@@ -204,11 +205,20 @@ void fill_rows(Tensor& dst, int64_t row0, int64_t n, const std::vector<float>& v
 
 }  // namespace
 
+void ZImageTransformer2DModel::set_precision(ops::Precision p) {
+  if (p.storage() != compute_)
+    fail("[transformer] a ", dtype_name(p.storage()), " precision does not fit a model loaded for ",
+         dtype_name(compute_), " compute");
+  std::lock_guard<std::mutex> lock(run_->mu);
+  prec_ = p;
+  run_->cap_out = Tensor();  // computed with the old precision
+}
+
 std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>& x, const std::vector<float>& t,
                                                       const std::vector<Tensor>& cap, int64_t patch_size,
                                                       int64_t f_patch_size) const {
   const auto& c = cfg_;
-  const bool bf = compute_ == DType::BF16;
+  const ops::Precision p = prec_;
   const int64_t B = int64_t(x.size()), dim = c.dim;
   if (B == 0) fail("[transformer] forward: no latents given");
   if (int64_t(cap.size()) != B) fail("[transformer] forward: ", B, " latents but ", cap.size(), " caption feature tensors");
@@ -250,7 +260,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
   // Timestep embedding: t_embedder(t * t_scale), one adaLN input per item.
   std::vector<float> ts(t.size());
   for (size_t i = 0; i < t.size(); ++i) ts[i] = t[i] * float(c.t_scale);
-  Tensor adaln = t_embedder_.forward(ts);  // [B, adaln_dim]
+  Tensor adaln = t_embedder_.forward(p, ts);  // [B, adaln_dim]
   auto debug = [&](const std::string& name, const Tensor& v) {
     if (debug_) debug_(name, v);
   };
@@ -285,9 +295,9 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
       row += x_pad_len[size_t(i)];
     }
   }
-  if (bf) ops::round_to_bf16_(patches);  // latents.to(bfloat16)
+  ops::store_(p, patches);  // latents.to(bfloat16)
   Tensor xt = weights::linear(patches, x_embedder_w_.at(key), &x_embedder_b_.at(key));  // [X, dim]
-  if (bf) ops::round_to_bf16_(xt);
+  ops::store_(p, xt);
   {
     int64_t row = 0;
     for (int64_t i = 0; i < B; ++i) {
@@ -297,7 +307,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
   }
   debug("x_embedder", xt);
   for (size_t l = 0; l < noise_refiner_.size(); ++l) {
-    xt = noise_refiner_[l].forward(xt, x_pad_len, x_rope, adaln, buffers);
+    xt = noise_refiner_[l].forward(p, xt, x_pad_len, x_rope, adaln, buffers);
     debug("noise_refiner." + std::to_string(l), xt);
   }
 
@@ -310,7 +320,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
       row += cap_pad_len[size_t(i)];
     }
   }
-  if (bf) ops::round_to_bf16_(capf);
+  ops::store_(p, capf);
   // The context refiner sees only the caption: a repeated caption (every denoising step) reuses
   // the last result, which is bit-identical to recomputing it. Not with a debug hook (it wants
   // every intermediate of every call).
@@ -322,9 +332,9 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
   if (cached) {
     ct = run.cap_out;
   } else {
-    ct = weights::linear(ops::rms_norm_as(capf, cap_norm_w_, float(c.norm_eps), compute_), cap_linear_w_,
+    ct = weights::linear(ops::rms_norm(p, capf, cap_norm_w_, float(c.norm_eps)), cap_linear_w_,
                      &cap_linear_b_);  // [Cp, dim]
-    if (bf) ops::round_to_bf16_(ct);
+    ops::store_(p, ct);
     {
       int64_t row = 0;
       for (int64_t i = 0; i < B; ++i) {
@@ -334,7 +344,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     }
     debug("cap_embedder", ct);
     for (size_t l = 0; l < context_refiner_.size(); ++l) {
-      ct = context_refiner_[l].forward(ct, cap_pad_len, cap_rope, Tensor(), buffers);
+      ct = context_refiner_[l].forward(p, ct, cap_pad_len, cap_rope, Tensor(), buffers);
       debug("context_refiner." + std::to_string(l), ct);
     }
     run.cap_out = Tensor();  // never leave a half-updated cache behind an exception
@@ -361,11 +371,11 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     }
   }
   for (size_t l = 0; l < layers_.size(); ++l) {
-    u = layers_[l].forward(u, u_len, u_rope, adaln, buffers);
+    u = layers_[l].forward(p, u, u_len, u_rope, adaln, buffers);
     debug("layers." + std::to_string(l), u);
   }
 
-  Tensor out = final_layer_.at(key).forward(u, u_len, adaln);  // [U, pH*pW*pF*C]
+  Tensor out = final_layer_.at(key).forward(p, u, u_len, adaln);  // [U, pH*pW*pF*C]
   debug("final_layer", out);
 
   // Unpatchify the first x_len rows of every item.

@@ -56,10 +56,15 @@ class ZImageTransformer2DModel {
 
   const ZImageTransformerConfig& config() const { return cfg_; }
   DType compute() const { return compute_; }
+  // The precision forward() runs with: Precision::of(compute) after load(). Its storage must be
+  // the compute dtype; tests turn the fused passes off to compare with the plain composition.
+  ops::Precision precision() const { return prec_; }
+  void set_precision(ops::Precision p);
 
  private:
   ZImageTransformerConfig cfg_;
   DType compute_ = DType::F32;
+  ops::Precision prec_;
   std::shared_ptr<WeightStore> store_;  // keeps the mapped weights alive
   std::map<std::string, weights::LinearWeight> x_embedder_w_;
   std::map<std::string, Tensor> x_embedder_b_;  // all_x_embedder["{p}-{f}"]

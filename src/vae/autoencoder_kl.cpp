@@ -8,18 +8,13 @@
 
 namespace zimage {
 
-namespace {
-void store_as(Tensor& t, DType storage) {
-  if (storage == DType::BF16) ops::round_to_bf16_(t);
-}
-}  // namespace
-
 AutoencoderKL AutoencoderKL::load(const std::string& dir, DType compute) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[vae] compute dtype must be float32 or bfloat16, got ", dtype_name(compute));
   AutoencoderKL m;
   m.cfg_ = AutoencoderKLConfig::load((std::filesystem::path(dir) / "config.json").string());
   m.compute_ = compute;
+  m.prec_ = ops::Precision::of(compute, "vae");
   WeightStore ws = open_weights(dir, m.cfg_);
   vae::Loader l(ws, compute, "vae");
   m.encoder_.load(l, m.cfg_, "encoder");
@@ -100,21 +95,15 @@ WeightStore AutoencoderKL::open_weights(const std::string& dir, const Autoencode
 
 Tensor AutoencoderKL::latents_to_vae_space(const Tensor& latents) const {
   Tensor z = latents.to(DType::F32).clone();
-  store_as(z, compute_);  // latents.to(vae.dtype)
+  ops::store_(prec_, z);  // latents.to(vae.dtype)
   const float sf = float(cfg_.scaling_factor);
   // torch rounds a python scalar added to a bf16 tensor to bf16 first.
-  const float shift = compute_ == DType::BF16 ? round_bf16(float(cfg_.shift_factor)) : float(cfg_.shift_factor);
-  const bool bf16 = compute_ == DType::BF16;
+  const ops::Precision prec = prec_;
+  const float shift = prec.store(float(cfg_.shift_factor));
   float* p = z.f32();
   const int64_t n = z.numel();
 #pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    float v = p[i] / sf;
-    if (bf16) v = round_bf16(v);
-    v = v + shift;
-    if (bf16) v = round_bf16(v);
-    p[i] = v;
-  }
+  for (int64_t i = 0; i < n; ++i) p[i] = prec.store(prec.store(p[i] / sf) + shift);
   return z;
 }
 
@@ -125,18 +114,13 @@ Tensor AutoencoderKL::check_latents(const Tensor& z) const {
     fail("[vae] decode: latents have ", z.dim(1), " channels, the VAE expects latent_channels = ", cfg_.latent_channels,
          " (shape ", shape_str(z.shape()), ")");
   if (z.dim(0) < 1 || z.dim(2) < 1 || z.dim(3) < 1) fail("[vae] decode: empty latents ", shape_str(z.shape()));
-  Tensor x = z.to(DType::F32);
-  if (compute_ == DType::BF16) {
-    x = x.clone();
-    ops::round_to_bf16_(x);  // z.to(vae.dtype)
-  }
-  return x;
+  return ops::stored(prec_, z);  // z.to(vae.dtype)
 }
 
 Tensor AutoencoderKL::decode_untiled(const Tensor& z) const {
   Tensor x = check_latents(z);
-  if (cfg_.use_post_quant_conv) x = post_quant_conv_.forward(x, compute_);
-  return decoder_.forward(x, compute_);
+  if (cfg_.use_post_quant_conv) x = post_quant_conv_.forward(x, prec_);
+  return decoder_.forward(x, prec_);
 }
 
 size_t AutoencoderKL::decode_working_bytes(int64_t B, int64_t h, int64_t w) const {
@@ -211,16 +195,11 @@ LatentDistribution AutoencoderKL::encode(const Tensor& x) const {
   if (x.ndim() != 4 || x.dim(1) != cfg_.in_channels)
     fail("[vae] encode: images must be [B, ", cfg_.in_channels, ", H, W], got ", shape_str(x.shape()));
   if (x.dim(0) < 1 || x.dim(2) < 1 || x.dim(3) < 1) fail("[vae] encode: empty images ", shape_str(x.shape()));
-  Tensor in = x.to(DType::F32);
-  if (compute_ == DType::BF16) {
-    in = in.clone();
-    ops::round_to_bf16_(in);
-  }
-  Tensor h = encoder_.forward(in, compute_);  // [B, 2L, h, w]
-  if (cfg_.use_quant_conv) h = quant_conv_.forward(h, compute_);
+  Tensor h = encoder_.forward(ops::stored(prec_, x), prec_);  // [B, 2L, h, w]
+  if (cfg_.use_quant_conv) h = quant_conv_.forward(h, prec_);
   const int64_t B = h.dim(0), L = cfg_.latent_channels, hw = h.dim(2) * h.dim(3);
   LatentDistribution d;
-  d.storage = compute_;
+  d.precision = prec_;
   d.mean = Tensor::empty(DType::F32, {B, L, h.dim(2), h.dim(3)});
   d.logvar = Tensor::empty(DType::F32, {B, L, h.dim(2), h.dim(3)});
   for (int64_t b = 0; b < B; ++b) {  // torch.chunk(parameters, 2, dim=1)
@@ -234,13 +213,7 @@ LatentDistribution AutoencoderKL::encode(const Tensor& x) const {
 
 Tensor LatentDistribution::std() const {
   Tensor s = Tensor::empty(DType::F32, logvar.shape());
-  const bool bf16 = storage == DType::BF16;
-  for (int64_t i = 0; i < s.numel(); ++i) {
-    float h = 0.5f * logvar.f32()[i];
-    if (bf16) h = round_bf16(h);
-    float v = std::exp(h);
-    s.f32()[i] = bf16 ? round_bf16(v) : v;
-  }
+  for (int64_t i = 0; i < s.numel(); ++i) s.f32()[i] = precision.store(std::exp(precision.store(0.5f * logvar.f32()[i])));
   return s;
 }
 
@@ -249,14 +222,9 @@ Tensor LatentDistribution::sample(const Tensor& noise) const {
     fail("[vae] sample: noise shape ", shape_str(noise.shape()), " does not match the latents ", shape_str(mean.shape()));
   Tensor n = noise.to(DType::F32);
   Tensor s = std(), out = Tensor::empty(DType::F32, mean.shape());
-  const bool bf16 = storage == DType::BF16;
-  for (int64_t i = 0; i < out.numel(); ++i) {
-    float nv = bf16 ? round_bf16(n.f32()[i]) : n.f32()[i];
-    float p = s.f32()[i] * nv;
-    if (bf16) p = round_bf16(p);
-    float v = mean.f32()[i] + p;
-    out.f32()[i] = bf16 ? round_bf16(v) : v;
-  }
+  const ops::Precision pr = precision;
+  for (int64_t i = 0; i < out.numel(); ++i)
+    out.f32()[i] = pr.store(mean.f32()[i] + pr.store(s.f32()[i] * pr.store(n.f32()[i])));
   return out;
 }
 

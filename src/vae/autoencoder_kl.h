@@ -15,7 +15,7 @@ namespace zimage {
 struct LatentDistribution {
   Tensor mean;    // [B, latent_channels, h, w] f32
   Tensor logvar;  // clamped to [-30, 20]
-  DType storage = DType::F32;  // dtype the run holds tensors in (bf16 rounds std, products, sums)
+  ops::Precision precision;  // how the run holds tensors (bf16 rounds std, products, sums)
 
   Tensor mode() const { return mean; }
   Tensor std() const;  // exp(0.5 * logvar)
@@ -83,6 +83,7 @@ class AutoencoderKL {
   Tensor check_latents(const Tensor& z) const;
   AutoencoderKLConfig cfg_;
   DType compute_ = DType::F32;
+  ops::Precision prec_;  // of compute_
   vae::Encoder encoder_;
   vae::Decoder decoder_;
   vae::Conv2d quant_conv_, post_quant_conv_;

@@ -30,17 +30,17 @@ void Decoder::load(const Loader& l, const AutoencoderKLConfig& cfg, const std::s
   conv_out_.load(l, p + ".conv_out", boc.front(), cfg.out_channels, 3, 1, ops::Padding2d::same(1));
 }
 
-Tensor Decoder::forward(const Tensor& z, DType storage) const {
-  return forward_nhwc(z, storage);
+Tensor Decoder::forward(const Tensor& z, ops::Precision p) const {
+  return forward_nhwc(z, p);
 }
 
-Tensor Decoder::forward_nhwc(const Tensor& z, DType storage) const {
-  return forward_up(forward_head(z, storage));
+Tensor Decoder::forward_nhwc(const Tensor& z, ops::Precision p) const {
+  return forward_up(forward_head(z, p));
 }
 
-Tensor Decoder::forward_head(const Tensor& z, DType storage) const {
+Tensor Decoder::forward_head(const Tensor& z, ops::Precision p) const {
   ops::ScratchSlots scratch;
-  Tensor h = conv_in_.forward_nhwc(ops::to_channels_last(z, storage));  // [B, h, w, C]
+  Tensor h = conv_in_.forward_nhwc(ops::to_channels_last(z, p.storage()));  // [B, h, w, C]
   return mid_block_.forward_nhwc(std::move(h), scratch);
 }
 
@@ -70,15 +70,15 @@ int64_t Decoder::up_receptive_halo() const {
   return int64_t(std::ceil(reach - 1e-9));
 }
 
-Tensor Decoder::forward_plain(const Tensor& z, DType storage) const {
-  Tensor h = conv_in_.forward(z, storage);
-  h = mid_block_.forward(h, storage);
+Tensor Decoder::forward_plain(const Tensor& z, ops::Precision p) const {
+  Tensor h = conv_in_.forward(z, p);
+  h = mid_block_.forward(h, p);
   for (const auto& blk : up_blocks_) {
-    for (const auto& r : blk.resnets) h = r.forward(h, storage);
-    for (const auto& u : blk.upsamplers) h = u.forward(h, storage);
+    for (const auto& r : blk.resnets) h = r.forward(h, p);
+    for (const auto& u : blk.upsamplers) h = u.forward(h, p);
   }
-  h = conv_norm_out_.forward(h, /*silu=*/true, storage);
-  return conv_out_.forward(h, storage);
+  h = conv_norm_out_.forward(h, /*silu=*/true, p);
+  return conv_out_.forward(h, p);
 }
 
 }  // namespace zimage::vae

@@ -21,16 +21,16 @@ class Decoder {
   // Weights under `prefix` ("decoder").
   void load(const Loader& l, const AutoencoderKLConfig& cfg, const std::string& prefix);
   // z: [B, latent_channels, h, w] -> [B, out_channels, h * 2^(n-1), w * 2^(n-1)]
-  Tensor forward(const Tensor& z, DType storage) const;
-  Tensor forward_plain(const Tensor& z, DType storage) const;    // NCHW float32 throughout
-  Tensor forward_nhwc(const Tensor& z, DType storage) const;  // the same, channels-last inside
+  Tensor forward(const Tensor& z, ops::Precision p) const;
+  Tensor forward_plain(const Tensor& z, ops::Precision p) const;    // NCHW float32 throughout
+  Tensor forward_nhwc(const Tensor& z, ops::Precision p) const;  // the same, channels-last inside
 
   // forward_nhwc in two parts, for seamless tiled decoding: the head (conv_in and the mid block,
   // at latent resolution; z [B, L, h, w] -> channels-last [B, h, w, C]) and the up path (up
   // blocks, norm_out, conv_out) on the head's output or a window of it -> [B, out, H, W] f32.
   // With `tile` the up path's group norms take their statistics as TileNorms says; in Record
   // mode the up path stops after the last group norm and returns an empty tensor.
-  Tensor forward_head(const Tensor& z, DType storage) const;
+  Tensor forward_head(const Tensor& z, ops::Precision p) const;
   Tensor forward_up(Tensor h, vae::TileNorms* tile = nullptr) const;
   // Latent pixels around a window of the head's output that reach the up path's output inside
   // the window (the 3x3 convolutions' reach, summed over resolutions): a tile with this margin

@@ -27,15 +27,15 @@ void Encoder::load(const Loader& l, const AutoencoderKLConfig& cfg, const std::s
   conv_out_.load(l, p + ".conv_out", boc.back(), 2 * cfg.latent_channels, 3, 1, ops::Padding2d::same(1));
 }
 
-Tensor Encoder::forward(const Tensor& x, DType storage) const {
-  Tensor h = conv_in_.forward(x, storage);
+Tensor Encoder::forward(const Tensor& x, ops::Precision p) const {
+  Tensor h = conv_in_.forward(x, p);
   for (const auto& blk : down_blocks_) {
-    for (const auto& r : blk.resnets) h = r.forward(h, storage);
-    for (const auto& d : blk.downsamplers) h = d.forward(h, storage);
+    for (const auto& r : blk.resnets) h = r.forward(h, p);
+    for (const auto& d : blk.downsamplers) h = d.forward(h, p);
   }
-  h = mid_block_.forward(h, storage);
-  h = conv_norm_out_.forward(h, /*silu=*/true, storage);
-  return conv_out_.forward(h, storage);
+  h = mid_block_.forward(h, p);
+  h = conv_norm_out_.forward(h, /*silu=*/true, p);
+  return conv_out_.forward(h, p);
 }
 
 }  // namespace zimage::vae

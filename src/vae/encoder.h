@@ -18,7 +18,7 @@ class Encoder {
  public:
   void load(const Loader& l, const AutoencoderKLConfig& cfg, const std::string& prefix);
   // x: [B, in_channels, H, W] -> [B, 2 * latent_channels, ceil-ish(H / 2^(n-1)), ...]
-  Tensor forward(const Tensor& x, DType storage) const;
+  Tensor forward(const Tensor& x, ops::Precision p) const;
 
  private:
   Conv2d conv_in_, conv_out_;

@@ -27,11 +27,10 @@ namespace zimage {
 namespace {
 
 // b[:, :, y, :] = a[:, :, -e + y, :] * (1 - y / e) + b[:, :, y, :] * (y / e), e = min(a.H, b.H, extent)
-void blend_v(const Tensor& a, Tensor& b, int64_t extent, DType storage) {
+void blend_v(const Tensor& a, Tensor& b, int64_t extent, ops::Precision pr) {
   const int64_t BC = b.dim(0) * b.dim(1), aH = a.dim(2), bH = b.dim(2), W = b.dim(3);
   const int64_t e = std::min({aH, bH, extent});
   ZI_ASSERT(a.dim(3) == W, "blend_v widths ", a.dim(3), " != ", W);
-  const bool bf16 = storage == DType::BF16;
   for (int64_t y = 0; y < e; ++y) {
     const float wa = float(1.0 - double(y) / double(e)), wb = float(double(y) / double(e));
 #pragma omp parallel for schedule(static)
@@ -39,20 +38,17 @@ void blend_v(const Tensor& a, Tensor& b, int64_t extent, DType storage) {
       const float* ar = a.f32() + (p * aH + aH - e + y) * W;
       float* br = b.f32() + (p * bH + y) * W;
       for (int64_t x = 0; x < W; ++x) {
-        float s = ar[x] * wa, t = br[x] * wb;
-        if (bf16) s = round_bf16(s), t = round_bf16(t);
-        br[x] = bf16 ? round_bf16(s + t) : s + t;
+        br[x] = pr.store(pr.store(ar[x] * wa) + pr.store(br[x] * wb));
       }
     }
   }
 }
 
 // b[:, :, :, x] = a[:, :, :, -e + x] * (1 - x / e) + b[:, :, :, x] * (x / e), e = min(a.W, b.W, extent)
-void blend_h(const Tensor& a, Tensor& b, int64_t extent, DType storage) {
+void blend_h(const Tensor& a, Tensor& b, int64_t extent, ops::Precision pr) {
   const int64_t BC = b.dim(0) * b.dim(1), H = b.dim(2), aW = a.dim(3), bW = b.dim(3);
   const int64_t e = std::min({aW, bW, extent});
   ZI_ASSERT(a.dim(2) == H, "blend_h heights ", a.dim(2), " != ", H);
-  const bool bf16 = storage == DType::BF16;
 #pragma omp parallel for schedule(static) collapse(2)
   for (int64_t p = 0; p < BC; ++p)
     for (int64_t y = 0; y < H; ++y) {
@@ -60,9 +56,7 @@ void blend_h(const Tensor& a, Tensor& b, int64_t extent, DType storage) {
       float* br = b.f32() + (p * H + y) * bW;
       for (int64_t x = 0; x < e; ++x) {
         const float wa = float(1.0 - double(x) / double(e)), wb = float(double(x) / double(e));
-        float s = ar[aW - e + x] * wa, t = br[x] * wb;
-        if (bf16) s = round_bf16(s), t = round_bf16(t);
-        br[x] = bf16 ? round_bf16(s + t) : s + t;
+        br[x] = pr.store(pr.store(ar[aW - e + x] * wa) + pr.store(br[x] * wb));
       }
     }
 }
@@ -107,10 +101,10 @@ Tensor AutoencoderKL::decode_tiled(const Tensor& z_in, int64_t tile_latent, int6
     int64_t x0 = 0, rows_kept = 0;
     for (int64_t j = 0; j < w; j += overlap_size) {
       Tensor tile = crop(z, i, j, std::min(tile_latent, h - i), std::min(tile_latent, w - j));
-      if (cfg_.use_post_quant_conv) tile = post_quant_conv_.forward(tile, compute_);
-      Tensor dec = decoder_.forward(tile, compute_);  // [B, C, th * s, tw * s]
-      if (i > 0) blend_v(prev_row[row.size()], dec, blend_extent, compute_);
-      if (j > 0) blend_h(row.back(), dec, blend_extent, compute_);
+      if (cfg_.use_post_quant_conv) tile = post_quant_conv_.forward(tile, prec_);
+      Tensor dec = decoder_.forward(tile, prec_);  // [B, C, th * s, tw * s]
+      if (i > 0) blend_v(prev_row[row.size()], dec, blend_extent, prec_);
+      if (j > 0) blend_h(row.back(), dec, blend_extent, prec_);
       const int64_t th = std::min(row_limit, dec.dim(2)), tw = std::min(row_limit, dec.dim(3));
       const int64_t dH = dec.dim(2), dW = dec.dim(3);
       for (int64_t p = 0; p < B * C; ++p)
@@ -151,10 +145,10 @@ Tensor AutoencoderKL::decode_tiled_seamless(const Tensor& z_in, int64_t tile) co
   // would cost many times the tile itself.
   if (tile < 8) fail("[vae] seamless tiled decode: tile size ", tile, " latents is below the minimum of 8");
   Tensor z = check_latents(z_in);
-  if (cfg_.use_post_quant_conv) z = post_quant_conv_.forward(z, compute_);  // 1x1: per pixel
+  if (cfg_.use_post_quant_conv) z = post_quant_conv_.forward(z, prec_);  // 1x1: per pixel
   const int64_t B = z.dim(0), h = z.dim(2), w = z.dim(3), s = cfg_.spatial_scale(), C = cfg_.out_channels;
   const int64_t halo = decoder_.up_receptive_halo();
-  const Tensor head = decoder_.forward_head(z, compute_);  // [B, h, w, C_mid] channels-last
+  const Tensor head = decoder_.forward_head(z, prec_);  // [B, h, w, C_mid] channels-last
 
   struct Tile {
     int64_t y0, y1, x0, x1;  // the decoded region, latent pixels

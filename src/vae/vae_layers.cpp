@@ -6,14 +6,6 @@
 
 namespace zimage::vae {
 
-namespace {
-
-void store_as(Tensor& t, DType storage) {
-  if (storage == DType::BF16) ops::round_to_bf16_(t);
-}
-
-}  // namespace
-
 // ---- Conv2d / GroupNorm / Linear ----
 
 void Conv2d::load(const Loader& l, const std::string& prefix, int64_t in, int64_t out, int64_t k, int64_t s,
@@ -25,9 +17,9 @@ void Conv2d::load(const Loader& l, const std::string& prefix, int64_t in, int64_
   nhwc.init(weight, bias, s, p);
 }
 
-Tensor Conv2d::forward(const Tensor& x, DType storage) const {
+Tensor Conv2d::forward(const Tensor& x, ops::Precision p) const {
   Tensor y = ops::conv2d(x, weight, &bias, stride, pad);
-  store_as(y, storage);
+  ops::store_(p, y);
   return y;
 }
 
@@ -38,8 +30,8 @@ void GroupNorm::load(const Loader& l, const std::string& prefix, int64_t channel
   eps = e;
 }
 
-Tensor GroupNorm::forward(const Tensor& x, bool silu, DType storage) const {
-  return ops::group_norm(x, groups, weight, bias, eps, silu, storage);
+Tensor GroupNorm::forward(const Tensor& x, bool silu, ops::Precision p) const {
+  return ops::group_norm(p, x, groups, weight, bias, eps, silu);
 }
 
 Tensor GroupNorm::forward_nhwc(const Tensor& x, bool silu) const {
@@ -67,22 +59,22 @@ void Linear::load(const Loader& l, const std::string& prefix, int64_t in, int64_
   bias = l.param(prefix + ".bias", {out});
 }
 
-Tensor Linear::forward(const Tensor& x, DType storage) const {
+Tensor Linear::forward(const Tensor& x, ops::Precision p) const {
   Tensor y = ops::linear(x, weight, &bias);
-  store_as(y, storage);
+  ops::store_(p, y);
   return y;
 }
 
-Tensor Linear::forward_matmul_add(const Tensor& x, DType storage) const {
+Tensor Linear::forward_matmul_add(const Tensor& x, ops::Precision p) const {
   Tensor y = ops::linear(x, weight);
-  store_as(y, storage);
+  ops::store_(p, y);
   const int64_t N = weight.dim(0), rows = y.numel() / N;
   float* yp = y.f32();
   const float* bp = bias.f32();
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t n = 0; n < N; ++n) yp[r * N + n] += bp[n];
-  store_as(y, storage);
+  ops::store_(p, y);
   return y;
 }
 
@@ -97,14 +89,14 @@ void ResnetBlock2D::load(const Loader& l, const std::string& p, int64_t in, int6
   if (has_shortcut) conv_shortcut.load(l, p + ".conv_shortcut", in, out, 1, 1, {});
 }
 
-Tensor ResnetBlock2D::forward(const Tensor& x, DType storage) const {
-  Tensor h = norm1.forward(x, /*silu=*/true, storage);
-  h = conv1.forward(h, storage);
-  h = norm2.forward(h, /*silu=*/true, storage);
-  h = conv2.forward(h, storage);  // dropout is the identity in eval
-  Tensor out = has_shortcut ? conv_shortcut.forward(x, storage) : x.clone();
+Tensor ResnetBlock2D::forward(const Tensor& x, ops::Precision p) const {
+  Tensor h = norm1.forward(x, /*silu=*/true, p);
+  h = conv1.forward(h, p);
+  h = norm2.forward(h, /*silu=*/true, p);
+  h = conv2.forward(h, p);  // dropout is the identity in eval
+  Tensor out = has_shortcut ? conv_shortcut.forward(x, p) : x.clone();
   ops::add_(out, h);  // (input_tensor + hidden_states) / output_scale_factor (1.0)
-  store_as(out, storage);
+  ops::store_(p, out);
   return out;
 }
 
@@ -117,13 +109,7 @@ Tensor ResnetBlock2D::forward_nhwc(Tensor x, ops::ScratchSlots& scratch, TileNor
   conv1.nhwc.forward_into(a, h);
   norm2.forward_nhwc_into(h, /*silu=*/true, h, tile);  // in place
   Tensor out = has_shortcut ? conv_shortcut.forward_nhwc(x) : std::move(x);
-  if (dt == DType::F32) {
-    conv2.nhwc.forward_accumulate(h, out);  // out = shortcut + conv2(h)
-  } else {
-    Tensor h2 = scratch.get(0, dt, out_shape);  // conv2(h) stored in bf16, then the sum rounded
-    conv2.nhwc.forward_into(h, h2);
-    ops::add_as_(out, h2);
-  }
+  conv2.nhwc.forward_residual(h, out, scratch, 0);  // out = shortcut + conv2(h)
   return out;
 }
 
@@ -160,13 +146,12 @@ Tensor transpose_last2(const Tensor& x, int64_t B, int64_t R, int64_t Cc) {
 // flash attention: exp(s - max) in f32, their f32 sum, the exponentials (rounded to bf16 in a
 // bf16 run) times v, divided by the sum at the end.
 void attention_one_head(const Tensor& q, const Tensor& k, const Tensor& vt, float scale, float* out,
-                        DType storage) {
+                        ops::Precision p) {
   const int64_t S = q.dim(0), D = q.dim(1);
   const int64_t block = std::clamp<int64_t>((int64_t(16) << 20) / std::max<int64_t>(S, 1), 1, S);
   // A bf16 run holds q, k, v and the exponentials in bf16: the products take bf16 operands (the
   // same values; f32 accumulation) as torch's bf16 attention does.
-  const DType op_dt = storage == DType::BF16 ? DType::BF16 : DType::F32;
-  const Tensor kw = k.to(op_dt), vw = vt.to(op_dt);
+  const Tensor kw = k.to(p.storage()), vw = vt.to(p.storage());
   std::vector<double> sums(static_cast<size_t>(block));
   for (int64_t r0 = 0; r0 < S; r0 += block) {
     const int64_t n = std::min(block, S - r0);
@@ -187,7 +172,7 @@ void attention_one_head(const Tensor& q, const Tensor& k, const Tensor& vt, floa
       }
       sums[size_t(i)] = sum;
     }
-    if (storage == DType::BF16) ops::round_to_bf16_(scores);
+    ops::store_(p, scores);
     Tensor o = ops::linear(scores, vw);  // [n, D]
     const float* op = o.f32();
 #pragma omp parallel for schedule(static)
@@ -200,34 +185,34 @@ void attention_one_head(const Tensor& q, const Tensor& k, const Tensor& vt, floa
 
 }  // namespace
 
-Tensor MidAttention::forward(const Tensor& x, DType storage) const {
+Tensor MidAttention::forward(const Tensor& x, ops::Precision p) const {
   if (x.ndim() != 4 || x.dim(1) != channels)
     fail("[vae] attention input ", shape_str(x.shape()), " does not have ", channels, " channels");
   const int64_t B = x.dim(0), C = channels, S = x.dim(2) * x.dim(3);
-  Tensor h = group_norm.forward(x, /*silu=*/false, storage);  // [B, C, H, W]
+  Tensor h = group_norm.forward(x, /*silu=*/false, p);  // [B, C, H, W]
   h = transpose_last2(h.reshape({B, C, S}), B, C, S);            // [B, S, C]
   // h is a transposed view in torch, so its linears run as matmul, then bias add.
-  Tensor q = to_q.forward_matmul_add(h, storage), k = to_k.forward_matmul_add(h, storage),
-         v = to_v.forward_matmul_add(h, storage);  // [B, S, C]
+  Tensor q = to_q.forward_matmul_add(h, p), k = to_k.forward_matmul_add(h, p),
+         v = to_v.forward_matmul_add(h, p);  // [B, S, C]
   Tensor attn = Tensor::empty(DType::F32, {B, S, C});  // heads = 1, head_dim = C
   const float scale = 1.f / std::sqrt(float(C));
   for (int64_t b = 0; b < B; ++b) {
     Tensor qb = q.reshape({B * S, C}).slice0(b * S, (b + 1) * S);  // [S, C]
     Tensor kb = k.reshape({B * S, C}).slice0(b * S, (b + 1) * S);
     Tensor vt = transpose_last2(v.reshape({B * S, C}).slice0(b * S, (b + 1) * S), 1, S, C).reshape({C, S});  // [C, S]
-    attention_one_head(qb, kb, vt, scale, attn.f32() + b * S * C, storage);
+    attention_one_head(qb, kb, vt, scale, attn.f32() + b * S * C, p);
   }
-  store_as(attn, storage);
-  Tensor o = to_out.forward(attn, storage);                              // [B, S, C]; to_out[1] is dropout
+  ops::store_(p, attn);
+  Tensor o = to_out.forward(attn, p);                              // [B, S, C]; to_out[1] is dropout
   Tensor y = transpose_last2(o, B, S, C).reshape(x.shape());             // [B, C, H, W]
   ops::add_(y, x);  // residual_connection; rescale_output_factor 1.0
-  store_as(y, storage);
+  ops::store_(p, y);
   return y;
 }
 
 Tensor MidAttention::forward_nhwc(const Tensor& x) const {
-  const DType storage = x.dtype();
-  return ops::to_channels_last(forward(ops::from_channels_last(x), storage), storage);
+  const ops::Precision p = ops::Precision::of(x.dtype(), "vae");  // the compute dtype's
+  return ops::to_channels_last(forward(ops::from_channels_last(x), p), p.storage());
 }
 
 // ---- UNetMidBlock2D ----
@@ -248,10 +233,10 @@ Tensor MidBlock2D::forward_nhwc(Tensor x, ops::ScratchSlots& scratch) const {
   return resnets[1].forward_nhwc(std::move(h), scratch);
 }
 
-Tensor MidBlock2D::forward(const Tensor& x, DType storage) const {
-  Tensor h = resnets[0].forward(x, storage);
-  if (!attentions.empty()) h = attentions[0].forward(h, storage);
-  return resnets[1].forward(h, storage);
+Tensor MidBlock2D::forward(const Tensor& x, ops::Precision p) const {
+  Tensor h = resnets[0].forward(x, p);
+  if (!attentions.empty()) h = attentions[0].forward(h, p);
+  return resnets[1].forward(h, p);
 }
 
 // ---- Up / down sampling ----
@@ -260,8 +245,8 @@ void Upsample2D::load(const Loader& l, const std::string& p, int64_t c) {
   conv.load(l, p + ".conv", c, c, 3, 1, ops::Padding2d::same(1));
 }
 
-Tensor Upsample2D::forward(const Tensor& x, DType storage) const {
-  return conv.forward(ops::upsample_nearest2x(x), storage);
+Tensor Upsample2D::forward(const Tensor& x, ops::Precision p) const {
+  return conv.forward(ops::upsample_nearest2x(x), p);
 }
 
 Tensor Upsample2D::forward_nhwc(const Tensor& x) const {
@@ -272,6 +257,6 @@ void Downsample2D::load(const Loader& l, const std::string& p, int64_t c) {
   conv.load(l, p + ".conv", c, c, 3, 2, ops::Padding2d{0, 1, 0, 1});  // pad = (0, 1, 0, 1), padding=0
 }
 
-Tensor Downsample2D::forward(const Tensor& x, DType storage) const { return conv.forward(x, storage); }
+Tensor Downsample2D::forward(const Tensor& x, ops::Precision p) const { return conv.forward(x, p); }
 
 }  // namespace zimage::vae

@@ -1,8 +1,8 @@
 // Layers of diffusers' AutoencoderKL: Conv2d, GroupNorm, ResnetBlock2D (models/resnet.py), the
 // mid-block Attention (models/attention_processor.py, group norm + one head), Upsample2D
 // (models/upsampling.py), Downsample2D (models/downsampling.py) and UNetMidBlock2D
-// (models/unets/unet_2d_blocks.py). Activations are float32 NCHW; `storage` BF16 rounds every
-// tensor a bfloat16 torch run materialises, F32 computes plainly.
+// (models/unets/unet_2d_blocks.py). Activations are float32 NCHW; the precision `p` decides
+// (in the ops) where a tensor is stored as a bfloat16 torch run materialises it.
 // The *_nhwc forwards take and return channels-last [B, H, W, C] activations (ops/channels_last.h)
 // of the compute dtype (bf16 tensors for a bf16 run): the decoder's fast path.
 #pragma once
@@ -26,7 +26,7 @@ struct Conv2d {
   ops::Padding2d pad;
   void load(const Loader& l, const std::string& prefix, int64_t in, int64_t out, int64_t k, int64_t stride,
             ops::Padding2d pad);
-  Tensor forward(const Tensor& x, DType storage) const;
+  Tensor forward(const Tensor& x, ops::Precision p) const;
   ops::ChannelsLastConv2d nhwc;  // the same weights for channels-last activations
   Tensor forward_nhwc(const Tensor& x) const { return nhwc.forward(x); }
 };
@@ -49,7 +49,7 @@ struct GroupNorm {
   int64_t groups = 32;
   float eps = 1e-6f;
   void load(const Loader& l, const std::string& prefix, int64_t channels, int64_t groups, float eps);
-  Tensor forward(const Tensor& x, bool silu, DType storage) const;
+  Tensor forward(const Tensor& x, bool silu, ops::Precision p) const;
   Tensor forward_nhwc(const Tensor& x, bool silu) const;
   // y may be x (in place). With `tile`: statistics as TileNorms says (x is the tile's activation
   // at an integer multiple of the latent resolution).
@@ -59,10 +59,10 @@ struct GroupNorm {
 struct Linear {
   Tensor weight, bias;  // [N, K], [N]
   void load(const Loader& l, const std::string& prefix, int64_t in, int64_t out);
-  Tensor forward(const Tensor& x, DType storage) const;
+  Tensor forward(const Tensor& x, ops::Precision p) const;
   // x · w^T stored, then + bias stored: what torch's linear does for a non-contiguous input
   // (the attention's transposed [B, S, C] view goes through matmul, then add).
-  Tensor forward_matmul_add(const Tensor& x, DType storage) const;
+  Tensor forward_matmul_add(const Tensor& x, ops::Precision p) const;
 };
 
 // ResnetBlock2D (temb None, output_scale_factor 1):
@@ -72,9 +72,9 @@ struct ResnetBlock2D {
   Conv2d conv1, conv2, conv_shortcut;
   bool has_shortcut = false;
   void load(const Loader& l, const std::string& prefix, int64_t in, int64_t out, int64_t groups, float eps);
-  Tensor forward(const Tensor& x, DType storage) const;
-  // Consumes x: the residual sum is written into x's storage (F32: conv2 accumulates into it
-  // through oneDNN's sum post-op). Intermediates live in scratch slots 0 and 1.
+  Tensor forward(const Tensor& x, ops::Precision p) const;
+  // Consumes x: the residual sum is written into x's storage (ChannelsLastConv2d::forward_residual).
+  // Intermediates live in scratch slots 0 and 1.
   Tensor forward_nhwc(Tensor x, ops::ScratchSlots& scratch, TileNorms* tile = nullptr) const;
 };
 
@@ -85,7 +85,7 @@ struct MidAttention {
   Linear to_q, to_k, to_v, to_out;
   int64_t channels = 0;
   void load(const Loader& l, const std::string& prefix, int64_t channels, int64_t groups, float eps);
-  Tensor forward(const Tensor& x, DType storage) const;
+  Tensor forward(const Tensor& x, ops::Precision p) const;
   Tensor forward_nhwc(const Tensor& x) const;  // through the NCHW forward (lowest resolution)
 };
 
@@ -94,7 +94,7 @@ struct MidBlock2D {
   std::vector<ResnetBlock2D> resnets;
   std::vector<MidAttention> attentions;  // empty when mid_block_add_attention is false
   void load(const Loader& l, const std::string& prefix, int64_t channels, int64_t groups, bool add_attention);
-  Tensor forward(const Tensor& x, DType storage) const;
+  Tensor forward(const Tensor& x, ops::Precision p) const;
   Tensor forward_nhwc(Tensor x, ops::ScratchSlots& scratch) const;
 };
 
@@ -102,7 +102,7 @@ struct MidBlock2D {
 struct Upsample2D {
   Conv2d conv;
   void load(const Loader& l, const std::string& prefix, int64_t channels);
-  Tensor forward(const Tensor& x, DType storage) const;
+  Tensor forward(const Tensor& x, ops::Precision p) const;
   Tensor forward_nhwc(const Tensor& x) const;
 };
 
@@ -110,7 +110,7 @@ struct Upsample2D {
 struct Downsample2D {
   Conv2d conv;
   void load(const Loader& l, const std::string& prefix, int64_t channels);
-  Tensor forward(const Tensor& x, DType storage) const;
+  Tensor forward(const Tensor& x, ops::Precision p) const;
 };
 
 }  // namespace zimage::vae

@@ -22,21 +22,10 @@ using test::random_tensor;
 
 // The CPU block's forward gained a 5th parameter (bf16 activation buffers) while this test was
 // written; call whichever signature the block has, so the test builds against both.
-template <class F>
-struct ForwardBuffers;
-template <class R, class C, class A1, class A2, class A3, class A4, class A5>
-struct ForwardBuffers<R (C::*)(A1, A2, A3, A4, A5) const> {
-  using type = std::remove_cv_t<std::remove_reference_t<A5>>;
-};
-template <class Block>
-Tensor cpu_forward(const Block& b, const Tensor& x, const std::vector<int64_t>& rows, const Tensor& rope,
-                   const Tensor& adaln) {
-  if constexpr (requires { b.forward(x.clone(), rows, rope, adaln); }) {
-    return b.forward(x.clone(), rows, rope, adaln);
-  } else {
-    typename ForwardBuffers<decltype(&Block::forward)>::type buf{};
-    return b.forward(x.clone(), rows, rope, adaln, buf);
-  }
+Tensor cpu_forward(const transformer::ZImageTransformerBlock& b, DType compute, const Tensor& x,
+                   const std::vector<int64_t>& rows, const Tensor& rope, const Tensor& adaln) {
+  transformer::BlockBuffers buf;
+  return b.forward(ops::Precision::of(compute, "test"), x.clone(), rows, rope, adaln, buf);
 }
 
 struct BlockCase {
@@ -71,7 +60,7 @@ TEST_P(CudaBlock, MatchesCpuBlock) {
 
   const transformer::WeightLoader loader(store, compute, "transformer");
   const transformer::ZImageTransformerBlock cpu(loader, c.prefix, cfg, c.modulation);
-  const Tensor want = cpu_forward(cpu, x, c.rows, rope, c.modulation ? adaln : Tensor());
+  const Tensor want = cpu_forward(cpu, compute, x, c.rows, rope, c.modulation ? adaln : Tensor());
 
   DitBlockDims d;
   d.dim = cfg.dim, d.heads = cfg.n_heads, d.hidden = cfg.ffn_hidden_dim(), d.adaln_dim = cfg.adaln_dim();

@@ -117,7 +117,7 @@ TEST(TiledDecode, MarginedTilesWithWholeImageStatisticsAreExact) {
   EXPECT_EQ(halo, 12);  // 6 + 1/2 + 3 + 1/4 + 3/2 + 1/4 latents for 3 blocks of 3 resnets
   Tensor z = randn({2, 16, 36, 40}, 5);
   Tensor full = vae.decode_untiled(z);  // [2, 3, 144, 160]
-  Tensor head = dec.forward_head(z, DType::F32);
+  Tensor head = dec.forward_head(z, ops::Precision::f32());
   vae::TileNorms norms;  // the whole image as one tile: exact statistics
   norms.tile_h = 36;
   norms.tile_w = 40;
