@@ -1,7 +1,7 @@
 // The integer GEMM on ggml block-quantized weights (qgemm.h): the activations are quantized per
 // block, the weights unpacked into panels of 16 rows a chunk at a time (about kChunkBytes, kept in
-// cache while every activation row passes), and the kernel table's tile kernel computes 4 x 32
-// results at a time (qgemm_kernels.h).
+// the thread's cache while the activation rows pass), and the kernel table's tile kernel computes
+// 4 x 32 results at a time (qgemm_kernels.h).
 #include "backend/cpu/qgemm.h"
 
 #include <algorithm>
@@ -10,6 +10,8 @@
 #include <limits>
 #include <memory>
 #include <vector>
+
+#include <omp.h>
 
 #include "backend/cpu/cpu_level.h"
 #include "backend/cpu/qgemm_kernels.h"
@@ -198,7 +200,7 @@ void unpack_with(const Format& f, const uint8_t* row, int64_t K, int8_t* q, floa
   for (int64_t i = 0; i * f.super < K; ++i) f.unpack(row + i * f.bytes, q + i * f.super, s + i * per, mn + i * per);
 }
 
-constexpr int64_t kChunkBytes = 768 << 10;  // packed weights per chunk
+constexpr int64_t kChunkBytes = 512 << 10;  // packed weights per chunk (a thread's L2 holds it)
 
 struct PanelLayout {
   int64_t nb, G;
@@ -233,13 +235,11 @@ void pack_panel(const Format& f, const uint8_t* w, size_t row_bytes, int64_t n0,
       std::fill(mrow, mrow + L.nb, 0.f);
     }
     for (int64_t b = 0; b < L.nb; ++b) {
+      const int8_t* src = qrow + b * G;
+      int8_t* qb = q + b * G * 16 + l * 4;
       int32_t sum = 0;
-      int8_t* qb = q + b * G * 16;
-      for (int64_t k = 0; k < G; ++k) {
-        const int8_t v = qrow[b * G + k];
-        qb[(k / 4) * 64 + l * 4 + k % 4] = v;
-        sum += v;
-      }
+      for (int64_t k = 0; k < G; ++k) sum += src[k];
+      for (int64_t g = 0; g < G / 4; ++g) std::memcpy(qb + g * 64, src + g * 4, 4);
       s[b * 16 + l] = srow[b];
       mn[b * 16 + l] = mrow[b];
       neg[b * 16 + l] = -128 * sum;
@@ -270,66 +270,74 @@ void qgemm_nt(int64_t M, int64_t N, int64_t K, const void* x, DType xt, int64_t 
   const Kernels& kt = kernels();
   const int G = f.G;
   const int64_t nb = K / G;
-  // activations
   std::unique_ptr<int8_t[]> xq(new int8_t[size_t(M * K)]);
   std::unique_ptr<float[]> xd(new float[size_t(M * nb)]), xs(new float[size_t(M * nb)]);
   const bool u8 = kt.qgemm_act_u8;
-#pragma omp parallel for schedule(static)
-  for (int64_t m = 0; m < M; ++m) {
-    if (xt == DType::BF16)
-      quantize_row(static_cast<const uint16_t*>(x) + m * ldx, K, G, xq.get() + m * K, xd.get() + m * nb,
-                   xs.get() + m * nb, u8);
-    else
-      quantize_row(static_cast<const float*>(x) + m * ldx, K, G, xq.get() + m * K, xd.get() + m * nb,
-                   xs.get() + m * nb, u8);
-  }
-  // weight panels, a chunk at a time
+  // Work items: a chunk of weight panels (about kChunkBytes) x a range of activation rows. Each
+  // item packs its own chunk into its thread's buffer, so the only barrier is the one after the
+  // activations are quantized (a shared, overloaded machine makes every barrier expensive). Rows
+  // are split only when there are too few chunks to keep every thread busy.
   const PanelLayout L{nb, G};
   const int64_t npanels = (N + 15) / 16;
   const int64_t chunk = std::min(npanels, std::max<int64_t>(2, kChunkBytes / L.bytes()) / 2 * 2);
-  std::unique_ptr<uint8_t[]> buf(new uint8_t[size_t(chunk * L.bytes() + 64)]);
-  uint8_t* base = buf.get() + (64 - reinterpret_cast<uintptr_t>(buf.get()) % 64) % 64;
+  const int64_t nchunks = (npanels + chunk - 1) / chunk;
   const int64_t mtiles = (M + 3) / 4;
-  for (int64_t c0 = 0; c0 < npanels; c0 += chunk) {
-    const int64_t cp = std::min(chunk, npanels - c0), npairs = (cp + 1) / 2;
+  const int64_t want = 2 * int64_t(omp_get_max_threads());
+  const int64_t msplit = std::min(mtiles, std::max<int64_t>(1, (want + nchunks - 1) / nchunks));
+  const int64_t tiles_per = (mtiles + msplit - 1) / msplit;
 #pragma omp parallel
-    {
-      std::vector<int8_t> qrow(static_cast<size_t>(K));
-      std::vector<float> srow(static_cast<size_t>(nb)), mrow(static_cast<size_t>(nb));
+  {
 #pragma omp for schedule(static)
+    for (int64_t m = 0; m < M; ++m) {
+      if (xt == DType::BF16)
+        quantize_row(static_cast<const uint16_t*>(x) + m * ldx, K, G, xq.get() + m * K, xd.get() + m * nb,
+                     xs.get() + m * nb, u8);
+      else
+        quantize_row(static_cast<const float*>(x) + m * ldx, K, G, xq.get() + m * K, xd.get() + m * nb,
+                     xs.get() + m * nb, u8);
+    }
+    std::vector<int8_t> qrow(static_cast<size_t>(K));
+    std::vector<float> srow(static_cast<size_t>(nb)), mrow(static_cast<size_t>(nb));
+    std::unique_ptr<uint8_t[]> buf(new uint8_t[size_t(chunk * L.bytes() + 64)]);
+    uint8_t* base = buf.get() + (64 - reinterpret_cast<uintptr_t>(buf.get()) % 64) % 64;
+    alignas(64) float out[4 * 32];
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < nchunks * msplit; ++item) {
+      const int64_t c = item / msplit, c0 = c * chunk, cp = std::min(chunk, npanels - c0), npairs = (cp + 1) / 2;
+      const int64_t t0 = item % msplit * tiles_per, t1 = std::min(mtiles, t0 + tiles_per);
+      if (t0 >= t1) continue;
       for (int64_t i = 0; i < cp; ++i)
         pack_panel(f, w, row_bytes, (c0 + i) * 16, N, K, L, base + i * L.bytes(), qrow.data(), srow.data(),
                    mrow.data());
-      alignas(64) float out[4 * 32];
-#pragma omp for schedule(static)
-      for (int64_t t = 0; t < mtiles * npairs; ++t) {
-        const int64_t m0 = t / npairs * 4, pi = t % npairs * 2;
-        QTile tl;
-        tl.mr = int(std::min<int64_t>(4, M - m0));
-        tl.np = int(std::min<int64_t>(2, cp - pi));
-        tl.G = G;
-        tl.nb = nb;
-        tl.x = xq.get() + m0 * K;
-        tl.ldx = K;
-        tl.xd = xd.get() + m0 * nb;
-        tl.xs = xs.get() + m0 * nb;
-        tl.ldxd = nb;
-        for (int j = 0; j < tl.np; ++j) tl.p[j] = view(base + (pi + j) * L.bytes(), L, f.asym);
-        if (tl.np == 1) tl.p[1] = tl.p[0];
-        tl.out = out;
-        kt.qgemm_tile(tl);
-        const int64_t n0 = (c0 + pi) * 16, nn = std::min<int64_t>(16 * tl.np, N - n0);
-        for (int m = 0; m < tl.mr; ++m) {
-          const float* o = out + m * 32;
-          if (yt == DType::BF16) {
-            uint16_t* yr = static_cast<uint16_t*>(y) + (m0 + m) * ldy + n0;
-            for (int64_t n = 0; n < nn; ++n) yr[n] = f32_to_bf16(bias ? o[n] + bias[n0 + n] : o[n]);
-          } else {
-            float* yr = static_cast<float*>(y) + (m0 + m) * ldy + n0;
-            for (int64_t n = 0; n < nn; ++n) yr[n] = bias ? o[n] + bias[n0 + n] : o[n];
+      for (int64_t mt = t0; mt < t1; ++mt)
+        for (int64_t pp = 0; pp < npairs; ++pp) {
+          const int64_t m0 = mt * 4, pi = pp * 2;
+          QTile tl;
+          tl.mr = int(std::min<int64_t>(4, M - m0));
+          tl.np = int(std::min<int64_t>(2, cp - pi));
+          tl.G = G;
+          tl.nb = nb;
+          tl.x = xq.get() + m0 * K;
+          tl.ldx = K;
+          tl.xd = xd.get() + m0 * nb;
+          tl.xs = xs.get() + m0 * nb;
+          tl.ldxd = nb;
+          for (int j = 0; j < tl.np; ++j) tl.p[j] = view(base + (pi + j) * L.bytes(), L, f.asym);
+          if (tl.np == 1) tl.p[1] = tl.p[0];
+          tl.out = out;
+          kt.qgemm_tile(tl);
+          const int64_t n0 = (c0 + pi) * 16, nn = std::min<int64_t>(16 * tl.np, N - n0);
+          for (int m = 0; m < tl.mr; ++m) {
+            const float* o = out + m * 32;
+            if (yt == DType::BF16) {
+              uint16_t* yr = static_cast<uint16_t*>(y) + (m0 + m) * ldy + n0;
+              for (int64_t n = 0; n < nn; ++n) yr[n] = f32_to_bf16(bias ? o[n] + bias[n0 + n] : o[n]);
+            } else {
+              float* yr = static_cast<float*>(y) + (m0 + m) * ldy + n0;
+              for (int64_t n = 0; n < nn; ++n) yr[n] = bias ? o[n] + bias[n0 + n] : o[n];
+            }
           }
         }
-      }
     }
   }
 }
