@@ -222,6 +222,11 @@ TEST_P(Qgemm, NonFiniteActivationsGiveNan) {
     EXPECT_TRUE(std::isnan(y[N + n]));
     EXPECT_TRUE(std::isfinite(y[2 * N + n]));
   }
+  // a row of denormals only: its blocks count as zeros (1 / d would overflow to infinity)
+  for (int64_t k = 0; k < K; ++k) x[2 * K + k] = (k % 2 ? -1e-40f : 3e-41f);
+  cpu::qgemm_nt(M, N, K, x.data(), DType::F32, K, reinterpret_cast<const uint8_t*>(bytes.data()), 68,
+                uint32_t(GgmlType::Q8_0), nullptr, y.data(), N, DType::F32);
+  for (int64_t n = 0; n < N; ++n) EXPECT_EQ(y[2 * N + n], 0.f);
 }
 
 INSTANTIATE_TEST_SUITE_P(Levels, Qgemm, ::testing::ValuesIn(cpu::supported_levels()),

@@ -166,7 +166,8 @@ inline float to_f32(uint16_t v) { return bf16_to_f32(v); }
 
 // One activation row: blocks of G, d = max|x| / 127, q = nearbyint(x / d) (as x * (1 / d)), the
 // block's sum of q; q + 128 as uint8 bits when u8. A block with a NaN or infinity gets d = NaN
-// (the results it touches are NaN, as a float GEMM's would be).
+// (the results it touches are NaN, as a float GEMM's would be); one whose max|x| is below FLT_MIN
+// (only denormals) is all zeros.
 template <class T>
 void quantize_row(const T* x, int64_t K, int G, int8_t* q, float* d, float* s, bool u8) {
   for (int64_t b = 0; b * G < K; ++b) {
@@ -183,10 +184,12 @@ void quantize_row(const T* x, int64_t K, int G, int8_t* q, float* d, float* s, b
       std::memset(qb, u8 ? 0x80 : 0, size_t(G));
       continue;
     }
-    const float db = amax / 127.f, id = db != 0.f ? 1.f / db : 0.f;
+    // below FLT_MIN (zeros, denormals: 1 / d would overflow) the block counts as zeros
+    const float db = amax >= std::numeric_limits<float>::min() ? amax / 127.f : 0.f;
+    const float id = db != 0.f ? 1.f / db : 0.f;
     int32_t sum = 0;
     for (int k = 0; k < G; ++k) {
-      const int v = std::clamp(int(std::nearbyint(to_f32(xb[k]) * id)), -127, 127);
+      const int v = int(std::clamp(std::nearbyint(to_f32(xb[k]) * id), -127.f, 127.f));
       sum += v;
       qb[k] = u8 ? int8_t(uint8_t(v + 128)) : int8_t(v);
     }

@@ -6,8 +6,9 @@
 // scales are per 16) of the form w = s * q + mn: q an integer in [-128, 127], s the block's
 // float32 scale and mn its float32 offset (0 but for Q4_K/Q5_K/Q2_K, which store mins). The
 // activations x are quantized per G-block of a row: d = max|x| / 127, q = nearbyint(x * (1/d)),
-// so x ~ d * q with |x - d * q| <= d / 2 (one float32 scale per block, not ggml's fp16 one, and for
-// the K-quants blocks of G instead of ggml's Q8_K blocks of 256: as cheap here, and closer).
+// so x ~ d * q with |x - d * q| <= d / 2 (a block of only denormals counts as zeros). One float32
+// scale per block, not ggml's fp16 one, and for the K-quants blocks of G instead of ggml's Q8_K
+// blocks of 256: as cheap here (the weight scales are per G anyway), and closer.
 // Then y[m, n] = sum over blocks of d * (s * sum(q_w * q_x) + mn * sum(q_x)) (+ bias), the block
 // terms summed in float32 in block order (kernels.h's levels: AVX-512 VNNI, AVX2, plain loops).
 // Only src/ops calls this; shapes are validated there.
