@@ -1,15 +1,34 @@
 #include "ops/quantized.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/qgemm.h"
 #include "core/gguf.h"
 
 namespace zimage::ops {
 
 int64_t quant_tile_rows(int64_t cols) {
   return std::max<int64_t>(16, kQuantTileBytes / std::max<int64_t>(1, cols * 4)) / 16 * 16;
+}
+
+bool uses_integer_gemm(const QuantizedMatrix& w) {
+  QuantCompute m = w.mode;
+  if (m == QuantCompute::Auto) {
+    const char* e = std::getenv("ZIMAGE_QUANT_COMPUTE");
+    if (e && std::strcmp(e, "int") == 0)
+      m = QuantCompute::Int;
+    else if (e && std::strcmp(e, "dequant") == 0)
+      m = QuantCompute::Dequant;
+    else if (e && *e)
+      fail("[linear] ZIMAGE_QUANT_COMPUTE must be int or dequant (got \"", e, "\")");
+    else
+      m = w.compute == DType::BF16 ? QuantCompute::Int : QuantCompute::Dequant;
+  }
+  return m == QuantCompute::Int && cpu::qgemm_supports(w.ggml_type);
 }
 
 namespace {
@@ -33,6 +52,10 @@ void run(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias, Tensor& 
   Tensor b32;
   if (bias) b32 = bias->to(DType::F32);
   const float* bp = bias ? b32.f32() : nullptr;
+  if (uses_integer_gemm(w)) {
+    cpu::qgemm_nt(M, N, K, x.raw(), x.dtype(), K, w.data, w.row_bytes, w.ggml_type, bp, y.raw(), N, y.dtype());
+    return;
+  }
   const bool bf16 = w.compute == DType::BF16;
   const Tensor xc = x.to(bf16 ? DType::BF16 : DType::F32);  // shared when already so
   const int64_t tile = std::min(N, quant_tile_rows(K));

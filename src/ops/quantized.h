@@ -1,6 +1,10 @@
 // The linear op on a weight kept in a ggml block format (GGUF Q8_0, Q4_K, ...): the matrix stays
-// quantized where it lies (a memory mapping); the op dequantizes a tile of rows at a time into a
-// small buffer and runs the same GEMM as ops::linear on it. Never a dense copy of the matrix.
+// quantized where it lies (a memory mapping). Two ways to compute (QuantCompute):
+// - dequant: the op dequantizes a tile of rows at a time into a small buffer and runs the same
+//   GEMM as ops::linear on it (diffusers' GGUF path: dequantize, then the float GEMM);
+// - int: the integer GEMM of backend/cpu/qgemm.h (activations quantized to int8 per block, int8
+//   dot products, per-block float scales), for Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q3_K, Q2_K.
+// Never a dense copy of the matrix.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -9,6 +13,10 @@
 
 namespace zimage::ops {
 
+// auto: ZIMAGE_QUANT_COMPUTE=int|dequant when set, else int in a bfloat16 run (for the types the
+// integer GEMM has) and dequant in a float32 run (the exact parity path).
+enum class QuantCompute { Auto, Int, Dequant };
+
 struct QuantizedMatrix {
   uint32_t ggml_type = 0;  // gguf::GgmlType
   int64_t rows = 0, cols = 0;  // [N, K]: rows of K elements, each a whole number of blocks
@@ -16,7 +24,12 @@ struct QuantizedMatrix {
   size_t row_bytes = 0;
   std::shared_ptr<const void> keepalive;  // the mapping `data` points into
   DType compute = DType::F32;  // the tiles go to the GEMM as float32 or (rounded) bfloat16
+  QuantCompute mode = QuantCompute::Auto;
 };
+
+// Whether ops::linear on `w` takes the integer GEMM (resolves Auto; an Error naming
+// ZIMAGE_QUANT_COMPUTE's value when it is not int, dequant or empty).
+bool uses_integer_gemm(const QuantizedMatrix& w);
 
 // Rows of a tile: about kQuantTileBytes of dequantized float32 weights (a multiple of 16 rows).
 // A matrix of one tile gives exactly the dense GEMM's result; with several tiles the GEMM may sum

@@ -1,10 +1,12 @@
 // `zimage generate --transformer FILE`: the transformer's weights from one .safetensors or .gguf
 // file instead of the model folder's. The folder's own file gives the folder's image; a GGUF with
 // quantized linear weights gives the image of the same weights dequantized into a safetensors
-// file (bf16 compute: the quantized GEMM tiles equal the dense bf16 weights exactly).
+// file (bf16 compute on the dequantize path, ZIMAGE_QUANT_COMPUTE=dequant: the quantized GEMM
+// tiles equal the dense bf16 weights exactly); the default integer GEMM gives a nearby image.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -21,13 +23,14 @@ namespace {
 class CliWeightsFile : public ::testing::Test {
  protected:
   std::string dir = test::temp_dir("cli_wfile");
+  std::string env;  // "NAME=value " put before the command
   void TearDown() override { fs::remove_all(dir); }
   int run(std::vector<std::string> extra, const std::string& out, std::string* err = nullptr) {
     std::vector<std::string> a{"generate", "-m", test::fixture("models/tiny-fp32"), "-p", "a cat", "-W", "64", "-H", "64",
                                "--seed", "3", "--steps", "2", "-o", out, "-q", "--dtype", "bfloat16"};
     a.insert(a.end(), extra.begin(), extra.end());
     a.insert(a.begin(), ZIMAGE_CLI_PATH);
-    const test::CommandResult r = test::run_command(a, "timeout 300");
+    const test::CommandResult r = test::run_command(a, env + "timeout 300");
     if (err) *err = r.err;
     return r.code;
   }
@@ -46,6 +49,8 @@ TEST_F(CliWeightsFile, FolderFileGivesTheFolderImage) {
 
 TEST_F(CliWeightsFile, QuantizedGgufEqualsDequantizedSafetensors) {
   const test::QuantizedTiny m = test::write_quantized_tiny_transformer(dir, test::quantize_linears);
+  ASSERT_EQ(run({"--transformer", m.gguf}, dir + "/i.png"), 0);  // the integer GEMM (the bf16 default)
+  env = "ZIMAGE_QUANT_COMPUTE=dequant ";
   ASSERT_EQ(run({"--transformer", m.gguf}, dir + "/q.png"), 0);
   ASSERT_EQ(run({"--transformer", m.dense_dir + "/diffusion_pytorch_model.safetensors"}, dir + "/d.png"), 0);
   ASSERT_EQ(run({}, dir + "/f.png"), 0);
@@ -59,6 +64,14 @@ TEST_F(CliWeightsFile, QuantizedGgufEqualsDequantizedSafetensors) {
   std::printf("  gguf vs dequantized: %d of %zu bytes differ, max %d\n", ndiff, q.size(), maxd);
   EXPECT_EQ(q, d);
   EXPECT_NE(q, f);  // the file's weights were used, not the folder's
+  const auto in = pixels(dir + "/i.png");
+  ASSERT_EQ(in.size(), q.size());
+  double se = 0;
+  for (size_t i = 0; i < q.size(); ++i) se += double(int(in[i]) - int(q[i])) * (int(in[i]) - int(q[i]));
+  const double psnr = se ? 10 * std::log10(255.0 * 255.0 * double(q.size()) / se) : 99;
+  std::printf("  integer GEMM vs dequantize path: PSNR %.1f dB\n", psnr);
+  EXPECT_NE(in, q);
+  EXPECT_GT(psnr, 30.0);
 }
 
 TEST_F(CliWeightsFile, BadFileIsAnError) {

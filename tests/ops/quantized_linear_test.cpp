@@ -47,6 +47,7 @@ void check(const Case& c, DType compute) {
   q.row_bytes = size_t(c.K / tt->block * tt->bytes);
   q.keepalive = bytes;
   q.compute = compute;
+  q.mode = ops::QuantCompute::Dequant;  // this test is about the dequantize path
   Tensor dense = Tensor::empty(DType::F32, {c.N, c.K});
   gguf::dequantize_rows(q.ggml_type, q.data, dense.f32(), c.N * c.K);
   const Tensor w = ops::prepare_weight(dense, compute);

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "core/gguf.h"
@@ -68,6 +70,7 @@ TEST(TextEncoderGguf, LlamaCppNamesQuantizedEqualsDequantized) {
   for (const std::string& name : store.names()) dense[name] = f.dequantize(llama_name(name));
   save_safetensors(dir + "/dense.safetensors", dense);
   const std::vector<int32_t> ids = {151644, 872, 198, 32, 8251, 151645, 198, 151644, 77091, 198};
+  setenv("ZIMAGE_QUANT_COMPUTE", "dequant", 1);  // bf16: not the integer GEMM (ops/quantized.h)
   for (DType compute : {DType::F32, DType::BF16}) {
     const auto q = Qwen3TextEncoder::load(src, compute, dir + "/te.gguf");
     const auto d = Qwen3TextEncoder::load(src, compute, dir + "/dense.safetensors");
@@ -78,6 +81,14 @@ TEST(TextEncoderGguf, LlamaCppNamesQuantizedEqualsDequantized) {
     // the file's weights were used, not the folder's
     EXPECT_GT(rel_l2(a, Qwen3TextEncoder::load(src, compute).encode(ids, int64_t(ids.size()))), 0.1);
   }
+  unsetenv("ZIMAGE_QUANT_COMPUTE");
+  // the integer GEMM (the bf16 default): near the dequantize path (see TransformerGguf's bound)
+  const auto q = Qwen3TextEncoder::load(src, DType::BF16, dir + "/te.gguf");
+  const auto d = Qwen3TextEncoder::load(src, DType::BF16, dir + "/dense.safetensors");
+  const double err = rel_l2(q.encode(ids, int64_t(ids.size())), d.encode(ids, int64_t(ids.size())));
+  std::printf("  integer GEMM vs dequantized weights, bf16: rel L2 %.3g\n", err);
+  EXPECT_GT(err, 0.0);
+  EXPECT_LT(err, 3e-2);
   fs::remove_all(dir);
 }
 

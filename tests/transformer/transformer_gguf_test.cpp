@@ -1,6 +1,8 @@
 // The transformer from a GGUF file with quantized linear weights (kept quantized, ops/quantized.h)
 // equals, bit for bit, the transformer from the same weights dequantized into a float32
-// safetensors folder (each of the tiny model's matrices is one tile, see ops/quantized.h).
+// safetensors folder (each of the tiny model's matrices is one tile, see ops/quantized.h) on the
+// dequantize path (ZIMAGE_QUANT_COMPUTE=dequant); the integer GEMM (the bf16 default) is within the
+// activation quantization's error of it.
 // The GGUF is written here from the tiny fp32 fixture: every 2-D linear weight whose rows are a
 // whole number of blocks becomes a block type (Q8_0/Q5_0/Q4_0 for 32-multiples, Q6_K/Q5_K/Q4_K/
 // Q3_K/Q2_K for 256-multiples) filled with random, well-scaled blocks; the rest stays F32.
@@ -10,6 +12,7 @@
 #include <cstdio>
 #include <functional>
 #include <filesystem>
+#include <cstdlib>
 #include <map>
 
 #include "core/gguf.h"
@@ -22,7 +25,29 @@ namespace zimage {
 namespace {
 namespace fs = std::filesystem;
 
+// Sets ZIMAGE_QUANT_COMPUTE (ops/quantized.h) until destroyed (null: unset).
+struct QuantComputeEnv {
+  explicit QuantComputeEnv(const char* v) {
+    if (v)
+      setenv("ZIMAGE_QUANT_COMPUTE", v, 1);
+    else
+      unsetenv("ZIMAGE_QUANT_COMPUTE");
+  }
+  ~QuantComputeEnv() { unsetenv("ZIMAGE_QUANT_COMPUTE"); }
+};
+
+std::vector<Tensor> run_case(const ZImageTransformer2DModel& m, const std::string& c) {
+  SafeTensorsFile ref(test::fixture("ref/tiny-fp32/transformer.safetensors"));
+  std::vector<Tensor> xs, caps;
+  for (int j = 0; ref.has(c + ".x" + std::to_string(j)); ++j) {
+    xs.push_back(ref.get(c + ".x" + std::to_string(j)).to(DType::F32));
+    caps.push_back(ref.get(c + ".cap" + std::to_string(j)).to(DType::F32));
+  }
+  return m.forward(xs, ref.get(c + ".t").to_vector(), caps);
+}
+
 void compare(const test::QuantizedTiny& m, DType compute) {
+  const QuantComputeEnv env("dequant");
   const std::string fix = test::fixture("models/tiny-fp32/transformer");
   const auto q = ZImageTransformer2DModel::load(fix, compute, m.gguf);
   const auto d = ZImageTransformer2DModel::load(m.dense_dir, compute);
@@ -58,6 +83,50 @@ TEST(TransformerGguf, QuantizedEqualsDequantizedFolder) {
   for (const char* t : {"Q8_0", "Q5_0", "Q4_0", "Q6_K", "Q2_K"}) EXPECT_GE(m.per_type.count(t), 1u) << t;
   compare(m, DType::F32);
   compare(m, DType::BF16);
+  fs::remove_all(m.dir);
+}
+
+// The integer GEMM (qgemm.h) is what a bf16 run takes by default (ZIMAGE_QUANT_COMPUTE=int forces
+// it in f32): its outputs differ from the dequantize path's, by no more than the activations'
+// int8 quantization explains. Per GEMM that is |x - d q| <= d / 2 with d = max|x| / 127 per block
+// of 32: a relative error of at most 1/254 of the block's largest |x| per element, about 0.3 %
+// rms of the outputs for Gaussian-like rows; bf16's own rounding of the activations is 2^-9. The
+// tiny model chains ~10 GEMMs (with residuals): 3 % rel L2 leaves room for that growth, and it is
+// an order of magnitude below what Q4 weights themselves change (their quantization is ~10 %).
+TEST(TransformerGguf, IntegerGemmIsUsedAndNearTheDequantizePath) {
+  const test::QuantizedTiny m = test::write_quantized_tiny_transformer(test::temp_dir("tgguf-int"), test::quantize_linears);
+  const std::string fix = test::fixture("models/tiny-fp32/transformer");
+  for (DType compute : {DType::BF16, DType::F32}) {
+    const auto model = ZImageTransformer2DModel::load(fix, compute, m.gguf);
+    std::vector<Tensor> deq, integer;
+    {
+      const QuantComputeEnv env("dequant");
+      deq = run_case(model, "batch2");
+    }
+    {
+      const QuantComputeEnv env(compute == DType::BF16 ? nullptr : "int");  // bf16: the default
+      integer = run_case(model, "batch2");
+    }
+    ASSERT_EQ(deq.size(), integer.size());
+    for (size_t j = 0; j < deq.size(); ++j) {
+      const double err = rel_l2(integer[j], deq[j]);
+      std::printf("  integer vs dequantize path, compute=%s item %zu: rel L2 %.3g\n", dtype_name(compute), j, err);
+      EXPECT_GT(err, 0.0);   // another computation: the integer path was taken
+      EXPECT_LT(err, 3e-2);  // within the activation quantization's error (above)
+      for (int64_t k = 0; k < integer[j].numel(); ++k) ASSERT_TRUE(std::isfinite(integer[j].f32()[k]));
+    }
+  }
+  // a bad value is an error naming it
+  const auto model = ZImageTransformer2DModel::load(fix, DType::BF16, m.gguf);
+  const QuantComputeEnv env("fast");
+  try {
+    run_case(model, "single");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ZIMAGE_QUANT_COMPUTE must be int or dequant (got \"fast\")"),
+              std::string::npos)
+        << e.what();
+  }
   fs::remove_all(m.dir);
 }
 

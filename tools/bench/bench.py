@@ -4,6 +4,7 @@
   python tools/bench/bench.py --model /work/models/full-l2 --size 512 --steps 2 --dtype bf16 --threads 2
   python tools/bench/bench.py --model /work/models/full-l2 --text-encoder-only --threads 2
   python tools/bench/bench.py --model /work/models/full-l2 --vae-only --size 512 1024 --threads 2
+  python tools/bench/bench.py --model /work/models/full-l2 --quant Q8_0 Q4_K --size 512 --threads 2 --repeat 2
 
 Every number is measured in this run: the zimage binaries (CLI + tools/bench helpers) and a
 PyTorch subprocess (--python, a venv with torch/diffusers/transformers) run one after the other
@@ -364,15 +365,18 @@ def tool(args, name):
     return path
 
 
-def run_zimage_cli(args, width, height, dtype, vae_dtype, low_memory, outdir):
+def run_zimage_cli(args, width, height, dtype, vae_dtype, low_memory, outdir, extra=(), extra_env=None, tag=""):
     names = {"bf16": "bfloat16", "f32": "float32"}
-    out_png = os.path.join(outdir, f"zimage_{width}x{height}_{dtype}{'_lowmem' if low_memory else ''}.png")
+    out_png = os.path.join(outdir, f"zimage_{width}x{height}_{dtype}{'_lowmem' if low_memory else ''}{tag}.png")
     cmd = [args.zimage_bin, "generate", "-m", args.model, "-p", args.prompt, "-W", str(width), "-H", str(height),
            "-s", str(args.steps), "-g", str(args.guidance), "--seed", str(args.seed), "--dtype", names[dtype],
            "--vae-dtype", names[vae_dtype], "-t", str(args.threads), "-o", out_png, "--overwrite"]
     if low_memory:
         cmd.append("--low-memory")
-    r = run_measured(cmd, env=zimage_env(args.threads), label=f"zimage generate{' --low-memory' if low_memory else ''}")
+    cmd += list(extra)
+    env = zimage_env(args.threads)
+    env.update(extra_env or {})
+    r = run_measured(cmd, env=env, label=f"zimage generate{' --low-memory' if low_memory else ''}{tag}")
     m = TIME_RE.search(r.stderr)
     if not m:
         raise SystemExit(f"[bench] no 'time:' line in zimage's stderr:\n{r.stderr[-3000:]}")
@@ -549,6 +553,89 @@ def bench_pipeline(args, report, md):
             md.append(f"{title}\n\n" + md_table(header, rows))
 
 
+QUANT_COMPARE_SCRIPT = r'''
+import json, sys
+import numpy as np
+from PIL import Image
+from safetensors.numpy import load_file
+out = {}
+for name, a_png, b_png, a_lat, b_lat in json.loads(sys.argv[1]):
+    a = np.asarray(Image.open(a_png).convert("RGB")).astype(np.float64)
+    b = np.asarray(Image.open(b_png).convert("RGB")).astype(np.float64)
+    mse = float(((a - b) ** 2).mean())
+    la = next(iter(load_file(a_lat).values())).astype(np.float64)
+    lb = next(iter(load_file(b_lat).values())).astype(np.float64)
+    out[name] = {"psnr_db": 10 * np.log10(255.0 ** 2 / mse) if mse > 0 else float("inf"),
+                 "latents_rel_l2": float(np.linalg.norm(la - lb) / np.linalg.norm(lb))}
+print(json.dumps(out))
+'''
+
+
+def bench_quant(args, report, md):
+    """bf16 transformer vs its quantized GGUF (tools/bench/quantize_gguf.py) on the integer GEMM and
+    on the dequantize path (ZIMAGE_QUANT_COMPUTE=dequant), all in bf16 compute, the variants
+    interleaved (the order reversed every other repetition). Quality: the final latents' rel-L2
+    and the image PSNR against the bf16 run, and against the same file's dequantize path."""
+    outdir = args.out_dir or tempfile.mkdtemp(prefix="zimage-bench-quant-")
+    os.makedirs(outdir, exist_ok=True)
+    ggufs = {}
+    for t in args.quant:
+        path = os.path.join(outdir, f"transformer-{t}.gguf")
+        if not os.path.exists(path):
+            r = run_measured([args.python, os.path.join(ROOT, "tools", "bench", "quantize_gguf.py"), "--model", args.model,
+                              "--type", t, "--out", path], env=torch_env(args.threads), label=f"quantize {t}")
+            report.setdefault("quantize", {})[t] = last_json(r.stdout)
+        ggufs[t] = path
+    variants = [("bf16", [], {})]
+    for t in args.quant:
+        variants.append((f"{t} int", ["--transformer", ggufs[t]], {"ZIMAGE_QUANT_COMPUTE": "int"}))
+        variants.append((f"{t} dequant", ["--transformer", ggufs[t]], {"ZIMAGE_QUANT_COMPUTE": "dequant"}))
+    for (w, h) in args.sizes:
+        key = f"{w}x{h}_quant"
+        runs = {}
+        for rep in range(args.repeat):
+            for name, extra, env in (variants if rep % 2 == 0 else variants[::-1]):
+                tag = "_" + name.replace(" ", "_")
+                lat = os.path.join(outdir, f"latents_{w}x{h}{tag}.safetensors")
+                load_before = os.getloadavg()[0]
+                r = run_zimage_cli(args, w, h, "bf16", args.vae_dtype or "bf16", False, outdir,
+                                   extra=list(extra) + ["--save-latents", lat], extra_env=env, tag=tag)
+                r["latents"] = lat
+                r["loadavg_before"] = load_before
+                r["steady_step_s"] = steady(r["step_s"])
+                r["first_step_s"] = r["step_s"][0]
+                runs.setdefault(name, []).append(r)
+        res = {name: best_of(rs) for name, rs in runs.items()}
+        pairs = []
+        for name, _, _ in variants[1:]:
+            pairs.append([f"{name} vs bf16", res[name]["output"], res["bf16"]["output"], res[name]["latents"],
+                          res["bf16"]["latents"]])
+            if name.endswith(" int"):
+                dq = name.replace(" int", " dequant")
+                pairs.append([f"{name} vs {dq}", res[name]["output"], res[dq]["output"], res[name]["latents"],
+                              res[dq]["latents"]])
+        r = subprocess.run([args.python, "-c", QUANT_COMPARE_SCRIPT, json.dumps(pairs)], capture_output=True, text=True,
+                           timeout=600)
+        if r.returncode != 0:
+            raise SystemExit(f"[bench] comparing the quant runs failed:\n{r.stderr[-3000:]}")
+        quality = json.loads(r.stdout.strip().splitlines()[-1])
+        report["pipeline"][key] = dict(variants=res, quality=quality)
+        base = res["bf16"]["steady_step_s"]
+        rows = []
+        for name, _, _ in variants:
+            v = res[name]
+            q = quality.get(f"{name} vs bf16", {})
+            qd = quality.get(f"{name} vs {name.replace(' int', ' dequant')}", {}) if name.endswith(" int") else {}
+            rows.append([name, v["steady_step_s"], x_ratio(ratio(base, v["steady_step_s"])), v["first_step_s"],
+                         v["text_encoder_s"], v["total_s"], v["peak_rss_gb"], q.get("latents_rel_l2"), q.get("psnr_db"),
+                         qd.get("latents_rel_l2"), qd.get("psnr_db")])
+        md.append(f"{w}x{h}, bf16 compute (VAE {args.vae_dtype or 'bf16'}), {args.steps} steps, seed {args.seed}; "
+                  f"transformer bf16 vs GGUF {', '.join(args.quant)}; best of {args.repeat} interleaved runs per variant\n\n"
+                  + md_table(["transformer", "s / step (steady)", "bf16 step / this step", "first step s",
+                              "text encoding s", "end-to-end s", "peak RSS GB", "latents rel-L2 vs bf16",
+                              "PSNR vs bf16 dB", "latents rel-L2 vs dequant", "PSNR vs dequant dB"], rows))
+
+
 def default_corpus(path):
     """License texts + diffusers' Python sources (sorted, deterministic), about 4 MB."""
     parts, size = [], 0
@@ -681,6 +768,8 @@ def parse_args(argv):
                     "report the minimum of each timing (use 2-3 on a machine shared with other work)")
     ap.add_argument("--text-encoder-only", action="store_true", help="tokenizer throughput + text encoder time")
     ap.add_argument("--vae-only", action="store_true", help="VAE decode time on random latents")
+    ap.add_argument("--quant", nargs="+", choices=["Q8_0", "Q4_K"],
+                    help="bf16 vs the transformer quantized to these GGUF types, integer GEMM and dequantize path")
     ap.add_argument("--corpus", help="tokenizer corpus (default: license texts + diffusers sources, ~4 MB)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"), help="CMake build folder with the binaries")
     ap.add_argument("--zimage-bin", help="zimage CLI (default BUILD_DIR/zimage)")
@@ -720,10 +809,13 @@ def main(argv=None):
     env = environment(args)
     report = dict(environment=env, model=os.path.abspath(args.model), pipeline={}, text_encoder={}, vae={})
     md = []
-    mode = "text_encoder" if args.text_encoder_only else "vae" if args.vae_only else "pipeline"
-    {"pipeline": bench_pipeline, "text_encoder": bench_text_encoder, "vae": bench_vae}[mode](args, report, md)
+    mode = ("text_encoder" if args.text_encoder_only else "vae" if args.vae_only else "quant" if args.quant
+            else "pipeline")
+    {"pipeline": bench_pipeline, "text_encoder": bench_text_encoder, "vae": bench_vae,
+     "quant": bench_quant}[mode](args, report, md)
     env["loadavg_end"] = os.getloadavg()[0]
-    text = f"zimage.cpp vs PyTorch CPU on {args.model}: {env_line(env)}\n\n" + "\n\n".join(md) + "\n"
+    what = "zimage.cpp, bf16 vs quantized transformer" if mode == "quant" else "zimage.cpp vs PyTorch CPU"
+    text = f"{what} on {args.model}: {env_line(env)}\n\n" + "\n\n".join(md) + "\n"
     print(text)
     if args.json:
         with open(args.json, "w") as f:

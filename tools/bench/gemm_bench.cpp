@@ -1,9 +1,12 @@
 // bench_gemm: GFLOP/s of zimage's ops::linear (y = x·w^T, x f32 [M, K], w [N, K]) at the Z-Image
 // transformer's shapes, for bf16 and f32 weights, as the model calls it (x rounded to bf16 for bf16
 // weights, result allocated per call). The best bf16 figure is this machine's "measured peak" that
-// tools/bench/bench.py compares a denoising step against.
+// tools/bench/bench.py compares a denoising step against. Quantized weights (random GGUF blocks,
+// ops/quantized.h) in a bf16 run: q8_0 / q4_k on the integer GEMM, q8_0-dequant / q4_k-dequant on
+// the dequantize-then-bf16-GEMM path; `quant` = bf16 and those four, interleaved per shape.
 //
-//   bench_gemm [--threads N] [--min-seconds S] [--dtype bf16|f32|both] [--shape MxKxN ...] [--json]
+//   bench_gemm [--threads N] [--min-seconds S] [--dtype bf16|f32|both|quant|q8_0|q8_0-dequant|q4_k|q4_k-dequant]
+//              [--shape MxKxN ...] [--json]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +17,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/gguf.h"
+#include "ops/quantized.h"
 #include "ops/ops.h"
 
 using namespace zimage;
@@ -38,17 +43,47 @@ struct Result {
   int reps = 0;
 };
 
-Result run(const Shape3& s, DType wdt, double min_seconds) {
+// Random blocks of a ggml type with sane scales (d = 1e-3, dmin = 5e-4) for timing.
+std::shared_ptr<ops::QuantizedMatrix> random_quantized(gguf::GgmlType t, int64_t N, int64_t K, bool dequant) {
+  const gguf::TypeTraits* tt = gguf::type_traits(uint32_t(t));
+  auto bytes = std::make_shared<std::string>(size_t(N * K / tt->block * tt->bytes), '\0');
+  std::mt19937 rng(3);
+  for (char& c : *bytes) c = char(rng() & 0xFF);
+  const uint16_t d = f32_to_f16(1e-3f), dm = f32_to_f16(5e-4f);
+  for (size_t i = 0; i < bytes->size(); i += size_t(tt->bytes)) {
+    std::memcpy(&(*bytes)[i], &d, 2);  // Q8_0 / Q4_K: d first (Q4_K: then dmin)
+    if (t == gguf::GgmlType::Q4_K) std::memcpy(&(*bytes)[i + 2], &dm, 2);
+  }
+  auto m = std::make_shared<ops::QuantizedMatrix>();
+  m->ggml_type = uint32_t(t);
+  m->rows = N;
+  m->cols = K;
+  m->data = reinterpret_cast<const uint8_t*>(bytes->data());
+  m->row_bytes = size_t(K / tt->block * tt->bytes);
+  m->keepalive = bytes;
+  m->compute = DType::BF16;
+  m->mode = dequant ? ops::QuantCompute::Dequant : ops::QuantCompute::Int;
+  return m;
+}
+
+Result run(const Shape3& s, const std::string& kind, double min_seconds) {
   Tensor x = random_tensor(DType::F32, {s.M, s.K}, 1);
-  Tensor w = ops::prepare_weight(random_tensor(DType::F32, {s.N, s.K}, 2), wdt);
+  std::shared_ptr<ops::QuantizedMatrix> q;
+  Tensor w;
+  if (kind == "bf16" || kind == "f32")
+    w = ops::prepare_weight(random_tensor(DType::F32, {s.N, s.K}, 2), kind == "bf16" ? DType::BF16 : DType::F32);
+  else
+    q = random_quantized(kind.rfind("q8_0", 0) == 0 ? gguf::GgmlType::Q8_0 : gguf::GgmlType::Q4_K, s.N, s.K,
+                         kind.find("dequant") != std::string::npos);
+  auto call = [&] { return q ? ops::linear(x, *q) : ops::linear(x, w); };
   const double flop = 2.0 * double(s.M) * double(s.K) * double(s.N);
   // Warm-up: primitive creation and first-touch of the output happen here.
-  (void)ops::linear(x, w);
+  (void)call();
   std::vector<double> secs;
   double total = 0;
   while (total < min_seconds || secs.size() < 3) {
     auto t0 = std::chrono::steady_clock::now();
-    Tensor y = ops::linear(x, w);
+    Tensor y = call();
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     secs.push_back(dt);
     total += dt;
@@ -65,7 +100,8 @@ Result run(const Shape3& s, DType wdt, double min_seconds) {
 
 [[noreturn]] void usage() {
   std::fprintf(stderr,
-               "usage: bench_gemm [--threads N] [--min-seconds S] [--dtype bf16|f32|both] [--shape MxKxN ...] [--json]\n"
+               "usage: bench_gemm [--threads N] [--min-seconds S] [--dtype bf16|f32|both|quant|q8_0|q8_0-dequant|q4_k|"
+               "q4_k-dequant] [--shape MxKxN ...] [--json]\n"
                "default shapes: M in {1024, 4096}, K = 3840, N in {3840, 10240} (Z-Image attention / FFN linears)\n");
   std::exit(2);
 }
@@ -95,32 +131,41 @@ int main(int argc, char** argv) {
       shapes.push_back(s);
     } else usage();
   }
-  if (dtype != "bf16" && dtype != "f32" && dtype != "both") usage();
+  const std::vector<std::string> known = {"bf16", "f32", "both", "quant", "q8_0", "q8_0-dequant", "q4_k", "q4_k-dequant"};
+  if (std::find(known.begin(), known.end(), dtype) == known.end()) usage();
   if (shapes.empty()) shapes = {{1024, 3840, 3840}, {1024, 3840, 10240}, {4096, 3840, 3840}, {4096, 3840, 10240}};
   ops::set_num_threads(threads);
-  std::vector<DType> dts;
-  if (dtype != "f32") dts.push_back(DType::BF16);
-  if (dtype != "bf16") dts.push_back(DType::F32);
+  std::vector<std::string> kinds;
+  if (dtype == "both") kinds = {"bf16", "f32"};
+  else if (dtype == "quant") kinds = {"bf16", "q8_0", "q8_0-dequant", "q4_k", "q4_k-dequant"};
+  else kinds = {dtype};
+  // quant: the kinds interleaved per shape (a shared machine's load hits them alike)
+  std::vector<std::pair<std::string, Shape3>> runs;
+  if (dtype == "quant")
+    for (const Shape3& s : shapes)
+      for (const std::string& k : kinds) runs.push_back({k, s});
+  else
+    for (const std::string& k : kinds)
+      for (const Shape3& s : shapes) runs.push_back({k, s});
   try {
     if (json) std::printf("{\"threads\": %d, \"results\": [\n", ops::num_threads());
-    else std::printf("threads %d\n%-6s %6s %6s %6s %10s %12s %12s %5s\n", ops::num_threads(), "dtype", "M", "K", "N",
+    else std::printf("threads %d\n%-12s %6s %6s %6s %10s %12s %12s %5s\n", ops::num_threads(), "dtype", "M", "K", "N",
                      "ms(med)", "GFLOP/s(med)", "GFLOP/s(best)", "reps");
     bool first = true;
-    for (DType dt : dts)
-      for (const Shape3& s : shapes) {
-        Result r = run(s, dt, min_seconds);
-        const char* name = dt == DType::BF16 ? "bf16" : "f32";
+    for (const auto& [kind, s] : runs) {
+        Result r = run(s, kind, min_seconds);
+        const char* name = kind.c_str();
         if (json) {
           std::printf("%s  {\"dtype\": \"%s\", \"M\": %ld, \"K\": %ld, \"N\": %ld, \"ms_median\": %.4f, "
                       "\"gflops_median\": %.2f, \"gflops_best\": %.2f, \"reps\": %d}",
                       first ? "" : ",\n", name, s.M, s.K, s.N, r.ms_median, r.gflops_median, r.gflops_best, r.reps);
         } else {
-          std::printf("%-6s %6ld %6ld %6ld %10.2f %12.1f %12.1f %5d\n", name, s.M, s.K, s.N, r.ms_median, r.gflops_median,
+          std::printf("%-12s %6ld %6ld %6ld %10.2f %12.1f %12.1f %5d\n", name, s.M, s.K, s.N, r.ms_median, r.gflops_median,
                       r.gflops_best, r.reps);
         }
         std::fflush(stdout);
         first = false;
-      }
+    }
     if (json) std::printf("\n]}\n");
   } catch (const Error& e) {
     std::fprintf(stderr, "bench_gemm: error: %s\n", e.what());

@@ -12,6 +12,8 @@
 
 namespace zimage::cpu {
 
+struct QTile;  // qgemm_kernels.h
+
 enum class Level { Portable = 0, Avx2 = 1, Avx512 = 2, Amx = 3 };
 const char* level_name(Level l);  // "portable", "avx2", "avx512", "amx"
 
@@ -64,6 +66,9 @@ struct Kernels {
                         int64_t p1, bool silu);
   // y[i] = bf16(y[i] + x[i]) for i in [0, n), one thread.
   void (*add_bf16)(uint16_t* y, const uint16_t* x, int64_t n);
+  // The integer GEMM's tile (qgemm.h, qgemm_kernels.h); act_u8: it takes the activations as q + 128.
+  void (*qgemm_tile)(const QTile& t);
+  bool qgemm_act_u8;
 };
 
 // The table of active_level() (throws as active_level()). Resolve it outside parallel regions.

@@ -1,0 +1,38 @@
+// Integer GEMM on ggml block-quantized weights (GGUF Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q3_K,
+// Q2_K), as ggml computes them: the activations are quantized to int8 per block on the fly, the
+// products are int8 dot products summed in int32, and each block's sum is scaled in float32.
+//
+// Every supported type is read as blocks of G weights (G = 32, or 16 for Q6_K/Q3_K/Q2_K whose
+// scales are per 16) of the form w = s * q + mn: q an integer in [-128, 127], s the block's
+// float32 scale and mn its float32 offset (0 but for Q4_K/Q5_K/Q2_K, which store mins). The
+// activations x are quantized per G-block of a row: d = max|x| / 127, q = nearbyint(x * (1/d)),
+// so x ~ d * q with |x - d * q| <= d / 2 (a block of only denormals counts as zeros). One float32
+// scale per block, not ggml's fp16 one, and for the K-quants blocks of G instead of ggml's Q8_K
+// blocks of 256: as cheap here (the weight scales are per G anyway), and closer.
+// Then y[m, n] = sum over blocks of d * (s * sum(q_w * q_x) + mn * sum(q_x)) (+ bias), the block
+// terms summed in float32 in block order (kernels.h's levels: AVX-512 VNNI, AVX2, plain loops).
+// Only src/ops calls this; shapes are validated there.
+#pragma once
+#include <cstdint>
+#include <cstddef>
+
+#include "core/dtype.h"
+
+namespace zimage::cpu {
+
+// The ggml type has an integer path (the list above).
+bool qgemm_supports(uint32_t ggml_type);
+// The block size G of a supported type (32 or 16).
+int qgemm_block(uint32_t ggml_type);
+
+// y[M, N] = x[M, K] . W[N, K]^T (+ bias[N] f32), W in ggml type `type`, `row_bytes` per row, K a
+// multiple of the type's block. x of dtype xt (F32 or BF16) with row stride ldx; y of dtype yt
+// (F32, or BF16 rounded to nearest even) with row stride ldy.
+void qgemm_nt(int64_t M, int64_t N, int64_t K, const void* x, DType xt, int64_t ldx, const uint8_t* w,
+              size_t row_bytes, uint32_t type, const float* bias, void* y, int64_t ldy, DType yt);
+
+// One weight row (K elements of `type`) as its blocks: q[K] integers, s[K / G] scales and
+// mn[K / G] offsets, with float(s * q) - (-mn) == gguf::dequantize_rows bit for bit (tests).
+void qgemm_unpack_row(uint32_t type, const uint8_t* row, int64_t K, int8_t* q, float* s, float* mn);
+
+}  // namespace zimage::cpu

@@ -1,0 +1,28 @@
+// The integer GEMM tile (qgemm_kernels.h) in plain loops, built for baseline x86-64 (CMakeLists.txt
+// gives this file -march=x86-64): the `portable` level, signed activations.
+#include "backend/cpu/qgemm_kernels.h"
+
+namespace zimage::cpu::portable {
+
+void qgemm_tile(const QTile& t) {
+  const int G = t.G;
+  for (int m = 0; m < t.mr; ++m)
+    for (int j = 0; j < t.np; ++j) {
+      const QPanel& p = t.p[j];
+      for (int l = 0; l < 16; ++l) {
+        float acc = 0.f;
+        for (int64_t b = 0; b < t.nb; ++b) {
+          const int8_t* xq = t.x + m * t.ldx + b * G;
+          const int8_t* wq = p.q + b * G * 16;
+          int32_t idot = 0;
+          for (int k = 0; k < G; ++k) idot += int32_t(xq[k]) * int32_t(wq[(k / 4) * 64 + l * 4 + k % 4]);
+          float v = float(idot) * p.s[b * 16 + l];
+          if (p.mn) v += p.mn[b * 16 + l] * t.xs[m * t.ldxd + b];
+          acc += v * t.xd[m * t.ldxd + b];
+        }
+        t.out[m * 32 + j * 16 + l] = acc;
+      }
+    }
+}
+
+}  // namespace zimage::cpu::portable

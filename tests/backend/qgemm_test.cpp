@@ -1,0 +1,236 @@
+// The integer GEMM on ggml block-quantized weights (backend/cpu/qgemm.h) at every CPU kernel level
+// this CPU offers (cpu::ScopedLevel in-process; ctest's backend_ops_level_* run the binary again
+// with ZIMAGE_CPU forced), against two references computed here in double:
+// 1. the same block math: the activations quantized as qgemm.h states (d = max|x| / 127,
+//    q = nearbyint(x * (1 / d)) per block), the weights as (q, s, mn) blocks (qgemm_unpack_row,
+//    itself checked bit for bit against gguf::dequantize_rows), the integer sums exact. The kernels
+//    differ only by float32 rounding: each block term d * (s * idot + mn * sum q_x) takes at most
+//    3 roundings and the running sum one per block, so |y - ref| <= (nb + 4) u T with u = 2^-24,
+//    nb the blocks per row and T = sum_b |d| (|s * idot| + |mn * sum q_x|), plus u |y| for the bias
+//    add (and the bf16 rounding, 2^-9 |y|, for bf16 outputs).
+// 2. dequantize-then-GEMM with the unquantized activations: the difference is the activation
+//    quantization, |x - d q| <= d / 2 per element, so |y - ref2| <= sum_b (d_b / 2) sum_k |w_k|
+//    (w_k = s q_k + mn), times 1.0001 for the rounding of x * (1 / d), plus the f32 slack of 1.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/cpu_level.h"
+#include "backend/cpu/qgemm.h"
+#include "core/gguf.h"
+#include "util/gguf_writer.h"
+
+namespace zimage {
+namespace {
+
+using cpu::Level;
+using gguf::GgmlType;
+constexpr double kU = 1.0 / (1 << 24);
+
+const GgmlType kTypes[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_K,
+                           GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q3_K, GgmlType::Q2_K};
+
+float scale_of(GgmlType t) { return gguf::type_traits(uint32_t(t))->block == 256 ? 1e-3f : 4e-3f; }
+
+// Weight rows unpacked into (q, s, mn) blocks.
+struct Unpacked {
+  int G = 0;
+  int64_t N = 0, K = 0;
+  std::vector<int8_t> q;
+  std::vector<float> s, mn;
+};
+Unpacked unpack(GgmlType t, const std::string& bytes, int64_t N, int64_t K) {
+  Unpacked u;
+  u.G = cpu::qgemm_block(uint32_t(t));
+  u.N = N;
+  u.K = K;
+  const int64_t nb = K / u.G;
+  const size_t rb = size_t(K / gguf::type_traits(uint32_t(t))->block * gguf::type_traits(uint32_t(t))->bytes);
+  u.q.resize(size_t(N * K));
+  u.s.resize(size_t(N * nb));
+  u.mn.resize(size_t(N * nb));
+  for (int64_t n = 0; n < N; ++n)
+    cpu::qgemm_unpack_row(uint32_t(t), reinterpret_cast<const uint8_t*>(bytes.data()) + n * rb, K, &u.q[n * K],
+                          &u.s[n * nb], &u.mn[n * nb]);
+  return u;
+}
+
+// The activation quantization as qgemm.h states it.
+struct QAct {
+  std::vector<int> q;
+  std::vector<float> d;
+};
+QAct quantize(const std::vector<float>& x, int64_t M, int64_t K, int G) {
+  QAct a;
+  a.q.resize(x.size());
+  a.d.resize(size_t(M * K / G));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t b = 0; b < K / G; ++b) {
+      const float* xb = &x[m * K + b * G];
+      float amax = 0;
+      for (int k = 0; k < G; ++k) amax = std::max(amax, std::fabs(xb[k]));
+      const float d = amax / 127.f, id = d != 0.f ? 1.f / d : 0.f;
+      a.d[m * (K / G) + b] = d;
+      for (int k = 0; k < G; ++k) a.q[m * K + b * G + k] = int(std::nearbyint(xb[k] * id));
+    }
+  return a;
+}
+
+std::vector<float> randv(size_t n, uint32_t seed, float sd = 1.f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> nd(0.f, sd);
+  std::vector<float> v(n);
+  for (float& f : v) f = nd(g);
+  return v;
+}
+
+class Qgemm : public ::testing::TestWithParam<Level> {
+ protected:
+  void SetUp() override {
+    try {
+      cpu::active_level();
+    } catch (const Error& e) {
+      GTEST_SKIP() << e.what();
+    }
+    level_.emplace(GetParam());
+  }
+  std::optional<cpu::ScopedLevel> level_;
+};
+
+// (s, mn, q) is the stored block: float(s * q) - (-mn) equals gguf-py's dequantized value.
+TEST(QgemmUnpack, EqualsDequantize) {
+  for (GgmlType t : kTypes) {
+    const int64_t N = 3, K = 512;
+    const std::string bytes = test::random_blocks(uint32_t(t), N * K, 11, scale_of(t));
+    const Unpacked u = unpack(t, bytes, N, K);
+    std::vector<float> w(size_t(N * K));
+    gguf::dequantize_rows(uint32_t(t), bytes.data(), w.data(), N * K);
+    int bad = 0;
+    for (int64_t i = 0; i < N * K; ++i) {
+      const int64_t blk = i / u.G;
+      volatile float p = u.s[blk] * float(u.q[i]);  // no fused multiply-add
+      const float v = p + u.mn[blk];
+      bad += v != w[i];
+    }
+    EXPECT_EQ(bad, 0) << gguf::type_name(uint32_t(t));
+    EXPECT_TRUE(cpu::qgemm_supports(uint32_t(t)));
+  }
+  EXPECT_FALSE(cpu::qgemm_supports(uint32_t(GgmlType::Q4_1)));
+  EXPECT_FALSE(cpu::qgemm_supports(uint32_t(GgmlType::F16)));
+}
+
+struct Shape3 {
+  int64_t M, N, K;
+};
+
+void check_case(GgmlType t, Shape3 sh, bool bf16_in, bool bf16_out, bool with_bias, uint32_t seed) {
+  const auto [M, N, K] = sh;
+  const gguf::TypeTraits* tt = gguf::type_traits(uint32_t(t));
+  SCOPED_TRACE(std::string(tt->name) + " M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" +
+               std::to_string(K) + (bf16_in ? " x bf16" : " x f32") + (bf16_out ? " y bf16" : " y f32"));
+  const std::string bytes = test::random_blocks(uint32_t(t), N * K, seed, scale_of(t));
+  const Unpacked u = unpack(t, bytes, N, K);
+  const int G = u.G;
+  const int64_t nb = K / G;
+  std::vector<float> x = randv(size_t(M * K), seed + 1, 2.f);
+  for (int64_t i = 0; i < M * K; i += 37) x[size_t(i)] *= 8.f;  // uneven blocks
+  for (int64_t k = 0; k < G; ++k) x[size_t(k)] = 0.f;           // an all-zero block (d = 0)
+  std::vector<uint16_t> xb(x.size());
+  if (bf16_in)
+    for (size_t i = 0; i < x.size(); ++i) {
+      xb[i] = f32_to_bf16(x[i]);
+      x[i] = bf16_to_f32(xb[i]);
+    }
+  const std::vector<float> bias = randv(size_t(N), seed + 2);
+  std::vector<float> y32(size_t(M * N), std::numeric_limits<float>::quiet_NaN());
+  std::vector<uint16_t> y16(size_t(M * N), 0xffff);
+  cpu::qgemm_nt(M, N, K, bf16_in ? static_cast<const void*>(xb.data()) : x.data(), bf16_in ? DType::BF16 : DType::F32,
+                K, reinterpret_cast<const uint8_t*>(bytes.data()), size_t(K / tt->block * tt->bytes), uint32_t(t),
+                with_bias ? bias.data() : nullptr, bf16_out ? static_cast<void*>(y16.data()) : y32.data(), N,
+                bf16_out ? DType::BF16 : DType::F32);
+  const QAct a = quantize(x, M, K, G);
+  double worst1 = 0, worst2 = 0;
+  int bad1 = 0, bad2 = 0;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double ref = 0, T = 0, ref2 = 0, A = 0, B = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        int64_t idot = 0, xs = 0;
+        double wabs = 0;
+        for (int k = 0; k < G; ++k) {
+          const int64_t i = b * G + k;
+          idot += int64_t(a.q[m * K + i]) * u.q[n * K + i];
+          xs += a.q[m * K + i];
+          const double w = double(u.s[n * nb + b]) * u.q[n * K + i] + u.mn[n * nb + b];
+          const double wm = std::fabs(double(u.s[n * nb + b]) * u.q[n * K + i]) + std::fabs(u.mn[n * nb + b]);
+          ref2 += w * x[m * K + i];
+          wabs += wm;
+          B += wm * std::fabs(x[m * K + i]);
+        }
+        const double d = a.d[m * nb + b], s = u.s[n * nb + b], mn = u.mn[n * nb + b];
+        ref += d * (s * double(idot) + mn * double(xs));
+        T += std::fabs(d) * (std::fabs(s * double(idot)) + std::fabs(mn * double(xs)));
+        A += d / 2 * wabs;
+      }
+      const double bv = with_bias ? bias[n] : 0.0;
+      const double got = bf16_out ? bf16_to_f32(y16[m * N + n]) : y32[m * N + n];
+      const double out_round = bf16_out ? std::ldexp(1.0, -8) * std::fabs(got) : 0.0;  // bf16 rounding (+ margin)
+      const double bound1 = (nb + 4) * kU * T + kU * std::fabs(ref + bv) + out_round + 1e-30;
+      const double e1 = std::fabs(got - (ref + bv));
+      worst1 = std::max(worst1, e1 / bound1);
+      bad1 += !(e1 <= bound1);
+      const double bound2 = 1.0001 * A + 4 * kU * B + bound1;
+      const double e2 = std::fabs(got - (ref2 + bv));
+      worst2 = std::max(worst2, e2 / bound2);
+      bad2 += !(e2 <= bound2);
+    }
+  EXPECT_EQ(bad1, 0) << "worst |y - same-block-math ref| / bound " << worst1;
+  EXPECT_EQ(bad2, 0) << "worst |y - dequantize-then-GEMM| / bound " << worst2;
+  std::printf("  %s %s: |y - ref| <= %.3g of its bound, |y - dequant GEMM| <= %.3g of its bound\n", tt->name,
+              cpu::level_name(cpu::kernels().level), worst1, worst2);
+}
+
+TEST_P(Qgemm, EqualsTheBlockMathAndTheDequantizedGemm) {
+  uint32_t seed = 100;
+  for (GgmlType t : kTypes) {
+    // tails: M % 4, N % 16, an odd panel count; K of 1 and 2 superblocks
+    check_case(t, {5, 40, 256}, false, false, true, seed++);
+    check_case(t, {1, 16, 512}, true, false, false, seed++);
+    check_case(t, {7, 33, 256}, true, true, true, seed++);
+  }
+  // several weight chunks (qgemm.cpp packs ~768 KB of panels at a time)
+  check_case(GgmlType::Q8_0, {6, 700, 2048}, false, false, true, seed++);
+  check_case(GgmlType::Q4_K, {3, 1100, 1024}, false, true, true, seed++);
+}
+
+TEST_P(Qgemm, NonFiniteActivationsGiveNan) {
+  const int64_t M = 3, N = 20, K = 64;
+  const std::string bytes = test::random_blocks(uint32_t(GgmlType::Q8_0), N * K, 5, 4e-3f);
+  std::vector<float> x = randv(size_t(M * K), 6);
+  x[K + 40] = std::numeric_limits<float>::infinity();  // row 1
+  std::vector<float> y(size_t(M * N));
+  cpu::qgemm_nt(M, N, K, x.data(), DType::F32, K, reinterpret_cast<const uint8_t*>(bytes.data()), 68,
+                uint32_t(GgmlType::Q8_0), nullptr, y.data(), N, DType::F32);
+  for (int64_t n = 0; n < N; ++n) {
+    EXPECT_TRUE(std::isfinite(y[n]));
+    EXPECT_TRUE(std::isnan(y[N + n]));
+    EXPECT_TRUE(std::isfinite(y[2 * N + n]));
+  }
+  // a row of denormals only: its blocks count as zeros (1 / d would overflow to infinity)
+  for (int64_t k = 0; k < K; ++k) x[2 * K + k] = (k % 2 ? -1e-40f : 3e-41f);
+  cpu::qgemm_nt(M, N, K, x.data(), DType::F32, K, reinterpret_cast<const uint8_t*>(bytes.data()), 68,
+                uint32_t(GgmlType::Q8_0), nullptr, y.data(), N, DType::F32);
+  for (int64_t n = 0; n < N; ++n) EXPECT_EQ(y[2 * N + n], 0.f);
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, Qgemm, ::testing::ValuesIn(cpu::supported_levels()),
+                         [](const ::testing::TestParamInfo<Level>& i) { return std::string(cpu::level_name(i.param)); });
+
+}  // namespace
+}  // namespace zimage
