@@ -1,21 +1,24 @@
-// The linear op on a weight kept in a ggml block format (GGUF Q8_0, Q4_K, ...): the matrix stays
+// The linear op on a weight kept in a ggml block format (GGUF Q8_0, Q4_K, ...) or in
+// float8_e4m3fn (safetensors F8_E4M3, with its scale): the matrix stays
 // quantized where it lies (a memory mapping); the op dequantizes a tile of rows at a time into a
 // small buffer and runs the same GEMM as ops::linear on it. Never a dense copy of the matrix.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "core/tensor.h"
 
 namespace zimage::ops {
 
 struct QuantizedMatrix {
-  uint32_t ggml_type = 0;  // gguf::GgmlType
+  uint32_t ggml_type = 0;  // gguf::GgmlType, or fp8::kE4M3Type (core/fp8.h)
   int64_t rows = 0, cols = 0;  // [N, K]: rows of K elements, each a whole number of blocks
   const uint8_t* data = nullptr;  // rows * row_bytes bytes
   size_t row_bytes = 0;
   std::shared_ptr<const void> keepalive;  // the mapping `data` points into
   DType compute = DType::F32;  // the tiles go to the GEMM as float32 or (rounded) bfloat16
+  std::vector<float> scale;  // fp8 only: empty, one value (per tensor) or `rows` (per row)
 };
 
 // Rows of a tile: about kQuantTileBytes of dequantized float32 weights (a multiple of 16 rows).
