@@ -345,6 +345,17 @@ void WeightStore::alias(const std::string& from, const std::string& to, int64_t 
   views_[to] = std::move(v);
 }
 
+void WeightStore::alias_reshaped(const std::string& from, const std::string& to, const Shape& shape) {
+  if (!where_.count(from)) fail("weights: ", source_, ": missing tensor '", from, "'");
+  View v{from, 0, -1, stored_info(from), true};
+  if (shape_numel(shape) != shape_numel(v.info.shape))
+    fail("weights: ", source_, ": tensor '", from, "' of shape ", shape_str(v.info.shape), " cannot be viewed as ",
+         shape_str(shape), " (for '", to, "')");
+  v.info.shape = shape;
+  if (from != to) hidden_[from] = true;
+  views_[to] = std::move(v);
+}
+
 std::vector<std::string> WeightStore::names() const {
   std::set<std::string> v;
   for (auto& [k, _] : where_)
@@ -371,6 +382,7 @@ bool WeightStore::is_fp8(const std::string& name) const {
 bool WeightStore::is_quantized(const std::string& name) const {
   if (is_fp8(name)) return true;
   if (!gguf_ || !has(name)) return false;
+  if (auto v = views_.find(name); v != views_.end() && v->second.reshaped) return false;  // get() names the type
   DType d;
   return !float_dtype(info(name).dtype, &d);
 }
@@ -410,6 +422,7 @@ QuantizedTensor WeightStore::stored_quantized(const std::string& name, const std
 Tensor WeightStore::get(const std::string& name) const {
   if (auto v = views_.find(name); v != views_.end()) {
     Tensor t = stored_get(name, v->second.from);
+    if (v->second.reshaped) return t.reshape(v->second.info.shape);
     return v->second.rows >= 0 ? t.slice0(v->second.row0, v->second.row0 + v->second.rows) : t;
   }
   if (!has(name)) fail("weights: ", source_, ": missing tensor '", name, "'");
@@ -451,8 +464,17 @@ Tensor WeightStore::get(const std::string& name, const Shape& expected) const {
 }
 
 void WeightStore::check(const std::vector<TensorSpec>& specs) const {
+  std::vector<std::string> missing;
+  for (const TensorSpec& s : specs)
+    if (!has(s.name)) missing.push_back(s.name);
+  if (missing.size() == 1) fail("weights: ", source_, ": missing tensor '", missing[0], "'");
+  if (!missing.empty()) {
+    std::string first;
+    for (size_t i = 0; i < std::min<size_t>(missing.size(), 5); ++i) first += (i ? ", " : "") + missing[i];
+    fail("weights: ", source_, ": missing tensor '", missing[0], "' (", missing.size(), " of the ", specs.size(),
+         " expected tensors are missing: ", first, missing.size() > 5 ? ", ..." : "", ")");
+  }
   for (const TensorSpec& s : specs) {
-    if (!has(s.name)) fail("weights: ", source_, ": missing tensor '", s.name, "'");
     const TensorInfo& ti = info(s.name);
     auto v = views_.find(s.name);
     const std::string& stored = v == views_.end() ? s.name : v->second.from;

@@ -87,6 +87,9 @@ class WeightStore {
   // no longer listed unless it is aliased to itself. hide() unlists a tensor.
   void alias(const std::string& from, const std::string& to, int64_t row0 = 0, int64_t rows = -1);
   void hide(const std::string& name);
+  // The whole stored tensor `from` under the name `to` with another shape of as many elements
+  // (a 1x1 convolution's [C, C, 1, 1] as a linear's [C, C]); not for quantized tensors.
+  void alias_reshaped(const std::string& from, const std::string& to, const Shape& shape);
   // A GGUF tensor of a quantized type (Q8_0, Q4_K, ...) or a safetensors F8_E4M3 one:
   // quantized() views it; get() refuses a GGUF one and upcasts an fp8 one (with its scale) to an
   // owned float32 tensor.
@@ -118,6 +121,7 @@ class WeightStore {
     std::string from;
     int64_t row0 = 0, rows = -1;  // -1: the whole tensor
     TensorInfo info;
+    bool reshaped = false;  // info.shape differs from the stored shape (alias_reshaped)
   };
   std::map<std::string, View> views_;  // alias()ed names
   std::map<std::string, bool> hidden_;  // stored names that are not listed

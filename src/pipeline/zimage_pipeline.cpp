@@ -95,7 +95,7 @@ struct ZImagePipeline::Impl {
     return *transformer;
   }
   AutoencoderKL& autoencoder() {
-    if (!vae) vae = AutoencoderKL::load(index.component_dir("vae"), vae_compute);
+    if (!vae) vae = AutoencoderKL::load(index.component_dir("vae"), vae_compute, opts.vae_file);
     return *vae;
   }
 
@@ -157,7 +157,7 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
     std::vector<weights::LoraSpec> loras;
     for (auto& l : o.loras) loras.push_back({l.path, l.scale});
     weights::LoraSet::load(loras, ZImageTransformer2DModel::expected_tensors(cfgs.transformer));
-    AutoencoderKL::open_weights(m.index.component_dir("vae"), cfgs.vae);
+    AutoencoderKL::open_weights(m.index.component_dir("vae"), cfgs.vae, o.vae_file);
   }
   return pipe;
 }
