@@ -13,6 +13,7 @@
 #include "transformer/transformer_z_image.h"
 #include "util/test_util.h"
 #include "weights/loader.h"
+#include "weights/lora.h"
 #include "zimage/pipeline.h"
 
 using namespace zimage;
@@ -80,4 +81,25 @@ TEST(Fp8Parity, LinearWeightsStayFp8) {
   EXPECT_EQ(ls.linear_weight("layers.0.attention.to_v.weight", 64, 64).quantized->scale.size(), 64u);  // weight_scale
   EXPECT_FALSE(s.has("layers.0.attention.to_k.scale_weight"));
   EXPECT_FALSE(s.has("scaled_fp8"));
+}
+
+// A LoRA on an fp8 weight: the weight is upcast (times its scale) and the LoRA merged into it,
+// as on a dense weight (a GGUF-quantized one refuses).
+TEST(Fp8Parity, LoraMergesIntoTheUpcastWeight) {
+  const WeightStore s = WeightStore::open_file(test::fixture("fp8/transformer_fp8_scaled.safetensors"));
+  const auto specs = ZImageTransformer2DModel::expected_tensors(
+      ZImageTransformerConfig::load(test::fixture("models/tiny-bf16/transformer/config.json")));
+  const auto lora = weights::LoraSet::load({{test::fixture("lora/tiny-bf16_peft.safetensors"), 0.8}}, specs);
+  weights::Loader w(s, DType::F32, "transformer");
+  w.set_lora(&lora);
+  for (const char* name : {"layers.0.attention.to_k.weight", "layers.0.attention.to_v.weight"}) {  // per tensor, per row
+    ASSERT_NE(lora.find(name), nullptr) << name;
+    const weights::LinearWeight lw = w.linear_weight(name, 64, 64);
+    ASSERT_FALSE(lw.is_quantized()) << name;
+    Tensor want = s.get(name, {64, 64}).clone();
+    const Tensor upcast = want.clone();
+    lora.merge_into(name, want);
+    EXPECT_EQ(lw.dense.to(DType::F32).to_vector(), want.to_vector()) << name;
+    EXPECT_NE(upcast.to_vector(), want.to_vector()) << name;  // the LoRA changed it
+  }
 }
