@@ -46,6 +46,10 @@ struct PretrainedOptions {
   // The same for the Qwen3 text encoder: transformers' names or llama.cpp's Qwen3 GGUF names
   // (token_embd, blk.N.attn_q, ...); quantized linear weights and token embeddings stay quantized.
   std::string text_encoder_file;
+  // The VAE's weights from one .safetensors file: diffusers' names, or the original LDM / Flux
+  // layout of ComfyUI's `vae/ae.safetensors` (encoder.down.N.block.M, mid.attn_1, ...), converted
+  // as diffusers' from_single_file does.
+  std::string vae_file;
   // LoRA adapters for the transformer (.safetensors: diffusers/PEFT, kohya `lora_unet_`, or
   // `diffusion_model.` keys), each with its scale (diffusers' set_adapters weight) and adapter
   // name ("" = the file's stem). Keys that match no module are an error. How they are applied:

@@ -1,6 +1,7 @@
 #include "core/safetensors.h"
 
 #include "core/file_io.h"
+#include "core/fp8.h"
 #include "core/gguf.h"
 
 #include <fcntl.h>
@@ -10,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -32,6 +34,10 @@ int safetensors_dtype_bits(const std::string& d) {
       {"F6_E3M2", 6}};
   auto it = k.find(d);
   return it == k.end() ? 0 : it->second;
+}
+
+bool ends_with(const std::string& s, const std::string& p) {
+  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
 }
 
 bool float_dtype(const std::string& d, DType* out) {
@@ -147,6 +153,26 @@ Tensor SafeTensorsFile::get(const std::string& name) const {
   return Tensor::view(dt, it->second.shape, data_ + it->second.begin, map_);
 }
 
+const uint8_t* SafeTensorsFile::bytes(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) fail("safetensors: ", path_, ": no tensor named '", name, "'");
+  return reinterpret_cast<const uint8_t*>(data_ + it->second.begin);
+}
+
+std::string quantized_type_name(uint32_t type) {
+  return type == fp8::kE4M3Type ? std::string("F8_E4M3") : gguf::type_name(type);
+}
+
+void dequantize_row(const QuantizedTensor& q, int64_t row, float* dst) {
+  const int64_t rows = q.shape.empty() ? 1 : q.shape[0];
+  const int64_t k = rows ? shape_numel(q.shape) / rows : 0;
+  ZI_ASSERT(row >= 0 && row < rows);
+  const uint8_t* src = q.data + size_t(row) * (q.nbytes / size_t(rows));
+  if (q.ggml_type != fp8::kE4M3Type) return gguf::dequantize_rows(q.ggml_type, src, dst, k);
+  const float* s = q.scale.empty() ? nullptr : q.scale.size() == 1 ? q.scale.data() : q.scale.data() + row;
+  fp8::e4m3_to_f32(src, dst, k, s);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 WeightStore WeightStore::open_dir(const std::string& dir) {
@@ -195,6 +221,7 @@ WeightStore WeightStore::open_file(const std::string& file) {
   w.source_ = file;
   w.files_.push_back(std::make_shared<SafeTensorsFile>(file));
   for (auto& [name, ti] : w.files_[0]->tensors()) w.where_[name] = 0;
+  w.attach_fp8_scales();
   return w;
 }
 
@@ -245,7 +272,55 @@ WeightStore WeightStore::open_index(const std::string& index_json) {
     if (!w.files_[it->second]->has(name)) bad("shard '", shard, "' does not contain '", name, "'");
     w.where_[name] = it->second;
   }
+  w.attach_fp8_scales();
   return w;
+}
+
+// Scaled fp8 checkpoints: ComfyUI's `<layer>.scale_weight` (one value) and the `weight_scale`
+// of diffusers' fp8r layout (one per row, [N]) / other per-tensor writers. Each scale is read now
+// (a few floats), checked, and unlisted; activation scales (`scale_input`, `input_scale`) matter
+// only to an fp8 GEMM and ComfyUI's `scaled_fp8` marker holds nothing: both are unlisted too.
+void WeightStore::attach_fp8_scales() {
+  auto bad = [&](const auto&... a) { fail("weights: ", source_, ": ", a...); };
+  std::vector<std::string> stored;
+  for (auto& [k, _] : where_) stored.push_back(k);
+  for (const std::string& n : stored) {
+    if (n == "scaled_fp8" || ends_with(n, ".scaled_fp8") || ends_with(n, ".scale_input") || ends_with(n, ".input_scale")) {
+      hidden_[n] = true;
+      continue;
+    }
+    std::string base;
+    for (const char* sfx : {".scale_weight", ".weight_scale"})
+      if (ends_with(n, sfx)) base = n.substr(0, n.size() - std::strlen(sfx));
+    if (base.empty()) continue;
+    hidden_[n] = true;
+    const std::string weight = base + ".weight";
+    if (!where_.count(weight)) bad("fp8 scale '", n, "' has no weight '", weight, "'");
+    const TensorInfo& wi = stored_info(weight);
+    if (wi.dtype != "F8_E4M3")
+      bad("scale '", n, "' belongs to '", weight, "', which is ", wi.dtype, ", not F8_E4M3 (only fp8 weights take a scale)");
+    if (fp8_scale_.count(weight))
+      bad("'", weight, "' has two scales ('", base, ".scale_weight' and '", base, ".weight_scale')");
+    const TensorInfo& si = stored_info(n);
+    DType dt;
+    if (!float_dtype(si.dtype, &dt)) bad("fp8 scale '", n, "' has dtype ", si.dtype, ", expected F32, BF16 or F16");
+    const int64_t rows = wi.shape.empty() ? 1 : wi.shape[0];
+    const int64_t count = shape_numel(si.shape);
+    const bool per_tensor = count == 1 && si.shape.size() <= 2;
+    const bool per_row = (si.shape.size() == 1 || (si.shape.size() == 2 && si.shape[1] == 1)) && si.shape[0] == rows;
+    if (!per_tensor && !per_row)
+      bad("fp8 scale '", n, "' has shape ", shape_str(si.shape), "; for '", weight, "' of shape ", shape_str(wi.shape),
+          " it must hold one value (per tensor: [] or [1]) or ", rows, " (per row: [", rows, "] or [", rows, ", 1])");
+    std::vector<float> v = files_[where_.at(n)]->get(n).to(DType::F32).to_vector();
+    for (size_t i = 0; i < v.size(); ++i)
+      if (!std::isfinite(v[i])) bad("fp8 scale '", n, "' holds a non-finite value (", v[i], " at index ", i, ")");
+    fp8_scale_[weight] = std::move(v);
+  }
+}
+
+std::vector<float> WeightStore::stored_scale(const std::string& stored) const {
+  auto it = fp8_scale_.find(stored);
+  return it == fp8_scale_.end() ? std::vector<float>{} : it->second;
 }
 
 bool WeightStore::has(const std::string& name) const {
@@ -270,6 +345,17 @@ void WeightStore::alias(const std::string& from, const std::string& to, int64_t 
   views_[to] = std::move(v);
 }
 
+void WeightStore::alias_reshaped(const std::string& from, const std::string& to, const Shape& shape) {
+  if (!where_.count(from)) fail("weights: ", source_, ": missing tensor '", from, "'");
+  View v{from, 0, -1, stored_info(from), true};
+  if (shape_numel(shape) != shape_numel(v.info.shape))
+    fail("weights: ", source_, ": tensor '", from, "' of shape ", shape_str(v.info.shape), " cannot be viewed as ",
+         shape_str(shape), " (for '", to, "')");
+  v.info.shape = shape;
+  if (from != to) hidden_[from] = true;
+  views_[to] = std::move(v);
+}
+
 std::vector<std::string> WeightStore::names() const {
   std::set<std::string> v;
   for (auto& [k, _] : where_)
@@ -289,8 +375,14 @@ const TensorInfo& WeightStore::info(const std::string& name) const {
   return stored_info(name);
 }
 
+bool WeightStore::is_fp8(const std::string& name) const {
+  return !gguf_ && has(name) && info(name).dtype == "F8_E4M3";
+}
+
 bool WeightStore::is_quantized(const std::string& name) const {
+  if (is_fp8(name)) return true;
   if (!gguf_ || !has(name)) return false;
+  if (auto v = views_.find(name); v != views_.end() && v->second.reshaped) return false;  // get() names the type
   DType d;
   return !float_dtype(info(name).dtype, &d);
 }
@@ -306,11 +398,19 @@ QuantizedTensor WeightStore::quantized(const std::string& name, const Shape& exp
     q.data += v->second.info.begin - stored_info(v->second.from).begin;
     q.nbytes = size_t(v->second.info.end - v->second.info.begin);
     q.shape = ti.shape;
+    if (q.scale.size() > 1)  // per-row scale: the view's rows
+      q.scale = std::vector<float>(q.scale.begin() + v->second.row0, q.scale.begin() + v->second.row0 + v->second.rows);
   }
   return q;
 }
 
 QuantizedTensor WeightStore::stored_quantized(const std::string& name, const std::string& stored) const {
+  if (!gguf_) {  // F8_E4M3
+    const TensorInfo& ti = stored_info(stored);
+    const SafeTensorsFile& f = *files_[where_.at(stored)];
+    return QuantizedTensor{fp8::kE4M3Type, ti.shape, f.bytes(stored), size_t(ti.end - ti.begin), f.owner(),
+                           stored_scale(stored)};
+  }
   const gguf::TensorInfo* g = gguf_->find(stored);
   const gguf::TypeTraits* tt = gguf::type_traits(g->type);
   if (!tt->dequantize)
@@ -322,6 +422,7 @@ QuantizedTensor WeightStore::stored_quantized(const std::string& name, const std
 Tensor WeightStore::get(const std::string& name) const {
   if (auto v = views_.find(name); v != views_.end()) {
     Tensor t = stored_get(name, v->second.from);
+    if (v->second.reshaped) return t.reshape(v->second.info.shape);
     return v->second.rows >= 0 ? t.slice0(v->second.row0, v->second.row0 + v->second.rows) : t;
   }
   if (!has(name)) fail("weights: ", source_, ": missing tensor '", name, "'");
@@ -342,6 +443,15 @@ Tensor WeightStore::stored_get(const std::string& name, const std::string& store
     std::memcpy(t.raw(), p, size_t(g->nbytes));
     return t;
   }
+  const TensorInfo& ti = stored_info(stored);
+  if (ti.dtype == "F8_E4M3") {  // upcast at load (times its scale), float32 of its own
+    QuantizedTensor q = stored_quantized(name, stored);
+    Tensor t = Tensor::empty(DType::F32, ti.shape);
+    const int64_t rows = ti.shape.empty() ? 1 : ti.shape[0];
+    const int64_t k = rows ? shape_numel(ti.shape) / rows : 0;
+    for (int64_t r = 0; r < rows; ++r) dequantize_row(q, r, t.f32() + r * k);
+    return t;
+  }
   return files_[where_.at(stored)]->get(stored);
 }
 
@@ -354,8 +464,17 @@ Tensor WeightStore::get(const std::string& name, const Shape& expected) const {
 }
 
 void WeightStore::check(const std::vector<TensorSpec>& specs) const {
+  std::vector<std::string> missing;
+  for (const TensorSpec& s : specs)
+    if (!has(s.name)) missing.push_back(s.name);
+  if (missing.size() == 1) fail("weights: ", source_, ": missing tensor '", missing[0], "'");
+  if (!missing.empty()) {
+    std::string first;
+    for (size_t i = 0; i < std::min<size_t>(missing.size(), 5); ++i) first += (i ? ", " : "") + missing[i];
+    fail("weights: ", source_, ": missing tensor '", missing[0], "' (", missing.size(), " of the ", specs.size(),
+         " expected tensors are missing: ", first, missing.size() > 5 ? ", ..." : "", ")");
+  }
   for (const TensorSpec& s : specs) {
-    if (!has(s.name)) fail("weights: ", source_, ": missing tensor '", s.name, "'");
     const TensorInfo& ti = info(s.name);
     auto v = views_.find(s.name);
     const std::string& stored = v == views_.end() ? s.name : v->second.from;
@@ -365,9 +484,9 @@ void WeightStore::check(const std::vector<TensorSpec>& specs) const {
       if (!gguf::type_traits(g->type)->dequantize)
         fail("weights: ", source_, ": tensor '", s.name, "' has ggml type ", ti.dtype,
              " (supported: F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K, Q3_K, Q2_K)");
-    } else if (!float_dtype(ti.dtype, &dt)) {
+    } else if (!float_dtype(ti.dtype, &dt) && ti.dtype != "F8_E4M3") {
       fail("safetensors: ", files_[where_.at(stored)]->path(), ": tensor '", s.name, "' has dtype ", ti.dtype,
-           " (only F32, BF16 and F16 are supported)");
+           " (only F32, BF16, F16 and F8_E4M3 are supported)");
     }
     if (ti.shape != s.shape)
       fail("weights: ", source_, ": tensor '", s.name, "' has shape ", shape_str(ti.shape), ", expected ",

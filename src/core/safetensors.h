@@ -28,6 +28,9 @@ class SafeTensorsFile {
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   // A read-only view into the mapping (float dtypes only).
   Tensor get(const std::string& name) const;
+  // The stored bytes of a tensor of any dtype (end - begin of them), and the mapping's owner.
+  const uint8_t* bytes(const std::string& name) const;
+  const std::shared_ptr<const void>& owner() const { return map_; }
   size_t file_size() const { return size_; }
 
  private:
@@ -39,14 +42,23 @@ class SafeTensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-// A tensor stored in a ggml block format (GGUF), as it lies in the mapping.
+// A tensor stored in a ggml block format (GGUF) or as float8_e4m3fn (safetensors F8_E4M3,
+// ggml_type = fp8::kE4M3Type), as it lies in the mapping.
 struct QuantizedTensor {
   uint32_t ggml_type = 0;
   Shape shape;  // torch order
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
   std::shared_ptr<const void> keepalive;
+  // F8_E4M3 only: the file's scale (`<name minus .weight>.scale_weight` or `.weight_scale`):
+  // empty = none, one value = per tensor, shape[0] values = per row. Upcast = f32(code) * scale.
+  std::vector<float> scale;
 };
+// Row `row` of `q` (shape[0] rows of numel / shape[0] values) as float32: gguf::dequantize_rows,
+// or the fp8 upcast with its scale.
+void dequantize_row(const QuantizedTensor& q, int64_t row, float* dst);
+// "Q4_K", "F8_E4M3", ...
+std::string quantized_type_name(uint32_t type);
 
 namespace gguf {
 class File;
@@ -75,8 +87,14 @@ class WeightStore {
   // no longer listed unless it is aliased to itself. hide() unlists a tensor.
   void alias(const std::string& from, const std::string& to, int64_t row0 = 0, int64_t rows = -1);
   void hide(const std::string& name);
-  // A GGUF tensor of a quantized type (Q8_0, Q4_K, ...): get() refuses it, quantized() views it.
+  // The whole stored tensor `from` under the name `to` with another shape of as many elements
+  // (a 1x1 convolution's [C, C, 1, 1] as a linear's [C, C]); not for quantized tensors.
+  void alias_reshaped(const std::string& from, const std::string& to, const Shape& shape);
+  // A GGUF tensor of a quantized type (Q8_0, Q4_K, ...) or a safetensors F8_E4M3 one:
+  // quantized() views it; get() refuses a GGUF one and upcasts an fp8 one (with its scale) to an
+  // owned float32 tensor.
   bool is_quantized(const std::string& name) const;
+  bool is_fp8(const std::string& name) const;
   QuantizedTensor quantized(const std::string& name, const Shape& expected) const;
   std::vector<std::string> names() const;
   // The tensor, checked against `expected` shape; the error names tensor, expected and actual.
@@ -103,9 +121,14 @@ class WeightStore {
     std::string from;
     int64_t row0 = 0, rows = -1;  // -1: the whole tensor
     TensorInfo info;
+    bool reshaped = false;  // info.shape differs from the stored shape (alias_reshaped)
   };
   std::map<std::string, View> views_;  // alias()ed names
   std::map<std::string, bool> hidden_;  // stored names that are not listed
+  // fp8 scales by stored weight name (per tensor: 1 value; per row: shape[0] values)
+  std::map<std::string, std::vector<float>> fp8_scale_;
+  void attach_fp8_scales();
+  std::vector<float> stored_scale(const std::string& stored) const;
   const TensorInfo& stored_info(const std::string& stored) const;
   QuantizedTensor stored_quantized(const std::string& name, const std::string& stored) const;
   Tensor stored_get(const std::string& name, const std::string& stored) const;

@@ -7,7 +7,9 @@
 
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/qgemm.h"
+#include "core/fp8.h"
 #include "core/gguf.h"
+#include "core/safetensors.h"
 
 namespace zimage::ops {
 
@@ -39,11 +41,17 @@ int64_t check(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias) {
     fail("[linear] input must be float32 (or bfloat16 in a bfloat16 run), got ", dtype_name(x.dtype()));
   if (x.ndim() < 1 || x.dim(-1) != K)
     fail("[linear] input shape ", shape_str(x.shape()), " does not end in ", K, " (quantized ",
-         gguf::type_name(w.ggml_type), " weight [", N, ", ", K, "])");
+         quantized_type_name(w.ggml_type), " weight [", N, ", ", K, "])");
   if (bias && bias->numel() != N) fail("[linear] bias has ", bias->numel(), " elements, expected ", N);
-  const gguf::TypeTraits* tt = gguf::type_traits(w.ggml_type);
-  if (!tt || !tt->dequantize || K % tt->block != 0 || w.row_bytes != size_t(K / tt->block * tt->bytes) || !w.data)
-    fail("[linear] quantized weight [", N, ", ", K, "] of ", gguf::type_name(w.ggml_type), " is not usable");
+  bool usable = false;
+  if (w.ggml_type == fp8::kE4M3Type) {
+    usable = w.row_bytes == size_t(K) && (w.scale.size() <= 1 || w.scale.size() == size_t(N));
+  } else {
+    const gguf::TypeTraits* tt = gguf::type_traits(w.ggml_type);
+    usable = tt && tt->dequantize && K % tt->block == 0 && w.row_bytes == size_t(K / tt->block * tt->bytes) && w.scale.empty();
+  }
+  if (!usable || !w.data)
+    fail("[linear] quantized weight [", N, ", ", K, "] of ", quantized_type_name(w.ggml_type), " is not usable");
   return K ? x.numel() / K : 0;
 }
 
@@ -67,7 +75,11 @@ void run(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias, Tensor& 
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < nb; ++r) {
       float* dst = wf.data() + r * K;
-      gguf::dequantize_rows(w.ggml_type, w.data + size_t(n0 + r) * w.row_bytes, dst, K);
+      const uint8_t* src = w.data + size_t(n0 + r) * w.row_bytes;
+      if (w.ggml_type == fp8::kE4M3Type)
+        fp8::e4m3_to_f32(src, dst, K, w.scale.empty() ? nullptr : w.scale.data() + (w.scale.size() == 1 ? 0 : n0 + r));
+      else
+        gguf::dequantize_rows(w.ggml_type, src, dst, K);
       if (bf16)
         for (int64_t k = 0; k < K; ++k) wb[size_t(r * K + k)] = f32_to_bf16(dst[k]);
     }

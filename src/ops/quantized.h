@@ -1,13 +1,16 @@
-// The linear op on a weight kept in a ggml block format (GGUF Q8_0, Q4_K, ...): the matrix stays
-// quantized where it lies (a memory mapping). Two ways to compute (QuantCompute):
+// The linear op on a weight kept in a ggml block format (GGUF Q8_0, Q4_K, ...) or in
+// float8_e4m3fn (safetensors F8_E4M3, with its scale): the matrix stays quantized where it lies
+// (a memory mapping). Two ways to compute (QuantCompute):
 // - dequant: the op dequantizes a tile of rows at a time into a small buffer and runs the same
-//   GEMM as ops::linear on it (diffusers' GGUF path: dequantize, then the float GEMM);
+//   GEMM as ops::linear on it (diffusers' GGUF path: dequantize, then the float GEMM); fp8 always
+//   takes this path;
 // - int: the integer GEMM of backend/cpu/qgemm.h (activations quantized to int8 per block, int8
 //   dot products, per-block float scales), for Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q3_K, Q2_K.
 // Never a dense copy of the matrix.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -18,13 +21,14 @@ namespace zimage::ops {
 enum class QuantCompute { Auto, Int, Dequant };
 
 struct QuantizedMatrix {
-  uint32_t ggml_type = 0;  // gguf::GgmlType
+  uint32_t ggml_type = 0;  // gguf::GgmlType, or fp8::kE4M3Type (core/fp8.h)
   int64_t rows = 0, cols = 0;  // [N, K]: rows of K elements, each a whole number of blocks
   const uint8_t* data = nullptr;  // rows * row_bytes bytes
   size_t row_bytes = 0;
   std::shared_ptr<const void> keepalive;  // the mapping `data` points into
   DType compute = DType::F32;  // the tiles go to the GEMM as float32 or (rounded) bfloat16
   QuantCompute mode = QuantCompute::Auto;
+  std::vector<float> scale;  // fp8 only: empty, one value (per tensor) or `rows` (per row)
 };
 
 // Whether ops::linear on `w` takes the integer GEMM (resolves Auto; an Error naming

@@ -158,7 +158,7 @@ struct ZImagePipeline::Impl {
     return *transformer;
   }
   AutoencoderKL& autoencoder() {
-    if (!vae) vae = AutoencoderKL::load(index.component_dir("vae"), vae_compute);
+    if (!vae) vae = AutoencoderKL::load(index.component_dir("vae"), vae_compute, opts.vae_file);
     return *vae;
   }
 
@@ -219,7 +219,7 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
   } else {  // loaded per call: check the weights' headers now, so a broken folder fails here
     Qwen3TextEncoder::open_weights(m.index.component_dir("text_encoder"), cfgs.text_encoder, nullptr, o.text_encoder_file);
     ZImageTransformer2DModel::open_weights(m.index.component_dir("transformer"), cfgs.transformer, o.transformer_file);
-    AutoencoderKL::open_weights(m.index.component_dir("vae"), cfgs.vae);
+    AutoencoderKL::open_weights(m.index.component_dir("vae"), cfgs.vae, o.vae_file);
   }
   return pipe;
 }

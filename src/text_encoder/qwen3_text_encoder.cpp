@@ -190,9 +190,7 @@ Tensor Qwen3TextEncoder::embed(const std::vector<int32_t>& ids, int64_t n) const
            cfg_.vocab_size, ")");
   Tensor x = Tensor::empty(DType::F32, {n, H});  // [S, hidden]
   if (embed_quantized_) {
-    const size_t row_bytes = embed_q_.nbytes / size_t(cfg_.vocab_size);
-    for (int64_t i = 0; i < n; ++i)
-      gguf::dequantize_rows(embed_q_.ggml_type, embed_q_.data + size_t(ids[size_t(i)]) * row_bytes, x.f32() + i * H, H);
+    for (int64_t i = 0; i < n; ++i) dequantize_row(embed_q_, ids[size_t(i)], x.f32() + i * H);
     ops::store_(prec_, x);
     return x;
   }

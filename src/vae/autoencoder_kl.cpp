@@ -8,14 +8,14 @@
 
 namespace zimage {
 
-AutoencoderKL AutoencoderKL::load(const std::string& dir, DType compute) {
+AutoencoderKL AutoencoderKL::load(const std::string& dir, DType compute, const std::string& weights_file) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[vae] compute dtype must be float32 or bfloat16, got ", dtype_name(compute));
   AutoencoderKL m;
   m.cfg_ = AutoencoderKLConfig::load((std::filesystem::path(dir) / "config.json").string());
   m.compute_ = compute;
   m.prec_ = ops::Precision::of(compute, "vae");
-  WeightStore ws = open_weights(dir, m.cfg_);
+  WeightStore ws = open_weights(dir, m.cfg_, weights_file);
   vae::Loader l(ws, compute, "vae");
   m.encoder_.load(l, m.cfg_, "encoder");
   m.decoder_.load(l, m.cfg_, "decoder");
@@ -85,9 +85,105 @@ std::vector<TensorSpec> AutoencoderKL::expected_tensors(const AutoencoderKLConfi
   return s;
 }
 
-WeightStore AutoencoderKL::open_weights(const std::string& dir, const AutoencoderKLConfig& c) {
+namespace {
+
+bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+
+// "12.rest" -> 12 and "rest"; false when `s` does not start with a number and a dot.
+bool take_index(const std::string& s, int64_t* idx, std::string* rest) {
+  size_t i = 0;
+  while (i < s.size() && i < 4 && s[i] >= '0' && s[i] <= '9') ++i;
+  if (i == 0 || i >= s.size() || s[i] != '.') return false;
+  *idx = std::stoll(s.substr(0, i));
+  *rest = s.substr(i + 1);
+  return true;
+}
+
+std::string resnet_rest(std::string r) {
+  if (starts_with(r, "nin_shortcut.")) r = "conv_shortcut." + r.substr(13);
+  return r;
+}
+
+// One LDM key (without its prefix) -> diffusers' key, or "" when diffusers' conversion drops it.
+std::string ldm_to_diffusers(const std::string& k, int64_t n_blocks) {
+  for (const char* top : {"quant_conv.", "post_quant_conv."})
+    if (starts_with(k, top)) return k;
+  std::string part;
+  if (starts_with(k, "encoder.")) part = "encoder";
+  else if (starts_with(k, "decoder.")) part = "decoder";
+  else return "";
+  const std::string r = k.substr(part.size() + 1), p = part + ".";
+  for (const char* same : {"conv_in.", "conv_out."})
+    if (starts_with(r, same)) return k;
+  if (starts_with(r, "norm_out.")) return p + "conv_norm_out." + r.substr(9);
+  int64_t i = 0, j = 0;
+  std::string rest, rest2;
+  if (part == "encoder" && starts_with(r, "down.") && take_index(r.substr(5), &i, &rest) && i < n_blocks) {
+    const std::string b = p + "down_blocks." + std::to_string(i) + ".";
+    if (starts_with(rest, "block.") && take_index(rest.substr(6), &j, &rest2))
+      return b + "resnets." + std::to_string(j) + "." + resnet_rest(rest2);
+    if (starts_with(rest, "downsample.conv.")) return b + "downsamplers.0.conv." + rest.substr(16);
+    return "";
+  }
+  if (part == "decoder" && starts_with(r, "up.") && take_index(r.substr(3), &i, &rest) && i < n_blocks) {
+    const std::string b = p + "up_blocks." + std::to_string(n_blocks - 1 - i) + ".";
+    if (starts_with(rest, "block.") && take_index(rest.substr(6), &j, &rest2))
+      return b + "resnets." + std::to_string(j) + "." + resnet_rest(rest2);
+    if (starts_with(rest, "upsample.conv.")) return b + "upsamplers.0.conv." + rest.substr(14);
+    return "";
+  }
+  if (starts_with(r, "mid.block_1.")) return p + "mid_block.resnets.0." + resnet_rest(r.substr(12));
+  if (starts_with(r, "mid.block_2.")) return p + "mid_block.resnets.1." + resnet_rest(r.substr(12));
+  if (starts_with(r, "mid.attn_1.")) {
+    static const std::pair<const char*, const char*> kAttn[] = {
+        {"norm.", "group_norm."}, {"q.", "to_q."}, {"k.", "to_k."}, {"v.", "to_v."}, {"proj_out.", "to_out.0."}};
+    const std::string a = r.substr(11);
+    for (auto& [from, to] : kAttn)
+      if (starts_with(a, from)) return p + "mid_block.attentions.0." + to + a.substr(std::string(from).size());
+  }
+  return "";
+}
+
+}  // namespace
+
+void AutoencoderKL::convert_ldm_layout(WeightStore& ws, const AutoencoderKLConfig& c) {
+  const std::vector<std::string> names = ws.names();
+  std::string prefix;  // diffusers' LDM_VAE_KEYS, the last one present wins
+  for (const char* p : {"first_stage_model.", "vae."})
+    for (const std::string& n : names)
+      if (starts_with(n, p)) prefix = p;
+  bool ldm = false;
+  for (const std::string& n : names) {
+    if (!starts_with(n, prefix)) continue;
+    const std::string k = n.substr(prefix.size());
+    for (const char* mark : {"encoder.down.", "decoder.up.", "encoder.mid.", "decoder.mid.", "encoder.norm_out.", "decoder.norm_out."})
+      ldm = ldm || starts_with(k, mark);
+  }
+  if (!ldm) return;
+  const int64_t n_blocks = int64_t(c.block_out_channels.size());
+  for (const std::string& n : names) {
+    if (!starts_with(n, prefix)) continue;
+    const std::string d = ldm_to_diffusers(n.substr(prefix.size()), n_blocks);
+    if (d.empty()) {
+      ws.hide(n);
+      continue;
+    }
+    const Shape s = ws.info(n).shape;
+    const bool attn_weight = d.find(".attentions.0.") != std::string::npos && d.find("group_norm") == std::string::npos &&
+                             d.size() > 7 && d.compare(d.size() - 7, 7, ".weight") == 0;
+    // conv_attn_to_linear: [C, C, 1, 1] (or [C, C, 1]) -> [C, C]
+    if (attn_weight && (s.size() == 3 || s.size() == 4) && shape_numel(s) == s[0] * s[1])
+      ws.alias_reshaped(n, d, {s[0], s[1]});
+    else if (d != n)
+      ws.alias(n, d);
+  }
+}
+
+WeightStore AutoencoderKL::open_weights(const std::string& dir, const AutoencoderKLConfig& c,
+                                        const std::string& weights_file) {
   return with_component("vae", [&] {
-    WeightStore ws = WeightStore::open_dir(dir);
+    WeightStore ws = weights_file.empty() ? WeightStore::open_dir(dir) : WeightStore::open_file(weights_file);
+    if (!weights_file.empty()) convert_ldm_layout(ws, c);
     ws.check(expected_tensors(c));
     return ws;
   });

@@ -52,12 +52,23 @@ class AutoencoderKL {
   // `dir` is the vae folder (config.json + diffusion_pytorch_model.safetensors). compute F32
   // (default: force_upcast, what the official pipeline does) or BF16 (bf16 weights and tensors
   // rounded to bf16 wherever a bfloat16 torch run stores them).
-  static AutoencoderKL load(const std::string& dir, DType compute = DType::F32);
+  // `weights_file`, when given, is one .safetensors (or .gguf) file used instead of the folder's
+  // weights: diffusers' names, or the original LDM / Flux layout (`ae.safetensors`:
+  // encoder.down.N.block.M, mid.attn_1, norm_out; `first_stage_model.` / `vae.` prefixes), converted
+  // as diffusers' convert_ldm_vae_checkpoint does (convert_ldm_layout).
+  static AutoencoderKL load(const std::string& dir, DType compute = DType::F32, const std::string& weights_file = "");
   // Every tensor load() reads, with the shape the config implies (diffusers' state dict names).
   static std::vector<TensorSpec> expected_tensors(const AutoencoderKLConfig& c);
   // Opens the weights in `dir` and checks them against expected_tensors(c) from the safetensors
   // headers alone (no tensor data is read). Errors start with "[vae]".
-  static WeightStore open_weights(const std::string& dir, const AutoencoderKLConfig& c);
+  static WeightStore open_weights(const std::string& dir, const AutoencoderKLConfig& c,
+                                  const std::string& weights_file = "");
+  // diffusers' convert_ldm_vae_checkpoint (single_file_utils.py) as views of the stored tensors:
+  // the LDM names are exposed under diffusers' names (up blocks in reverse order, nin_shortcut ->
+  // conv_shortcut, norm_out -> conv_norm_out, mid.attn_1's q/k/v/proj_out 1x1 convolutions as
+  // linear [C, C] weights). Keys it does not map are ignored, as diffusers drops them. A file
+  // already in diffusers' layout is left as it is.
+  static void convert_ldm_layout(WeightStore& ws, const AutoencoderKLConfig& c);
 
   const AutoencoderKLConfig& config() const { return cfg_; }
   DType compute_dtype() const { return compute_; }

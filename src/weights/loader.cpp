@@ -24,7 +24,8 @@ LinearWeight Loader::linear_weight(const std::string& name, int64_t out, int64_t
     w.lora->compute = compute_;
     (*slots_)[name] = w.lora;
   }
-  if (!store_.is_quantized(name)) {
+  // fp8 with a LoRA to merge: upcast (get() does it, with the scale) and merge like a dense weight.
+  if (!store_.is_quantized(name) || (store_.is_fp8(name) && lora_ && lora_->find(name))) {
     w.dense = linear(name, out, in);
     return w;
   }
@@ -43,6 +44,7 @@ LinearWeight Loader::linear_weight(const std::string& name, int64_t out, int64_t
   m->row_bytes = out ? q.nbytes / size_t(out) : 0;
   m->keepalive = q.keepalive;
   m->compute = compute_;
+  m->scale = std::move(q.scale);
   w.quantized = std::move(m);
   return w;
 }

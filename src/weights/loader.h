@@ -12,8 +12,9 @@
 
 namespace zimage::weights {
 
-// A linear layer's weight [out, in]: dense (what ops::linear takes) or, from a GGUF file, kept
-// quantized in the mapping (ops::linear's QuantizedMatrix path dequantizes it tile by tile).
+// A linear layer's weight [out, in]: dense (what ops::linear takes) or, from a GGUF file or an
+// F8_E4M3 safetensors tensor, kept quantized / fp8 in the mapping (ops::linear's QuantizedMatrix
+// path dequantizes / upcasts it tile by tile).
 struct LinearWeight {
   Tensor dense;
   std::shared_ptr<const ops::QuantizedMatrix> quantized;
@@ -37,7 +38,8 @@ class Loader {
   bool has(const std::string& name) const { return store_.has(name); }
   // LoRA deltas merged into the linear weights they name (linear(), linear_weight()); the set
   // must outlive the loader. A quantized weight with a LoRA gets them as run-time branches when
-  // the loader has slots; without slots it is an Error.
+  // the loader has slots; without slots it is an Error. An fp8 weight with a LoRA to merge is
+  // upcast and merged.
   void set_lora(const LoraSet* lora) { lora_ = lora; }
   // Every linear_weight() gets a run-time LoRA slot, registered here by weight name.
   void set_lora_slots(LoraSlots* slots) { slots_ = slots; }
@@ -45,7 +47,8 @@ class Loader {
   // The tensor as stored (a view into the mapping), checked against `shape`.
   Tensor stored(const std::string& name, const Shape& shape) const;
   // A linear layer's weight [out, in], in what ops::linear computes with. A quantized (GGUF)
-  // tensor is an Error here: components that take quantized weights use linear_weight().
+  // tensor is an Error here (an fp8 one is upcast): components that take quantized weights use
+  // linear_weight().
   Tensor linear(const std::string& name, int64_t out, int64_t in) const;
   // The same, or the quantized tensor as it lies in the mapping.
   LinearWeight linear_weight(const std::string& name, int64_t out, int64_t in) const;

@@ -24,9 +24,10 @@ class CliWeightsFile : public ::testing::Test {
  protected:
   std::string dir = test::temp_dir("cli_wfile");
   std::string env;  // "NAME=value " put before the command
+  std::string model = test::fixture("models/tiny-fp32");
   void TearDown() override { fs::remove_all(dir); }
   int run(std::vector<std::string> extra, const std::string& out, std::string* err = nullptr) {
-    std::vector<std::string> a{"generate", "-m", test::fixture("models/tiny-fp32"), "-p", "a cat", "-W", "64", "-H", "64",
+    std::vector<std::string> a{"generate", "-m", model, "-p", "a cat", "-W", "64", "-H", "64",
                                "--seed", "3", "--steps", "2", "-o", out, "-q", "--dtype", "bfloat16"};
     a.insert(a.end(), extra.begin(), extra.end());
     a.insert(a.begin(), ZIMAGE_CLI_PATH);
@@ -92,4 +93,27 @@ TEST_F(CliWeightsFile, TextEncoderFile) {
   test::write_file(dir + "/te.gguf", std::string("GGUF\x03\0\0\0", 8));
   EXPECT_EQ(run({"--text-encoder", dir + "/te.gguf"}, dir + "/x.png", &err), 1);
   EXPECT_NE(err.find("[text_encoder] gguf: " + dir + "/te.gguf: truncated"), std::string::npos) << err;
+}
+
+// --vae FILE: the tiny VAE in the original LDM / Flux layout (tests/fixtures/single_file) gives the
+// folder's image; a file missing keys is an error naming them.
+TEST_F(CliWeightsFile, VaeFileInLdmLayout) {
+  ASSERT_EQ(run({}, dir + "/a.png"), 0);
+  ASSERT_EQ(run({"--vae", test::fixture("single_file/vae_ldm.safetensors")}, dir + "/b.png"), 0);
+  EXPECT_EQ(pixels(dir + "/a.png"), pixels(dir + "/b.png"));
+  std::string err;
+  EXPECT_EQ(run({"--vae", test::fixture("fp8/codes.safetensors")}, dir + "/x.png", &err), 1);
+  EXPECT_NE(err.find("[vae] weights: " + test::fixture("fp8/codes.safetensors") + ": missing tensor 'encoder.conv_in.weight' (196 of the 196 expected tensors are missing: "),
+            std::string::npos)
+      << err;
+  EXPECT_FALSE(fs::exists(dir + "/x.png"));
+}
+
+// An fp8 transformer file (the tiny-bf16 transformer as float8_e4m3fn, ComfyUI layout) runs
+// through the CLI; its parity with diffusers is tests/pipeline/fp8_test.cpp.
+TEST_F(CliWeightsFile, Fp8TransformerFile) {
+  model = test::fixture("models/tiny-bf16");
+  ASSERT_EQ(run({}, dir + "/a.png"), 0);
+  ASSERT_EQ(run({"--transformer", test::fixture("fp8/transformer_fp8.safetensors")}, dir + "/b.png"), 0);
+  EXPECT_NE(pixels(dir + "/a.png"), pixels(dir + "/b.png"));
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/fp8.h"
 #include "core/gguf.h"
 #include "ops/ops.h"
 #include "ops/quantized.h"
@@ -91,5 +92,41 @@ TEST(QuantizedLinear, BadShapesAreErrors) {
   const Tensor b = test::randn({3}, 1);
   EXPECT_THROW(ops::linear(test::randn({3, 32}, 1), q, &b), Error);
   q.row_bytes = 33;
+  EXPECT_THROW(ops::linear(test::randn({3, 32}, 1), q), Error);
+}
+
+// float8_e4m3fn weights with a per-row scale: the same tiling, upcast = f32(code) * scale[row].
+TEST(QuantizedLinear, Fp8TilesEqualTheDenseGemm) {
+  for (const auto& [N, K] : {std::pair<int64_t, int64_t>{72, 64}, {1100, 512}})
+    for (DType compute : {DType::F32, DType::BF16})
+      for (bool per_row : {false, true}) {
+        SCOPED_TRACE(std::to_string(N) + " " + dtype_name(compute) + (per_row ? " per row" : " per tensor"));
+        auto bytes = std::make_shared<std::string>(size_t(N * K), '\0');
+        for (int64_t i = 0; i < N * K; ++i)  // every finite code (no 0x7F / 0xFF)
+          (*bytes)[size_t(i)] = char(uint8_t(i * 37 % 127) | uint8_t(i % 2 ? 0x80 : 0));
+        ops::QuantizedMatrix q;
+        q.ggml_type = fp8::kE4M3Type;
+        q.rows = N;
+        q.cols = K;
+        q.data = reinterpret_cast<const uint8_t*>(bytes->data());
+        q.row_bytes = size_t(K);
+        q.keepalive = bytes;
+        q.compute = compute;
+        for (int64_t r = 0; r < (per_row ? N : 1); ++r) q.scale.push_back(std::ldexp(1.0f, -8 - int(r % 5)));
+        Tensor dense = Tensor::empty(DType::F32, {N, K});
+        for (int64_t r = 0; r < N; ++r)
+          for (int64_t k = 0; k < K; ++k)
+            dense.f32()[r * K + k] = fp8::e4m3_to_f32(q.data[r * K + k]) * q.scale[size_t(per_row ? r : 0)];
+        const Tensor x = test::randn({5, K}, 3), bias = test::randn({N}, 4);
+        const Tensor want = ops::linear(x, ops::prepare_weight(dense, compute), &bias);
+        const Tensor got = ops::linear(x, q, &bias);
+        if (N <= ops::quant_tile_rows(K))
+          EXPECT_EQ(max_abs_diff(got, want), 0.0);
+        else
+          EXPECT_LE(max_abs_diff(got, want), 1e-5 * max_abs(want));
+      }
+  // a scale that is neither per tensor nor per row is refused
+  auto bytes = std::make_shared<std::string>(64, '\0');
+  ops::QuantizedMatrix q{fp8::kE4M3Type, 2, 32, reinterpret_cast<const uint8_t*>(bytes->data()), 32, bytes, DType::F32, {1, 2, 3}};
   EXPECT_THROW(ops::linear(test::randn({3, 32}, 1), q), Error);
 }

@@ -93,6 +93,8 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
                "transformer weights from this .safetensors or .gguf file (diffusers names; GGUF may be quantized) instead of the model's");
   g.add_option("--text-encoder", a.text_encoder_file,
                "Qwen3 text encoder weights from this .safetensors or .gguf file (transformers or llama.cpp names) instead of the model's");
+  g.add_option("--vae", a.vae_file,
+               "VAE weights from this .safetensors file (diffusers names, or the original LDM/Flux layout of ae.safetensors) instead of the model's");
   g.add_option("--lora", a.lora,
                "LoRA for the transformer, FILE[:SCALE] (default scale 1; repeatable): diffusers/PEFT, kohya lora_unet_ or "
                "diffusion_model. keys (.safetensors); see --lora-mode");
@@ -400,6 +402,7 @@ int run_generate(GenerateArgs a) {
   po.low_memory = a.low_memory;
   po.transformer_file = a.transformer_file;
   po.text_encoder_file = a.text_encoder_file;
+  po.vae_file = a.vae_file;
   // Each LoRA: its name (file stem), sha256 and scale go into the PNG metadata.
   struct LoraMeta {
     std::string name, sha256, scale;
