@@ -111,6 +111,21 @@ INSTANTIATE_TEST_SUITE_P(Cases, ControlNetParityFp32,
                                            "layers_s04", "refiner_s075", "refiner_s13_cfg", "inpaint_holes",
                                            "inpaint_rgba_cfg"));
 
+// PretrainedOptions::controlnet attaches at load; low_memory loads the ControlNet with the
+// transformer per call and releases the VAE between the control encodes and the decode: same result.
+TEST(ControlNetParityFp32LowMemory, SameLatentsAsTheSharedPipeline) {
+  json c = cn_case("tiny-fp32", "inpaint_holes");
+  PretrainedOptions o;
+  o.torch_dtype = o.vae_dtype = "float32";
+  o.low_memory = true;
+  o.controlnet = test::fixture(c["controlnet"].get<std::string>());
+  auto pipe = ZImagePipeline::from_pretrained(test::fixture("models/tiny-fp32"), o);
+  EXPECT_TRUE(pipe.has_controlnet());
+  Result r = compare(pipe(cn_params(c)), "tiny-fp32", c);
+  EXPECT_LE(r.rel_l2, 1e-5);
+  EXPECT_LE(r.max_px, 1);
+}
+
 TEST(ControlNetParityBf16, LatentsCloseToDiffusersBf16Run) {
   for (auto& c : cn_cases("tiny-bf16")) {
     Result r = run_case("tiny-bf16", c);
