@@ -110,7 +110,8 @@ struct ZImagePipeline::Impl {
     if (std::filesystem::is_regular_file(dir, ec))
       fail("[controlnet] '", dir, "' is a file: a ControlNet loads from its diffusers folder (config.json + "
            "diffusion_pytorch_model.safetensors); diffusers' from_single_file takes the config of a single file "
-           "from the hub (hlky/Z-Image-Turbo-Fun-Controlnet-Union*), which this build does not do");
+           "from the hub (hlky/Z-Image-Turbo-Fun-Controlnet-Union*), which this build does not do; make a folder "
+           "with diffusers: ZImageControlNetModel.from_single_file(file).save_pretrained(folder)");
     if (!std::filesystem::is_directory(dir, ec)) fail("[controlnet] folder '", dir, "' does not exist");
     ZImageControlNetConfig c = ZImageControlNetConfig::load(dir + "/config.json");
     c.check_compatible(*transformer_cfg, dir + "/config.json");
