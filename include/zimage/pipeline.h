@@ -50,6 +50,9 @@ struct PretrainedOptions {
   // layout of ComfyUI's `vae/ae.safetensors` (encoder.down.N.block.M, mid.attn_1, ...), converted
   // as diffusers' from_single_file does.
   std::string vae_file;
+  // A ZImageControlNetModel folder (diffusers' save_pretrained: config.json +
+  // diffusion_pytorch_model.safetensors) to attach; "" = none (load_controlnet attaches one later).
+  std::string controlnet;
   // LoRA adapters for the transformer (.safetensors: diffusers/PEFT, kohya `lora_unet_`, or
   // `diffusion_model.` keys), each with its scale (diffusers' set_adapters weight) and adapter
   // name ("" = the file's stem). Keys that match no module are an error. How they are applied:
@@ -137,6 +140,17 @@ struct CallParams {
   // use it (it encodes the image instead), so it does not change the result.
   std::optional<Tensor> masked_image_latents;
   std::optional<double> strength;             // in [0, 1]; default 0.6 for img2img, 1.0 for inpainting
+
+  // ControlNet (diffusers' ZImageControlNetPipeline) on a pipeline with a ControlNet attached
+  // (PretrainedOptions::controlnet or load_controlnet): the control image is converted as
+  // convert("RGB"), resized to height x width (default 1024, as diffusers) with PIL's Lanczos
+  // filter, VAE-encoded (the distribution's mode, no generator draw) and given to the ControlNet,
+  // whose hints are scaled by controlnet_conditioning_scale (default 0.75). With `image` and
+  // `mask_image` too it is ZImageControlNetInpaintPipeline: the masked image's latents and the mask
+  // join the control context (a ControlNet with control_in_dim 33); generation still starts from
+  // noise (no strength).
+  std::optional<Image> control_image;
+  std::optional<double> controlnet_conditioning_scale;
 };
 
 // A loaded LoRA adapter (ZImagePipeline::loras()).
@@ -217,6 +231,13 @@ class ZImagePipeline {
   void interrupt();  // from a callback or another thread: the running call stops after its current step
 
   const std::string& folder() const;
+
+  // Attaches a ZImageControlNetModel from its diffusers folder; it shares the loaded transformer's
+  // modules (nothing of the base model is loaded again). A ControlNet whose config does not match
+  // the transformer is an Error before any weight is read. Replaces an attached one.
+  void load_controlnet(const std::string& folder);
+  void remove_controlnet();
+  bool has_controlnet() const;
   // The shape of the initial latents of `batch` images of height x width pixels
   // ([batch, in_channels, 2 * (height / (2 * vae_scale)), 2 * (width / (2 * vae_scale))]), e.g.
   // to pass CallParams.latents drawn elsewhere.

@@ -71,7 +71,8 @@ void validate_call_params(const CallParams& p) {
   if (!p.prompt.empty() && have_embeds) fail("[pipeline] pass either prompt or prompt_embeds, not both");
   const int64_t batch = have_embeds ? int64_t(p.prompt_embeds->size()) : int64_t(p.prompt.size());
   if (batch < 1) fail("[pipeline] prompt_embeds is empty");
-  if (!p.image) {  // with an init image the size is the image's (checked below)
+  const bool control = p.control_image.has_value();
+  if (!p.image || control) {  // with an init image the size is the image's (checked below)
     const int h = p.height.value_or(1024), w = p.width.value_or(1024);
     if (h <= 0) fail("[pipeline] height must be positive, got ", h);
     if (w <= 0) fail("[pipeline] width must be positive, got ", w);
@@ -106,23 +107,39 @@ void validate_call_params(const CallParams& p) {
   if (p.mask_image && !p.image) fail("[pipeline] mask_image is given without an image to inpaint");
   if (p.masked_image_latents && !p.mask_image) fail("[pipeline] masked_image_latents is given without a mask_image");
   if (p.strength && !p.image) fail("[pipeline] strength is set but no image is given (it applies to img2img and inpainting)");
-  if (p.image) {
+  auto check = [](const Image& im, const char* what, int min_side) {
+    if (im.width <= 0 || im.height <= 0 || im.channels < 1 || im.channels > 4 ||
+        im.pixels.size() != size_t(im.width) * size_t(im.height) * size_t(im.channels))
+      fail("[pipeline] ", what, " is not a valid image (", im.width, "x", im.height, ", ", im.channels, " channels, ",
+           im.pixels.size(), " bytes)");
+    if (im.width > kMaxSide || im.height > kMaxSide)
+      fail("[pipeline] ", what, " is ", im.width, "x", im.height, ", larger than the supported ", kMaxSide, "x", kMaxSide);
+    if (im.width < min_side || im.height < min_side)
+      fail("[pipeline] ", what, " is ", im.width, "x", im.height, ": its sides must be at least ", min_side, " pixels");
+  };
+  if (p.controlnet_conditioning_scale && !control)
+    fail("[pipeline] controlnet_conditioning_scale is set but no control_image is given");
+  if (control) {  // ZImageControlNetPipeline; with image + mask_image ZImageControlNetInpaintPipeline
+    const double s = p.controlnet_conditioning_scale.value_or(0.75);
+    if (!std::isfinite(s) || std::fabs(s) > 1000)
+      fail("[pipeline] controlnet_conditioning_scale must be a finite number in [-1000, 1000], got ", s);
+    check(*p.control_image, "control image", 1);  // resized to the output size, like the inpainting inputs
+    if (p.image && !p.mask_image)
+      fail("[pipeline] control_image with an init image but no mask_image: ControlNet inpainting takes image, "
+           "mask_image and control_image (diffusers has no ControlNet img2img pipeline for Z-Image)");
+    if (p.strength) fail("[pipeline] strength is not a parameter of the ControlNet pipelines (they start from noise)");
+    if (p.masked_image_latents)
+      fail("[pipeline] masked_image_latents is not a parameter of the ControlNet inpainting pipeline");
+    if (p.image) check(*p.image, "init image", 1);
+    if (p.mask_image) check(*p.mask_image, "mask image", 1);
+  }
+  if (p.image && !control) {
     const double strength = edit_strength(p);
     if (!(strength >= 0 && strength <= 1))  // diffusers' message
       fail("[pipeline] The value of strength should be in [0.0, 1.0] but is ", strength);
-    auto check = [](const Image& im, const char* what) {
-      if (im.width <= 0 || im.height <= 0 || im.channels < 1 || im.channels > 4 ||
-          im.pixels.size() != size_t(im.width) * size_t(im.height) * size_t(im.channels))
-        fail("[pipeline] ", what, " is not a valid image (", im.width, "x", im.height, ", ", im.channels, " channels, ",
-             im.pixels.size(), " bytes)");
-      if (im.width > kMaxSide || im.height > kMaxSide)
-        fail("[pipeline] ", what, " is ", im.width, "x", im.height, ", larger than the supported ", kMaxSide, "x", kMaxSide);
-      if (im.width < 16 || im.height < 16)
-        fail("[pipeline] ", what, " is ", im.width, "x", im.height, ": its sides must be at least 16 pixels");
-    };
-    check(*p.image, "init image");
+    check(*p.image, "init image", 16);
     if (p.mask_image) {
-      check(*p.mask_image, "mask image");
+      check(*p.mask_image, "mask image", 16);
       if (p.mask_image->width != p.image->width || p.mask_image->height != p.image->height)
         fail("[pipeline] mask image is ", p.mask_image->width, "x", p.mask_image->height, " but the init image is ",
              p.image->width, "x", p.image->height, "; they must be the same size");

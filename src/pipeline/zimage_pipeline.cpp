@@ -2,6 +2,7 @@
 // pipelines/z_image/pipeline_z_image.py (__call__, encode_prompt, prepare_latents).
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -76,6 +77,12 @@ struct ZImagePipeline::Impl {
   // Cheap facts read from the configs at load time (for validation before any weights are used).
   int64_t vae_scale_factor = 8, in_channels = 16, cap_dim = 0, max_positions = 0;
   std::optional<FlowMatchEulerConfig> scheduler_cfg;
+  std::optional<ZImageTransformerConfig> transformer_cfg;
+
+  // The attached ControlNet (its folder and config; the weights, loaded with the transformer).
+  std::string controlnet_dir;
+  std::optional<ZImageControlNetConfig> controlnet_cfg;
+  std::optional<ZImageControlNetModel> controlnet;
 
   std::optional<Qwen2Tokenizer> tokenizer;
   std::optional<Qwen3TextEncoder> text_encoder;
@@ -157,6 +164,29 @@ struct ZImagePipeline::Impl {
     }
     return *transformer;
   }
+  ZImageControlNetModel& cnet() {
+    if (!controlnet) controlnet = ZImageControlNetModel::load(controlnet_dir, compute, *transformer_cfg);
+    return *controlnet;
+  }
+  void attach_controlnet(const std::string& dir) {
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(dir, ec))
+      fail("[controlnet] '", dir, "' is a file: a ControlNet loads from its diffusers folder (config.json + "
+           "diffusion_pytorch_model.safetensors); diffusers' from_single_file takes the config of a single file "
+           "from the hub (hlky/Z-Image-Turbo-Fun-Controlnet-Union*), which this build does not do; make a folder "
+           "with diffusers: ZImageControlNetModel.from_single_file(file).save_pretrained(folder)");
+    if (!std::filesystem::is_directory(dir, ec)) fail("[controlnet] folder '", dir, "' does not exist");
+    ZImageControlNetConfig c = ZImageControlNetConfig::load(dir + "/config.json");
+    c.check_compatible(*transformer_cfg, dir + "/config.json");
+    if (opts.low_memory) {  // loaded per call: check the weights' headers now
+      ZImageControlNetModel::open_weights(dir, c, *transformer_cfg);
+      controlnet.reset();
+    } else {
+      controlnet = ZImageControlNetModel::load(dir, compute, *transformer_cfg);
+    }
+    controlnet_dir = dir;
+    controlnet_cfg = c;
+  }
   AutoencoderKL& autoencoder() {
     if (!vae) vae = AutoencoderKL::load(index.component_dir("vae"), vae_compute, opts.vae_file);
     return *vae;
@@ -209,6 +239,8 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
   m.cap_dim = cfgs.transformer.cap_feat_dim;
   m.max_positions = cfgs.text_encoder.max_position_embeddings;
   m.scheduler_cfg = cfgs.scheduler;
+  m.transformer_cfg = cfgs.transformer;
+  if (!o.controlnet.empty()) m.attach_controlnet(o.controlnet);  // a mismatch fails before the base model loads
   m.tokenizer = Qwen2Tokenizer::from_folder(m.index.component_dir("tokenizer"));
   m.transformer_specs = ZImageTransformer2DModel::expected_tensors(cfgs.transformer);
   for (const auto& l : o.loras) m.adapters.push_back(m.make_adapter(l.path, l.scale, l.name, o.lora_mode == "merge"));
@@ -319,6 +351,17 @@ void validate_vae_tiling(const VaeTilingOptions& o) {
 }
 void ZImagePipeline::interrupt() { impl_->interrupted = true; }
 const std::string& ZImagePipeline::folder() const { return impl_->folder; }
+void ZImagePipeline::load_controlnet(const std::string& folder) {
+  auto lock = impl_->lock_for("load_controlnet()");
+  impl_->attach_controlnet(folder);
+}
+void ZImagePipeline::remove_controlnet() {
+  auto lock = impl_->lock_for("remove_controlnet()");
+  impl_->controlnet.reset();
+  impl_->controlnet_cfg.reset();
+  impl_->controlnet_dir.clear();
+}
+bool ZImagePipeline::has_controlnet() const { return impl_->controlnet_cfg.has_value(); }
 Shape ZImagePipeline::latents_shape(int64_t batch, int height, int width) const {
   const int64_t vae_scale = impl_->vae_scale_factor * 2;
   return {batch, impl_->in_channels, 2 * (height / vae_scale), 2 * (width / vae_scale)};
@@ -345,8 +388,24 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
   // Edits: VaeImageProcessor.preprocess takes the image's size rounded down to multiples of
   // vae_scale and resizes to it with PIL's Lanczos filter (the mask to the same size, before its
   // grayscale conversion, as diffusers gets it from load_image: RGB).
-  std::optional<Image> init_rgb, mask_rgb;
-  if (p.image) {
+  std::optional<Image> init_rgb, mask_rgb, control_rgb;
+  const bool control = p.control_image.has_value();
+  if (control) {
+    if (!controlnet_cfg)
+      fail("[pipeline] control_image is given but no ControlNet is attached (PretrainedOptions::controlnet, "
+           "load_controlnet, CLI --controlnet)");
+    const int64_t want = 2 * in_channels + 1;
+    if (p.mask_image && controlnet_cfg->control_in_dim != want)
+      fail("[pipeline] ControlNet inpainting needs a ControlNet with control_in_dim ", want,
+           " (control + mask + masked image latents); the attached one (", controlnet_dir, ") has ",
+           controlnet_cfg->control_in_dim);
+    // prepare_image: VaeImageProcessor.preprocess(image, height, width) resizes to the requested size.
+    control_rgb = resize_lanczos(to_rgb(*p.control_image), width, height);
+    if (p.image) {
+      init_rgb = resize_lanczos(to_rgb(*p.image), width, height);
+      mask_rgb = resize_lanczos(to_rgb(*p.mask_image), width, height);
+    }
+  } else if (p.image) {
     width = int(p.image->width - p.image->width % vae_scale);
     height = int(p.image->height - p.image->height % vae_scale);
     if (width < vae_scale || height < vae_scale)
@@ -400,7 +459,7 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
   const double mu = scheduler.mu_for_image_seq_len(image_seq_len);
   std::vector<float> sigmas = p.sigmas ? *p.sigmas : FlowMatchEulerDiscreteScheduler::default_zimage_sigmas(p.num_inference_steps);
   scheduler.set_timesteps_sigmas(sigmas, mu);
-  const bool edit = p.image.has_value(), inpaint = p.mask_image.has_value();
+  const bool edit = p.image.has_value() && !control, inpaint = p.mask_image.has_value() && !control;
   const int first_step = edit ? edit_start_step(int(scheduler.timesteps().size()), edit_strength(p)) : 0;
   const std::vector<float> timesteps(scheduler.timesteps().begin() + first_step, scheduler.timesteps().end());
   const int num_steps = int(timesteps.size());
@@ -474,6 +533,50 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     }
     mask = interpolate_nearest(preprocess_mask(*mask_rgb), lh, lw);  // [1, 1, lh, lw] of 0 / 1
   }
+  // ControlNet: the control context [control_in_dim, 1, lh, lw] (argmax encodes: no generator draw).
+  Tensor control_context;
+  if (control) {
+    const auto te0 = Clock::now();
+    AutoencoderKL& v = autoencoder();
+    const bool vb = v.compute_dtype() == DType::BF16;
+    const float shift = float(v.config().shift_factor), scale = float(v.config().scaling_factor);
+    auto encode_mode = [&](Tensor x) {  // (vae.encode(x).mode() - shift) * scale, in the VAE's dtype
+      LatentDistribution dist = v.encode(x);
+      if (dist.mean.shape() != Shape({1, in_channels, lh, lw}))
+        fail("[pipeline] the VAE encodes the ", width, "x", height, " image to ", shape_str(dist.mean.shape()),
+             ", expected ", shape_str(Shape{1, in_channels, lh, lw}));
+      Tensor lat = dist.mode().clone();
+      for (int64_t i = 0; i < lat.numel(); ++i) {
+        float d = lat.f32()[i] - shift;
+        if (vb) d = round_bf16(d);
+        d *= scale;
+        lat.f32()[i] = vb ? round_bf16(d) : d;
+      }
+      return lat;
+    };
+    auto to_vae_dtype = [&](Tensor x) {  // image.to(vae.dtype)
+      if (vb) ops::round_to_bf16_(x);
+      return x;
+    };
+    const int64_t cin = controlnet_cfg->control_in_dim, plane = lh * lw;
+    control_context = Tensor::zeros(DType::F32, {cin, 1, lh, lw});  // channels past the latents stay 0 (2.x models)
+    Tensor lat = encode_mode(to_vae_dtype(preprocess_image(*control_rgb)));
+    std::copy(lat.f32(), lat.f32() + in_channels * plane, control_context.f32());
+    if (p.mask_image) {  // ControlNet inpainting: [control, 1 - mask (latent size), masked image latents]
+      Tensor m = preprocess_mask(*mask_rgb);  // [1, 1, H, W] of 0 / 1
+      Tensor img = to_vae_dtype(preprocess_image(*init_rgb));
+      const int64_t hw = int64_t(height) * width;
+      for (int64_t c = 0; c < 3; ++c)
+        for (int64_t k = 0; k < hw; ++k)
+          if (!(m.f32()[k] < 0.5f)) img.f32()[c * hw + k] = 0.0f;  // init_image * (mask_condition < 0.5)
+      Tensor ml = interpolate_nearest(m, lh, lw);
+      for (int64_t k = 0; k < plane; ++k) control_context.f32()[in_channels * plane + k] = 1.0f - ml.f32()[k];
+      Tensor il = encode_mode(img);
+      std::copy(il.f32(), il.f32() + in_channels * plane, control_context.f32() + (in_channels + 1) * plane);
+    }
+    out.times.vae += since(te0);
+    if (opts.low_memory) vae.reset();
+  }
   if (opts.low_memory && edit) vae.reset();  // encoded; reloaded for the decode
   if (p.num_images_per_prompt > 1) {
     auto repeat = [&](std::vector<Tensor>& v) {
@@ -489,6 +592,11 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
   // 4. Denoising loop.
   t0 = Clock::now();
   ZImageTransformer2DModel& model = dit();
+  ControlInput control_input;
+  if (control) {
+    control_input.net = &cnet();
+    control_input.scale = float(p.controlnet_conditioning_scale.value_or(0.75));
+  }
   const int64_t per_image = latents.numel() / images;
   for (int i = 0; i < num_steps && !interrupted; ++i) {
     const auto ts = Clock::now();
@@ -511,7 +619,8 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
       caps.insert(caps.end(), negative_embeds.begin(), negative_embeds.end());
       tv.resize(size_t(2 * images), t_norm);
     }
-    std::vector<Tensor> pred = model.forward(x, tv, caps);
+    if (control) control_input.context.assign(x.size(), control_context);
+    std::vector<Tensor> pred = model.forward(x, tv, caps, 2, 1, control ? &control_input : nullptr);
     Tensor noise = Tensor::empty(DType::F32, latents.shape());
     for (int64_t b = 0; b < images; ++b) {
       const float* pos = pred[size_t(b)].f32();
@@ -550,7 +659,7 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     out.times.step_seconds.push_back(since(ts));
     if (progress) progress({"denoise", i + 1, num_steps, out.times.step_seconds.back()});
   }
-  if (opts.low_memory) transformer.reset();
+  if (opts.low_memory) transformer.reset(), controlnet.reset();
   out.times.denoise = since(t0);
 
   // 5. Decode.

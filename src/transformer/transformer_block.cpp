@@ -20,6 +20,25 @@ void FeedForward::forward(ops::Precision p, BlockBuffers::Views& buf) const {
   weights::linear_into(buf.h, w2_, nullptr, buf.proj);   // [T, dim] f32
 }
 
+void block_tensor_specs(std::vector<TensorSpec>& s, const std::string& p, const ZImageTransformerConfig& c,
+                        bool modulation) {
+  auto add = [&](const std::string& name, Shape shape) { s.push_back({name, std::move(shape)}); };
+  const int64_t dim = c.dim, hd = c.head_dim(), hidden = c.ffn_hidden_dim(), adaln = c.adaln_dim();
+  for (const char* k : {"to_q", "to_k", "to_v", "to_out.0"}) add(p + "attention." + k + ".weight", {dim, dim});
+  if (c.qk_norm) {
+    add(p + "attention.norm_q.weight", {hd});
+    add(p + "attention.norm_k.weight", {hd});
+  }
+  add(p + "feed_forward.w1.weight", {hidden, dim});
+  add(p + "feed_forward.w2.weight", {dim, hidden});
+  add(p + "feed_forward.w3.weight", {hidden, dim});
+  for (const char* k : {"attention_norm1", "ffn_norm1", "attention_norm2", "ffn_norm2"}) add(p + k + ".weight", {dim});
+  if (modulation) {
+    add(p + "adaLN_modulation.0.weight", {4 * dim, adaln});
+    add(p + "adaLN_modulation.0.bias", {4 * dim});
+  }
+}
+
 ZImageTransformerBlock::ZImageTransformerBlock(const WeightLoader& w, const std::string& prefix,
                                                const ZImageTransformerConfig& cfg, bool modulation)
     : dim_(cfg.dim), heads_(cfg.n_heads), hidden_(cfg.ffn_hidden_dim()), eps_(float(cfg.norm_eps)), modulation_(modulation) {

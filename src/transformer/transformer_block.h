@@ -4,6 +4,7 @@
 #pragma once
 #include <vector>
 
+#include "core/safetensors.h"
 #include "core/tensor.h"
 #include "transformer/attention.h"
 #include "transformer/config.h"
@@ -21,6 +22,10 @@ class FeedForward {
  private:
   weights::LinearWeight w1_, w2_, w3_;
 };
+
+// The tensors of a ZImageTransformerBlock under `prefix` (diffusers' state dict names), appended to s.
+void block_tensor_specs(std::vector<TensorSpec>& s, const std::string& prefix, const ZImageTransformerConfig& cfg,
+                        bool modulation);
 
 class ZImageTransformerBlock {
  public:

@@ -75,22 +75,8 @@ void ZImageTransformer2DModel::lora_changed() {
 std::vector<TensorSpec> ZImageTransformer2DModel::expected_tensors(const ZImageTransformerConfig& c) {
   std::vector<TensorSpec> s;
   auto add = [&](const std::string& name, Shape shape) { s.push_back({name, std::move(shape)}); };
-  const int64_t dim = c.dim, hd = c.head_dim(), hidden = c.ffn_hidden_dim(), adaln = c.adaln_dim();
-  auto block = [&](const std::string& p, bool modulation) {  // ZImageTransformerBlock
-    for (const char* k : {"to_q", "to_k", "to_v", "to_out.0"}) add(p + "attention." + k + ".weight", {dim, dim});
-    if (c.qk_norm) {
-      add(p + "attention.norm_q.weight", {hd});
-      add(p + "attention.norm_k.weight", {hd});
-    }
-    add(p + "feed_forward.w1.weight", {hidden, dim});
-    add(p + "feed_forward.w2.weight", {dim, hidden});
-    add(p + "feed_forward.w3.weight", {hidden, dim});
-    for (const char* k : {"attention_norm1", "ffn_norm1", "attention_norm2", "ffn_norm2"}) add(p + k + ".weight", {dim});
-    if (modulation) {
-      add(p + "adaLN_modulation.0.weight", {4 * dim, adaln});
-      add(p + "adaLN_modulation.0.bias", {4 * dim});
-    }
-  };
+  const int64_t dim = c.dim, adaln = c.adaln_dim();
+  auto block = [&](const std::string& p, bool modulation) { transformer::block_tensor_specs(s, p, c, modulation); };
   for (size_t i = 0; i < c.all_patch_size.size(); ++i) {
     const int64_t p = c.all_patch_size[i], f = c.all_f_patch_size[i], out = p * p * f * c.out_channels();
     const std::string key = ZImageTransformerConfig::patch_key(p, f);
@@ -216,7 +202,7 @@ void ZImageTransformer2DModel::set_precision(ops::Precision p) {
 
 std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>& x, const std::vector<float>& t,
                                                       const std::vector<Tensor>& cap, int64_t patch_size,
-                                                      int64_t f_patch_size) const {
+                                                      int64_t f_patch_size, const ControlInput* control) const {
   const auto& c = cfg_;
   const ops::Precision p = prec_;
   const int64_t B = int64_t(x.size()), dim = c.dim;
@@ -255,6 +241,22 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     x_pad_len[size_t(i)] = padded(g.tokens());
     cap_len[size_t(i)] = ci.dim(0);
     cap_pad_len[size_t(i)] = padded(ci.dim(0));
+  }
+  const ZImageControlNetModel* net = control ? control->net : nullptr;
+  if (control && !net) fail("[controlnet] forward: a control input without a ControlNet");
+  if (net) {
+    if (int64_t(control->context.size()) != B)
+      fail("[controlnet] forward: ", B, " latents but ", control->context.size(), " control contexts");
+    if (!net->x_embedder_w_.count(key))
+      fail("[controlnet] forward: patch size ", key, " is not in the ControlNet's control_all_x_embedder");
+    for (int64_t i = 0; i < B; ++i) {
+      const Tensor& ci = control->context[size_t(i)];
+      const PatchGrid& g = grids[size_t(i)];
+      if (ci.ndim() != 4 || ci.dtype() != DType::F32 || ci.dim(0) != net->cfg_.control_in_dim || ci.dim(1) != g.F ||
+          ci.dim(2) != g.H || ci.dim(3) != g.W)
+        fail("[controlnet] control context ", i, " must be a float32 [", net->cfg_.control_in_dim, ", ", g.F, ", ", g.H,
+             ", ", g.W, "] tensor, got ", dtype_name(ci.dtype()), " ", shape_str(ci.shape()));
+    }
   }
 
   // Timestep embedding: t_embedder(t * t_scale), one adaLN input per item.
@@ -306,6 +308,57 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     }
   }
   debug("x_embedder", xt);
+
+  // ControlNet (ZImageControlNetModel.forward): the control context is embedded like x by its own
+  // control_all_x_embedder; hints are scaled by the conditioning scale and added after the layers
+  // their places name.
+  const std::string variant = net ? net->cfg_.add_control_noise_refiner : std::string();
+  Tensor cc, xc;  // control state [X, dim]; the ControlNet's own noise-refined x (with its refiner hints)
+  auto scaled = [&](Tensor h) {
+    const float sc = control->scale;
+    for (int64_t k = 0; k < h.numel(); ++k) h.f32()[k] = p.store(h.f32()[k] * sc);
+    return h;
+  };
+  auto add_into = [&](Tensor& dst, const Tensor& h) {
+    ZI_ASSERT(dst.numel() == h.numel());
+    float* d = dst.f32();
+    const float* a = h.f32();
+    for (int64_t k = 0; k < dst.numel(); ++k) d[k] = p.store(d[k] + a[k]);
+  };
+  if (net) {
+    const int64_t CP = grids[0].pF * grids[0].pH * grids[0].pW * net->cfg_.control_in_dim;
+    Tensor cp = Tensor::zeros(DType::F32, {X, CP});
+    int64_t row = 0;
+    for (int64_t i = 0; i < B; ++i) {
+      PatchGrid g = grids[size_t(i)];
+      g.C = net->cfg_.control_in_dim;
+      transformer::patchify(control->context[size_t(i)], g, cp.f32() + row * CP);
+      row += x_pad_len[size_t(i)];
+    }
+    ops::store_(p, cp);
+    cc = weights::linear(cp, net->x_embedder_w_.at(key), &net->x_embedder_b_.at(key));  // [X, dim]
+    ops::store_(p, cc);
+    row = 0;
+    for (int64_t i = 0; i < B; ++i) {
+      fill_rows(cc, row + x_len[size_t(i)], x_pad_len[size_t(i)] - x_len[size_t(i)], x_pad_token_);
+      row += x_pad_len[size_t(i)];
+    }
+    debug("controlnet.x_embedder", cc);
+    if (!variant.empty()) {  // refiner stage over the image tokens, its hints into the ControlNet's noise refiner
+      const auto& stage = variant == "control_layers" ? net->control_layers_ : net->control_refiner_;
+      std::vector<Tensor> hints;
+      for (const auto& b : stage) hints.push_back(b.forward(p, cc, xt, x_pad_len, x_rope, adaln, buffers));
+      std::map<int64_t, Tensor> refiner_samples;
+      for (size_t k = 0; k < net->cfg_.control_refiner_layers_places.size(); ++k)
+        refiner_samples[net->cfg_.control_refiner_layers_places[k]] = scaled(hints[k]);
+      xc = xt.clone();
+      for (size_t l = 0; l < noise_refiner_.size(); ++l) {
+        xc = noise_refiner_[l].forward(p, xc, x_pad_len, x_rope, adaln, buffers);
+        if (auto it = refiner_samples.find(int64_t(l)); it != refiner_samples.end()) add_into(xc, it->second);
+      }
+      debug("controlnet.noise_refiner", xc);
+    }
+  }
   for (size_t l = 0; l < noise_refiner_.size(); ++l) {
     xt = noise_refiner_[l].forward(p, xt, x_pad_len, x_rope, adaln, buffers);
     debug("noise_refiner." + std::to_string(l), xt);
@@ -355,23 +408,47 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
 
   // Unified sequence per item: [image tokens (padded), caption tokens (padded)].
   const int64_t U = X + Cp, R = x_rope.numel() / std::max<int64_t>(X, 1);
-  Tensor u = Tensor::empty(DType::F32, {U, dim});                              // [U, dim]
   Tensor u_rope = Tensor::empty(DType::F32, {U, c.head_dim() / 2, 2});         // [U, head_dim/2, 2]
   std::vector<int64_t> u_len(static_cast<size_t>(B));
+  auto unify = [&](const Tensor& image_rows) {  // [X, dim] image rows + the caption rows -> [U, dim]
+    Tensor out = Tensor::empty(DType::F32, {U, dim});
+    int64_t row = 0, xr = 0, cr = 0;
+    for (int64_t i = 0; i < B; ++i) {
+      const int64_t nx = x_pad_len[size_t(i)], nc = cap_pad_len[size_t(i)];
+      copy_rows(out, row, image_rows, xr, nx);
+      copy_rows(out, row + nx, ct, cr, nc);
+      row += nx + nc, xr += nx, cr += nc;
+    }
+    return out;
+  };
+  Tensor u = unify(xt);  // [U, dim]
   {
     int64_t row = 0, xr = 0, cr = 0;
     for (int64_t i = 0; i < B; ++i) {
       const int64_t nx = x_pad_len[size_t(i)], nc = cap_pad_len[size_t(i)];
-      copy_rows(u, row, xt, xr, nx);
-      copy_rows(u, row + nx, ct, cr, nc);
       std::memcpy(u_rope.f32() + row * R, x_rope.f32() + xr * R, size_t(nx * R) * sizeof(float));
       std::memcpy(u_rope.f32() + (row + nx) * R, cap_rope.f32() + cr * R, size_t(nc * R) * sizeof(float));
       u_len[size_t(i)] = nx + nc;
       row += nx + nc, xr += nx, cr += nc;
     }
   }
+  // ControlNet: its control layers over [control context | caption] next to its own unified x
+  // (the main one when it has no refiner hints); one hint per control layer.
+  std::map<int64_t, Tensor> samples;
+  if (net) {
+    if (variant.empty())
+      for (const auto& b : net->plain_refiner_) cc = b.forward(p, cc, x_pad_len, x_rope, adaln, buffers);
+    Tensor ccu = unify(cc);
+    const Tensor uc = variant.empty() ? u : unify(xc);
+    for (size_t k = 0; k < net->control_layers_.size(); ++k) {
+      samples[net->cfg_.control_layers_places[k]] =
+          scaled(net->control_layers_[k].forward(p, ccu, uc, u_len, u_rope, adaln, buffers));
+      debug("controlnet.hint." + std::to_string(net->cfg_.control_layers_places[k]), samples[net->cfg_.control_layers_places[k]]);
+    }
+  }
   for (size_t l = 0; l < layers_.size(); ++l) {
     u = layers_[l].forward(p, u, u_len, u_rope, adaln, buffers);
+    if (auto it = samples.find(int64_t(l)); it != samples.end()) add_into(u, it->second);
     debug("layers." + std::to_string(l), u);
   }
 

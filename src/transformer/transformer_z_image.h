@@ -11,6 +11,7 @@
 #include "core/safetensors.h"
 #include "core/tensor.h"
 #include "transformer/config.h"
+#include "transformer/controlnet_z_image.h"
 #include "transformer/final_layer.h"
 #include "transformer/rope_embedder.h"
 #include "transformer/timestep_embedder.h"
@@ -39,8 +40,11 @@ class ZImageTransformer2DModel {
 
   // x[i]: [C, F, H, W] float32 latents; t[i]: (1000 - timestep) / 1000; cap[i]: [L_i, cap_feat_dim]
   // float32 caption features.  Returns one [C, F, H, W] float32 prediction per item.
+  // `control`: a ControlNet run with this transformer's shared modules (diffusers' controlnet(...)
+  // then transformer(..., controlnet_block_samples=...)), its hints added after the layers it names.
   std::vector<Tensor> forward(const std::vector<Tensor>& x, const std::vector<float>& t,
-                              const std::vector<Tensor>& cap, int64_t patch_size = 2, int64_t f_patch_size = 1) const;
+                              const std::vector<Tensor>& cap, int64_t patch_size = 2, int64_t f_patch_size = 1,
+                              const ControlInput* control = nullptr) const;
 
   // Called with every named intermediate of forward ("t_embedder", "x_embedder", "noise_refiner.0",
   // "cap_embedder", "context_refiner.0", "layers.0", "final_layer"): packed [tokens, features] rows.

@@ -86,10 +86,22 @@ def pipeline():
     def on_step(p, i, t, kw):
         step_marks.append(clock())
         return kw
+    extra = {}
+    if a.get("controlnet"):  # ZImageControlNetPipeline on the same components (+ the ControlNet's load time)
+        from diffusers import ZImageControlNetModel, ZImageControlNetPipeline
+        from PIL import Image
+        t1 = clock()
+        cn = ZImageControlNetModel.from_pretrained(a["controlnet"], torch_dtype=DT[a["dtype"]])
+        pipe = ZImageControlNetPipeline(**pipe.components, controlnet=cn)
+        pipe.set_progress_bar_config(disable=True)
+        out["load_s"] += clock() - t1
+        pipe.encode_prompt = timed_encode
+        extra = dict(control_image=Image.open(a["control_image"]).convert("RGB"),
+                     controlnet_conditioning_scale=a["control_scale"])
     g = torch.Generator("cpu").manual_seed(a["seed"])
     t0 = clock()
     img = pipe(prompt=a["prompt"], height=a["height"], width=a["width"], num_inference_steps=a["steps"],
-               guidance_scale=a["guidance"], generator=g, callback_on_step_end=on_step).images[0]
+               guidance_scale=a["guidance"], generator=g, callback_on_step_end=on_step, **extra).images[0]
     t_end = clock()
     out["total_s"] = t_end - t0
     prev = marks["enc_end"]
@@ -365,15 +377,19 @@ def tool(args, name):
     return path
 
 
-def run_zimage_cli(args, width, height, dtype, vae_dtype, low_memory, outdir, extra=(), extra_env=None, tag=""):
+def run_zimage_cli(args, width, height, dtype, vae_dtype, low_memory, outdir, extra=(), extra_env=None, tag="",
+                   control=None):
     names = {"bf16": "bfloat16", "f32": "float32"}
-    out_png = os.path.join(outdir, f"zimage_{width}x{height}_{dtype}{'_lowmem' if low_memory else ''}{tag}.png")
+    out_png = os.path.join(outdir, f"zimage_{width}x{height}_{dtype}{'_lowmem' if low_memory else ''}{tag}"
+                                   f"{'_controlnet' if control else ''}.png")
     cmd = [args.zimage_bin, "generate", "-m", args.model, "-p", args.prompt, "-W", str(width), "-H", str(height),
            "-s", str(args.steps), "-g", str(args.guidance), "--seed", str(args.seed), "--dtype", names[dtype],
            "--vae-dtype", names[vae_dtype], "-t", str(args.threads), "-o", out_png, "--overwrite"]
     if low_memory:
         cmd.append("--low-memory")
     cmd += list(extra)
+    if control:
+        cmd += ["--controlnet", args.controlnet, "--control-image", control, "--control-scale", str(args.control_scale)]
     env = zimage_env(args.threads)
     env.update(extra_env or {})
     r = run_measured(cmd, env=env, label=f"zimage generate{' --low-memory' if low_memory else ''}{tag}")
@@ -497,6 +513,18 @@ def bench_pipeline(args, report, md):
                     sides.append(("pytorch", lambda: dict(run_torch(
                         args, "pipeline", dtype=dtype, vae_dtype=vae_dtype, width=w, height=h, steps=args.steps,
                         guidance=args.guidance, seed=args.seed, prompt=args.prompt, output=png), output=png)))
+                if args.controlnet:  # the same runs with the ControlNet: its extra cost per step
+                    ctrl = control_image(args, outdir, w, h)
+                    if not args.skip_zimage:
+                        sides.append(("zimage_controlnet",
+                                      lambda: run_zimage_cli(args, w, h, dtype, vae_dtype, False, outdir, control=ctrl)))
+                    if not args.skip_torch:
+                        cpng = os.path.join(outdir, f"pytorch_{w}x{h}_{dtype}_controlnet.png")
+                        sides.append(("pytorch_controlnet", lambda: dict(run_torch(
+                            args, "pipeline", dtype=dtype, vae_dtype=vae_dtype, width=w, height=h, steps=args.steps,
+                            guidance=args.guidance, seed=args.seed, prompt=args.prompt, output=cpng,
+                            controlnet=os.path.abspath(args.controlnet), control_image=ctrl,
+                            control_scale=args.control_scale), output=cpng)))
                 for name, fn in (sides if rep % 2 == 0 else sides[::-1]):
                     load_before = os.getloadavg()[0]
                     r = fn()
@@ -518,13 +546,17 @@ def bench_pipeline(args, report, md):
             peak = max((g["gflops_best"] for g in (gemm or []) + (torch_gemm or []) if g["dtype"] == dtype),
                        default=None)
             res["gemm_peak_gflops"] = peak
-            cols = [c for c in ("zimage", "zimage_low_memory", "pytorch") if c in res]
+            cols = [c for c in ("zimage", "zimage_low_memory", "pytorch", "zimage_controlnet", "pytorch_controlnet")
+                    if c in res]
             for c in cols:
+                if c.endswith("_controlnet"):  # the FLOP count is the transformer's alone
+                    continue
                 r = res[c]
                 r["step_gflops"] = flops / r["steady_step_s"] / 1e9
                 r["pct_of_gemm_peak"] = 100 * r["step_gflops"] / peak if peak else None
             report["pipeline"][key] = res
-            names = {"zimage": "zimage", "zimage_low_memory": "zimage --low-memory", "pytorch": "PyTorch"}
+            names = {"zimage": "zimage", "zimage_low_memory": "zimage --low-memory", "pytorch": "PyTorch",
+                     "zimage_controlnet": "zimage + ControlNet", "pytorch_controlnet": "PyTorch + ControlNet"}
             header = ["", *[names[c] for c in cols]]
             z, t = res.get("zimage"), res.get("pytorch")
             if z and t:
@@ -551,6 +583,39 @@ def bench_pipeline(args, report, md):
                                  f"{res['pixel_diff']['max_abs']} / {res['pixel_diff']['mean_abs']:.2f}"]
                                 + [None] * (len(header) - 2))
             md.append(f"{title}\n\n" + md_table(header, rows))
+            if args.controlnet:
+                md.append(controlnet_table(args, res))
+
+
+def control_image(args, outdir, w, h):
+    """A control image of the output size (a line drawing; the ControlNet's cost does not depend on it)."""
+    path = os.path.join(outdir, f"control_{w}x{h}.png")
+    script = ("import sys\nfrom PIL import Image, ImageDraw\nw, h = int(sys.argv[2]), int(sys.argv[3])\n"
+              "im = Image.new('RGB', (w, h))\nd = ImageDraw.Draw(im)\n"
+              "[d.line((0, y, w, h - y), fill=(255, 255, 255), width=3) for y in range(0, h, 37)]\nim.save(sys.argv[1])\n")
+    subprocess.run([args.python, "-c", script, path, str(w), str(h)], check=True)
+    return path
+
+
+def controlnet_table(args, res):
+    """ControlNet's extra seconds per denoising step on each side (with minus without, steady steps)."""
+    cn = json.load(open(os.path.join(args.controlnet, "config.json")))
+    rows = []
+    extra = {}
+    for side, base in (("zimage", "zimage"), ("PyTorch", "pytorch")):
+        a, b = res.get(base + "_controlnet"), res.get(base)
+        if a and b:
+            extra[side] = a["steady_step_s"] - b["steady_step_s"]
+            rows.append([side, b["steady_step_s"], a["steady_step_s"], extra[side], a["load_s"] - b["load_s"]])
+    res["controlnet_extra_step_s"] = extra
+    if "zimage" in extra and "PyTorch" in extra:
+        rows.append(["zimage / PyTorch", None, None, x_ratio(ratio(extra["zimage"], extra["PyTorch"])), None])
+    title = (f"ControlNet {args.controlnet}: control_layers_places {cn['control_layers_places']}, "
+             f"add_control_noise_refiner {cn.get('add_control_noise_refiner')}, control_refiner_layers_places "
+             f"{cn.get('control_refiner_layers_places')}, control_in_dim {cn['control_in_dim']}, "
+             f"conditioning scale {args.control_scale}")
+    return f"{title}\n\n" + md_table(["", "s / step without", "s / step with ControlNet", "extra s / step",
+                                         "extra load s"], rows)
 
 
 QUANT_COMPARE_SCRIPT = r'''
@@ -766,6 +831,9 @@ def parse_args(argv):
     ap.add_argument("--low-memory", action="store_true", help="also run zimage with --low-memory (extra column)")
     ap.add_argument("--repeat", type=int, default=1, help="run each pipeline side N times, alternating the order, and "
                     "report the minimum of each timing (use 2-3 on a machine shared with other work)")
+    ap.add_argument("--controlnet", help="pipeline mode: also run both sides with this ZImageControlNetModel folder "
+                    "(make_model.py --controlnet) and report the ControlNet's extra cost per step")
+    ap.add_argument("--control-scale", type=float, default=0.75, help="controlnet_conditioning_scale of --controlnet")
     ap.add_argument("--text-encoder-only", action="store_true", help="tokenizer throughput + text encoder time")
     ap.add_argument("--vae-only", action="store_true", help="VAE decode time on random latents")
     ap.add_argument("--quant", nargs="+", choices=["Q8_0", "Q4_K"],

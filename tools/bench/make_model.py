@@ -6,6 +6,8 @@ encoder, Flux VAE) with a configurable number of layers, fixed seeds, saved with
 save_pretrained (sharded safetensors, like the real model).
 
   python tools/bench/make_model.py --out /tmp/zimage-full --layers 4 --te-layers 4
+  # + a ZImageControlNetModel with a real Union config's layer placement (needs --layers 30)
+  python tools/bench/make_model.py --out /tmp/zimage-full --controlnet union-2.1 --controlnet-out /tmp/cn-union-2.1
 """
 import argparse
 import json
@@ -15,7 +17,7 @@ import sys
 
 import torch
 
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImageTransformer2DModel
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImageControlNetModel, ZImageTransformer2DModel
 from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -34,15 +36,40 @@ def randomize(module, seed, std=0.02):
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * min(std, fan_in ** -0.5))
 
 
+# The placements of alibaba-pai's Z-Image-Turbo-Fun-Controlnet-Union checkpoints (diffusers' single-file
+# configs hlky/Z-Image-Turbo-Fun-Controlnet-Union*, VideoX-Fun config/z_image/z_image_control*.yaml).
+UNION_CONFIGS = {
+    "union-1.0": dict(control_layers_places=[0, 5, 10, 15, 20, 25], control_refiner_layers_places=None,
+                      add_control_noise_refiner=None, control_in_dim=16),
+    "union-2.1": dict(control_layers_places=list(range(0, 30, 2)), control_refiner_layers_places=[0, 1],
+                      add_control_noise_refiner="control_noise_refiner", control_in_dim=33),
+}
+
+
+def write_controlnet(name, out, dtype):
+    cn = ZImageControlNetModel(all_patch_size=(2,), all_f_patch_size=(1,), dim=3840, n_refiner_layers=2, n_heads=30,
+                               n_kv_heads=30, norm_eps=1e-5, qk_norm=True, **UNION_CONFIGS[name]).to(dtype)
+    randomize(cn, 4)  # before_proj / after_proj are zero-initialised by diffusers: random here (same work)
+    cn.save_pretrained(out, safe_serialization=True, max_shard_size="5GB")
+    print(f"wrote {out}: ControlNet {name}, {sum(p.numel() for p in cn.parameters()) / 1e9:.2f}B params")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--layers", type=int, default=30, help="transformer main layers (Z-Image-Turbo: 30)")
     ap.add_argument("--te-layers", type=int, default=36, help="Qwen3 layers (Qwen3-4B: 36)")
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--controlnet", choices=sorted(UNION_CONFIGS), help="write only a ControlNet with this placement")
+    ap.add_argument("--controlnet-out", help="folder of --controlnet")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     torch.set_default_dtype(dtype)
+    if args.controlnet:
+        if not args.controlnet_out:
+            ap.error("--controlnet needs --controlnet-out")
+        write_controlnet(args.controlnet, args.controlnet_out, dtype)
+        return 0
 
     # One component at a time: the full model is ~20 GB in bf16, so holding the text encoder and
     # the transformer together would not fit a 24 GB machine.

@@ -114,6 +114,12 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
   g.add_option("--strength", a.strength, "img2img/inpaint: how much of the init image is re-noised, in [0, 1] (default 0.6; "
                "with --mask 1.0); only steps x strength steps run");
   g.add_option("--mask", a.mask, "inpaint: mask PNG or JPEG, the init image's size; white (>= 128 gray) is repainted, black kept");
+  g.add_option("--control-image", a.control_image,
+               "ControlNet: control image (PNG or JPEG), resized to the output size (default: its own size, rounded "
+               "down to multiples of 16); with --init-image and --mask: ControlNet inpainting");
+  g.add_option("--controlnet", a.controlnet,
+               "ControlNet: a diffusers ZImageControlNetModel folder (config.json + diffusion_pytorch_model.safetensors)");
+  g.add_option("--control-scale", a.control_scale, "ControlNet: controlnet_conditioning_scale (default 0.75)");
   g.add_option("--save-latents", a.save_latents, "also write the final latents to this .safetensors file (an existing file needs --overwrite)");
   // A repeated scalar option takes its last value (as most CLIs do); list options accumulate.
   for (CLI::Option* o : g.get_options())
@@ -257,8 +263,8 @@ void apply_png_parameters(const std::string& png, GenerateArgs& a) {
     if (auto* b = P.get(nullptr, "noise_batch_size")) a.noise_batch_size = P.integer("noise_batch_size", *b, 1, 1 << 20);
     if (auto* i = P.get(nullptr, "noise_index")) a.noise_index = P.integer("noise_index", *i, 0, a.noise_batch_size - 1);
   }
-  if (auto* v = P.get("--width", "width")) a.width = P.integer("width", *v, 1, kIntMax);
-  if (auto* v = P.get("--height", "height")) a.height = P.integer("height", *v, 1, kIntMax);
+  if (auto* v = P.get("--width", "width")) a.width = P.integer("width", *v, 1, kIntMax), a.size_from_png = true;
+  if (auto* v = P.get("--height", "height")) a.height = P.integer("height", *v, 1, kIntMax), a.size_from_png = true;
   if (auto* v = P.get("--steps", "num_inference_steps")) a.steps = P.integer("num_inference_steps", *v, 1, kIntMax);
   if (auto* v = P.get("--guidance", "guidance_scale")) a.guidance = P.number("guidance_scale", *v);
   if (auto* v = P.get("--cfg-normalization", "cfg_normalization")) a.cfg_normalization = P.boolean("cfg_normalization", *v);
@@ -272,6 +278,9 @@ void apply_png_parameters(const std::string& png, GenerateArgs& a) {
   if (auto* v = P.get("--vae-tile-size", "vae_tile_size")) a.vae_tile_size = P.integer("vae_tile_size", *v, 0, kIntMax);
   if (auto* v = P.get("--model", "model")) a.model = P.string("model", *v);
   if (auto* v = P.get("--strength", "strength")) a.strength = P.number("strength", *v);
+  if (auto* v = P.get("--controlnet", "controlnet")) a.controlnet = P.string("controlnet", *v);
+  if (auto* v = P.get("--control-scale", "controlnet_conditioning_scale"))
+    a.control_scale = P.number("controlnet_conditioning_scale", *v);
   // Input images: the recorded file (or one of that name next to the PNG) with the recorded sha256.
   auto input = [&](const char* opt, const char* key, const char* what, std::string& dst) {
     const json* v = P.get(opt, key);
@@ -296,6 +305,7 @@ void apply_png_parameters(const std::string& png, GenerateArgs& a) {
   input("--init-image", "init_image", "init image", a.init_image);
   input("--mask", "mask_image", "mask image", a.mask);
   if (auto* v = P.get("--lora-mode", "lora_mode")) a.lora_mode = P.string("lora_mode", *v);
+  input("--control-image", "control_image", "control image", a.control_image);
   if (auto* v = P.get("--lora", "loras")) {  // [{name, path, sha256, scale}, ...]: the same files again
     if (!v->is_array()) fail("[from-png] ", png, ": 'loras' is ", v->dump(), ", expected a list");
     a.lora.clear();
@@ -419,6 +429,14 @@ int run_generate(GenerateArgs a) {
   }
   po.lora_mode = a.lora_mode;
   po.local_files_only = a.local_files_only;
+  if (!a.control_image.empty() && a.controlnet.empty()) fail("[generate] --control-image needs --controlnet MODEL");
+  if (!a.controlnet.empty() && a.control_image.empty()) fail("[generate] --controlnet needs --control-image FILE");
+  if (a.control_scale && a.control_image.empty()) fail("[generate] --control-scale needs --control-image");
+  if (!a.controlnet.empty()) {
+    std::error_code ec;
+    if (!fs::exists(a.controlnet, ec)) fail("[controlnet] folder '", a.controlnet, "' does not exist");
+  }
+  po.controlnet = a.controlnet;
   validate_pretrained_options(po);
 
   CallParams cp;
@@ -442,6 +460,18 @@ int run_generate(GenerateArgs a) {
       inputs["mask_image"] = {{"file", a.mask}, {"sha256", sha256_hex(a.mask)}};
     }
   }
+  if (!a.control_image.empty()) {
+    cp.control_image = read_image(a.control_image);
+    inputs["control_image"] = {{"file", a.control_image}, {"sha256", sha256_hex(a.control_image)}};
+    cp.controlnet_conditioning_scale = a.control_scale;
+    // The ControlNet pipelines resize every input to the output size: by default the init image's
+    // (ControlNet inpainting) or the control image's, rounded down to multiples of 16.
+    const Image& sized = cp.image ? *cp.image : *cp.control_image;
+    if (!a.given.count("--width") && !a.size_from_png) a.width = std::max(16, sized.width / 16 * 16);
+    if (!a.given.count("--height") && !a.size_from_png) a.height = std::max(16, sized.height / 16 * 16);
+    cp.width = a.width;
+    cp.height = a.height;
+  }
   cp.num_inference_steps = a.steps;
   cp.guidance_scale = float(a.guidance);
   cp.cfg_normalization = a.cfg_normalization;
@@ -462,7 +492,7 @@ int run_generate(GenerateArgs a) {
   const bool noise_slice = a.noise_batch_size > 1 || a.noise_index > 0;
   // An edit's noise follows the image's latent sample in the generator's stream, so image i of a
   // batch drawn from one seed is regenerated by running that batch (same prompt) and keeping image i.
-  const bool edit_batch = noise_slice && cp.image.has_value();
+  const bool edit_batch = noise_slice && cp.image.has_value() && !cp.control_image;
   if (edit_batch && a.noise_batch_size > 64)
     fail("[from-png] ", a.from_png, " is image ", a.noise_index, " of an img2img batch of ", a.noise_batch_size,
          " drawn from one seed; regenerating it would run the whole batch (at most 64): give --seed");
@@ -539,7 +569,7 @@ int run_generate(GenerateArgs a) {
     ip.height = a.height;
     ip.model = model;
     ip.extra = {{"Schedule type", "Flow match"}};
-    if (cp.image) {
+    if (cp.image && !cp.control_image) {
       char buf[32];  // shortest text that reads back as the same double ("0.6")
       auto r = std::to_chars(buf, buf + sizeof buf, edit_strength);
       ip.extra.push_back({"Denoising strength", std::string(buf, r.ptr)});
@@ -573,10 +603,12 @@ int run_generate(GenerateArgs a) {
                    {"model", a.model},
                    {"generator", "torch.Generator(\"cpu\")"},
                    {"version", std::string("zimage.cpp ") + ZIMAGE_VERSION}};
-    if (cp.image) {
-      meta.zimage["strength"] = edit_strength;
-      for (auto& [k, v] : inputs.items()) meta.zimage[k] = v;
+    if (cp.image && !cp.control_image) meta.zimage["strength"] = edit_strength;
+    if (cp.control_image) {
+      meta.zimage["controlnet"] = a.controlnet;
+      meta.zimage["controlnet_conditioning_scale"] = a.control_scale.value_or(0.75);
     }
+    for (auto& [k, v] : inputs.items()) meta.zimage[k] = v;
     if (!lora_meta.empty()) {
       nlohmann::json loras = nlohmann::json::array();
       for (size_t li = 0; li < lora_meta.size(); ++li)

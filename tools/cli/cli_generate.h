@@ -43,6 +43,10 @@ struct GenerateArgs {
   // img2img / inpainting: the init image, its mask, the strength (default 0.6, with a mask 1.0).
   std::string init_image, mask;
   std::optional<double> strength;
+  // ControlNet: the control image, the ControlNet folder, the conditioning scale (default 0.75).
+  std::string control_image, controlnet;
+  std::optional<double> control_scale;
+  bool size_from_png = false;  // --from-png set width and height
   std::set<std::string> given;  // options given on the command line (override --from-png)
   // Where the image's initial noise sits (from --from-png): slice noise_index of one
   // torch.randn([noise_batch_size, C, h, w]) draw from the seed (a batch generated from one seed).

@@ -17,6 +17,8 @@ Everything is deterministic: fixed seeds, 2 threads, deterministic algorithms.  
                pipeline_cases.json
 
     edit/, ref/<model>/edit_*          img2img / inpaint inputs and runs (edit_fixtures.py; --only edit)
+    controlnet/, ref/<model>/controlnet_*   tiny ControlNets, control images and ControlNet / ControlNet-inpaint
+                                       runs (controlnet_fixtures.py; --only controlnet)
 
 Usage: python make_fixtures.py [--out tests/fixtures] [--tokenizer-src DIR] [--only PART,...]
 """
@@ -1014,7 +1016,7 @@ def make_model(name, spec, tok, out_dir, only):
 # Main
 # --------------------------------------------------------------------------------------------
 
-ALL_PARTS = ["tokenizer", "scheduler", "randn", "models", "text_encoder", "transformer", "vae", "pipeline", "edit"]
+ALL_PARTS = ["tokenizer", "scheduler", "randn", "models", "text_encoder", "transformer", "vae", "pipeline", "edit", "controlnet"]
 
 
 def main():
@@ -1066,6 +1068,15 @@ def main():
             make_edit(name, os.path.join(out_dir, "models", name), os.path.join(ref_dir, name), out_dir,
                       DTYPES[MODELS[name]["run_dtype"]], log, save_tensors, write_json)
         if only == {"edit"}:  # `--only edit` adds its files and leaves every other file (MANIFEST.json too) alone
+            log(f"done in {time.time() - t0:.1f}s")
+            return
+
+    if "controlnet" in only:  # ControlNet / ControlNet inpaint (tools/reference/controlnet_fixtures.py)
+        from controlnet_fixtures import make_controlnet
+        for name in args.models.split(","):
+            make_controlnet(name, os.path.join(out_dir, "models", name), os.path.join(ref_dir, name), out_dir,
+                            DTYPES[MODELS[name]["run_dtype"]], log, save_tensors, write_json, reinit_)
+        if only == {"controlnet"}:  # `--only controlnet` adds its files and leaves every other file alone
             log(f"done in {time.time() - t0:.1f}s")
             return
 
