@@ -46,7 +46,7 @@ Tensor ZSingleStreamAttention::forward(const Tensor& x, const std::vector<int64_
     ops::round_to_bf16_(k);
   }
   const float scale = 1.f / std::sqrt(float(D));
-  Tensor o = Tensor::empty(DType::F32, {T, H, D});  // [T, H, D]
+  Tensor o = Tensor::empty(DType::F32, {T, H, D}, x.device());  // [T, H, D]
   int64_t off = 0;
   for (int64_t n : rows) {
     if (n > 0) {
@@ -54,7 +54,7 @@ Tensor ZSingleStreamAttention::forward(const Tensor& x, const std::vector<int64_
       // bf16: torch's CPU flash kernel rounds the probabilities to bf16 before the product with v.
       Tensor oi = bf ? ops::attention_torch_bf16(item(q), item(k), item(v), scale, /*causal=*/false)
                      : ops::attention(item(q), item(k), item(v), scale, /*causal=*/false);
-      std::memcpy(o.f32() + off * H * D, oi.f32(), size_t(n * H * D) * sizeof(float));
+      o.slice0(off, off + n).copy_from(oi);
     }
     off += n;
   }
@@ -65,18 +65,19 @@ Tensor ZSingleStreamAttention::forward(const Tensor& x, const std::vector<int64_
   return out;
 }
 
-BlockBuffers::Views BlockBuffers::for_tokens(int64_t T, int64_t dim, int64_t heads, int64_t hidden) {
-  if (T > rows_ || dim != dim_ || heads != heads_ || hidden != hidden_) {
-    rows_ = std::max(T, dim == dim_ && heads == heads_ && hidden == hidden_ ? rows_ : int64_t(0));
+BlockBuffers::Views BlockBuffers::for_tokens(int64_t T, int64_t dim, int64_t heads, int64_t hidden, Device device) {
+  const bool same = dim == dim_ && heads == heads_ && hidden == hidden_ && device == xb_.device();
+  if (T > rows_ || !same) {
+    rows_ = std::max(T, same ? rows_ : int64_t(0));
     dim_ = dim, heads_ = heads, hidden_ = hidden;
-    xb_ = Tensor::empty(DType::BF16, {rows_, dim});
-    proj_ = Tensor::empty(DType::F32, {rows_, dim});
-    q_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads});
-    k_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads});
-    v_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads});
-    a_ = Tensor::empty(DType::F32, {rows_, hidden});
-    b_ = Tensor::empty(DType::F32, {rows_, hidden});
-    h_ = Tensor::empty(DType::BF16, {rows_, hidden});
+    xb_ = Tensor::empty(DType::BF16, {rows_, dim}, device);
+    proj_ = Tensor::empty(DType::F32, {rows_, dim}, device);
+    q_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads}, device);
+    k_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads}, device);
+    v_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads}, device);
+    a_ = Tensor::empty(DType::F32, {rows_, hidden}, device);
+    b_ = Tensor::empty(DType::F32, {rows_, hidden}, device);
+    h_ = Tensor::empty(DType::BF16, {rows_, hidden}, device);
   }
   return {xb_.slice0(0, T), q_.slice0(0, T), k_.slice0(0, T), v_.slice0(0, T),
           proj_.slice0(0, T), a_.slice0(0, T), b_.slice0(0, T), h_.slice0(0, T)};

@@ -21,8 +21,8 @@ class BlockBuffers {
     Tensor a, b;     // [T, hidden] f32: w1 / w3 outputs
     Tensor h;        // [T, hidden] bf16: silu(a) * b
   };
-  // Views for T tokens; grows the buffers when T exceeds every earlier request.
-  Views for_tokens(int64_t T, int64_t dim, int64_t heads, int64_t hidden);
+  // Views for T tokens on `device`; grows the buffers when T exceeds every earlier request.
+  Views for_tokens(int64_t T, int64_t dim, int64_t heads, int64_t hidden, Device device = Device::CPU);
 
  private:
   int64_t rows_ = 0, dim_ = 0, heads_ = 0, hidden_ = 0;

@@ -19,9 +19,11 @@ Tensor FinalLayer::forward(const Tensor& x, const std::vector<int64_t>& rows, co
   Tensor s = c.clone();  // [B, adaln_dim]
   ops::silu_(s);
   if (bf) ops::round_to_bf16_(s);
-  Tensor scale = weights::linear(s, adaln_w_, &adaln_b_);  // [B, hidden]
+  // [B, hidden]; small: 1 + scale below runs on the host (no copy for CPU tensors).
+  Tensor scale = weights::linear(s, adaln_w_, &adaln_b_).to(Device::CPU);
   if (bf) ops::round_to_bf16_(scale);
   for (int64_t i = 0; i < scale.numel(); ++i) scale.f32()[i] = bf ? round_bf16(1.f + scale.f32()[i]) : 1.f + scale.f32()[i];
+  scale = scale.to(x.device());
   Tensor h = ops::layer_norm(x, Tensor(), Tensor(), 1e-6f);  // norm_final
   if (bf) ops::round_to_bf16_(h);
   h = ops::modulate(h, scale, rows, storage_);

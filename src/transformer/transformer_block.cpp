@@ -57,7 +57,7 @@ Tensor ZImageTransformerBlock::forward(Tensor x, const std::vector<int64_t>& row
   const int64_t D = dim_;
   auto norm = [&](const Tensor& t, const Tensor& w) { return ops::rms_norm_as(t, w, eps_, storage_); };
   if (!modulation_ && bf) {
-    BlockBuffers::Views buf = buffers.for_tokens(x.dim(0), D, heads_, hidden_);
+    BlockBuffers::Views buf = buffers.for_tokens(x.dim(0), D, heads_, hidden_, x.device());
     ops::rms_norm_modulate_bf16(x, attention_norm1_, Tensor(), rows, eps_, buf.xb);
     attention_.forward_bf16(buf, rows, rope);
     ops::rms_norm_gate_add_bf16_(x, Tensor(), buf.proj, attention_norm2_, rows, eps_);
@@ -76,23 +76,11 @@ Tensor ZImageTransformerBlock::forward(Tensor x, const std::vector<int64_t>& row
   ZI_ASSERT(adaln.defined() && adaln.ndim() == 2 && adaln.dim(0) == int64_t(rows.size()));
   Tensor mod = weights::linear(adaln, adaln_w_, &adaln_b_);  // [B, 4 * dim]
   if (bf) ops::round_to_bf16_(mod);
-  const int64_t B = adaln.dim(0);
   // chunk(4): scale_msa, gate_msa, scale_mlp, gate_mlp; gates through tanh, scales as 1 + scale.
-  Tensor scale_msa = Tensor::empty(DType::F32, {B, D}), gate_msa = Tensor::empty(DType::F32, {B, D});
-  Tensor scale_mlp = Tensor::empty(DType::F32, {B, D}), gate_mlp = Tensor::empty(DType::F32, {B, D});
-  auto st = [&](float v) { return bf ? round_bf16(v) : v; };
-  for (int64_t b = 0; b < B; ++b) {
-    const float* m = mod.f32() + b * 4 * D;
-    for (int64_t i = 0; i < D; ++i) {
-      scale_msa.f32()[b * D + i] = st(1.f + m[i]);
-      gate_msa.f32()[b * D + i] = st(std::tanh(m[D + i]));
-      scale_mlp.f32()[b * D + i] = st(1.f + m[2 * D + i]);
-      gate_mlp.f32()[b * D + i] = st(std::tanh(m[3 * D + i]));
-    }
-  }
+  const auto [scale_msa, gate_msa, scale_mlp, gate_mlp] = ops::adaln_chunks(mod, storage_);
   if (bf) {
     // Fused bf16 path: the same roundings as below, in fewer passes over planned buffers.
-    BlockBuffers::Views buf = buffers.for_tokens(x.dim(0), D, heads_, hidden_);
+    BlockBuffers::Views buf = buffers.for_tokens(x.dim(0), D, heads_, hidden_, x.device());
     ops::rms_norm_modulate_bf16(x, attention_norm1_, scale_msa, rows, eps_, buf.xb);
     attention_.forward_bf16(buf, rows, rope);
     ops::rms_norm_gate_add_bf16_(x, gate_msa, buf.proj, attention_norm2_, rows, eps_);

@@ -25,8 +25,11 @@ class ZImageTransformer2DModel {
   // (emulates a torch bf16 run: bf16 GEMM inputs, activations rounded where torch stores bf16
   // tensors). Quantized GGUF linear weights stay quantized in the mapping (ops/quantized.h).
   // `loras` are merged into the linear weights they name (weights/lora.h).
+  // `device`: where the weights live and forward() computes (inputs and results stay on the CPU);
+  // a device needs its backend registered (e.g. zimage::cuda::register_backend()).
   static ZImageTransformer2DModel load(const std::string& dir, DType compute, const std::string& weights_file = "",
-                                       const std::vector<weights::LoraSpec>& loras = {});
+                                       const std::vector<weights::LoraSpec>& loras = {},
+                                       Device device = Device::CPU);
   // Every tensor load() reads, with the shape the config implies (diffusers' state dict names).
   static std::vector<TensorSpec> expected_tensors(const ZImageTransformerConfig& c);
   // Opens the weights in `dir` and checks them against expected_tensors(c) from the safetensors
@@ -48,10 +51,12 @@ class ZImageTransformer2DModel {
 
   const ZImageTransformerConfig& config() const { return cfg_; }
   DType compute() const { return compute_; }
+  Device device() const { return device_; }
 
  private:
   ZImageTransformerConfig cfg_;
   DType compute_ = DType::F32;
+  Device device_ = Device::CPU;
   std::shared_ptr<WeightStore> store_;  // keeps the mapped weights alive
   std::map<std::string, weights::LinearWeight> x_embedder_w_;
   std::map<std::string, Tensor> x_embedder_b_;  // all_x_embedder["{p}-{f}"]

@@ -37,6 +37,11 @@ class Loader {
   // LoRA deltas merged into the linear weights they name (linear(), linear_weight()); the set
   // must outlive the loader. A quantized weight with a LoRA is an Error.
   void set_lora(const LoraSet* lora) { lora_ = lora; }
+  // The device every prepared tensor (linear, linear_weight, conv, f32, param) is copied to after
+  // its preparation on the CPU (default: the CPU, no copy). stored() stays a host view. Quantized
+  // weights stay on the CPU only: on another device they are an Error naming the tensor.
+  void set_device(Device device) { device_ = device; }
+  Device device() const { return device_; }
 
   // The tensor as stored (a view into the mapping), checked against `shape`.
   Tensor stored(const std::string& name, const Shape& shape) const;
@@ -58,6 +63,8 @@ class Loader {
   DType compute_;
   std::string component_;
   const LoraSet* lora_ = nullptr;
+  Device device_ = Device::CPU;
+  Tensor place(const Tensor& t) const;
 };
 
 }  // namespace zimage::weights
