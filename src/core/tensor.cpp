@@ -1,5 +1,7 @@
 #include "core/tensor.h"
 
+#include "core/device.h"
+
 #include <atomic>
 
 #include <cmath>
@@ -61,6 +63,73 @@ Tensor Tensor::empty(DType dt, Shape shape) {
   return t;
 }
 
+Tensor Tensor::empty(DType dt, Shape shape, Device device) {
+  if (device == Device::CPU) return empty(dt, std::move(shape));
+  const DeviceBackend& be = require_device_backend(device, "tensor", "allocating a tensor");
+  const int64_t n = shape_numel(shape);
+  if (uint64_t(n) > (uint64_t(1) << 40) / dtype_size(dt))
+    fail("[tensor] refusing to allocate ", shape_str(shape), " (", dtype_name(dt), ") on ", device_name(device),
+         ": too large");
+  Tensor t;
+  t.dtype_ = dt;
+  t.shape_ = std::move(shape);
+  t.device_ = device;
+  const size_t bytes = size_t(n) * dtype_size(dt);
+  if (bytes == 0) return t;  // defined() holds for numel() == 0
+  void* p = be.allocate(bytes);
+  auto release = be.release;
+  t.owner_ = std::shared_ptr<void>(p, [release, bytes](void* q) { release(q, bytes); });
+  t.data_ = p;
+  return t;
+}
+
+Tensor Tensor::zeros(DType dt, Shape shape, Device device) {
+  if (device == Device::CPU) return zeros(dt, std::move(shape));
+  Tensor t = empty(dt, std::move(shape), device);
+  if (t.nbytes()) device_backend(device)->zero(t.data_, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::from_storage(DType dt, Shape shape, Device device, void* data, std::shared_ptr<const void> owner) {
+  Tensor t;
+  t.dtype_ = dt;
+  shape_numel(shape);
+  t.shape_ = std::move(shape);
+  t.device_ = device;
+  t.owner_ = std::move(owner);
+  t.data_ = data;
+  return t;
+}
+
+void Tensor::host_access_error() const {
+  fail("[tensor] host access to a ", device_name(device_), " tensor ", shape_str(shape_), " (", dtype_name(dtype_),
+       "): copy it to the CPU first (to(Device::CPU)) or use an op");
+}
+
+Tensor Tensor::to(Device device) const {
+  if (device == device_) return *this;
+  Tensor t = empty(dtype_, shape_, device);
+  t.copy_from(*this);
+  return t;
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  if (src.dtype_ != dtype_ || src.numel() != numel())
+    fail("[tensor] copy_from: ", dtype_name(src.dtype_), " ", shape_str(src.shape_), " into ", dtype_name(dtype_), " ",
+         shape_str(shape_), " (dtype and element count must match)");
+  if (read_only_) fail("[tensor] copy_from: the destination ", shape_str(shape_), " is read-only");
+  const size_t n = nbytes();
+  if (n == 0 || data_ == src.data_) return;
+  if (device_ == Device::CPU && src.device_ == Device::CPU) {
+    std::memcpy(data_, src.data_, n);
+    return;
+  }
+  const Device d = device_ != Device::CPU ? device_ : src.device_;
+  if (device_ != Device::CPU && src.device_ != Device::CPU && device_ != src.device_)
+    fail("[tensor] copy_from: ", device_name(src.device_), " to ", device_name(device_), " needs a copy through the CPU");
+  require_device_backend(d, "tensor", "copy_from").copy(data_, device_, src.data_, src.device_, n);
+}
+
 Tensor Tensor::zeros(DType dt, Shape shape) {
   Tensor t = empty(dt, std::move(shape));
   std::memset(t.data_, 0, t.nbytes());
@@ -112,18 +181,20 @@ Tensor Tensor::slice0(int64_t begin, int64_t end) const {
 
 Tensor Tensor::to(DType dt) const {
   if (dt == dtype_) return *this;
+  check_host();
   Tensor t = empty(dt, shape_);
   convert(data_, dtype_, t.data_, dt, size_t(numel()));
   return t;
 }
 
 Tensor Tensor::clone() const {
-  Tensor t = empty(dtype_, shape_);
-  std::memcpy(t.data_, data_, nbytes());
+  Tensor t = empty(dtype_, shape_, device_);
+  t.copy_from(*this);
   return t;
 }
 
 std::vector<float> Tensor::to_vector() const {
+  if (device_ != Device::CPU) return to(Device::CPU).to_vector();
   std::vector<float> v(static_cast<size_t>(numel()));
   convert(data_, dtype_, v.data(), DType::F32, v.size());
   return v;

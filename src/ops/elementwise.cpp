@@ -2,10 +2,12 @@
 #include <cmath>
 
 #include "ops/ops.h"
+#include "ops/backend.h"
 
 namespace zimage::ops {
 
 void silu_(Tensor& x) {
+  ZI_DEVICE_OP(x, silu_, x);
   float* p = x.f32();
   const int64_t n = x.numel();
 #pragma omp parallel for schedule(static)
@@ -13,6 +15,7 @@ void silu_(Tensor& x) {
 }
 
 Tensor silu_mul(const Tensor& a, const Tensor& b) {
+  ZI_DEVICE_OP(a, silu_mul, a, b);
   if (a.shape() != b.shape()) fail("[silu_mul] shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " differ");
   Tensor y = Tensor::empty(DType::F32, a.shape());
   const float* ap = a.f32();
@@ -25,6 +28,7 @@ Tensor silu_mul(const Tensor& a, const Tensor& b) {
 }
 
 void add_(Tensor& x, const Tensor& y) {
+  ZI_DEVICE_OP(x, add_, x, y);
   if (x.numel() != y.numel()) fail("[add] shapes ", shape_str(x.shape()), " and ", shape_str(y.shape()), " differ");
   float* p = x.f32();
   const float* q = y.f32();
@@ -34,6 +38,7 @@ void add_(Tensor& x, const Tensor& y) {
 }
 
 void round_to_bf16_(Tensor& x) {
+  ZI_DEVICE_OP(x, round_to_bf16_, x);
   float* p = x.f32();
   const int64_t n = x.numel();
 #pragma omp parallel for simd schedule(static)
@@ -41,6 +46,7 @@ void round_to_bf16_(Tensor& x) {
 }
 
 void to_bf16_into(const Tensor& x, Tensor& out) {
+  ZI_DEVICE_OP(x, to_bf16_into, x, out);
   if (out.dtype() != DType::BF16 || out.numel() != x.numel() || out.read_only())
     fail("[to_bf16] output must be a writable bfloat16 tensor of ", x.numel(), " elements, got ",
          dtype_name(out.dtype()), " ", shape_str(out.shape()));

@@ -7,6 +7,7 @@
 #include "backend/cpu/kernels.h"
 #include "ops/attention_args.h"
 #include "ops/ops.h"
+#include "ops/backend.h"
 
 namespace zimage::ops {
 
@@ -53,6 +54,7 @@ void linear_impl(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias) {
+  ZI_DEVICE_OP(x, linear, x, w, bias);
   check_linear(x, w, bias);
   Shape out_shape = x.shape();
   out_shape.back() = w.dim(0);
@@ -62,6 +64,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias) {
 }
 
 void linear_into(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+  ZI_DEVICE_OP(x, linear_into, x, w, bias, y);
   const int64_t M = check_linear(x, w, bias);
   if (y.numel() != M * w.dim(0) || y.read_only())
     fail("[linear] output ", shape_str(y.shape()), " does not hold ", M, " x ", w.dim(0), " results");
@@ -72,6 +75,7 @@ void linear_into(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
                  const std::vector<int64_t>& key_valid) {
+  ZI_DEVICE_OP(q, attention, q, k, v, scale, causal, key_valid);
   check_attention_args("attention", q, k, v, key_valid);
   const int64_t B = q.dim(0), Sq = q.dim(1), Hq = q.dim(2), D = q.dim(3);
   const int64_t Sk = k.dim(1), Hkv = k.dim(2);

@@ -7,6 +7,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "ops/ops.h"
+#include "ops/backend.h"
 #include "ops/row_kernels.h"
 
 namespace zimage::ops {
@@ -55,6 +56,7 @@ void check_storage(const char* op, DType storage) {
 }  // namespace
 
 Tensor modulate(const Tensor& x, const Tensor& scale, const std::vector<int64_t>& rows, DType storage) {
+  ZI_DEVICE_OP(x, modulate, x, scale, rows, storage);
   check_storage("modulate", storage);
   if (x.ndim() != 2 || scale.ndim() != 2 || x.dim(1) != scale.dim(1))
     fail("[modulate] x ", shape_str(x.shape()), " and scale ", shape_str(scale.shape()), " disagree");
@@ -75,6 +77,7 @@ Tensor modulate(const Tensor& x, const Tensor& scale, const std::vector<int64_t>
 }
 
 void gate_add_(Tensor& x, const Tensor& gate, const Tensor& y, const std::vector<int64_t>& rows, DType storage) {
+  ZI_DEVICE_OP(x, gate_add_, x, gate, y, rows, storage);
   check_storage("gate_add", storage);
   if (x.ndim() != 2 || y.shape() != x.shape())
     fail("[gate_add] x ", shape_str(x.shape()), " and y ", shape_str(y.shape()), " disagree");
@@ -98,7 +101,34 @@ void gate_add_(Tensor& x, const Tensor& gate, const Tensor& y, const std::vector
   }
 }
 
+std::array<Tensor, 4> adaln_chunks(const Tensor& mod, DType storage) {
+  ZI_DEVICE_OP(mod, adaln_chunks, mod, storage);
+  check_storage("adaln_chunks", storage);
+  if (mod.ndim() != 2 || mod.dtype() != DType::F32 || mod.dim(1) % 4 != 0)
+    fail("[adaln_chunks] expected a float32 [B, 4 * N] tensor, got ", dtype_name(mod.dtype()), " ",
+         shape_str(mod.shape()));
+  const bool bf = storage == DType::BF16;
+  const int64_t B = mod.dim(0), N = mod.dim(1) / 4;
+  std::array<Tensor, 4> c;
+  for (auto& t : c) t = Tensor::empty(DType::F32, {B, N});
+  float* scale_msa = c[0].f32();
+  float* gate_msa = c[1].f32();
+  float* scale_mlp = c[2].f32();
+  float* gate_mlp = c[3].f32();
+  for (int64_t b = 0; b < B; ++b) {
+    const float* m = mod.f32() + b * 4 * N;
+    for (int64_t i = 0; i < N; ++i) {
+      scale_msa[b * N + i] = store(1.f + m[i], bf);
+      gate_msa[b * N + i] = store(std::tanh(m[N + i]), bf);
+      scale_mlp[b * N + i] = store(1.f + m[2 * N + i], bf);
+      gate_mlp[b * N + i] = store(std::tanh(m[3 * N + i]), bf);
+    }
+  }
+  return c;
+}
+
 Tensor silu_mul_as(const Tensor& a, const Tensor& b, DType storage) {
+  ZI_DEVICE_OP(a, silu_mul_as, a, b, storage);
   check_storage("silu_mul", storage);
   if (storage == DType::F32) return silu_mul(a, b);
   if (a.shape() != b.shape()) fail("[silu_mul] shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " differ");
@@ -114,6 +144,7 @@ Tensor silu_mul_as(const Tensor& a, const Tensor& b, DType storage) {
 }
 
 Tensor rms_norm_as(const Tensor& x, const Tensor& weight, float eps, DType storage) {
+  ZI_DEVICE_OP(x, rms_norm_as, x, weight, eps, storage);
   check_storage("rms_norm", storage);
   if (storage == DType::F32) return rms_norm(x, weight, eps);
   // torch (bf16 input, bf16 weight): bf16(x * rsqrt(mean(x^2) + eps)) * weight, rounded again.
@@ -175,6 +206,7 @@ std::vector<int32_t> row_items(const std::vector<int64_t>& off) {
 
 void rms_norm_modulate_bf16(const Tensor& x, const Tensor& weight, const Tensor& scale,
                             const std::vector<int64_t>& rows, float eps, Tensor& out) {
+  ZI_DEVICE_OP(x, rms_norm_modulate_bf16, x, weight, scale, rows, eps, out);
   const int64_t N = x.dim(-1), T = x.ndim() == 2 ? x.dim(0) : 0;
   check_rows_2d("rms_norm_modulate", x, N);
   if (out.dtype() != DType::BF16 || out.shape() != x.shape() || out.read_only())
@@ -206,6 +238,7 @@ void rms_norm_modulate_bf16(const Tensor& x, const Tensor& weight, const Tensor&
 
 void rms_norm_gate_add_bf16_(Tensor& x, const Tensor& gate, const Tensor& y, const Tensor& weight,
                              const std::vector<int64_t>& rows, float eps) {
+  ZI_DEVICE_OP(x, rms_norm_gate_add_bf16_, x, gate, y, weight, rows, eps);
   if (x.ndim() != 2 || x.dtype() != DType::F32 || x.read_only())
     fail("[rms_norm_gate_add] x must be a writable float32 [T, N] tensor, got ", dtype_name(x.dtype()), " ",
          shape_str(x.shape()));
@@ -239,6 +272,7 @@ void rms_norm_gate_add_bf16_(Tensor& x, const Tensor& gate, const Tensor& y, con
 }
 
 void head_norm_rope_bf16_(Tensor& x, const Tensor& weight, const Tensor& cs, float eps) {
+  ZI_DEVICE_OP(x, head_norm_rope_bf16_, x, weight, cs, eps);
   if (x.ndim() != 3 || x.dtype() != DType::F32 || x.read_only())
     fail("[head_norm_rope] x must be a writable float32 [T, H, D] tensor, got ", dtype_name(x.dtype()), " ",
          shape_str(x.shape()));
@@ -266,6 +300,7 @@ void head_norm_rope_bf16_(Tensor& x, const Tensor& weight, const Tensor& cs, flo
 }
 
 void silu_mul_bf16(const Tensor& a, const Tensor& b, Tensor& out) {
+  ZI_DEVICE_OP(a, silu_mul_bf16, a, b, out);
   auto ok = [](const Tensor& t) { return t.dtype() == DType::F32 || t.dtype() == DType::BF16; };
   if (!ok(a) || !ok(b) || a.shape() != b.shape() || out.dtype() != DType::BF16 || out.numel() != a.numel() ||
       out.read_only())

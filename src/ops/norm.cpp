@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "ops/ops.h"
+#include "ops/backend.h"
 #include "ops/row_kernels.h"
 
 namespace zimage::ops {
@@ -13,6 +14,7 @@ float detail::rms_inv(const float* x, int64_t n, float eps) {
 }
 
 Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
+  ZI_DEVICE_OP(x, rms_norm, x, weight, eps);
   if (x.dtype() != DType::F32) fail("[rms_norm] input must be float32, got ", dtype_name(x.dtype()));
   const int64_t dim = x.dim(-1), rows = dim ? x.numel() / dim : 0;
   std::vector<float> w;
@@ -37,6 +39,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
 }
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) {
+  ZI_DEVICE_OP(x, layer_norm, x, weight, bias, eps);
   if (x.dtype() != DType::F32) fail("[layer_norm] input must be float32, got ", dtype_name(x.dtype()));
   const int64_t dim = x.dim(-1), rows = dim ? x.numel() / dim : 0;
   std::vector<float> w, b;

@@ -1,7 +1,10 @@
 // Device-independent ops used by model code. Activations are float32 tensors; weights may be
-// float32, bfloat16 or float16 as stored. Today every op runs on the CPU backend
-// (src/backend/cpu); model code never names a device, an ISA or a library.
+// float32, bfloat16 or float16 as stored. An op runs where its first tensor argument lives: CPU
+// tensors on the CPU backend (src/backend/cpu), other devices through their backend's op table
+// (src/ops/backend.h; which ops a device has is listed there). Model code never names a device,
+// an ISA or a library.
 #pragma once
+#include <array>
 #include <vector>
 
 #include "core/tensor.h"
@@ -77,6 +80,11 @@ void gate_add_(Tensor& x, const Tensor& gate, const Tensor& y, const std::vector
 Tensor silu_mul_as(const Tensor& a, const Tensor& b, DType storage);  // bf16: vectorised exp (~1 ulp)
 // RMSNorm as torch computes it for `storage` tensors (bf16: bf16(bf16(x * rsqrt(mean(x^2)+eps)) * w)).
 Tensor rms_norm_as(const Tensor& x, const Tensor& weight, float eps, DType storage);
+
+// adaLN chunk(4) of a block's modulation output mod [B, 4 * N] f32: {scale_msa = 1 + c0,
+// gate_msa = tanh(c1), scale_mlp = 1 + c2, gate_mlp = tanh(c3)}, each [B, N] f32, each value
+// rounded to bf16 when storage is BF16.
+std::array<Tensor, 4> adaln_chunks(const Tensor& mod, DType storage);
 
 // Fused passes of the bf16 DiT block (each equals the composition of the ops above with
 // storage == BF16, bit for bit, in one pass over the data):

@@ -1,10 +1,12 @@
 #include "ops/ops.h"
+#include "ops/backend.h"
 
 namespace zimage::ops {
 
 // Follows transformers' apply_rotary_pos_emb: x * cos + rotate_half(x) * sin, where
 // rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2]).
 void rope_rotate_half_(Tensor& x, const Tensor& cos, const Tensor& sin, bool bf16_steps) {
+  ZI_DEVICE_OP(x, rope_rotate_half_, x, cos, sin, bf16_steps);
   if (x.dtype() != DType::F32 || (x.ndim() != 3 && x.ndim() != 4))
     fail("[rope] x must be a float32 [S, H, D] or [B, S, H, D] tensor, got ", dtype_name(x.dtype()), " ",
          shape_str(x.shape()));

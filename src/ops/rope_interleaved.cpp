@@ -1,6 +1,7 @@
 // Rotary position embedding on interleaved pairs (x[2i], x[2i+1]) as complex multiplication,
 // the form Z-Image uses (torch.view_as_complex(x.reshape(..., -1, 2)) * freqs_cis).
 #include "ops/ops.h"
+#include "ops/backend.h"
 #include "ops/row_kernels.h"
 
 namespace zimage::ops {
@@ -15,6 +16,7 @@ void detail::rope_pairs(float* v, const float* c, int64_t D) {
 }
 
 void rope_interleaved_(Tensor& x, const Tensor& cs) {
+  ZI_DEVICE_OP(x, rope_interleaved_, x, cs);
   if (x.ndim() != 3 || x.dtype() != DType::F32)
     fail("[rope_interleaved] x must be a float32 [T, H, D] tensor, got ", dtype_name(x.dtype()), " ",
          shape_str(x.shape()));

@@ -318,7 +318,8 @@ ZImagePipeline& ZImagePipeline::to(const std::string& device) {
     return *this;
   }
   if (device == "cuda" || device.rfind("cuda:", 0) == 0)
-    fail("[pipeline] device '", device, "': this build has no CUDA backend (configure with -DZIMAGE_CUDA=ON)");
+    fail("[pipeline] device '", device, "' is not available: the pipeline runs on the CPU (the CUDA backend, "
+         "-DZIMAGE_CUDA=ON, runs the transformer's ops but is not wired into the pipeline yet)");
   fail("[pipeline] unknown device '", device, "' (expected cpu or cuda)");
 }
 

@@ -25,19 +25,20 @@ ZSingleStreamAttention::ZSingleStreamAttention(const WeightLoader& w, const std:
   }
 }
 
-BlockBuffers::Views BlockBuffers::for_tokens(int64_t T, int64_t dim, int64_t heads, int64_t hidden, DType storage) {
-  const bool same = dim == dim_ && heads == heads_ && hidden == hidden_ && storage == storage_;
+BlockBuffers::Views BlockBuffers::for_tokens(int64_t T, int64_t dim, int64_t heads, int64_t hidden, DType storage,
+                                             Device device) {
+  const bool same = dim == dim_ && heads == heads_ && hidden == hidden_ && storage == storage_ && device == xb_.device();
   if (T > rows_ || !same) {
     rows_ = std::max(T, same ? rows_ : int64_t(0));
     dim_ = dim, heads_ = heads, hidden_ = hidden, storage_ = storage;
-    xb_ = Tensor::empty(storage, {rows_, dim});
-    proj_ = Tensor::empty(DType::F32, {rows_, dim});
-    q_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads});
-    k_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads});
-    v_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads});
-    a_ = Tensor::empty(DType::F32, {rows_, hidden});
-    b_ = Tensor::empty(DType::F32, {rows_, hidden});
-    h_ = Tensor::empty(storage, {rows_, hidden});
+    xb_ = Tensor::empty(storage, {rows_, dim}, device);
+    proj_ = Tensor::empty(DType::F32, {rows_, dim}, device);
+    q_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads}, device);
+    k_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads}, device);
+    v_ = Tensor::empty(DType::F32, {rows_, heads, dim / heads}, device);
+    a_ = Tensor::empty(DType::F32, {rows_, hidden}, device);
+    b_ = Tensor::empty(DType::F32, {rows_, hidden}, device);
+    h_ = Tensor::empty(storage, {rows_, hidden}, device);
   }
   return {xb_.slice0(0, T), q_.slice0(0, T), k_.slice0(0, T), v_.slice0(0, T),
           proj_.slice0(0, T), a_.slice0(0, T), b_.slice0(0, T), h_.slice0(0, T)};

@@ -22,8 +22,8 @@ class BlockBuffers {
     Tensor a, b;     // [T, hidden] f32: w1 / w3 outputs
     Tensor h;        // [T, hidden] storage: silu(a) * b
   };
-  // Views for T tokens; grows the buffers when T exceeds every earlier request.
-  Views for_tokens(int64_t T, int64_t dim, int64_t heads, int64_t hidden, DType storage);
+  // Views for T tokens on `device`; grows the buffers when T exceeds every earlier request.
+  Views for_tokens(int64_t T, int64_t dim, int64_t heads, int64_t hidden, DType storage, Device device = Device::CPU);
 
  private:
   int64_t rows_ = 0, dim_ = 0, heads_ = 0, hidden_ = 0;

@@ -18,9 +18,11 @@ Tensor FinalLayer::forward(ops::Precision p, const Tensor& x, const std::vector<
   Tensor s = c.clone();  // [B, adaln_dim]
   ops::silu_(s);
   ops::store_(p, s);
-  Tensor scale = weights::linear(s, adaln_w_, &adaln_b_);  // [B, hidden]
+  // [B, hidden]; small: 1 + scale below runs on the host (no copy for CPU tensors).
+  Tensor scale = weights::linear(s, adaln_w_, &adaln_b_).to(Device::CPU);
   ops::store_(p, scale);
   for (int64_t i = 0; i < scale.numel(); ++i) scale.f32()[i] = p.store(1.f + scale.f32()[i]);
+  scale = scale.to(x.device());
   Tensor h = ops::layer_norm(x, Tensor(), Tensor(), 1e-6f);  // norm_final
   ops::store_(p, h);
   h = ops::modulate(p, h, scale, rows);

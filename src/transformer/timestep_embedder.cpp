@@ -32,7 +32,7 @@ Tensor TimestepEmbedder::timestep_embedding(const std::vector<float>& t, int64_t
 }
 
 Tensor TimestepEmbedder::forward(ops::Precision p, const std::vector<float>& t) const {
-  Tensor x = timestep_embedding(t, freq_dim_);  // [B, 256]
+  Tensor x = timestep_embedding(t, freq_dim_).to(mlp0_b_.device());  // [B, 256], where the weights are
   ops::store_(p, x);  // t_freq.to(weight_dtype)
   Tensor h = weights::linear(x, mlp0_w_, &mlp0_b_);
   ops::store_(p, h);

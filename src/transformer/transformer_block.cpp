@@ -63,21 +63,10 @@ Tensor ZImageTransformerBlock::forward(ops::Precision p, Tensor x, const std::ve
     ZI_ASSERT(adaln.defined() && adaln.ndim() == 2 && adaln.dim(0) == int64_t(rows.size()));
     Tensor mod = weights::linear(adaln, adaln_w_, &adaln_b_);  // [B, 4 * dim]
     ops::store_(p, mod);
-    const int64_t B = adaln.dim(0);
     // chunk(4): scale_msa, gate_msa, scale_mlp, gate_mlp; gates through tanh, scales as 1 + scale.
-    scale_msa = Tensor::empty(DType::F32, {B, D}), gate_msa = Tensor::empty(DType::F32, {B, D});
-    scale_mlp = Tensor::empty(DType::F32, {B, D}), gate_mlp = Tensor::empty(DType::F32, {B, D});
-    for (int64_t b = 0; b < B; ++b) {
-      const float* m = mod.f32() + b * 4 * D;
-      for (int64_t i = 0; i < D; ++i) {
-        scale_msa.f32()[b * D + i] = p.store(1.f + m[i]);
-        gate_msa.f32()[b * D + i] = p.store(std::tanh(m[D + i]));
-        scale_mlp.f32()[b * D + i] = p.store(1.f + m[2 * D + i]);
-        gate_mlp.f32()[b * D + i] = p.store(std::tanh(m[3 * D + i]));
-      }
-    }
+    std::tie(scale_msa, gate_msa, scale_mlp, gate_mlp) = ops::adaln_chunks(mod, p.storage());
   }
-  BlockBuffers::Views buf = buffers.for_tokens(x.dim(0), D, heads_, hidden_, p.storage());
+  BlockBuffers::Views buf = buffers.for_tokens(x.dim(0), D, heads_, hidden_, p.storage(), x.device());
   // Attention block: x = x + gate_msa * attention_norm2(attention(attention_norm1(x) * scale_msa))
   ops::rms_norm_modulate(p, x, attention_norm1_, scale_msa, rows, eps_, buf.xb);
   attention_.forward(p, buf, rows, rope);

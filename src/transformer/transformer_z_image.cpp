@@ -24,7 +24,8 @@ using transformer::PosId;
 
 ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, DType compute,
                                                         const std::string& weights_file,
-                                                        const std::vector<weights::LoraSpec>& loras) {
+                                                        const std::vector<weights::LoraSpec>& loras,
+                                                        Device device) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[transformer] compute dtype ", dtype_name(compute), " is not supported (use float32 or bfloat16)");
   ZImageTransformer2DModel m;
@@ -33,7 +34,9 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
   m.prec_ = ops::Precision::of(compute, "transformer");
   m.store_ = std::make_shared<WeightStore>(open_weights(dir, m.cfg_, weights_file));
   const auto& c = m.cfg_;
+  m.device_ = device;
   transformer::WeightLoader w(*m.store_, compute, "transformer");
+  w.set_device(device);
   const weights::LoraSet lora = weights::LoraSet::load(loras, expected_tensors(c));
   if (!lora.empty()) w.set_lora(&lora);
   m.lora_slots_ = std::make_shared<weights::LoraSlots>();
@@ -180,13 +183,13 @@ int64_t padded(int64_t n) { return n + (-n % ZImageTransformerConfig::kSeqMultiO
 void copy_rows(Tensor& dst, int64_t dst_row, const Tensor& src, int64_t src_row, int64_t n) {
   const int64_t D = src.numel() / std::max<int64_t>(src.dim(0), 1);
   ZI_ASSERT(dst.numel() / std::max<int64_t>(dst.dim(0), 1) == D);
-  if (n > 0)
-    std::memcpy(dst.f32() + dst_row * D, src.f32() + src_row * D, size_t(n * D) * sizeof(float));
+  if (n > 0) dst.slice0(dst_row, dst_row + n).copy_from(src.slice0(src_row, src_row + n));
 }
 
 void fill_rows(Tensor& dst, int64_t row0, int64_t n, const std::vector<float>& value) {
-  const int64_t D = int64_t(value.size());
-  for (int64_t r = row0; r < row0 + n; ++r) std::memcpy(dst.f32() + r * D, value.data(), size_t(D) * sizeof(float));
+  if (n <= 0) return;
+  const Tensor row = Tensor::from_f32({1, int64_t(value.size())}, value).to(dst.device());
+  for (int64_t r = row0; r < row0 + n; ++r) dst.slice0(r, r + 1).copy_from(row);
 }
 
 }  // namespace
@@ -284,8 +287,8 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
         for (int64_t w = 0; w < g.w_tokens(); ++w) x_pos.push_back({f0 + f, h, w});
     for (int64_t j = x_len[size_t(i)]; j < x_pad_len[size_t(i)]; ++j) x_pos.push_back({0, 0, 0});
   }
-  const Tensor x_rope = (*rope_)(x_pos);      // [X, head_dim/2, 2]
-  const Tensor cap_rope = (*rope_)(cap_pos);  // [Cp, head_dim/2, 2]
+  const Tensor x_rope = (*rope_)(x_pos).to(device_);      // [X, head_dim/2, 2]
+  const Tensor cap_rope = (*rope_)(cap_pos).to(device_);  // [Cp, head_dim/2, 2]
 
   // X embed: patchify, all_x_embedder, pad rows := x_pad_token.
   const int64_t P = grids[0].patch_dim();
@@ -297,6 +300,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
       row += x_pad_len[size_t(i)];
     }
   }
+  patches = patches.to(device_);
   ops::store_(p, patches);  // latents.to(bfloat16)
   Tensor xt = weights::linear(patches, x_embedder_w_.at(key), &x_embedder_b_.at(key));  // [X, dim]
   ops::store_(p, xt);
@@ -385,7 +389,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
   if (cached) {
     ct = run.cap_out;
   } else {
-    ct = weights::linear(ops::rms_norm(p, capf, cap_norm_w_, float(c.norm_eps)), cap_linear_w_,
+    ct = weights::linear(ops::rms_norm(p, capf.to(device_), cap_norm_w_, float(c.norm_eps)), cap_linear_w_,
                      &cap_linear_b_);  // [Cp, dim]
     ops::store_(p, ct);
     {
@@ -407,11 +411,11 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
   }
 
   // Unified sequence per item: [image tokens (padded), caption tokens (padded)].
-  const int64_t U = X + Cp, R = x_rope.numel() / std::max<int64_t>(X, 1);
-  Tensor u_rope = Tensor::empty(DType::F32, {U, c.head_dim() / 2, 2});         // [U, head_dim/2, 2]
+  const int64_t U = X + Cp;
+  Tensor u_rope = Tensor::empty(DType::F32, {U, c.head_dim() / 2, 2}, device_);  // [U, head_dim/2, 2]
   std::vector<int64_t> u_len(static_cast<size_t>(B));
   auto unify = [&](const Tensor& image_rows) {  // [X, dim] image rows + the caption rows -> [U, dim]
-    Tensor out = Tensor::empty(DType::F32, {U, dim});
+    Tensor out = Tensor::empty(DType::F32, {U, dim}, device_);
     int64_t row = 0, xr = 0, cr = 0;
     for (int64_t i = 0; i < B; ++i) {
       const int64_t nx = x_pad_len[size_t(i)], nc = cap_pad_len[size_t(i)];
@@ -426,8 +430,8 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     int64_t row = 0, xr = 0, cr = 0;
     for (int64_t i = 0; i < B; ++i) {
       const int64_t nx = x_pad_len[size_t(i)], nc = cap_pad_len[size_t(i)];
-      std::memcpy(u_rope.f32() + row * R, x_rope.f32() + xr * R, size_t(nx * R) * sizeof(float));
-      std::memcpy(u_rope.f32() + (row + nx) * R, cap_rope.f32() + cr * R, size_t(nc * R) * sizeof(float));
+      copy_rows(u_rope, row, x_rope, xr, nx);
+      copy_rows(u_rope, row + nx, cap_rope, cr, nc);
       u_len[size_t(i)] = nx + nc;
       row += nx + nc, xr += nx, cr += nc;
     }
@@ -454,6 +458,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
 
   Tensor out = final_layer_.at(key).forward(p, u, u_len, adaln);  // [U, pH*pW*pF*C]
   debug("final_layer", out);
+  out = out.to(Device::CPU);
 
   // Unpatchify the first x_len rows of every item.
   std::vector<Tensor> result;

@@ -27,8 +27,11 @@ class ZImageTransformer2DModel {
   // tensors). Quantized GGUF linear weights stay quantized in the mapping (ops/quantized.h).
   // `loras` are merged into the dense linear weights they name and run as run-time branches on
   // quantized ones (weights/lora.h).
+  // `device`: where the weights live and forward() computes (inputs and results stay on the CPU);
+  // a device needs its backend registered (e.g. zimage::cuda::register_backend()).
   static ZImageTransformer2DModel load(const std::string& dir, DType compute, const std::string& weights_file = "",
-                                       const std::vector<weights::LoraSpec>& loras = {});
+                                       const std::vector<weights::LoraSpec>& loras = {},
+                                       Device device = Device::CPU);
   // Every tensor load() reads, with the shape the config implies (diffusers' state dict names).
   static std::vector<TensorSpec> expected_tensors(const ZImageTransformerConfig& c);
   // Opens the weights in `dir` and checks them against expected_tensors(c) from the safetensors
@@ -64,11 +67,13 @@ class ZImageTransformer2DModel {
   // the compute dtype; tests turn the fused passes off to compare with the plain composition.
   ops::Precision precision() const { return prec_; }
   void set_precision(ops::Precision p);
+  Device device() const { return device_; }
 
  private:
   ZImageTransformerConfig cfg_;
   DType compute_ = DType::F32;
   ops::Precision prec_;
+  Device device_ = Device::CPU;
   std::shared_ptr<WeightStore> store_;  // keeps the mapped weights alive
   std::map<std::string, weights::LinearWeight> x_embedder_w_;
   std::map<std::string, Tensor> x_embedder_b_;  // all_x_embedder["{p}-{f}"]

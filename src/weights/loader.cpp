@@ -12,9 +12,14 @@ Tensor Loader::linear(const std::string& name, int64_t out, int64_t in) const {
   if (lora_ && lora_->find(name)) {  // W + scale * alpha / rank * B @ A in float32, then the compute dtype
     Tensor w = stored(name, {out, in}).to(DType::F32).clone();
     lora_->merge_into(name, w);
-    return ops::prepare_weight(w, compute_);
+    return place(ops::prepare_weight(w, compute_));
   }
-  return ops::prepare_weight(stored(name, {out, in}), compute_);
+  return place(ops::prepare_weight(stored(name, {out, in}), compute_));
+}
+
+Tensor Loader::place(const Tensor& t) const {
+  if (device_ == Device::CPU) return t;
+  return with_component(component_.c_str(), [&] { return t.to(device_); });
 }
 
 LinearWeight Loader::linear_weight(const std::string& name, int64_t out, int64_t in) const {
@@ -35,6 +40,9 @@ LinearWeight Loader::linear_weight(const std::string& name, int64_t out, int64_t
            "): a LoRA cannot be merged into it (use a non-quantized file with --lora)");
     lora_->attach_to(name, *w.lora);
   }
+  if (device_ != Device::CPU)
+    fail("[", component_, "] ", name, " is quantized (", store_.info(name).dtype, "): only the CPU takes quantized weights, not ",
+         device_name(device_), " (use a non-quantized transformer file)");
   QuantizedTensor q = with_component(component_.c_str(), [&] { return store_.quantized(name, {out, in}); });
   auto m = std::make_shared<ops::QuantizedMatrix>();
   m->ggml_type = q.ggml_type;
@@ -64,17 +72,17 @@ void linear_into(const Tensor& x, const LinearWeight& w, const Tensor* bias, Ten
 }
 
 Tensor Loader::conv(const std::string& name, const Shape& shape) const {
-  return ops::prepare_conv_weight(stored(name, shape), compute_);
+  return place(ops::prepare_conv_weight(stored(name, shape), compute_));
 }
 
 Tensor Loader::f32(const std::string& name, const Shape& shape) const {
-  return stored(name, shape).to(DType::F32);
+  return place(stored(name, shape).to(DType::F32));
 }
 
 Tensor Loader::param(const std::string& name, const Shape& shape) const {
   Tensor t = stored(name, shape);
-  if (compute_ == DType::BF16) return t.to(DType::BF16).to(DType::F32);
-  return t.to(DType::F32).clone();
+  if (compute_ == DType::BF16) return place(t.to(DType::BF16).to(DType::F32));
+  return place(t.to(DType::F32).clone());
 }
 
 }  // namespace zimage::weights

@@ -43,6 +43,11 @@ class Loader {
   void set_lora(const LoraSet* lora) { lora_ = lora; }
   // Every linear_weight() gets a run-time LoRA slot, registered here by weight name.
   void set_lora_slots(LoraSlots* slots) { slots_ = slots; }
+  // The device every prepared tensor (linear, linear_weight, conv, f32, param) is copied to after
+  // its preparation on the CPU (default: the CPU, no copy). stored() stays a host view. Quantized
+  // weights stay on the CPU only: on another device they are an Error naming the tensor.
+  void set_device(Device device) { device_ = device; }
+  Device device() const { return device_; }
 
   // The tensor as stored (a view into the mapping), checked against `shape`.
   Tensor stored(const std::string& name, const Shape& shape) const;
@@ -66,6 +71,8 @@ class Loader {
   std::string component_;
   const LoraSet* lora_ = nullptr;
   LoraSlots* slots_ = nullptr;
+  Device device_ = Device::CPU;
+  Tensor place(const Tensor& t) const;
 };
 
 }  // namespace zimage::weights

@@ -1,17 +1,17 @@
-// Stage parity: the Z-Image transformer block composed from CUDA ops (backend/cuda/dit_block)
-// against the CPU block (transformer/transformer_block) with the tiny fixtures' real weights:
-// float32 model in float32 (rel L2 <= 1e-4), bf16 model in bf16 (<= 2e-2; the CPU emulates
-// torch's bf16 rounding step by step, the GPU stores bf16 once per op).
+// Stage parity: the transformer's own ZImageTransformerBlock (src/transformer, unchanged) run on
+// CUDA tensors through the op table (weights uploaded by the loader) against the same block on
+// the CPU, with the tiny fixtures' real weights: float32 model in float32 (rel L2 <= 1e-4), bf16
+// model in bf16 (<= 2e-2; same roundings as the CPU ops, other summation orders).
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <type_traits>
 
-#include "backend/cuda/dit_block.h"
+#include "backend/cuda/backend.h"
 #include "backend/cuda/ops.h"
 #include "cuda/cuda_test_util.h"
 #include "transformer/config.h"
 #include "transformer/transformer_block.h"
+#include "transformer/transformer_z_image.h"
 #include "transformer/weights.h"
 #include "util/test_util.h"
 
@@ -19,14 +19,6 @@ namespace zimage::cuda {
 namespace {
 
 using test::random_tensor;
-
-// The CPU block's forward gained a 5th parameter (bf16 activation buffers) while this test was
-// written; call whichever signature the block has, so the test builds against both.
-Tensor cpu_forward(const transformer::ZImageTransformerBlock& b, DType compute, const Tensor& x,
-                   const std::vector<int64_t>& rows, const Tensor& rope, const Tensor& adaln) {
-  transformer::BlockBuffers buf;
-  return b.forward(ops::Precision::of(compute, "test"), x.clone(), rows, rope, adaln, buf);
-}
 
 struct BlockCase {
   std::string model;   // tiny-fp32 / tiny-bf16
@@ -60,16 +52,20 @@ TEST_P(CudaBlock, MatchesCpuBlock) {
 
   const transformer::WeightLoader loader(store, compute, "transformer");
   const transformer::ZImageTransformerBlock cpu(loader, c.prefix, cfg, c.modulation);
-  const Tensor want = cpu_forward(cpu, compute, x, c.rows, rope, c.modulation ? adaln : Tensor());
+  transformer::BlockBuffers cpu_buf;
+  const Tensor want = cpu.forward(ops::Precision::of(compute, "test"), x.clone(), c.rows, rope, c.modulation ? adaln : Tensor(), cpu_buf);
 
-  DitBlockDims d;
-  d.dim = cfg.dim, d.heads = cfg.n_heads, d.hidden = cfg.ffn_hidden_dim(), d.adaln_dim = cfg.adaln_dim();
-  d.eps = float(cfg.norm_eps), d.modulation = c.modulation;
-  const DitBlock gpu(store, c.prefix, d, compute);
-  const DeviceTensor got = gpu.forward(DeviceTensor::upload(x, compute), c.rows, DeviceTensor::upload(rope),
-                                       DeviceTensor::upload(adaln, compute));
-  EXPECT_EQ(got.dtype(), compute);
-  EXPECT_LE(test::rel_err(got, want), test::tol_for(compute)) << c.model << " " << c.prefix;
+  register_backend();
+  transformer::WeightLoader gpu_loader(store, compute, "transformer");
+  gpu_loader.set_device(Device::CUDA);
+  const transformer::ZImageTransformerBlock gpu(gpu_loader, c.prefix, cfg, c.modulation);
+  transformer::BlockBuffers gpu_buf;
+  const Tensor got = gpu.forward(ops::Precision::of(compute, "test"), x.to(Device::CUDA), c.rows, rope.to(Device::CUDA),
+                                 c.modulation ? adaln.to(Device::CUDA) : Tensor(), gpu_buf);
+  ASSERT_EQ(got.device(), Device::CUDA);
+  EXPECT_EQ(got.dtype(), DType::F32);
+  const Tensor host = got.to(Device::CPU);
+  EXPECT_LE(rel_l2(host, want), test::tol_for(compute)) << c.model << " " << c.prefix;
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -80,6 +76,34 @@ INSTANTIATE_TEST_SUITE_P(
                       BlockCase{"tiny-bf16", "layers.0.", true, {40}}, BlockCase{"tiny-bf16", "layers.1.", true, {24, 40}},
                       BlockCase{"tiny-bf16", "context_refiner.0.", false, {20, 12}}),
     [](const auto& info) { return std::string(info.param.model == "tiny-bf16" ? "BF16_" : "F32_") + std::to_string(info.index); });
+
+// The whole tiny transformer loaded onto the GPU (ZImageTransformer2DModel::load(..., Device::CUDA))
+// against the CPU model: two items of different sizes, twice (the second run takes the cached
+// caption path).
+TEST(CudaTransformer, TinyForwardMatchesCpu) {
+  ZI_REQUIRE_GPU();
+  register_backend();
+  for (const char* model : {"tiny-fp32", "tiny-bf16"}) {
+    SCOPED_TRACE(model);
+    const std::string dir = zimage::test::fixture(std::string("models/") + model + "/transformer");
+    const DType compute = std::string(model) == "tiny-bf16" ? DType::BF16 : DType::F32;
+    const ZImageTransformer2DModel cpu = ZImageTransformer2DModel::load(dir, compute);
+    const ZImageTransformer2DModel gpu = ZImageTransformer2DModel::load(dir, compute, "", {}, Device::CUDA);
+    const int64_t C = cpu.config().in_channels, F = cpu.config().cap_feat_dim;
+    const std::vector<Tensor> x{random_tensor({C, 1, 8, 8}, 11), random_tensor({C, 1, 6, 4}, 12)};
+    const std::vector<Tensor> cap{random_tensor({7, F}, 13), random_tensor({12, F}, 14)};
+    const std::vector<float> t{0.3f, 0.7f};
+    const std::vector<Tensor> want = cpu.forward(x, t, cap);
+    for (int run = 0; run < 2; ++run) {
+      const std::vector<Tensor> got = gpu.forward(x, t, cap);
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i].device(), Device::CPU);
+        EXPECT_LE(rel_l2(got[i], want[i]), test::tol_for(compute)) << "item " << i << " run " << run;
+      }
+    }
+  }
+}
 
 }  // namespace
 }  // namespace zimage::cuda

@@ -11,15 +11,18 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/context.h"
 #include "backend/cuda/cuda_check.h"
-#include "backend/cuda/dit_block.h"
 #include "backend/cuda/attention_internal.h"
+#include "backend/cuda/backend.h"
 #include "backend/cuda/ops.h"
+#include "core/safetensors.h"
+#include "transformer/transformer_block.h"
 
 using namespace zimage;
 using namespace zimage::cuda;
@@ -41,6 +44,45 @@ DeviceTensor rand_dev(Shape s, DType dt, uint64_t seed, float scale = 1.f) {
     f = scale * (float(x >> 40) / float(1 << 24) * 2.f - 1.f);
   }
   return DeviceTensor::upload(Tensor::from_f32(std::move(s), v), dt);
+}
+
+Tensor rand_host(Shape s, uint64_t seed, float scale, DType dt) {
+  std::vector<float> v(size_t(shape_numel(s)));
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& f : v) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    f = scale * (float(x >> 40) / float(1 << 24) * 2.f - 1.f);
+  }
+  return Tensor::from_f32(std::move(s), v).to(dt);
+}
+
+// The transformer's own ZImageTransformerBlock at full size with random bf16 weights (scaled
+// like a trained layer, 1/sqrt(fan_in)), written to a temporary safetensors file and uploaded by
+// the loader: the model code the pipeline runs, on CUDA tensors through the op table.
+transformer::ZImageTransformerBlock random_block(const ZImageTransformerConfig& cfg, const std::string& path) {
+  const int64_t D = cfg.dim, F = cfg.ffn_hidden_dim(), A = cfg.adaln_dim(), hd = cfg.head_dim();
+  std::map<std::string, Tensor> w;
+  auto lin = [&](const std::string& n, int64_t out, int64_t in, uint64_t seed) {
+    w[n] = rand_host({out, in}, seed, 1.f / std::sqrt(float(in)), DType::BF16);
+  };
+  lin("b.attention.to_q.weight", D, D, 11);
+  lin("b.attention.to_k.weight", D, D, 12);
+  lin("b.attention.to_v.weight", D, D, 13);
+  lin("b.attention.to_out.0.weight", D, D, 14);
+  lin("b.feed_forward.w1.weight", F, D, 15);
+  lin("b.feed_forward.w3.weight", F, D, 16);
+  lin("b.feed_forward.w2.weight", D, F, 17);
+  lin("b.adaLN_modulation.0.weight", 4 * D, A, 18);
+  w["b.adaLN_modulation.0.bias"] = rand_host({4 * D}, 19, 0.1f, DType::BF16);
+  for (const char* n : {"b.attention.norm_q.weight", "b.attention.norm_k.weight"})
+    w[n] = rand_host({hd}, 20, 0.1f, DType::BF16);
+  for (const char* n : {"b.attention_norm1.weight", "b.attention_norm2.weight", "b.ffn_norm1.weight", "b.ffn_norm2.weight"})
+    w[n] = rand_host({D}, 21, 0.1f, DType::BF16);
+  save_safetensors(path, w);
+  const WeightStore store = WeightStore::open_file(path);
+  transformer::WeightLoader loader(store, DType::BF16, "transformer");
+  loader.set_device(Device::CUDA);
+  return transformer::ZImageTransformerBlock(loader, "b.", cfg, /*modulation=*/true);
 }
 
 // Median milliseconds of fn over `reps` timed runs after `warm` untimed ones.
@@ -118,14 +160,17 @@ int main(int argc, char** argv) {
     set_flash_use_ldmatrix(true);
     bench_attention(1024, 4, AttentionBackend::Native, "native", 3);
 
-    DitBlockDims d;
-    d.dim = dim, d.heads = heads, d.hidden = hidden, d.adaln_dim = 256;
-    const DitBlock block = DitBlock::random(d, DType::BF16, 7);
-    const DeviceTensor x = rand_dev({T, dim}, DType::BF16, 8);
-    const DeviceTensor adaln = rand_dev({1, 256}, DType::BF16, 9);
-    const DeviceTensor rope = rand_dev({T, 64, 2}, DType::F32, 10);
+    register_backend();
+    ZImageTransformerConfig cfg;  // Z-Image-Turbo: dim 3840, 30 heads, FFN 10240
+    const std::string wpath = "/tmp/zimage_cuda_bench_block.safetensors";
+    const transformer::ZImageTransformerBlock block = random_block(cfg, wpath);
+    std::remove(wpath.c_str());
+    const Tensor x = rand_host({T, dim}, 8, 1.f, DType::BF16).to(DType::F32).to(Device::CUDA);
+    const Tensor adaln = rand_host({1, 256}, 9, 1.f, DType::BF16).to(DType::F32).to(Device::CUDA);
+    const Tensor rope = rand_host({T, 64, 2}, 10, 1.f, DType::F32).to(Device::CUDA);
+    transformer::BlockBuffers buf;
     const double block_flops = 2.0 * double(T) * (4.0 * dim * dim + 3.0 * dim * hidden) + 4.0 * double(T) * T * 128 * heads;
-    const double block_ms = time_ms([&] { block.forward(x, {T}, rope, adaln); }, 2, quick ? 3 : 10);
+    const double block_ms = time_ms([&] { block.forward(x.clone(), {T}, rope, adaln, buf); }, 2, quick ? 3 : 10);
     report("DiT block (bf16) T=" + std::to_string(T), block_ms, block_flops);
     // 30 main layers over T tokens; 2 noise-refiner layers over the image tokens and 2 context-
     // refiner layers over the text tokens cost about 2 + 2 * txt/T block-equivalents.

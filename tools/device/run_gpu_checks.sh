@@ -72,17 +72,21 @@ if [ -z "$TEST_BIN" ]; then
 fi
 
 if [ -n "$TEST_BIN" ]; then
-  # 3. Parity tests (every CUDA op and stage against the CPU); ZIMAGE_CUDA_SYNC=1 makes an
-  #    asynchronous fault point at its own launch.
+  # 3. Parity tests (every CUDA kernel, every op of the op table through ops::, the transformer's
+  #    block and the whole tiny transformer forward on CUDA against the CPU); ZIMAGE_CUDA_SYNC=1
+  #    makes an asynchronous fault point at its own launch.
   ZIMAGE_CUDA_SYNC=1 timeout 240 "$TEST_BIN" --gtest_color=no >"$OUT/test_cuda.log" 2>&1
   rc=$?
   log "test_cuda rc=$rc: $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \] [0-9]' "$OUT/test_cuda.log" | tr '\n' ' ')"
   grep -E '^\[  FAILED  \]|Failure|rel_err|Which is' "$OUT/test_cuda.log" | head -30 | tee -a "$OUT/summary.txt"
+  for suite in CudaOps CudaBlock CudaTransformer; do  # the op table and the model code on CUDA
+    log "$suite: $(grep -cE "^\[       OK \] ([A-Za-z]+/)?$suite\." "$OUT/test_cuda.log") ok, $(grep -cE "^\[  FAILED  \] ([A-Za-z]+/)?$suite\." "$OUT/test_cuda.log") failed"
+  done
 
   # 4. Memory checker on the kernels and attention (out-of-bounds, misaligned accesses).
   if command -v compute-sanitizer >/dev/null; then
     timeout 120 compute-sanitizer --tool memcheck --print-limit 20 "$TEST_BIN" --gtest_color=no \
-      --gtest_filter='*Kernels*:*Attention*:-*LongSequence*' >"$OUT/memcheck.log" 2>&1
+      --gtest_filter='*Kernels*:*Attention*:CudaOps.*:CudaTransformer.*:-*LongSequence*' >"$OUT/memcheck.log" 2>&1
     log "memcheck rc=$?: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
   fi
 

@@ -8,12 +8,6 @@
 
 namespace zimage::cuda {
 
-struct DeviceTensor::Block {
-  void* p = nullptr;
-  size_t bytes = 0;
-  ~Block() { CachingAllocator::instance().release(p, bytes); }
-};
-
 DeviceTensor DeviceTensor::empty(DType dt, Shape shape, const char* component) {
   DeviceTensor t;
   t.dtype_ = dt;
@@ -22,12 +16,30 @@ DeviceTensor DeviceTensor::empty(DType dt, Shape shape, const char* component) {
   const size_t bytes = t.nbytes();
   if (bytes == 0) return t;
   ctx();  // the device must exist before the first allocation
-  t.block_ = std::make_shared<Block>();
-  t.block_->p = CachingAllocator::instance().allocate(bytes, component);
-  t.block_->bytes = bytes;
-  t.ptr_ = t.block_->p;
+  void* p = CachingAllocator::instance().allocate(bytes, component);
+  t.owner_ = std::shared_ptr<void>(p, [bytes](void* q) { CachingAllocator::instance().release(q, bytes); });
+  t.ptr_ = p;
   return t;
 }
+
+DeviceTensor DeviceTensor::wrap(DType dt, Shape shape, void* data, std::shared_ptr<const void> owner) {
+  DeviceTensor t;
+  t.dtype_ = dt;
+  shape_numel(shape);
+  t.shape_ = std::move(shape);
+  t.ptr_ = data;
+  t.owner_ = std::move(owner);
+  return t;
+}
+
+DeviceTensor DeviceTensor::of(const Tensor& t) {
+  if (t.defined() && t.numel() > 0 && t.device() != Device::CUDA)
+    fail("[cuda] expected a cuda tensor, got a ", device_name(t.device()), " tensor ", shape_str(t.shape()));
+  if (!t.defined()) return DeviceTensor();
+  return wrap(t.dtype(), t.shape(), t.storage(), t.storage_owner());
+}
+
+Tensor DeviceTensor::tensor() const { return Tensor::from_storage(dtype_, shape_, Device::CUDA, ptr_, owner_); }
 
 DeviceTensor DeviceTensor::zeros(DType dt, Shape shape, const char* component) {
   DeviceTensor t = empty(dt, std::move(shape), component);

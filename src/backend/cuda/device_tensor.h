@@ -20,8 +20,13 @@ class DeviceTensor {
   static DeviceTensor upload(const Tensor& t, const char* component = "cuda") { return upload(t, t.dtype(), component); }
   // Copies to a new host tensor of dtype `as`. Waits for all queued work on the stream.
   Tensor download(DType as = DType::F32) const;
+  // The same memory seen as the other type (no copy): a zimage::Tensor on Device::CUDA (what the
+  // op table takes and returns) and back. `owner` keeps the memory alive.
+  static DeviceTensor wrap(DType dt, Shape shape, void* data, std::shared_ptr<const void> owner);
+  static DeviceTensor of(const Tensor& t);  // t must be a CUDA tensor (or undefined)
+  Tensor tensor() const;                    // Device::CUDA
 
-  bool defined() const { return block_ != nullptr || numel() == 0; }
+  bool defined() const { return ptr_ != nullptr || numel() == 0; }
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }
   int ndim() const { return int(shape_.size()); }
@@ -39,10 +44,9 @@ class DeviceTensor {
   DeviceTensor slice0(int64_t begin, int64_t end) const;  // rows [begin, end) of dim 0
 
  private:
-  struct Block;
   DType dtype_ = DType::F32;
   Shape shape_;
-  std::shared_ptr<Block> block_;
+  std::shared_ptr<const void> owner_;
   void* ptr_ = nullptr;
 };
 
