@@ -243,10 +243,52 @@ def torch_env(threads):
     return env
 
 
-def zimage_env(threads):
+def zimage_env(threads, extra=None):
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(threads)
+    env.update(extra or {})
     return env
+
+
+def parse_variant(text):
+    """--variant LABEL=BUILD_DIR[:KEY=VALUE...]: another zimage build (or the same one under other
+    environment variables, e.g. ZIMAGE_CPU=avx2) as an extra column."""
+    label, sep, rest = text.partition("=")
+    if not sep or not label or not rest or not re.fullmatch(r"[A-Za-z0-9_.+-]+", label):
+        raise argparse.ArgumentTypeError(f"--variant '{text}': expected LABEL=BUILD_DIR[:KEY=VALUE...]")
+    parts = rest.split(":")
+    env = {}
+    for kv in parts[1:]:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            raise argparse.ArgumentTypeError(f"--variant '{text}': '{kv}' is not KEY=VALUE")
+        env[k] = v
+    build = os.path.abspath(parts[0])
+    if not os.path.isdir(build):
+        raise argparse.ArgumentTypeError(f"--variant '{text}': {build} is not a folder")
+    return dict(label=label, build_dir=build, env=env, zimage_bin=os.path.join(build, "zimage"))
+
+
+def kernel_level(build_dir, extra_env=None):
+    """The CPU kernel level a build takes here (under ZIMAGE_CPU of the environment), as its
+    bench_gemm --kernel-level reports it; builds before the kernel table cannot say."""
+    exe = os.path.join(build_dir, "tools", "bench", "bench_gemm")
+    if not os.path.exists(exe):
+        return f"unknown (no {exe})"
+    try:
+        r = subprocess.run([exe, "--kernel-level"], capture_output=True, text=True, timeout=60,
+                           env=zimage_env(1, extra_env))
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unknown ({e})"
+    if r.returncode != 0:
+        err = r.stderr.strip().splitlines()
+        if err and "usage:" in err[0]:
+            return "n/a (build without the kernel table)"
+        return f"error: {err[0] if err else r.returncode}"
+    try:
+        return json.loads(r.stdout)["cpu_kernel_level"]
+    except (ValueError, KeyError):
+        return "unknown"
 
 
 def run_torch(args, mode, **kw):
@@ -364,15 +406,17 @@ def tool(args, name):
     return path
 
 
-def run_zimage_cli(args, width, height, dtype, vae_dtype, low_memory, outdir):
+def run_zimage_cli(args, width, height, dtype, vae_dtype, low_memory, outdir, variant=None):
     names = {"bf16": "bfloat16", "f32": "float32"}
-    out_png = os.path.join(outdir, f"zimage_{width}x{height}_{dtype}{'_lowmem' if low_memory else ''}.png")
-    cmd = [args.zimage_bin, "generate", "-m", args.model, "-p", args.prompt, "-W", str(width), "-H", str(height),
+    tag = f"_{variant['label']}" if variant else ""
+    out_png = os.path.join(outdir, f"zimage{tag}_{width}x{height}_{dtype}{'_lowmem' if low_memory else ''}.png")
+    cmd = [variant["zimage_bin"] if variant else args.zimage_bin, "generate", "-m", args.model, "-p", args.prompt, "-W", str(width), "-H", str(height),
            "-s", str(args.steps), "-g", str(args.guidance), "--seed", str(args.seed), "--dtype", names[dtype],
            "--vae-dtype", names[vae_dtype], "-t", str(args.threads), "-o", out_png, "--overwrite"]
     if low_memory:
         cmd.append("--low-memory")
-    r = run_measured(cmd, env=zimage_env(args.threads), label=f"zimage generate{' --low-memory' if low_memory else ''}")
+    r = run_measured(cmd, env=zimage_env(args.threads, variant and variant["env"]),
+                     label=f"zimage{' ' + variant['label'] if variant else ''} generate{' --low-memory' if low_memory else ''}")
     m = TIME_RE.search(r.stderr)
     if not m:
         raise SystemExit(f"[bench] no 'time:' line in zimage's stderr:\n{r.stderr[-3000:]}")
@@ -435,11 +479,14 @@ def environment(args):
             return subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True).stdout.strip()
         except OSError:
             return ""
-    cpu = ""
+    cpu, flags = "", set()
     try:
         for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
+            if line.startswith("model name") and not cpu:
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            if cpu and flags:
                 break
     except OSError:
         pass
@@ -447,17 +494,38 @@ def environment(args):
     commit = args.commit or (git("rev-parse", "--short=12", "HEAD") + ("-dirty" if dirty else "")) or "unknown"
     return dict(commit=commit,
                 date=datetime.datetime.now().isoformat(timespec="seconds"), cpu=cpu, cores=os.cpu_count(),
+                cpu_flags={f: f in flags for f in CPU_FLAGS}, zimage_cpu=os.environ.get("ZIMAGE_CPU", ""),
+                cpu_kernel_level=kernel_level(args.build_dir),
                 threads=args.threads, loadavg_start=os.getloadavg()[0], host=platform.node())
 
 
+# /proc/cpuinfo flags that decide which kernels run (src/backend/cpu/cpu_level.h).
+CPU_FLAGS = ["avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16", "avx512_vnni", "avx_vnni",
+             "amx_tile", "amx_bf16", "amx_int8"]
+
+
 def env_line(env):
-    return (f"commit {env['commit']}, {env['cpu']} ({env['cores']} cores), {env['threads']} threads, "
+    fl = env.get("cpu_flags", {})
+    have = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8") if fl.get(f)]
+    level = env.get("cpu_kernel_level", "unknown") + (f" (ZIMAGE_CPU={env['zimage_cpu']})" if env.get("zimage_cpu") else "")
+    return (f"commit {env['commit']}, {env['cpu']} ({env['cores']} cores; {' '.join(have) or 'no avx2'}"
+            f"{'' if fl.get('amx_tile') else ', no AMX'}), kernel level {level}, {env['threads']} threads, "
             f"load average {env['loadavg_start']:.1f} at start / {env.get('loadavg_end', float('nan')):.1f} at end, {env['date']}")
 
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks.
 # ---------------------------------------------------------------------------------------------
+def variant_levels(args):
+    """Kernel level of each zimage column: the main build under this environment, each variant
+    under its own."""
+    main = kernel_level(args.build_dir)
+    levels = {"zimage": main, "zimage_low_memory": main}
+    for v in args.variant:
+        levels["variant_" + v["label"]] = kernel_level(v["build_dir"], v["env"])
+    return levels
+
+
 def bench_pipeline(args, report, md):
     cfg = json.load(open(os.path.join(args.model, "transformer", "config.json")))
     vcfg = json.load(open(os.path.join(args.model, "vae", "config.json")))
@@ -466,6 +534,7 @@ def bench_pipeline(args, report, md):
     torch_gemm = run_torch_gemm(args, gemm) if gemm and not args.skip_torch else None
     report["gemm"] = gemm
     report["gemm_pytorch"] = torch_gemm
+    levels = variant_levels(args)
     outdir = args.out_dir or tempfile.mkdtemp(prefix="zimage-bench-")
     os.makedirs(outdir, exist_ok=True)
     if gemm:
@@ -488,6 +557,9 @@ def bench_pipeline(args, report, md):
                     sides.append(("zimage", lambda: run_zimage_cli(args, w, h, dtype, vae_dtype, False, outdir)))
                     if args.low_memory:
                         sides.append(("zimage_low_memory", lambda: run_zimage_cli(args, w, h, dtype, vae_dtype, True, outdir)))
+                    for v in args.variant:
+                        sides.append(("variant_" + v["label"],
+                                      lambda v=v: run_zimage_cli(args, w, h, dtype, vae_dtype, False, outdir, v)))
                 if not args.skip_torch:
                     png = os.path.join(outdir, f"pytorch_{w}x{h}_{dtype}.png")
                     sides.append(("pytorch", lambda: dict(run_torch(
@@ -514,18 +586,27 @@ def bench_pipeline(args, report, md):
             peak = max((g["gflops_best"] for g in (gemm or []) + (torch_gemm or []) if g["dtype"] == dtype),
                        default=None)
             res["gemm_peak_gflops"] = peak
-            cols = [c for c in ("zimage", "zimage_low_memory", "pytorch") if c in res]
+            vcols = ["variant_" + v["label"] for v in args.variant if "variant_" + v["label"] in res]
+            cols = [c for c in ("zimage", "zimage_low_memory", *vcols, "pytorch") if c in res]
             for c in cols:
                 r = res[c]
-                r["step_gflops"] = flops / r["steady_step_s"] / 1e9
-                r["pct_of_gemm_peak"] = 100 * r["step_gflops"] / peak if peak else None
+                # (a tiny model's step can print as 0.000 s)
+                r["step_gflops"] = flops / r["steady_step_s"] / 1e9 if r["steady_step_s"] > 0 else None
+                r["pct_of_gemm_peak"] = 100 * r["step_gflops"] / peak if peak and r["step_gflops"] else None
+            for c in cols:
+                if c != "pytorch":
+                    res[c]["kernel_level"] = levels[c]
             report["pipeline"][key] = res
-            names = {"zimage": "zimage", "zimage_low_memory": "zimage --low-memory", "pytorch": "PyTorch"}
+            names = {"zimage": "zimage", "zimage_low_memory": "zimage --low-memory", "pytorch": "PyTorch",
+                     **{"variant_" + v["label"]: v["label"] for v in args.variant}}
             header = ["", *[names[c] for c in cols]]
             z, t = res.get("zimage"), res.get("pytorch")
             if z and t:
                 header.append("zimage / PyTorch")
-            rows = []
+            if z:
+                header += [f"{names[c]} / zimage" for c in vcols]
+            rows = [["kernel level", *[res[c].get("kernel_level", "–") for c in cols]]
+                    + [None] * (len(header) - 1 - len(cols))]
             for label, k in [("load s", "load_s"), ("text encoding s", "text_encoder_s"),
                              ("first denoising step s", "first_step_s"), ("s / denoising step (steady)", "steady_step_s"),
                              ("VAE decode s", "vae_s"), ("end-to-end s (excl. load)", "total_s"),
@@ -534,6 +615,8 @@ def bench_pipeline(args, report, md):
                 row = [label] + [res[c].get(k) for c in cols]
                 if z and t:
                     row.append(x_ratio(ratio(z.get(k), t.get(k))) if k != "pct_of_gemm_peak" else None)
+                if z:
+                    row += [x_ratio(ratio(res[c].get(k), z.get(k))) if k != "pct_of_gemm_peak" else None for c in vcols]
                 rows.append(row)
             title = (f"{w}x{h}, {dtype} (VAE {vae_dtype}), {args.steps} steps, guidance {args.guidance}, seed {args.seed}, "
                      f"caption tokens {caps}, transformer {cfg['n_layers']}+{cfg['n_refiner_layers']}+{cfg['n_refiner_layers']} "
@@ -632,27 +715,46 @@ def bench_text_encoder(args, report, md):
 
 def bench_vae(args, report, md):
     dtypes = args.dtype
+    levels = variant_levels(args)
     for dtype in dtypes:
         for (w, h) in args.sizes:
-            res = {}
+            def zimage_vae(exe, extra_env, name):
+                r = run_measured([exe, os.path.join(args.model, "vae"), "--width", str(w), "--height", str(h), "--dtype",
+                                  dtype, "--threads", str(args.threads), "--reps", str(args.reps), "--tiling", "off"],
+                                 env=zimage_env(args.threads, extra_env), label=f"{name} bench_vae {w}x{h} {dtype}")
+                return dict(last_json(r.stdout), peak_rss_gb=r.peak_rss_gb)
+            sides = []
             if not args.skip_zimage:
-                r = run_measured([tool(args, "bench_vae"), os.path.join(args.model, "vae"), "--width", str(w), "--height",
-                                  str(h), "--dtype", dtype, "--threads", str(args.threads), "--reps", str(args.reps),
-                                  "--tiling", "off"], env=zimage_env(args.threads), label=f"zimage bench_vae {w}x{h} {dtype}")
-                res["zimage"] = dict(last_json(r.stdout), peak_rss_gb=r.peak_rss_gb)
+                sides.append(("zimage", lambda: zimage_vae(tool(args, "bench_vae"), None, "zimage")))
+                for var in args.variant:
+                    sides.append(("variant_" + var["label"], lambda var=var: zimage_vae(
+                        os.path.join(var["build_dir"], "tools", "bench", "bench_vae"), var["env"], "zimage " + var["label"])))
             if not args.skip_torch:
-                res["pytorch"] = run_torch(args, "vae", dtype=dtype, width=w, height=h, reps=args.reps)
-            for v in res.values():
-                v["steady_s"] = steady(v["seconds"])
-                v["first_s"] = v["seconds"][0]
+                sides.append(("pytorch", lambda: run_torch(args, "vae", dtype=dtype, width=w, height=h, reps=args.reps)))
+            runs = {}  # as in the pipeline mode: --repeat alternates the order, each timing is the minimum
+            for rep in range(args.repeat):
+                for name, fn in (sides if rep % 2 == 0 else sides[::-1]):
+                    load_before = os.getloadavg()[0]
+                    v = fn()
+                    v.update(loadavg_before=load_before, steady_s=steady(v["seconds"]), first_s=v["seconds"][0])
+                    runs.setdefault(name, []).append(v)
+            res = {name: best_of(rs) for name, rs in runs.items()}
+            for name in res:
+                if name != "pytorch":
+                    res[name]["kernel_level"] = levels[name]
             report["vae"][f"{w}x{h}_{dtype}"] = res
             z, t = res.get("zimage"), res.get("pytorch")
-            rows = []
+            vs = [(v["label"], res.get("variant_" + v["label"])) for v in args.variant if "variant_" + v["label"] in res]
+            rows = [["kernel level", z and z["kernel_level"], *[x["kernel_level"] for _, x in vs], None, None]
+                    + [None] * len(vs)]
             for label, k in [("load s", "load_s"), ("first decode s", "first_s"), ("decode s (median after first)", "steady_s"),
                              ("peak RSS GB", "peak_rss_gb")]:
-                rows.append([label, z and z[k], t and t[k], x_ratio(ratio(z and z[k], t and t[k]))])
-            md.append(f"VAE decode {w}x{h}, {dtype}, untiled, {args.reps} decodes\n\n"
-                      + md_table(["", "zimage", "diffusers", "zimage / diffusers"], rows))
+                rows.append([label, z and z[k], *[x[k] for _, x in vs], t and t[k], x_ratio(ratio(z and z[k], t and t[k]))]
+                            + [x_ratio(ratio(x[k], z and z[k])) for _, x in vs])
+            md.append(f"VAE decode {w}x{h}, {dtype}, untiled, {args.reps} decodes"
+                      + (f"; best of {args.repeat} runs per side" if args.repeat > 1 else "") + "\n\n"
+                      + md_table(["", "zimage", *[n for n, _ in vs], "diffusers", "zimage / diffusers",
+                                  *[f"{n} / zimage" for n, _ in vs]], rows))
 
 
 def parse_args(argv):
@@ -684,6 +786,10 @@ def parse_args(argv):
     ap.add_argument("--corpus", help="tokenizer corpus (default: license texts + diffusers sources, ~4 MB)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"), help="CMake build folder with the binaries")
     ap.add_argument("--zimage-bin", help="zimage CLI (default BUILD_DIR/zimage)")
+    ap.add_argument("--variant", action="append", default=[], type=parse_variant, metavar="LABEL=BUILD_DIR[:KEY=VALUE...]",
+                    help="another zimage build, or this one under environment variables (e.g. "
+                    "avx2=build:ZIMAGE_CPU=avx2), as an extra column beside 'zimage' (pipeline and --vae-only "
+                    "modes); repeatable; with --repeat the columns alternate with the others")
     ap.add_argument("--python", default="/work/venv-ref/bin/python", help="python with torch + diffusers + transformers")
     ap.add_argument("--out-dir", help="folder for the generated images (default: a temp folder)")
     ap.add_argument("--commit", help="commit to report (default: git HEAD of this checkout, -dirty if modified); "
@@ -704,6 +810,9 @@ def parse_args(argv):
     args.zimage_bin = args.zimage_bin or os.path.join(args.build_dir, "zimage")
     if args.steps < 1 or args.threads < 1 or args.repeat < 1:
         ap.error("--steps, --threads and --repeat must be >= 1")
+    labels = [v["label"] for v in args.variant]
+    if len(set(labels)) != len(labels):
+        ap.error(f"--variant labels must differ (got {labels})")
     if not os.path.isdir(args.model):
         ap.error(f"--model {args.model} is not a folder")
     if not args.skip_zimage and not args.text_encoder_only and not args.vae_only and not os.path.exists(args.zimage_bin):

@@ -4,6 +4,7 @@
 // tools/bench/bench.py compares a denoising step against.
 //
 //   bench_gemm [--threads N] [--min-seconds S] [--dtype bf16|f32|both] [--shape MxKxN ...] [--json]
+//   bench_gemm --kernel-level   (prints {"cpu_kernel_level": "..."}: the level ZIMAGE_CPU or the probe picks)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -66,6 +67,7 @@ Result run(const Shape3& s, DType wdt, double min_seconds) {
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: bench_gemm [--threads N] [--min-seconds S] [--dtype bf16|f32|both] [--shape MxKxN ...] [--json]\n"
+               "       bench_gemm --kernel-level\n"
                "default shapes: M in {1024, 4096}, K = 3840, N in {3840, 10240} (Z-Image attention / FFN linears)\n");
   std::exit(2);
 }
@@ -88,6 +90,15 @@ int main(int argc, char** argv) {
     else if (a == "--min-seconds") min_seconds = std::atof(next().c_str());
     else if (a == "--dtype") dtype = next();
     else if (a == "--json") json = true;
+    else if (a == "--kernel-level") {
+      try {
+        std::printf("{\"cpu_kernel_level\": \"%s\"}\n", ops::cpu_kernel_level());
+        return 0;
+      } catch (const Error& e) {
+        std::fprintf(stderr, "bench_gemm: error: %s\n", e.what());
+        return 1;
+      }
+    }
     else if (a == "--shape") {
       Shape3 s{};
       std::string v = next();
@@ -102,9 +113,10 @@ int main(int argc, char** argv) {
   if (dtype != "f32") dts.push_back(DType::BF16);
   if (dtype != "bf16") dts.push_back(DType::F32);
   try {
-    if (json) std::printf("{\"threads\": %d, \"results\": [\n", ops::num_threads());
-    else std::printf("threads %d\n%-6s %6s %6s %6s %10s %12s %12s %5s\n", ops::num_threads(), "dtype", "M", "K", "N",
-                     "ms(med)", "GFLOP/s(med)", "GFLOP/s(best)", "reps");
+    if (json) std::printf("{\"threads\": %d, \"cpu_kernel_level\": \"%s\", \"results\": [\n", ops::num_threads(),
+                          ops::cpu_kernel_level());
+    else std::printf("threads %d, CPU kernel level %s\n%-6s %6s %6s %6s %10s %12s %12s %5s\n", ops::num_threads(),
+                     ops::cpu_kernel_level(), "dtype", "M", "K", "N", "ms(med)", "GFLOP/s(med)", "GFLOP/s(best)", "reps");
     bool first = true;
     for (DType dt : dts)
       for (const Shape3& s : shapes) {
