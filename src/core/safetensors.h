@@ -29,6 +29,8 @@ class SafeTensorsFile {
   // A read-only view into the mapping (float dtypes only).
   Tensor get(const std::string& name) const;
   size_t file_size() const { return size_; }
+  // The mapping's owner (what views keep alive).
+  const std::shared_ptr<const void>& mapping() const { return map_; }
 
  private:
   std::string path_;
@@ -92,6 +94,8 @@ class WeightStore {
   size_t bytes_on_disk() const;
   int64_t num_params() const;
   const std::string& source() const { return source_; }
+  // The owner of the file mapping that holds tensor `name` (weights/prefetch.h watches it).
+  std::shared_ptr<const void> mapping(const std::string& name) const;
 
  private:
   std::string source_;

@@ -291,6 +291,28 @@ def kernel_level(build_dir, extra_env=None):
         return "unknown"
 
 
+def evict_model(args):
+    """Drops the model folder's weight files from the page cache (posix_fadvise DONTNEED after a
+    sync; no root needed, but pages another process maps stay): the next run reads them from disk.
+    Returns the bytes still cached (fincore), or None when fincore is missing."""
+    files = []
+    for d, _, fs in os.walk(args.model, followlinks=True):
+        files += [os.path.join(d, f) for f in sorted(fs) if f.endswith((".safetensors", ".gguf"))]
+    os.sync()
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    try:
+        r = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", *files], capture_output=True,
+                           text=True, timeout=60)
+        return sum(int(x) for x in r.stdout.split()) if r.returncode == 0 else None
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+
+
 def run_torch(args, mode, **kw):
     payload = dict(mode=mode, model=os.path.abspath(args.model), threads=args.threads, **kw)
     cmd = [args.python, "-c", TORCH_SCRIPT, json.dumps(payload)]
@@ -566,9 +588,12 @@ def bench_pipeline(args, report, md):
                         args, "pipeline", dtype=dtype, vae_dtype=vae_dtype, width=w, height=h, steps=args.steps,
                         guidance=args.guidance, seed=args.seed, prompt=args.prompt, output=png), output=png)))
                 for name, fn in (sides if rep % 2 == 0 else sides[::-1]):
+                    cached = evict_model(args) if args.evict else None
                     load_before = os.getloadavg()[0]
                     r = fn()
                     r["loadavg_before"] = load_before
+                    if args.evict:
+                        r["cached_bytes_before"] = cached
                     r["steady_step_s"] = steady(r["step_s"])
                     r["first_step_s"] = r["step_s"][0]
                     runs.setdefault(name, []).append(r)
@@ -622,7 +647,8 @@ def bench_pipeline(args, report, md):
                      f"caption tokens {caps}, transformer {cfg['n_layers']}+{cfg['n_refiner_layers']}+{cfg['n_refiner_layers']} "
                      f"layers dim {cfg['dim']}: {flops / 1e9:.0f} GFLOP/step"
                      + (f"; {dtype} GEMM peak {peak:.0f} GFLOP/s" if peak else "")
-                     + (f"; best of {args.repeat} runs per side" if args.repeat > 1 else ""))
+                     + (f"; best of {args.repeat} runs per side" if args.repeat > 1 else "")
+                     + ("; weights evicted from the page cache before each run" if args.evict else ""))
             if z and t:
                 res["pixel_diff"] = compare_images(args, z["output"], t["output"])
                 if res["pixel_diff"]:
@@ -781,6 +807,8 @@ def parse_args(argv):
     ap.add_argument("--low-memory", action="store_true", help="also run zimage with --low-memory (extra column)")
     ap.add_argument("--repeat", type=int, default=1, help="run each pipeline side N times, alternating the order, and "
                     "report the minimum of each timing (use 2-3 on a machine shared with other work)")
+    ap.add_argument("--evict", action="store_true", help="drop the model's weight files from the page cache before "
+                    "every pipeline run (cold start: the first step and text encoding read from disk)")
     ap.add_argument("--text-encoder-only", action="store_true", help="tokenizer throughput + text encoder time")
     ap.add_argument("--vae-only", action="store_true", help="VAE decode time on random latents")
     ap.add_argument("--corpus", help="tokenizer corpus (default: license texts + diffusers sources, ~4 MB)")
