@@ -502,6 +502,13 @@ DType WeightStore::stored_dtype() const {
   return DType::F32;
 }
 
+std::shared_ptr<const void> WeightStore::mapping(const std::string& name) const {
+  auto v = views_.find(name);
+  const std::string& stored = v == views_.end() ? name : v->second.from;
+  if (gguf_) return gguf_->owner();
+  return files_[where_.at(stored)]->mapping();
+}
+
 size_t WeightStore::bytes_on_disk() const {
   size_t s = gguf_ ? gguf_->file_size() : 0;
   for (auto& f : files_) s += f->file_size();

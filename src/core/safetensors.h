@@ -32,6 +32,8 @@ class SafeTensorsFile {
   const uint8_t* bytes(const std::string& name) const;
   const std::shared_ptr<const void>& owner() const { return map_; }
   size_t file_size() const { return size_; }
+  // The mapping's owner (what views keep alive).
+  const std::shared_ptr<const void>& mapping() const { return map_; }
 
  private:
   std::string path_;
@@ -110,6 +112,8 @@ class WeightStore {
   size_t bytes_on_disk() const;
   int64_t num_params() const;
   const std::string& source() const { return source_; }
+  // The owner of the file mapping that holds tensor `name` (weights/prefetch.h watches it).
+  std::shared_ptr<const void> mapping(const std::string& name) const;
 
  private:
   std::string source_;

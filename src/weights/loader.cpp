@@ -4,6 +4,19 @@
 
 namespace zimage::weights {
 
+Loader::~Loader() {
+  if (used_ && used_.use_count() == 1) prefetch::enqueue(component_, std::move(*used_));
+}
+
+void Loader::record(const std::string& name, const void* data, size_t bytes) const {
+  if (!used_ || bytes == 0) return;
+  try {
+    used_->push_back(prefetch::Range{store_.mapping(name), data, bytes});
+  } catch (...) {
+    // prefetch is an optimisation: a weight it does not know is read when the forward uses it
+  }
+}
+
 Tensor Loader::stored(const std::string& name, const Shape& shape) const {
   return with_component(component_.c_str(), [&] { return store_.get(name, shape); });
 }
@@ -14,7 +27,10 @@ Tensor Loader::linear(const std::string& name, int64_t out, int64_t in) const {
     lora_->merge_into(name, w);
     return place(ops::prepare_weight(w, compute_));
   }
-  return place(ops::prepare_weight(stored(name, {out, in}), compute_));
+  Tensor s = stored(name, {out, in});
+  Tensor w = ops::prepare_weight(s, compute_);
+  if (w.raw() == s.raw() && s.read_only()) record(name, s.raw(), s.nbytes());  // a view of the mapping
+  return place(w);
 }
 
 Tensor Loader::place(const Tensor& t) const {
@@ -53,6 +69,7 @@ LinearWeight Loader::linear_weight(const std::string& name, int64_t out, int64_t
   m->keepalive = q.keepalive;
   m->compute = compute_;
   m->scale = std::move(q.scale);
+  record(name, q.data, q.nbytes);
   w.quantized = std::move(m);
   return w;
 }
@@ -72,7 +89,10 @@ void linear_into(const Tensor& x, const LinearWeight& w, const Tensor* bias, Ten
 }
 
 Tensor Loader::conv(const std::string& name, const Shape& shape) const {
-  return place(ops::prepare_conv_weight(stored(name, shape), compute_));
+  Tensor s = stored(name, shape);
+  Tensor w = ops::prepare_conv_weight(s, compute_);
+  if (w.raw() == s.raw() && s.read_only()) record(name, s.raw(), s.nbytes());
+  return place(w);
 }
 
 Tensor Loader::f32(const std::string& name, const Shape& shape) const {

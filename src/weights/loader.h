@@ -3,12 +3,15 @@
 // name, shape-checked, with errors tagged "[component] ". The store stays memory-mapped; a tensor
 // is read (made resident) only when it is asked for.
 #pragma once
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "core/safetensors.h"
 #include "core/tensor.h"
 #include "ops/quantized.h"
 #include "weights/lora.h"
+#include "weights/prefetch.h"
 
 namespace zimage::weights {
 
@@ -29,8 +32,16 @@ class Loader {
  public:
   // `component` tags every error ("transformer" -> "[transformer] ..."); `compute` is the dtype
   // the kernels compute with (float32 or bfloat16).
+  // Throws when ZIMAGE_PREFETCH has a bad value (weights/prefetch.h).
   Loader(const WeightStore& store, DType compute, std::string component)
-      : store_(store), compute_(compute), component_(std::move(component)) {}
+      : store_(store), compute_(compute), component_(std::move(component)) {
+    if (prefetch::enabled()) used_ = std::make_shared<std::vector<prefetch::Range>>();
+  }
+  // The last copy hands the linear and conv weights it returned as views of the mapping, in the
+  // order it returned them, to the prefetch reader (weights/prefetch.h).
+  ~Loader();
+  Loader(const Loader&) = default;
+  Loader& operator=(const Loader&) = delete;
 
   const WeightStore& store() const { return store_; }
   DType compute() const { return compute_; }
@@ -73,6 +84,8 @@ class Loader {
   LoraSlots* slots_ = nullptr;
   Device device_ = Device::CPU;
   Tensor place(const Tensor& t) const;
+  std::shared_ptr<std::vector<prefetch::Range>> used_;  // null: prefetch off
+  void record(const std::string& name, const void* data, size_t bytes) const;
 };
 
 }  // namespace zimage::weights

@@ -256,10 +256,74 @@ def torch_env(threads):
     return env
 
 
-def zimage_env(threads):
+def zimage_env(threads, extra=None):
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(threads)
+    env.update(extra or {})
     return env
+
+
+def parse_variant(text):
+    """--variant LABEL=BUILD_DIR[:KEY=VALUE...]: another zimage build (or the same one under other
+    environment variables, e.g. ZIMAGE_CPU=avx2) as an extra column."""
+    label, sep, rest = text.partition("=")
+    if not sep or not label or not rest or not re.fullmatch(r"[A-Za-z0-9_.+-]+", label):
+        raise argparse.ArgumentTypeError(f"--variant '{text}': expected LABEL=BUILD_DIR[:KEY=VALUE...]")
+    parts = rest.split(":")
+    env = {}
+    for kv in parts[1:]:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            raise argparse.ArgumentTypeError(f"--variant '{text}': '{kv}' is not KEY=VALUE")
+        env[k] = v
+    build = os.path.abspath(parts[0])
+    if not os.path.isdir(build):
+        raise argparse.ArgumentTypeError(f"--variant '{text}': {build} is not a folder")
+    return dict(label=label, build_dir=build, env=env, zimage_bin=os.path.join(build, "zimage"))
+
+
+def kernel_level(build_dir, extra_env=None):
+    """The CPU kernel level a build takes here (under ZIMAGE_CPU of the environment), as its
+    bench_gemm --kernel-level reports it; builds before the kernel table cannot say."""
+    exe = os.path.join(build_dir, "tools", "bench", "bench_gemm")
+    if not os.path.exists(exe):
+        return f"unknown (no {exe})"
+    try:
+        r = subprocess.run([exe, "--kernel-level"], capture_output=True, text=True, timeout=60,
+                           env=zimage_env(1, extra_env))
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unknown ({e})"
+    if r.returncode != 0:
+        err = r.stderr.strip().splitlines()
+        if err and "usage:" in err[0]:
+            return "n/a (build without the kernel table)"
+        return f"error: {err[0] if err else r.returncode}"
+    try:
+        return json.loads(r.stdout)["cpu_kernel_level"]
+    except (ValueError, KeyError):
+        return "unknown"
+
+
+def evict_model(args):
+    """Drops the model folder's weight files from the page cache (posix_fadvise DONTNEED after a
+    sync; no root needed, but pages another process maps stay): the next run reads them from disk.
+    Returns the bytes still cached (fincore), or None when fincore is missing."""
+    files = []
+    for d, _, fs in os.walk(args.model, followlinks=True):
+        files += [os.path.join(d, f) for f in sorted(fs) if f.endswith((".safetensors", ".gguf"))]
+    os.sync()
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    try:
+        r = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", *files], capture_output=True,
+                           text=True, timeout=60)
+        return sum(int(x) for x in r.stdout.split()) if r.returncode == 0 else None
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
 
 
 def run_torch(args, mode, **kw):
@@ -378,11 +442,12 @@ def tool(args, name):
 
 
 def run_zimage_cli(args, width, height, dtype, vae_dtype, low_memory, outdir, extra=(), extra_env=None, tag="",
-                   control=None):
+                   control=None, variant=None):
     names = {"bf16": "bfloat16", "f32": "float32"}
-    out_png = os.path.join(outdir, f"zimage_{width}x{height}_{dtype}{'_lowmem' if low_memory else ''}{tag}"
+    vtag = f"_{variant['label']}" if variant else ""
+    out_png = os.path.join(outdir, f"zimage{vtag}_{width}x{height}_{dtype}{'_lowmem' if low_memory else ''}{tag}"
                                    f"{'_controlnet' if control else ''}.png")
-    cmd = [args.zimage_bin, "generate", "-m", args.model, "-p", args.prompt, "-W", str(width), "-H", str(height),
+    cmd = [variant["zimage_bin"] if variant else args.zimage_bin, "generate", "-m", args.model, "-p", args.prompt, "-W", str(width), "-H", str(height),
            "-s", str(args.steps), "-g", str(args.guidance), "--seed", str(args.seed), "--dtype", names[dtype],
            "--vae-dtype", names[vae_dtype], "-t", str(args.threads), "-o", out_png, "--overwrite"]
     if low_memory:
@@ -390,9 +455,10 @@ def run_zimage_cli(args, width, height, dtype, vae_dtype, low_memory, outdir, ex
     cmd += list(extra)
     if control:
         cmd += ["--controlnet", args.controlnet, "--control-image", control, "--control-scale", str(args.control_scale)]
-    env = zimage_env(args.threads)
+    env = zimage_env(args.threads, variant and variant["env"])
     env.update(extra_env or {})
-    r = run_measured(cmd, env=env, label=f"zimage generate{' --low-memory' if low_memory else ''}{tag}")
+    r = run_measured(cmd, env=env, label=f"zimage{' ' + variant['label'] if variant else ''} generate"
+                                         f"{' --low-memory' if low_memory else ''}{tag}")
     m = TIME_RE.search(r.stderr)
     if not m:
         raise SystemExit(f"[bench] no 'time:' line in zimage's stderr:\n{r.stderr[-3000:]}")
@@ -455,11 +521,14 @@ def environment(args):
             return subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True).stdout.strip()
         except OSError:
             return ""
-    cpu = ""
+    cpu, flags = "", set()
     try:
         for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
+            if line.startswith("model name") and not cpu:
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            if cpu and flags:
                 break
     except OSError:
         pass
@@ -467,17 +536,38 @@ def environment(args):
     commit = args.commit or (git("rev-parse", "--short=12", "HEAD") + ("-dirty" if dirty else "")) or "unknown"
     return dict(commit=commit,
                 date=datetime.datetime.now().isoformat(timespec="seconds"), cpu=cpu, cores=os.cpu_count(),
+                cpu_flags={f: f in flags for f in CPU_FLAGS}, zimage_cpu=os.environ.get("ZIMAGE_CPU", ""),
+                cpu_kernel_level=kernel_level(args.build_dir),
                 threads=args.threads, loadavg_start=os.getloadavg()[0], host=platform.node())
 
 
+# /proc/cpuinfo flags that decide which kernels run (src/backend/cpu/cpu_level.h).
+CPU_FLAGS = ["avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16", "avx512_vnni", "avx_vnni",
+             "amx_tile", "amx_bf16", "amx_int8"]
+
+
 def env_line(env):
-    return (f"commit {env['commit']}, {env['cpu']} ({env['cores']} cores), {env['threads']} threads, "
+    fl = env.get("cpu_flags", {})
+    have = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8") if fl.get(f)]
+    level = env.get("cpu_kernel_level", "unknown") + (f" (ZIMAGE_CPU={env['zimage_cpu']})" if env.get("zimage_cpu") else "")
+    return (f"commit {env['commit']}, {env['cpu']} ({env['cores']} cores; {' '.join(have) or 'no avx2'}"
+            f"{'' if fl.get('amx_tile') else ', no AMX'}), kernel level {level}, {env['threads']} threads, "
             f"load average {env['loadavg_start']:.1f} at start / {env.get('loadavg_end', float('nan')):.1f} at end, {env['date']}")
 
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks.
 # ---------------------------------------------------------------------------------------------
+def variant_levels(args):
+    """Kernel level of each zimage column: the main build under this environment, each variant
+    under its own."""
+    main = kernel_level(args.build_dir)
+    levels = {"zimage": main, "zimage_low_memory": main}
+    for v in args.variant:
+        levels["variant_" + v["label"]] = kernel_level(v["build_dir"], v["env"])
+    return levels
+
+
 def bench_pipeline(args, report, md):
     cfg = json.load(open(os.path.join(args.model, "transformer", "config.json")))
     vcfg = json.load(open(os.path.join(args.model, "vae", "config.json")))
@@ -486,6 +576,7 @@ def bench_pipeline(args, report, md):
     torch_gemm = run_torch_gemm(args, gemm) if gemm and not args.skip_torch else None
     report["gemm"] = gemm
     report["gemm_pytorch"] = torch_gemm
+    levels = variant_levels(args)
     outdir = args.out_dir or tempfile.mkdtemp(prefix="zimage-bench-")
     os.makedirs(outdir, exist_ok=True)
     if gemm:
@@ -508,6 +599,9 @@ def bench_pipeline(args, report, md):
                     sides.append(("zimage", lambda: run_zimage_cli(args, w, h, dtype, vae_dtype, False, outdir)))
                     if args.low_memory:
                         sides.append(("zimage_low_memory", lambda: run_zimage_cli(args, w, h, dtype, vae_dtype, True, outdir)))
+                    for v in args.variant:
+                        sides.append(("variant_" + v["label"],
+                                      lambda v=v: run_zimage_cli(args, w, h, dtype, vae_dtype, False, outdir, variant=v)))
                 if not args.skip_torch:
                     png = os.path.join(outdir, f"pytorch_{w}x{h}_{dtype}.png")
                     sides.append(("pytorch", lambda: dict(run_torch(
@@ -526,9 +620,12 @@ def bench_pipeline(args, report, md):
                             controlnet=os.path.abspath(args.controlnet), control_image=ctrl,
                             control_scale=args.control_scale), output=cpng)))
                 for name, fn in (sides if rep % 2 == 0 else sides[::-1]):
+                    cached = evict_model(args) if args.evict else None
                     load_before = os.getloadavg()[0]
                     r = fn()
                     r["loadavg_before"] = load_before
+                    if args.evict:
+                        r["cached_bytes_before"] = cached
                     r["steady_step_s"] = steady(r["step_s"])
                     r["first_step_s"] = r["step_s"][0]
                     runs.setdefault(name, []).append(r)
@@ -546,22 +643,31 @@ def bench_pipeline(args, report, md):
             peak = max((g["gflops_best"] for g in (gemm or []) + (torch_gemm or []) if g["dtype"] == dtype),
                        default=None)
             res["gemm_peak_gflops"] = peak
-            cols = [c for c in ("zimage", "zimage_low_memory", "pytorch", "zimage_controlnet", "pytorch_controlnet")
+            vcols = ["variant_" + v["label"] for v in args.variant if "variant_" + v["label"] in res]
+            cols = [c for c in ("zimage", "zimage_low_memory", *vcols, "pytorch", "zimage_controlnet", "pytorch_controlnet")
                     if c in res]
             for c in cols:
                 if c.endswith("_controlnet"):  # the FLOP count is the transformer's alone
                     continue
                 r = res[c]
-                r["step_gflops"] = flops / r["steady_step_s"] / 1e9
-                r["pct_of_gemm_peak"] = 100 * r["step_gflops"] / peak if peak else None
+                # (a tiny model's step can print as 0.000 s)
+                r["step_gflops"] = flops / r["steady_step_s"] / 1e9 if r["steady_step_s"] > 0 else None
+                r["pct_of_gemm_peak"] = 100 * r["step_gflops"] / peak if peak and r["step_gflops"] else None
+            for c in cols:
+                if c != "pytorch":
+                    res[c]["kernel_level"] = levels[c]
             report["pipeline"][key] = res
             names = {"zimage": "zimage", "zimage_low_memory": "zimage --low-memory", "pytorch": "PyTorch",
-                     "zimage_controlnet": "zimage + ControlNet", "pytorch_controlnet": "PyTorch + ControlNet"}
+                     "zimage_controlnet": "zimage + ControlNet", "pytorch_controlnet": "PyTorch + ControlNet",
+                     **{"variant_" + v["label"]: v["label"] for v in args.variant}}
             header = ["", *[names[c] for c in cols]]
             z, t = res.get("zimage"), res.get("pytorch")
             if z and t:
                 header.append("zimage / PyTorch")
-            rows = []
+            if z:
+                header += [f"{names[c]} / zimage" for c in vcols]
+            rows = [["kernel level", *[res[c].get("kernel_level", "–") for c in cols]]
+                    + [None] * (len(header) - 1 - len(cols))]
             for label, k in [("load s", "load_s"), ("text encoding s", "text_encoder_s"),
                              ("first denoising step s", "first_step_s"), ("s / denoising step (steady)", "steady_step_s"),
                              ("VAE decode s", "vae_s"), ("end-to-end s (excl. load)", "total_s"),
@@ -570,12 +676,15 @@ def bench_pipeline(args, report, md):
                 row = [label] + [res[c].get(k) for c in cols]
                 if z and t:
                     row.append(x_ratio(ratio(z.get(k), t.get(k))) if k != "pct_of_gemm_peak" else None)
+                if z:
+                    row += [x_ratio(ratio(res[c].get(k), z.get(k))) if k != "pct_of_gemm_peak" else None for c in vcols]
                 rows.append(row)
             title = (f"{w}x{h}, {dtype} (VAE {vae_dtype}), {args.steps} steps, guidance {args.guidance}, seed {args.seed}, "
                      f"caption tokens {caps}, transformer {cfg['n_layers']}+{cfg['n_refiner_layers']}+{cfg['n_refiner_layers']} "
                      f"layers dim {cfg['dim']}: {flops / 1e9:.0f} GFLOP/step"
                      + (f"; {dtype} GEMM peak {peak:.0f} GFLOP/s" if peak else "")
-                     + (f"; best of {args.repeat} runs per side" if args.repeat > 1 else ""))
+                     + (f"; best of {args.repeat} runs per side" if args.repeat > 1 else "")
+                     + ("; weights evicted from the page cache before each run" if args.evict else ""))
             if z and t:
                 res["pixel_diff"] = compare_images(args, z["output"], t["output"])
                 if res["pixel_diff"]:
@@ -784,27 +893,46 @@ def bench_text_encoder(args, report, md):
 
 def bench_vae(args, report, md):
     dtypes = args.dtype
+    levels = variant_levels(args)
     for dtype in dtypes:
         for (w, h) in args.sizes:
-            res = {}
+            def zimage_vae(exe, extra_env, name):
+                r = run_measured([exe, os.path.join(args.model, "vae"), "--width", str(w), "--height", str(h), "--dtype",
+                                  dtype, "--threads", str(args.threads), "--reps", str(args.reps), "--tiling", "off"],
+                                 env=zimage_env(args.threads, extra_env), label=f"{name} bench_vae {w}x{h} {dtype}")
+                return dict(last_json(r.stdout), peak_rss_gb=r.peak_rss_gb)
+            sides = []
             if not args.skip_zimage:
-                r = run_measured([tool(args, "bench_vae"), os.path.join(args.model, "vae"), "--width", str(w), "--height",
-                                  str(h), "--dtype", dtype, "--threads", str(args.threads), "--reps", str(args.reps),
-                                  "--tiling", "off"], env=zimage_env(args.threads), label=f"zimage bench_vae {w}x{h} {dtype}")
-                res["zimage"] = dict(last_json(r.stdout), peak_rss_gb=r.peak_rss_gb)
+                sides.append(("zimage", lambda: zimage_vae(tool(args, "bench_vae"), None, "zimage")))
+                for var in args.variant:
+                    sides.append(("variant_" + var["label"], lambda var=var: zimage_vae(
+                        os.path.join(var["build_dir"], "tools", "bench", "bench_vae"), var["env"], "zimage " + var["label"])))
             if not args.skip_torch:
-                res["pytorch"] = run_torch(args, "vae", dtype=dtype, width=w, height=h, reps=args.reps)
-            for v in res.values():
-                v["steady_s"] = steady(v["seconds"])
-                v["first_s"] = v["seconds"][0]
+                sides.append(("pytorch", lambda: run_torch(args, "vae", dtype=dtype, width=w, height=h, reps=args.reps)))
+            runs = {}  # as in the pipeline mode: --repeat alternates the order, each timing is the minimum
+            for rep in range(args.repeat):
+                for name, fn in (sides if rep % 2 == 0 else sides[::-1]):
+                    load_before = os.getloadavg()[0]
+                    v = fn()
+                    v.update(loadavg_before=load_before, steady_s=steady(v["seconds"]), first_s=v["seconds"][0])
+                    runs.setdefault(name, []).append(v)
+            res = {name: best_of(rs) for name, rs in runs.items()}
+            for name in res:
+                if name != "pytorch":
+                    res[name]["kernel_level"] = levels[name]
             report["vae"][f"{w}x{h}_{dtype}"] = res
             z, t = res.get("zimage"), res.get("pytorch")
-            rows = []
+            vs = [(v["label"], res.get("variant_" + v["label"])) for v in args.variant if "variant_" + v["label"] in res]
+            rows = [["kernel level", z and z["kernel_level"], *[x["kernel_level"] for _, x in vs], None, None]
+                    + [None] * len(vs)]
             for label, k in [("load s", "load_s"), ("first decode s", "first_s"), ("decode s (median after first)", "steady_s"),
                              ("peak RSS GB", "peak_rss_gb")]:
-                rows.append([label, z and z[k], t and t[k], x_ratio(ratio(z and z[k], t and t[k]))])
-            md.append(f"VAE decode {w}x{h}, {dtype}, untiled, {args.reps} decodes\n\n"
-                      + md_table(["", "zimage", "diffusers", "zimage / diffusers"], rows))
+                rows.append([label, z and z[k], *[x[k] for _, x in vs], t and t[k], x_ratio(ratio(z and z[k], t and t[k]))]
+                            + [x_ratio(ratio(x[k], z and z[k])) for _, x in vs])
+            md.append(f"VAE decode {w}x{h}, {dtype}, untiled, {args.reps} decodes"
+                      + (f"; best of {args.repeat} runs per side" if args.repeat > 1 else "") + "\n\n"
+                      + md_table(["", "zimage", *[n for n, _ in vs], "diffusers", "zimage / diffusers",
+                                  *[f"{n} / zimage" for n, _ in vs]], rows))
 
 
 def parse_args(argv):
@@ -834,6 +962,8 @@ def parse_args(argv):
     ap.add_argument("--controlnet", help="pipeline mode: also run both sides with this ZImageControlNetModel folder "
                     "(make_model.py --controlnet) and report the ControlNet's extra cost per step")
     ap.add_argument("--control-scale", type=float, default=0.75, help="controlnet_conditioning_scale of --controlnet")
+    ap.add_argument("--evict", action="store_true", help="drop the model's weight files from the page cache before "
+                    "every pipeline run (cold start: the first step and text encoding read from disk)")
     ap.add_argument("--text-encoder-only", action="store_true", help="tokenizer throughput + text encoder time")
     ap.add_argument("--vae-only", action="store_true", help="VAE decode time on random latents")
     ap.add_argument("--quant", nargs="+", choices=["Q8_0", "Q4_K"],
@@ -841,6 +971,10 @@ def parse_args(argv):
     ap.add_argument("--corpus", help="tokenizer corpus (default: license texts + diffusers sources, ~4 MB)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"), help="CMake build folder with the binaries")
     ap.add_argument("--zimage-bin", help="zimage CLI (default BUILD_DIR/zimage)")
+    ap.add_argument("--variant", action="append", default=[], type=parse_variant, metavar="LABEL=BUILD_DIR[:KEY=VALUE...]",
+                    help="another zimage build, or this one under environment variables (e.g. "
+                    "avx2=build:ZIMAGE_CPU=avx2), as an extra column beside 'zimage' (pipeline and --vae-only "
+                    "modes); repeatable; with --repeat the columns alternate with the others")
     ap.add_argument("--python", default="/work/venv-ref/bin/python", help="python with torch + diffusers + transformers")
     ap.add_argument("--out-dir", help="folder for the generated images (default: a temp folder)")
     ap.add_argument("--commit", help="commit to report (default: git HEAD of this checkout, -dirty if modified); "
@@ -861,6 +995,9 @@ def parse_args(argv):
     args.zimage_bin = args.zimage_bin or os.path.join(args.build_dir, "zimage")
     if args.steps < 1 or args.threads < 1 or args.repeat < 1:
         ap.error("--steps, --threads and --repeat must be >= 1")
+    labels = [v["label"] for v in args.variant]
+    if len(set(labels)) != len(labels):
+        ap.error(f"--variant labels must differ (got {labels})")
     if not os.path.isdir(args.model):
         ap.error(f"--model {args.model} is not a folder")
     if not args.skip_zimage and not args.text_encoder_only and not args.vae_only and not os.path.exists(args.zimage_bin):

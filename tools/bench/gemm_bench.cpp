@@ -7,6 +7,7 @@
 //
 //   bench_gemm [--threads N] [--min-seconds S] [--dtype bf16|f32|both|quant|q8_0|q8_0-dequant|q4_k|q4_k-dequant]
 //              [--shape MxKxN ...] [--json]
+//   bench_gemm --kernel-level   (prints {"cpu_kernel_level": "..."}: the level ZIMAGE_CPU or the probe picks)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -102,6 +103,7 @@ Result run(const Shape3& s, const std::string& kind, double min_seconds) {
   std::fprintf(stderr,
                "usage: bench_gemm [--threads N] [--min-seconds S] [--dtype bf16|f32|both|quant|q8_0|q8_0-dequant|q4_k|"
                "q4_k-dequant] [--shape MxKxN ...] [--json]\n"
+               "       bench_gemm --kernel-level\n"
                "default shapes: M in {1024, 4096}, K = 3840, N in {3840, 10240} (Z-Image attention / FFN linears)\n");
   std::exit(2);
 }
@@ -124,6 +126,15 @@ int main(int argc, char** argv) {
     else if (a == "--min-seconds") min_seconds = std::atof(next().c_str());
     else if (a == "--dtype") dtype = next();
     else if (a == "--json") json = true;
+    else if (a == "--kernel-level") {
+      try {
+        std::printf("{\"cpu_kernel_level\": \"%s\"}\n", ops::cpu_kernel_level());
+        return 0;
+      } catch (const Error& e) {
+        std::fprintf(stderr, "bench_gemm: error: %s\n", e.what());
+        return 1;
+      }
+    }
     else if (a == "--shape") {
       Shape3 s{};
       std::string v = next();
@@ -148,9 +159,10 @@ int main(int argc, char** argv) {
     for (const std::string& k : kinds)
       for (const Shape3& s : shapes) runs.push_back({k, s});
   try {
-    if (json) std::printf("{\"threads\": %d, \"results\": [\n", ops::num_threads());
-    else std::printf("threads %d\n%-12s %6s %6s %6s %10s %12s %12s %5s\n", ops::num_threads(), "dtype", "M", "K", "N",
-                     "ms(med)", "GFLOP/s(med)", "GFLOP/s(best)", "reps");
+    if (json) std::printf("{\"threads\": %d, \"cpu_kernel_level\": \"%s\", \"results\": [\n", ops::num_threads(),
+                          ops::cpu_kernel_level());
+    else std::printf("threads %d, CPU kernel level %s\n%-12s %6s %6s %6s %10s %12s %12s %5s\n", ops::num_threads(),
+                     ops::cpu_kernel_level(), "dtype", "M", "K", "N", "ms(med)", "GFLOP/s(med)", "GFLOP/s(best)", "reps");
     bool first = true;
     for (const auto& [kind, s] : runs) {
         Result r = run(s, kind, min_seconds);

@@ -80,7 +80,8 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
   g.add_option("--num-images", a.num_images, "images per prompt")->capture_default_str();
   g.add_option("--max-sequence-length", a.max_sequence_length, "prompt token limit")->capture_default_str();
   g.add_option("--dtype", a.dtype, "compute dtype: bfloat16 or float32 (float16 is refused: nothing computes in it)")->capture_default_str();
-  g.add_option("--vae-dtype", a.vae_dtype, "VAE compute dtype: float32 or bfloat16")->capture_default_str();
+  g.add_option("--vae-dtype", a.vae_dtype, "VAE compute dtype: float32 or bfloat16 (bfloat16 is faster: ~1.7x with "
+               "AVX-512-BF16, ~4x with AMX; its images are ~48 dB PSNR from float32's: not visible; see README)")->capture_default_str();
   g.add_option("--device", a.device, "cpu or cuda")->capture_default_str();
   g.add_option("--attention", a.attention, "attention backend (diffusers names: native, flash, _flash_3, ...)")->capture_default_str();
   g.add_option("-t,--threads", a.threads, "CPU threads: 0 = all cores, at most 4 x the hardware threads")->capture_default_str();

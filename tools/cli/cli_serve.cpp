@@ -62,7 +62,8 @@ void add_serve_options(CLI::App& s, ServeArgs& a) {
   s.add_option("--cfg-truncation", g.cfg_truncation, "default CFG truncation")->capture_default_str();
   s.add_option("--max-sequence-length", g.max_sequence_length, "prompt token limit")->capture_default_str();
   s.add_option("--dtype", g.dtype, "compute dtype: bfloat16 or float32")->capture_default_str();
-  s.add_option("--vae-dtype", g.vae_dtype, "VAE compute dtype: float32 or bfloat16")->capture_default_str();
+  s.add_option("--vae-dtype", g.vae_dtype, "VAE compute dtype: float32 or bfloat16 (bfloat16 is faster: ~1.7x with "
+               "AVX-512-BF16, ~4x with AMX; its images are ~48 dB PSNR from float32's: not visible; see README)")->capture_default_str();
   s.add_option("--device", g.device, "cpu or cuda")->capture_default_str();
   s.add_option("--attention", g.attention, "attention backend")->capture_default_str();
   s.add_option("-t,--threads", g.threads, "CPU threads of the pipeline: 0 = all cores")->capture_default_str();
