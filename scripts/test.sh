@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 JOBS=${JOBS:-$(nproc)}
-# A new compiler warning fails the run (-Werror); the sanitizer and fuzz builds are not checked yet.
+# A new compiler warning fails the run (-Werror; also the ASan build; the TSan and fuzz builds not yet).
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DZIMAGE_WERROR=ON >/dev/null
 cmake --build build -j "$JOBS"
 ctest --test-dir build --output-on-failure -j "$JOBS"
@@ -20,7 +20,7 @@ for level in avx2 portable; do
   ZIMAGE_CPU=$level ctest --test-dir build --output-on-failure -j "$JOBS" -L parity -LE slow
 done
 # Untrusted-input parsers (safetensors, configs, tokenizer, PNG) under ASan + UBSan.
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DZIMAGE_ASAN=ON >/dev/null
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DZIMAGE_ASAN=ON -DZIMAGE_WERROR=ON >/dev/null
 asan_targets=(test_core test_tokenizer test_image)
 cmake --build build-asan -j "$JOBS" --target "${asan_targets[@]}"
 for t in "${asan_targets[@]}"; do
