@@ -416,7 +416,7 @@ QuantizedTensor WeightStore::stored_quantized(const std::string& name, const std
   if (!tt->dequantize)
     fail("weights: ", source_, ": tensor '", name, "' has ggml type ", tt->name,
          " (supported: F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q6_K, Q5_K, Q4_K, Q3_K, Q2_K)");
-  return QuantizedTensor{g->type, g->shape(), gguf_->data(*g), size_t(g->nbytes), gguf_->owner()};
+  return QuantizedTensor{g->type, g->shape(), gguf_->data(*g), size_t(g->nbytes), gguf_->owner(), {}};
 }
 
 Tensor WeightStore::get(const std::string& name) const {

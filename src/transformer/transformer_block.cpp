@@ -1,5 +1,6 @@
 #include "transformer/transformer_block.h"
 
+#include <array>
 #include <cmath>
 
 #include "ops/ops.h"
@@ -64,7 +65,8 @@ Tensor ZImageTransformerBlock::forward(ops::Precision p, Tensor x, const std::ve
     Tensor mod = weights::linear(adaln, adaln_w_, &adaln_b_);  // [B, 4 * dim]
     ops::store_(p, mod);
     // chunk(4): scale_msa, gate_msa, scale_mlp, gate_mlp; gates through tanh, scales as 1 + scale.
-    std::tie(scale_msa, gate_msa, scale_mlp, gate_mlp) = ops::adaln_chunks(mod, p.storage());
+    const std::array<Tensor, 4> chunks = ops::adaln_chunks(mod, p.storage());
+    scale_msa = chunks[0], gate_msa = chunks[1], scale_mlp = chunks[2], gate_mlp = chunks[3];
   }
   BlockBuffers::Views buf = buffers.for_tokens(x.dim(0), D, heads_, hidden_, p.storage(), x.device());
   // Attention block: x = x + gate_msa * attention_norm2(attention(attention_norm1(x) * scale_msa))

@@ -33,7 +33,10 @@ class CliControlNet : public ::testing::Test {
   };
   Run generate(const std::vector<std::string>& args) {
     std::string cmd = std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32";
-    for (auto& a : args) cmd += " " + test::shell_quote(a);
+    for (auto& a : args) {  // appends, not "lit" + std::string&& (GCC 12 -Wrestrict false positive, bug 105329)
+      cmd += ' ';
+      cmd += test::shell_quote(a);
+    }
     cmd += " >/dev/null 2>" + test::shell_quote(dir + "/err.txt");
     int st = std::system(cmd.c_str());
     return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, test::read_file(dir + "/err.txt")};
@@ -56,8 +59,11 @@ class CliControlNet : public ::testing::Test {
     Run r = generate(args);
     EXPECT_EQ(r.code, 1) << r.err;
     EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
-    for (size_t i = 0; i + 1 < args.size(); ++i)
-      if (args[i] == "-o") EXPECT_FALSE(fs::exists(args[i + 1])) << args[i + 1];
+    for (size_t i = 0; i + 1 < args.size(); ++i) {
+      if (args[i] == "-o") {
+        EXPECT_FALSE(fs::exists(args[i + 1])) << args[i + 1];
+      }
+    }
   }
 };
 

@@ -84,7 +84,9 @@ TEST_F(CliModelFolder, DeeplyNestedConfig) {
 // 40 entries: "divisible by 1099511627776").
 TEST_F(CliModelFolder, VaeBlockOutChannelsOutOfRange) {
   for (size_t n : {size_t(0), size_t(40), size_t(64)}) {
-    const std::string m = copy_model("m" + std::to_string(n));
+    std::string name = "m";  // appended, not "lit" + std::string&& (GCC 12 -Wrestrict false positive, bug 105329)
+    name += std::to_string(n);
+    const std::string m = copy_model(name);
     edit_json(m + "/vae/config.json", [&](nlohmann::json& j) {
       j["block_out_channels"] = std::vector<int>(n, 8);
       j["down_block_types"] = std::vector<std::string>(n, "DownEncoderBlock2D");

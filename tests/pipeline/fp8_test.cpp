@@ -89,7 +89,7 @@ TEST(Fp8Parity, LoraMergesIntoTheUpcastWeight) {
   const WeightStore s = WeightStore::open_file(test::fixture("fp8/transformer_fp8_scaled.safetensors"));
   const auto specs = ZImageTransformer2DModel::expected_tensors(
       ZImageTransformerConfig::load(test::fixture("models/tiny-bf16/transformer/config.json")));
-  const auto lora = weights::LoraSet::load({{test::fixture("lora/tiny-bf16_peft.safetensors"), 0.8}}, specs);
+  const auto lora = weights::LoraSet::load({{test::fixture("lora/tiny-bf16_peft.safetensors"), 0.8, ""}}, specs);
   weights::Loader w(s, DType::F32, "transformer");
   w.set_lora(&lora);
   for (const char* name : {"layers.0.attention.to_k.weight", "layers.0.attention.to_v.weight"}) {  // per tensor, per row

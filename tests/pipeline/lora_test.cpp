@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -204,7 +205,10 @@ std::string api_error(const std::function<void()>& f) {
 // are the same bits. In the default mode the GGUF's float32 weights (the tiny model's 72-wide
 // matrices are not whole blocks) are merged and its quantized ones run the branch: close to the
 // all-run-time result (float32: to rounding; bfloat16: within the bf16 pipeline bound).
+// These comparisons take the dequantize path (ZIMAGE_QUANT_COMPUTE=dequant); the integer GEMM,
+// a bf16 run's default for quantized weights, runs the same branch and is checked to be near it.
 TEST(LoraQuantized, GgufTransformerRunsTheLoraAtRunTime) {
+  setenv("ZIMAGE_QUANT_COMPUTE", "dequant", 1);
   const std::string dir = test::temp_dir("lora_gguf");
   const test::QuantizedTiny q = test::write_quantized_tiny_transformer(dir, test::quantize_linears);
   const std::string dense = q.dense_dir + "/diffusion_pytorch_model.safetensors";
@@ -234,7 +238,17 @@ TEST(LoraQuantized, GgufTransformerRunsTheLoraAtRunTime) {
     EXPECT_TRUE(same_bits(gguf_runtime, dense_runtime)) << dtype;
     EXPECT_GT(effect, 1e-2) << dtype;
     EXPECT_LE(mixed, dtype == "float32" ? 1e-5 : 2e-2) << dtype;
+    if (dtype == "bfloat16") {  // the integer GEMM (qgemm.h) with the branch: near the dequantize path
+      unsetenv("ZIMAGE_QUANT_COMPUTE");
+      const Tensor int_runtime = with(q.gguf, "runtime", true);
+      setenv("ZIMAGE_QUANT_COMPUTE", "dequant", 1);
+      const double d = rel_l2(int_runtime, gguf_runtime);
+      std::printf("[bfloat16] GGUF + LoRA, integer GEMM vs dequantize path: %.3g\n", d);
+      EXPECT_LE(d, 3e-2);
+      EXPECT_LT(d, effect / 4);  // far nearer than the LoRA's own effect
+    }
   }
+  unsetenv("ZIMAGE_QUANT_COMPUTE");
   std::filesystem::remove_all(dir);
 }
 

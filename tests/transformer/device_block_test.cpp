@@ -51,7 +51,8 @@ TEST_P(DeviceBlock, RunsThroughOpsOnlyAndMatchesCpuBitForBit) {
   const transformer::WeightLoader loader(store, compute, "transformer");
   const transformer::ZImageTransformerBlock cpu(loader, c.prefix, cfg, c.modulation);
   transformer::BlockBuffers cpu_buf;
-  const Tensor want = cpu.forward(x.clone(), c.rows, rope, c.modulation ? adaln : Tensor(), cpu_buf);
+  const ops::Precision p = ops::Precision::of(compute, "test");
+  const Tensor want = cpu.forward(p, x.clone(), c.rows, rope, c.modulation ? adaln : Tensor(), cpu_buf);
 
   const ops::OpTable table = test::ForwardingOps::table();
   test::FakeDevice fake(&table);
@@ -60,7 +61,7 @@ TEST_P(DeviceBlock, RunsThroughOpsOnlyAndMatchesCpuBitForBit) {
   const transformer::ZImageTransformerBlock dev(dev_loader, c.prefix, cfg, c.modulation);
   transformer::BlockBuffers dev_buf;
   const int calls = test::ForwardingOps::calls();
-  const Tensor got = dev.forward(x.to(Device::CUDA), c.rows, rope.to(Device::CUDA),
+  const Tensor got = dev.forward(p, x.to(Device::CUDA), c.rows, rope.to(Device::CUDA),
                                  c.modulation ? adaln.to(Device::CUDA) : Tensor(), dev_buf);
   EXPECT_GT(test::ForwardingOps::calls(), calls + 5);
   ASSERT_EQ(got.device(), Device::CUDA);
@@ -68,10 +69,10 @@ TEST_P(DeviceBlock, RunsThroughOpsOnlyAndMatchesCpuBitForBit) {
   ASSERT_EQ(host.shape(), want.shape());
   EXPECT_EQ(std::memcmp(host.raw(), want.raw(), want.nbytes()), 0) << "rel L2 " << rel_l2(host, want);
   // The buffers follow the device: a later CPU forward with the same buffers still works.
-  const Tensor again = dev.forward(x.to(Device::CUDA), c.rows, rope.to(Device::CUDA),
+  const Tensor again = dev.forward(p, x.to(Device::CUDA), c.rows, rope.to(Device::CUDA),
                                    c.modulation ? adaln.to(Device::CUDA) : Tensor(), dev_buf);
   EXPECT_EQ(std::memcmp(again.to(Device::CPU).raw(), want.raw(), want.nbytes()), 0);
-  const Tensor cpu_again = cpu.forward(x.clone(), c.rows, rope, c.modulation ? adaln : Tensor(), dev_buf);
+  const Tensor cpu_again = cpu.forward(p, x.clone(), c.rows, rope, c.modulation ? adaln : Tensor(), dev_buf);
   EXPECT_EQ(std::memcmp(cpu_again.raw(), want.raw(), want.nbytes()), 0);
 }
 

@@ -69,7 +69,10 @@ CommandResult run_command(const std::string& command) {
 
 CommandResult run_command(const std::vector<std::string>& argv, const std::string& prefix) {
   std::string cmd = prefix;
-  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + shell_quote(a);
+  for (const auto& a : argv) {  // appends, not "lit" + std::string&& (GCC 12 -Wrestrict false positive, bug 105329)
+    if (!cmd.empty()) cmd += ' ';
+    cmd += shell_quote(a);
+  }
   return run_command(cmd);
 }
 
