@@ -21,7 +21,7 @@ void copy_into(const Tensor& x, Tensor& out) {
   if (out.dtype() != DType::F32 || x.dtype() != DType::F32 || out.numel() != x.numel() || out.read_only())
     fail("[store] cannot store a ", dtype_name(x.dtype()), " ", shape_str(x.shape()), " tensor into a ",
          dtype_name(out.dtype()), " ", shape_str(out.shape()), " one");
-  if (out.raw() != x.raw()) std::memcpy(out.raw(), x.raw(), x.nbytes());
+  out.copy_from(x);  // device-aware; nothing when x is out
 }
 
 void check_out(const char* op, Precision p, const Tensor& out, int64_t numel) {
