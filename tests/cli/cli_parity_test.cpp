@@ -45,10 +45,14 @@ TEST_P(CliParity, MatchesDiffusers) {
   if (c["cfg_normalization"].get<bool>()) cmd += " --cfg-normalization";
   cmd += " --num-images " + std::to_string(c["num_images_per_prompt"].get<int>());
   std::string seeds;
-  if (c.contains("seeds"))
-    for (auto& s : c["seeds"]) seeds += (seeds.empty() ? "" : ",") + s.dump();
-  else
+  if (c.contains("seeds")) {
+    for (auto& s : c["seeds"]) {  // appends, not "lit" + std::string&& (GCC 12 -Wrestrict false positive, bug 105329)
+      if (!seeds.empty()) seeds += ',';
+      seeds += s.dump();
+    }
+  } else {
     seeds = c["seed"].dump();
+  }
   cmd += " --seed " + seeds + " -o " + q(dir + "/img.png") + " --save-latents " + q(dir + "/lat.safetensors");
   const test::CommandResult run = test::run_command(cmd);
   ASSERT_EQ(run.code, 0) << cmd << "\n" << run.err;

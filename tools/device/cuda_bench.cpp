@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
     const Tensor rope = rand_host({T, 64, 2}, 10, 1.f, DType::F32).to(Device::CUDA);
     transformer::BlockBuffers buf;
     const double block_flops = 2.0 * double(T) * (4.0 * dim * dim + 3.0 * dim * hidden) + 4.0 * double(T) * T * 128 * heads;
-    const double block_ms = time_ms([&] { block.forward(x.clone(), {T}, rope, adaln, buf); }, 2, quick ? 3 : 10);
+    const double block_ms = time_ms([&] { block.forward(ops::Precision::torch_bf16(), x.clone(), {T}, rope, adaln, buf); }, 2, quick ? 3 : 10);
     report("DiT block (bf16) T=" + std::to_string(T), block_ms, block_flops);
     // 30 main layers over T tokens; 2 noise-refiner layers over the image tokens and 2 context-
     // refiner layers over the text tokens cost about 2 + 2 * txt/T block-equivalents.
