@@ -9,19 +9,12 @@
 
 #include "core/device.h"
 #include "util/fake_device.h"
+#include "util/test_util.h"
 
 namespace zimage {
 namespace {
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 TEST(TensorDevice, CpuIsTheDefault) {
   EXPECT_EQ(Tensor::empty(DType::F32, {2, 3}).device(), Device::CPU);

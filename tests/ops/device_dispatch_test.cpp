@@ -16,15 +16,7 @@
 namespace zimage {
 namespace {
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
   const Tensor ha = a.to(Device::CPU), hb = b.to(Device::CPU);

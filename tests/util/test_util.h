@@ -33,4 +33,15 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
 // A float32 tensor of standard-normal values from std::mt19937(seed).
 Tensor randn(Shape shape, uint32_t seed);
 
+// The message of the zimage::Error that f() throws, or "(no error)" when it throws none.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 }  // namespace zimage::test
