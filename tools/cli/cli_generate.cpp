@@ -15,9 +15,8 @@
 #include <optional>
 #include <random>
 
-#include <openssl/evp.h>
-
 #include "core/error.h"
+#include "generation_params.h"
 #include "core/file_io.h"
 #include "image/atomic_file.h"
 #include "image/text.h"
@@ -60,68 +59,7 @@ std::string version_text() {
 }
 
 void add_generate_options(CLI::App& g, GenerateArgs& a) {
-  g.add_option("-m,--model", a.model, "model folder or hub id in the Hugging Face cache (required unless --from-png names one)");
-  g.add_option("-p,--prompt", a.prompt, "prompt (repeat for a list of prompts)");
-  g.add_option("--from-png", a.from_png, "regenerate: take prompt, size, steps, guidance, seed, ... from a PNG written by zimage (or the A1111 "
-               "'parameters' text of other PNGs); options given here win")
-      ->check(CLI::ExistingFile);
-  g.add_option("-n,--negative-prompt", a.negative_prompt, "negative prompt (one, or one per prompt); used only when guidance > 0");
-  g.add_option("-W,--width", a.width, "image width in pixels, a multiple of 16")->capture_default_str();
-  g.add_option("-H,--height", a.height, "image height in pixels, a multiple of 16")->capture_default_str();
-  g.add_option("-s,--steps", a.steps, "number of denoising steps")->capture_default_str();
-  g.add_option("-g,--guidance", a.guidance, "guidance scale (0 disables classifier-free guidance)")->capture_default_str();
-  g.add_flag("--cfg-normalization", a.cfg_normalization, "renormalise the CFG prediction to the conditional norm");
-  g.add_option("--cfg-truncation", a.cfg_truncation, "disable CFG once the normalised time exceeds this value")->capture_default_str();
-  g.add_option("--seed", a.seed,
-               "seed of torch.Generator(\"cpu\").manual_seed, 0..18446744073709551615; -1 (the default) = a random seed, "
-               "which the PNG records; a list (1,2,3) gives each image its own generator")
-      ->delimiter(',')
-      ->type_name("SEED");
-  g.add_option("--num-images", a.num_images, "images per prompt")->capture_default_str();
-  g.add_option("--max-sequence-length", a.max_sequence_length, "prompt token limit")->capture_default_str();
-  g.add_option("--dtype", a.dtype, "compute dtype: bfloat16 or float32 (float16 is refused: nothing computes in it)")->capture_default_str();
-  g.add_option("--vae-dtype", a.vae_dtype, "VAE compute dtype: float32 or bfloat16 (bfloat16 is faster: ~1.7x with "
-               "AVX-512-BF16, ~4x with AMX; its images are ~48 dB PSNR from float32's: not visible; see README)")->capture_default_str();
-  g.add_option("--device", a.device, "cpu or cuda")->capture_default_str();
-  g.add_option("--attention", a.attention, "attention backend (diffusers names: native, flash, _flash_3, ...)")->capture_default_str();
-  g.add_option("-t,--threads", a.threads, "CPU threads: 0 = all cores, at most 4 x the hardware threads")->capture_default_str();
-  g.add_option("-o,--output", a.output, "output PNG; several images are numbered out.png, out-1.png, ...; taken names are skipped unless --overwrite. "
-               "All outputs (PNGs, --save-latents) are written, or none")->capture_default_str();
-  g.add_flag("--overwrite", a.overwrite, "replace existing output files (PNG and --save-latents)");
-  g.add_flag("-q,--quiet", a.quiet, "no progress output");
-  g.add_flag("--local-files-only", a.local_files_only, "never download: a hub id must be complete in the cache (as HF_HUB_OFFLINE=1)");
-  g.add_option("--transformer", a.transformer_file,
-               "transformer weights from this .safetensors or .gguf file (diffusers names; GGUF may be quantized) instead of the model's");
-  g.add_option("--text-encoder", a.text_encoder_file,
-               "Qwen3 text encoder weights from this .safetensors or .gguf file (transformers or llama.cpp names) instead of the model's");
-  g.add_option("--vae", a.vae_file,
-               "VAE weights from this .safetensors file (diffusers names, or the original LDM/Flux layout of ae.safetensors) instead of the model's");
-  g.add_option("--lora", a.lora,
-               "LoRA for the transformer, FILE[:SCALE] (default scale 1; repeatable): diffusers/PEFT, kohya lora_unet_ or "
-               "diffusion_model. keys (.safetensors); see --lora-mode");
-  g.add_option("--lora-mode", a.lora_mode,
-               "merge: LoRAs merged into the weights at load (no cost per step; a quantized GGUF weight runs its LoRA at "
-               "run time); runtime: every LoRA runs as a branch next to the weight, as diffusers/PEFT do")
-      ->capture_default_str();
-  g.add_flag("--low-memory", a.low_memory, "load one component at a time (peak memory = largest component)");
-  g.add_option("--vae-tiling", a.vae_tiling, "tiled VAE decode: auto (when the untiled decode would not fit in half the memory), on, off")
-      ->capture_default_str();
-  g.add_option("--vae-tile-mode", a.vae_tile_mode,
-               "seamless (whole-image statistics, close to untiled) or diffusers (AutoencoderKL.tiled_decode exactly)")
-      ->capture_default_str();
-  g.add_option("--vae-tile-size", a.vae_tile_size, "VAE tile size in latent pixels (x8 image pixels); 0 = automatic")
-      ->capture_default_str();
-  g.add_option("--init-image", a.init_image, "img2img: start from this PNG or JPEG (sides multiples of 16; the output has its size)");
-  g.add_option("--strength", a.strength, "img2img/inpaint: how much of the init image is re-noised, in [0, 1] (default 0.6; "
-               "with --mask 1.0); only steps x strength steps run");
-  g.add_option("--mask", a.mask, "inpaint: mask PNG or JPEG, the init image's size; white (>= 128 gray) is repainted, black kept");
-  g.add_option("--control-image", a.control_image,
-               "ControlNet: control image (PNG or JPEG), resized to the output size (default: its own size, rounded "
-               "down to multiples of 16); with --init-image and --mask: ControlNet inpainting");
-  g.add_option("--controlnet", a.controlnet,
-               "ControlNet: a diffusers ZImageControlNetModel folder (config.json + diffusion_pytorch_model.safetensors)");
-  g.add_option("--control-scale", a.control_scale, "ControlNet: controlnet_conditioning_scale (default 0.75)");
-  g.add_option("--save-latents", a.save_latents, "also write the final latents to this .safetensors file (an existing file needs --overwrite)");
+  add_param_options(g, a, kGenerate);
   // A repeated scalar option takes its last value (as most CLIs do); list options accumulate.
   for (CLI::Option* o : g.get_options())
     if (o->get_items_expected_max() == 1) o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -134,75 +72,6 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
 namespace {
 
 using json = nlohmann::json;
-
-// sha256 of a file's bytes, lowercase hex (what PNG metadata records for each input image).
-std::string sha256_hex(const std::string& path) {
-  const std::string bytes = read_regular_file(path, uint64_t(1) << 30, "[generate] ");
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  if (!EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr)) fail("[generate] sha256 of '", path, "' failed");
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < n; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
-}
-
-// The values of a zimage JSON chunk, each checked for type and range.
-class PngParams {
- public:
-  PngParams(const std::string& png, const json& j, const std::set<std::string>& given) : png_(png), j_(j), given_(given) {}
-
-  // The value of `key` unless it is absent or `opt` was given on the command line.
-  const json* get(const char* opt, const char* key) const {
-    if ((opt && given_.count(opt)) || !j_.contains(key)) return nullptr;
-    return &j_.at(key);
-  }
-  [[noreturn]] void bad(const char* key, const json& v, const std::string& expected) const {
-    fail("[from-png] ", png_, ": '", key, "' is ", v.dump(-1, ' ', false, json::error_handler_t::replace), ", expected ", expected);
-  }
-  std::string string(const char* key, const json& v) const {
-    if (!v.is_string()) bad(key, v, "a string");
-    return v.get<std::string>();
-  }
-  bool boolean(const char* key, const json& v) const {
-    if (!v.is_boolean()) bad(key, v, "true or false");
-    return v.get<bool>();
-  }
-  double number(const char* key, const json& v) const {
-    if (!v.is_number() || !std::isfinite(v.get<double>())) bad(key, v, "a finite number");
-    return v.get<double>();
-  }
-  // An integral JSON number (64 or 64.0, not 64.9) in [lo, hi], exactly.
-  uint64_t unsigned_integer(const char* key, const json& v, uint64_t lo, uint64_t hi) const {
-    const std::string expected = "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
-    uint64_t u = 0;
-    if (v.is_number_unsigned()) {
-      u = v.get<uint64_t>();
-    } else if (v.is_number_integer()) {
-      bad(key, v, expected);  // negative
-    } else if (v.is_number_float()) {
-      const double d = v.get<double>();
-      // 2^64 is the first double above the uint64 range.
-      if (!std::isfinite(d) || std::trunc(d) != d || d < 0 || d >= 18446744073709551616.0) bad(key, v, expected);
-      u = uint64_t(d);
-    } else {
-      bad(key, v, expected);
-    }
-    if (u < lo || u > hi) bad(key, v, expected);
-    return u;
-  }
-  int integer(const char* key, const json& v, int lo, int hi) const {  // 0 <= lo <= hi
-    return int(unsigned_integer(key, v, uint64_t(lo), uint64_t(hi)));
-  }
-
- private:
-  const std::string& png_;
-  const json& j_;
-  const std::set<std::string>& given_;
-};
 
 // The message of a lower-level error without its "[component] " prefix.
 std::string without_component(const std::string& what) {
@@ -251,73 +120,7 @@ void apply_png_parameters(const std::string& png, GenerateArgs& a) {
   // Bounded nesting: the JSON comes from an untrusted file, and error messages dump() values.
   const json j = parse_json_text(it->second, png + ": zimage parameters", "[from-png] ");
   if (!j.is_object()) fail("[from-png] ", png, ": zimage parameters are not a JSON object");
-  const PngParams P(png, j, a.given);
-  constexpr int kIntMax = std::numeric_limits<int>::max();
-  if (auto* v = P.get("--prompt", "prompt")) a.prompt = {P.string("prompt", *v)};
-  if (auto* v = P.get("--negative-prompt", "negative_prompt")) {
-    std::string n = P.string("negative_prompt", *v);
-    a.negative_prompt = n.empty() ? std::vector<std::string>{} : std::vector<std::string>{n};
-  }
-  if (auto* v = P.get("--seed", "seed")) {
-    a.seed = {std::to_string(P.unsigned_integer("seed", *v, 0, std::numeric_limits<uint64_t>::max()))};
-    // The seed's noise: one draw for the whole batch it was generated in (absent: a batch of one).
-    if (auto* b = P.get(nullptr, "noise_batch_size")) a.noise_batch_size = P.integer("noise_batch_size", *b, 1, 1 << 20);
-    if (auto* i = P.get(nullptr, "noise_index")) a.noise_index = P.integer("noise_index", *i, 0, a.noise_batch_size - 1);
-  }
-  if (auto* v = P.get("--width", "width")) a.width = P.integer("width", *v, 1, kIntMax), a.size_from_png = true;
-  if (auto* v = P.get("--height", "height")) a.height = P.integer("height", *v, 1, kIntMax), a.size_from_png = true;
-  if (auto* v = P.get("--steps", "num_inference_steps")) a.steps = P.integer("num_inference_steps", *v, 1, kIntMax);
-  if (auto* v = P.get("--guidance", "guidance_scale")) a.guidance = P.number("guidance_scale", *v);
-  if (auto* v = P.get("--cfg-normalization", "cfg_normalization")) a.cfg_normalization = P.boolean("cfg_normalization", *v);
-  if (auto* v = P.get("--cfg-truncation", "cfg_truncation")) a.cfg_truncation = P.number("cfg_truncation", *v);
-  if (auto* v = P.get("--max-sequence-length", "max_sequence_length"))
-    a.max_sequence_length = P.integer("max_sequence_length", *v, 1, kIntMax);
-  if (auto* v = P.get("--dtype", "dtype")) a.dtype = P.string("dtype", *v);
-  if (auto* v = P.get("--vae-dtype", "vae_dtype")) a.vae_dtype = P.string("vae_dtype", *v);
-  if (auto* v = P.get("--vae-tiling", "vae_tiling")) a.vae_tiling = P.string("vae_tiling", *v);
-  if (auto* v = P.get("--vae-tile-mode", "vae_tile_mode")) a.vae_tile_mode = P.string("vae_tile_mode", *v);
-  if (auto* v = P.get("--vae-tile-size", "vae_tile_size")) a.vae_tile_size = P.integer("vae_tile_size", *v, 0, kIntMax);
-  if (auto* v = P.get("--model", "model")) a.model = P.string("model", *v);
-  if (auto* v = P.get("--strength", "strength")) a.strength = P.number("strength", *v);
-  if (auto* v = P.get("--controlnet", "controlnet")) a.controlnet = P.string("controlnet", *v);
-  if (auto* v = P.get("--control-scale", "controlnet_conditioning_scale"))
-    a.control_scale = P.number("controlnet_conditioning_scale", *v);
-  // Input images: the recorded file (or one of that name next to the PNG) with the recorded sha256.
-  auto input = [&](const char* opt, const char* key, const char* what, std::string& dst) {
-    const json* v = P.get(opt, key);
-    if (!v) return;
-    if (!v->is_object() || !v->contains("file") || !v->contains("sha256")) P.bad(key, *v, "{\"file\": ..., \"sha256\": ...}");
-    const std::string file = P.string(key, v->at("file")), sha = P.string(key, v->at("sha256"));
-    std::vector<std::string> candidates{file};
-    const fs::path beside = fs::path(png).parent_path() / fs::path(file).filename();
-    if (beside.string() != file) candidates.push_back(beside.string());
-    for (auto& c : candidates) {
-      std::error_code ec;
-      if (!fs::is_regular_file(c, ec)) continue;
-      const std::string h = sha256_hex(c);
-      if (h != sha)
-        fail("[from-png] ", png, ": the ", what, " '", c, "' has sha256 ", h, ", the PNG records ", sha,
-             " (a different file; give ", opt, " to use it anyway)");
-      dst = c;
-      return;
-    }
-    fail("[from-png] ", png, ": the ", what, " '", file, "' (sha256 ", sha, ") is missing; put it there or give ", opt, " FILE");
-  };
-  input("--init-image", "init_image", "init image", a.init_image);
-  input("--mask", "mask_image", "mask image", a.mask);
-  if (auto* v = P.get("--lora-mode", "lora_mode")) a.lora_mode = P.string("lora_mode", *v);
-  input("--control-image", "control_image", "control image", a.control_image);
-  if (auto* v = P.get("--lora", "loras")) {  // [{name, path, sha256, scale}, ...]: the same files again
-    if (!v->is_array()) fail("[from-png] ", png, ": 'loras' is ", v->dump(), ", expected a list");
-    a.lora.clear();
-    for (const auto& l : *v) {
-      if (!l.is_object() || !l.contains("path") || !l.contains("scale"))
-        fail("[from-png] ", png, ": 'loras' entry ", l.dump(), " lacks a path or scale");
-      char buf[64];
-      auto r = std::to_chars(buf, buf + sizeof buf, P.number("scale", l["scale"]));
-      a.lora.push_back(P.string("path", l["path"]) + ":" + std::string(buf, r.ptr));
-    }
-  }
+  restore_params(PngParams(png, j, a.given), j, a);
 }
 
 namespace {
@@ -405,15 +208,12 @@ int run_generate(GenerateArgs a) {
     if (!a.overwrite && fs::exists(a.save_latents, ec))
       fail("[output] --save-latents file '", a.save_latents, "' exists (give --overwrite to replace it)");
   }
+  // Every plain option's value goes where the table says; what depends on several options follows.
   PretrainedOptions po;
-  po.torch_dtype = a.dtype;
-  po.vae_dtype = a.vae_dtype;
-  po.device = a.device;
-  po.num_threads = a.threads;
-  po.low_memory = a.low_memory;
-  po.transformer_file = a.transformer_file;
-  po.text_encoder_file = a.text_encoder_file;
-  po.vae_file = a.vae_file;
+  CallParams cp;
+  VaeTilingOptions tiling;
+  PipelineTargets targets{po, cp, tiling};
+  apply_params(a, targets);
   // Each LoRA: its name (file stem), sha256 and scale go into the PNG metadata.
   struct LoraMeta {
     std::string name, sha256, scale;
@@ -428,8 +228,6 @@ int run_generate(GenerateArgs a) {
     auto r = std::to_chars(buf, buf + sizeof buf, l.scale);
     lora_meta.push_back({fs::path(l.path).stem().string(), weights::file_sha256(l.path), std::string(buf, r.ptr)});
   }
-  po.lora_mode = a.lora_mode;
-  po.local_files_only = a.local_files_only;
   if (!a.control_image.empty() && a.controlnet.empty()) fail("[generate] --control-image needs --controlnet MODEL");
   if (!a.controlnet.empty() && a.control_image.empty()) fail("[generate] --controlnet needs --control-image FILE");
   if (a.control_scale && a.control_image.empty()) fail("[generate] --control-scale needs --control-image");
@@ -437,14 +235,8 @@ int run_generate(GenerateArgs a) {
     std::error_code ec;
     if (!fs::exists(a.controlnet, ec)) fail("[controlnet] folder '", a.controlnet, "' does not exist");
   }
-  po.controlnet = a.controlnet;
   validate_pretrained_options(po);
 
-  CallParams cp;
-  cp.prompt = a.prompt;
-  cp.negative_prompt = a.negative_prompt;
-  cp.width = a.width;
-  cp.height = a.height;
   if (!a.mask.empty() && a.init_image.empty()) fail("[generate] --mask needs --init-image (the image to inpaint)");
   if (a.strength && a.init_image.empty()) fail("[generate] --strength needs --init-image");
   json inputs = json::object();  // PNG metadata: file name and sha256 of each input image
@@ -455,7 +247,6 @@ int run_generate(GenerateArgs a) {
     // on the command line must be that size.
     if (!a.given.count("--width")) cp.width = std::nullopt;
     if (!a.given.count("--height")) cp.height = std::nullopt;
-    cp.strength = a.strength;
     if (!a.mask.empty()) {
       cp.mask_image = read_image(a.mask);
       inputs["mask_image"] = {{"file", a.mask}, {"sha256", sha256_hex(a.mask)}};
@@ -464,7 +255,6 @@ int run_generate(GenerateArgs a) {
   if (!a.control_image.empty()) {
     cp.control_image = read_image(a.control_image);
     inputs["control_image"] = {{"file", a.control_image}, {"sha256", sha256_hex(a.control_image)}};
-    cp.controlnet_conditioning_scale = a.control_scale;
     // The ControlNet pipelines resize every input to the output size: by default the init image's
     // (ControlNet inpainting) or the control image's, rounded down to multiples of 16.
     const Image& sized = cp.image ? *cp.image : *cp.control_image;
@@ -473,18 +263,8 @@ int run_generate(GenerateArgs a) {
     cp.width = a.width;
     cp.height = a.height;
   }
-  cp.num_inference_steps = a.steps;
-  cp.guidance_scale = float(a.guidance);
-  cp.cfg_normalization = a.cfg_normalization;
-  cp.cfg_truncation = a.cfg_truncation;
-  cp.num_images_per_prompt = a.num_images;
-  cp.max_sequence_length = a.max_sequence_length;
   if (seed_args.empty()) seed_args.push_back(std::nullopt);
   for (auto s : seed_args) cp.generator.push_back(Generator{s ? *s : params::random_seed(), "cpu"});
-  VaeTilingOptions tiling;
-  tiling.tiling = a.vae_tiling;
-  tiling.mode = a.vae_tile_mode;
-  tiling.tile_size = a.vae_tile_size;
   // Validate everything cheap before loading weights.
   validate_call_params(cp);
   validate_vae_tiling(tiling);
@@ -582,42 +362,21 @@ int run_generate(GenerateArgs a) {
       ip.extra.insert(ip.extra.begin(), {"Lora hashes", hashes});
     }
     meta.parameters = ip;
-    meta.zimage = {{"prompt", prompt},
-                   {"negative_prompt", neg},
-                   {"height", a.height},
-                   {"width", a.width},
-                   {"num_inference_steps", a.steps},
-                   {"guidance_scale", a.guidance},
-                   {"cfg_normalization", a.cfg_normalization},
-                   {"cfg_truncation", a.cfg_truncation},
-                   {"seed", out.seeds[size_t(i)]},
-                   {"noise_batch_size", noise_batch},
-                   {"noise_index", noise_index},
-                   {"image_index", i},
-                   {"num_images_per_prompt", a.num_images},
-                   {"max_sequence_length", a.max_sequence_length},
-                   {"dtype", a.dtype},
-                   {"vae_dtype", a.vae_dtype},
-                   {"vae_tiling", a.vae_tiling},
-                   {"vae_tile_mode", a.vae_tile_mode},
-                   {"vae_tile_size", a.vae_tile_size},
-                   {"model", a.model},
-                   {"generator", "torch.Generator(\"cpu\")"},
-                   {"version", std::string("zimage.cpp ") + ZIMAGE_VERSION}};
-    if (cp.image && !cp.control_image) meta.zimage["strength"] = edit_strength;
-    if (cp.control_image) {
-      meta.zimage["controlnet"] = a.controlnet;
-      meta.zimage["controlnet_conditioning_scale"] = a.control_scale.value_or(0.75);
-    }
-    for (auto& [k, v] : inputs.items()) meta.zimage[k] = v;
-    if (!lora_meta.empty()) {
-      nlohmann::json loras = nlohmann::json::array();
-      for (size_t li = 0; li < lora_meta.size(); ++li)
-        loras.push_back({{"name", lora_meta[li].name}, {"path", po.loras[li].path}, {"sha256", lora_meta[li].sha256},
-                         {"scale", po.loras[li].scale}});
-      meta.zimage["loras"] = loras;
-      meta.zimage["lora_mode"] = po.lora_mode;
-    }
+    ImageRecord rec;
+    rec.prompt = prompt;
+    rec.negative_prompt = neg;
+    rec.seed = out.seeds[size_t(i)];
+    rec.noise_batch_size = noise_batch;
+    rec.noise_index = noise_index;
+    rec.image_index = i;
+    rec.edit = cp.image && !cp.control_image;
+    rec.control = cp.control_image.has_value();
+    rec.strength = edit_strength;
+    rec.inputs = inputs;
+    for (size_t li = 0; li < lora_meta.size(); ++li)
+      rec.loras.push_back({{"name", lora_meta[li].name}, {"path", po.loras[li].path}, {"sha256", lora_meta[li].sha256},
+                           {"scale", po.loras[li].scale}});
+    meta.zimage = record_params(a, rec);
     std::string path;
     if (a.overwrite) {
       path = numbered(a.output, i);

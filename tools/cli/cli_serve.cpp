@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "generation_params.h"
 #include "server/jobs.h"
 #include "server/loras.h"
 #include "server/runner.h"
@@ -27,7 +28,6 @@ namespace fs = std::filesystem;
 
 void add_serve_options(CLI::App& s, ServeArgs& a) {
   GenerateArgs& g = a.gen;
-  s.add_option("-m,--model", g.model, "model folder or hub id in the Hugging Face cache")->required();
   s.add_option("--host", a.host, "address to listen on (default loopback; another address without an API key warns)")->capture_default_str();
   s.add_option("--port", a.port, "TCP port (0 = any free port, printed at start)")->capture_default_str();
   s.add_option("--api-key", a.api_key, "require 'Authorization: Bearer KEY' on every route but /health and the page (or --api-key-file, or ZIMAGE_API_KEY)");
@@ -45,33 +45,14 @@ void add_serve_options(CLI::App& s, ServeArgs& a) {
   s.add_option("--http-threads", a.http_threads, "connections served at once")->capture_default_str();
   s.add_option("--grace", a.grace, "seconds SIGTERM waits for queued and running jobs before cancelling them")->capture_default_str();
   s.add_flag("-q,--quiet", a.quiet, "no log line per request");
-  s.add_option("--lora", g.lora,
-               "LoRA for every request, FILE[:SCALE] (repeatable); a prompt's <lora:NAME:SCALE> (NAME: the file's stem) "
-               "changes its scale for that request (0: off). Run at run time (adjustable scales)");
   s.add_option("--lora-dir", a.lora_dir,
                "directory of .safetensors LoRAs a prompt may name with <lora:NAME:SCALE> (NAME: the path below it, "
                "without .safetensors); loaded on first use")
       ->check(CLI::ExistingDirectory);
   // generate's options that make sense for a server: the model's and the per-request defaults.
-  s.add_option("-n,--negative-prompt", g.negative_prompt, "default negative prompt")->expected(1);
-  s.add_option("-W,--width", g.width, "default width")->capture_default_str();
-  s.add_option("-H,--height", g.height, "default height")->capture_default_str();
-  s.add_option("-s,--steps", g.steps, "default steps")->capture_default_str();
-  s.add_option("-g,--guidance", g.guidance, "default guidance scale")->capture_default_str();
-  s.add_flag("--cfg-normalization", g.cfg_normalization, "default: renormalise the CFG prediction");
-  s.add_option("--cfg-truncation", g.cfg_truncation, "default CFG truncation")->capture_default_str();
-  s.add_option("--max-sequence-length", g.max_sequence_length, "prompt token limit")->capture_default_str();
-  s.add_option("--dtype", g.dtype, "compute dtype: bfloat16 or float32")->capture_default_str();
-  s.add_option("--vae-dtype", g.vae_dtype, "VAE compute dtype: float32 or bfloat16 (bfloat16 is faster: ~1.7x with "
-               "AVX-512-BF16, ~4x with AMX; its images are ~48 dB PSNR from float32's: not visible; see README)")->capture_default_str();
-  s.add_option("--device", g.device, "cpu or cuda")->capture_default_str();
-  s.add_option("--attention", g.attention, "attention backend")->capture_default_str();
-  s.add_option("-t,--threads", g.threads, "CPU threads of the pipeline: 0 = all cores")->capture_default_str();
-  s.add_flag("--local-files-only", g.local_files_only, "never download a hub id");
-  s.add_flag("--low-memory", g.low_memory, "load one component at a time");
-  s.add_option("--vae-tiling", g.vae_tiling, "auto, on or off")->capture_default_str();
-  s.add_option("--vae-tile-mode", g.vae_tile_mode, "seamless or diffusers")->capture_default_str();
-  s.add_option("--vae-tile-size", g.vae_tile_size, "VAE tile size in latent pixels; 0 = automatic")->capture_default_str();
+  add_param_options(s, g, kServe);
+  s.get_option("--model")->required();
+  s.get_option("--negative-prompt")->expected(1);
   for (CLI::Option* o : s.get_options())
     if (o->get_items_expected_max() == 1) o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   s.final_callback([&s, &a] {

@@ -13,6 +13,7 @@
 #include "cli_generate.h"
 #include "cli_pull.h"
 #include "cli_serve.h"
+#include "generation_params.h"
 #include "core/error.h"
 
 namespace {
@@ -44,6 +45,10 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand("serve", "serve images over HTTP (OpenAI, AUTOMATIC1111 and job routes, a web page)");
   zimage::cli::add_serve_options(*serve, serve_args);
   serve->footer(zimage::cli::kExitCodes);
+  // Hidden: prints docs/PARAMETERS.md, the table of generation parameters (tools/cli/generation_params.cpp).
+  auto* params = app.add_subcommand("params", "print the generation parameter table (Markdown)")->group("");
+  bool params_as_json = false;
+  params->add_flag("--json", params_as_json, "as JSON");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -52,6 +57,10 @@ int main(int argc, char** argv) {
   }
   try {
     if (g->parsed()) return zimage::cli::run_generate(gen);
+    if (params->parsed()) {
+      std::fputs(params_as_json ? (zimage::cli::params_json().dump(1) + "\n").c_str() : zimage::cli::params_markdown().c_str(), stdout);
+      return kExitOk;
+    }
     if (info->parsed()) return zimage::cli::run_info(info_model);
     if (pull->parsed()) return zimage::cli::run_pull(pull_args);
     if (serve->parsed()) return zimage::cli::run_serve(serve_args);
