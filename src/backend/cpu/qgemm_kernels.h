@@ -1,6 +1,6 @@
 // The integer GEMM's tile kernels (qgemm.h), one per kernel level (internal to src/backend/cpu).
-// qgemm.cpp quantizes the activations and packs the weights into panels of 16 rows; a tile
-// kernel computes an mr x (16 * np) block of results over the whole of K.
+// qgemm.cpp packs the weights into panels of 16 rows (once per matrix) and quantizes the
+// activations; a tile kernel computes an mr x (16 * np) block of results over the whole of K.
 #pragma once
 #include <cstdint>
 
