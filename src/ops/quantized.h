@@ -8,7 +8,7 @@
 //   dot products, per-block float scales), for Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q3_K, Q2_K.
 // Never a dense copy of the matrix. The integer GEMM unpacks the matrix once, on its first use,
 // into its kernels' layout (qgemm.h's QPacked: 1.25 bytes per weight for Q8_0 against 1.06 in the
-// file, 1.375 for Q4_K against 0.56), kept with the matrix; then the pages of the file mapping it
+// file, 0.875 for Q4_K against 0.56), kept with the matrix; then the pages of the file mapping it
 // came from are released (madvise DONTNEED: a read-only file mapping rereads them if touched), so
 // the resident size is the packed copy's, not both.
 #pragma once

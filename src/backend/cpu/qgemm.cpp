@@ -140,11 +140,13 @@ struct Format {
   int64_t bytes;  // bytes per stored ggml block
   bool asym;      // has offsets
   void (*unpack)(const uint8_t*, int8_t*, float*, float*);
+  bool nib = false;  // packed 4 bits a value, as q + off (Q4_0: q in [-8, 7], Q4_K: [0, 15])
+  int off = 0;
 };
 
 const Format* format(uint32_t type) {
-  static const Format q8_0{32, 32, 34, false, unpack_q8_0}, q4_0{32, 32, 18, false, unpack_q4_0},
-      q5_0{32, 32, 22, false, unpack_q5_0}, q4_k{32, 256, 144, true, unpack_q4_k},
+  static const Format q8_0{32, 32, 34, false, unpack_q8_0}, q4_0{32, 32, 18, false, unpack_q4_0, true, 8},
+      q5_0{32, 32, 22, false, unpack_q5_0}, q4_k{32, 256, 144, true, unpack_q4_k, true, 0},
       q5_k{32, 256, 176, true, unpack_q5_k}, q6_k{16, 256, 210, false, unpack_q6_k},
       q3_k{16, 256, 110, false, unpack_q3_k}, q2_k{16, 256, 84, true, unpack_q2_k};
   switch (GgmlType(type)) {
@@ -207,7 +209,8 @@ constexpr int64_t kChunkBytes = 512 << 10;  // packed weights per work item (a t
 struct PanelLayout {
   int64_t nb, G;
   bool asym;
-  int64_t q_bytes() const { return nb * G * 16; }
+  bool nib = false;
+  int64_t q_bytes() const { return nb * G * (nib ? 8 : 16); }
   int64_t bytes() const { return q_bytes() + nb * 16 * (asym ? 12 : 8); }  // + s, (mn,) neg
 };
 
@@ -227,7 +230,7 @@ void pack_panel(const Format& f, const uint8_t* w, size_t row_bytes, int64_t n0,
   float* s = reinterpret_cast<float*>(base + L.q_bytes());
   float* mn = L.asym ? s + L.nb * 16 : nullptr;
   int32_t* neg = reinterpret_cast<int32_t*>(base + L.q_bytes() + L.nb * 16 * (L.asym ? 8 : 4));
-  const int64_t G = L.G;
+  const int64_t G = L.G, NG = G / 4;
   for (int l = 0; l < 16; ++l) {
     const int64_t n = n0 + l;
     if (n < N) {
@@ -239,10 +242,19 @@ void pack_panel(const Format& f, const uint8_t* w, size_t row_bytes, int64_t n0,
     }
     for (int64_t b = 0; b < L.nb; ++b) {
       const int8_t* src = qrow + b * G;
-      int8_t* qb = q + b * G * 16 + l * 4;
       int32_t sum = 0;
-      for (int64_t k = 0; k < G; ++k) sum += src[k];
-      for (int64_t g = 0; g < G / 4; ++g) std::memcpy(qb + g * 64, src + g * 4, 4);
+      if (L.nib) {  // stored u = q + off in [0, 15]: group g low, group g + NG / 2 high
+        const int off = n < N ? f.off : 0;
+        uint8_t* qb = reinterpret_cast<uint8_t*>(q) + b * G * 8 + l * 4;
+        for (int64_t k = 0; k < G; ++k) sum += src[k] + off;
+        for (int64_t g = 0; g < NG / 2; ++g)
+          for (int i = 0; i < 4; ++i)
+            qb[g * 64 + i] = uint8_t((src[g * 4 + i] + off) | (src[(g + NG / 2) * 4 + i] + off) << 4);
+      } else {
+        int8_t* qb = q + b * G * 16 + l * 4;
+        for (int64_t k = 0; k < G; ++k) sum += src[k];
+        for (int64_t g = 0; g < NG; ++g) std::memcpy(qb + g * 64, src + g * 4, 4);
+      }
       s[b * 16 + l] = srow[b];
       if (mn) mn[b * 16 + l] = mrow[b];
       neg[b * 16 + l] = -128 * sum;
@@ -271,7 +283,7 @@ void qgemm_unpack_row(uint32_t type, const uint8_t* row, int64_t K, int8_t* q, f
 size_t qgemm_packed_bytes(int64_t N, int64_t K, uint32_t type) {
   const Format* f = format(type);
   if (!f || K % f->super != 0 || N <= 0) return 0;
-  return size_t((N + 15) / 16 * PanelLayout{K / f->G, f->G, f->asym}.bytes());
+  return size_t((N + 15) / 16 * PanelLayout{K / f->G, f->G, f->asym, f->nib}.bytes());
 }
 
 std::unique_ptr<QPacked> qgemm_pack(int64_t N, int64_t K, const uint8_t* w, size_t row_bytes, uint32_t type) {
@@ -283,7 +295,9 @@ std::unique_ptr<QPacked> qgemm_pack(int64_t N, int64_t K, const uint8_t* w, size
   p->G = f.G;
   p->nb = K / f.G;
   p->asym = f.asym;
-  const PanelLayout L{p->nb, f.G, f.asym};
+  const PanelLayout L{p->nb, f.G, f.asym, f.nib};
+  p->nib = f.nib;
+  p->off = f.off;
   p->panel_bytes = L.bytes();  // a multiple of 64: nb * 16 * (G + 8 or 12), G a multiple of 16
   p->npanels = (p->N + 15) / 16;
   p->mem.reset(new uint8_t[p->bytes() + 64]);
@@ -314,7 +328,7 @@ void qgemm_nt_packed(int64_t M, const void* x, DType xt, int64_t ldx, const QPac
   // activation rows pass) x a range of activation rows. The only barrier is the one after the
   // activations are quantized (a shared, overloaded machine makes every barrier expensive). Rows
   // are split only when there are too few chunks to keep every thread busy.
-  const PanelLayout L{nb, G, w.asym};
+  const PanelLayout L{nb, G, w.asym, w.nib};
   const int64_t npanels = w.npanels;
   const int64_t chunk = std::min(npanels, std::max<int64_t>(2, kChunkBytes / L.bytes()) / 2 * 2);
   const int64_t nchunks = (npanels + chunk - 1) / chunk;
@@ -345,6 +359,8 @@ void qgemm_nt_packed(int64_t M, const void* x, DType xt, int64_t ldx, const QPac
           tl.mr = int(std::min<int64_t>(4, M - m0));
           tl.np = int(std::min<int64_t>(2, c0 + cp - pi));
           tl.G = G;
+          tl.nib = w.nib;
+          tl.off = w.off;
           tl.nb = nb;
           tl.x = xq.get() + m0 * K;
           tl.ldx = K;

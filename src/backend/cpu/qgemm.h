@@ -27,15 +27,19 @@ bool qgemm_supports(uint32_t ggml_type);
 int qgemm_block(uint32_t ggml_type);
 
 // W unpacked once into the tile kernels' layout (qgemm_kernels.h): panels of 16 rows, each with
-// per block q[G * 16] int8, s[16] float32, mn[16] float32 (types with offsets only) and neg[16]
-// int32, so (1 + 8 / G) bytes per weight (+ 4 / G with offsets), against 34 / 32 for Q8_0 in the
-// file. Independent of the kernel level. Made by qgemm_pack (in parallel), read by qgemm_nt_packed.
+// per block q[G * 16] int8 (4 bits a value for Q4_0 and Q4_K), s[16] float32, mn[16] float32
+// (types with offsets only) and neg[16] int32: (1 + 8 / G) bytes per weight, + 4 / G with
+// offsets, 0.5 less for 4-bit panels (Q8_0 1.25 against 1.0625 in the file, Q4_K 0.875 against
+// 0.5625, Q4_0 0.75 against 0.5625, Q6_K 1.5 against 0.82). Independent of the kernel level.
+// Made by qgemm_pack (in parallel), read by qgemm_nt_packed.
 struct QPacked {
   uint32_t type = 0;
   int64_t N = 0, K = 0;
   int G = 32;
   int64_t nb = 0;  // blocks per row (K / G)
   bool asym = false;
+  bool nib = false;  // 4-bit panels (Q4_0, Q4_K), values stored as q + off
+  int off = 0;
   int64_t panel_bytes = 0, npanels = 0;
   std::unique_ptr<uint8_t[]> mem;  // npanels * panel_bytes (+ alignment)
   uint8_t* base = nullptr;         // 64-byte aligned start of panel 0
