@@ -206,6 +206,7 @@ TEST_P(Qgemm, EqualsTheBlockMathAndTheDequantizedGemm) {
     check_case(t, {5, 40, 256}, false, false, true, seed++);
     check_case(t, {1, 16, 512}, true, false, false, seed++);
     check_case(t, {7, 33, 256}, true, true, true, seed++);
+    check_case(t, {13, 40, 256}, false, true, false, seed++);  // several row tiles
   }
   // several weight chunks (qgemm.cpp packs ~768 KB of panels at a time)
   check_case(GgmlType::Q8_0, {6, 700, 2048}, false, false, true, seed++);
