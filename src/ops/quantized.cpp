@@ -1,8 +1,13 @@
 #include "ops/quantized.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "backend/cpu/gemm.h"
@@ -12,6 +17,23 @@
 #include "core/safetensors.h"
 
 namespace zimage::ops {
+
+struct QuantPack {
+  std::mutex mu;
+  std::unique_ptr<cpu::QPacked> packed;
+  const uint8_t* data = nullptr;  // what it was made from (a copy of the matrix edited later repacks)
+  uint32_t type = 0;
+  int64_t rows = 0, cols = 0;
+  size_t row_bytes = 0;
+};
+
+std::shared_ptr<QuantPack> new_quant_pack() { return std::make_shared<QuantPack>(); }
+
+size_t packed_bytes(const QuantizedMatrix& w) {
+  if (!w.pack) return 0;
+  std::lock_guard<std::mutex> l(w.pack->mu);
+  return w.pack->packed ? w.pack->packed->bytes() : 0;
+}
 
 int64_t quant_tile_rows(int64_t cols) {
   return std::max<int64_t>(16, kQuantTileBytes / std::max<int64_t>(1, cols * 4)) / 16 * 16;
@@ -34,6 +56,48 @@ bool uses_integer_gemm(const QuantizedMatrix& w) {
 }
 
 namespace {
+
+// Drops the pages of [p, p + n) from this process when they lie in a read-only private file
+// mapping (a GGUF file's): they are clean, and touching them again rereads the file. Anything
+// else (anonymous or writable memory, where DONTNEED would lose the data) is left alone.
+void release_file_pages(const void* p, size_t n) {
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p), begin = (a + page - 1) & ~(page - 1), end = (a + n) & ~(page - 1);
+  if (begin >= end) return;
+  std::FILE* f = std::fopen("/proc/self/maps", "r");
+  if (!f) return;
+  char line[512];
+  bool ok = false;
+  while (std::fgets(line, sizeof line, f)) {
+    unsigned long lo = 0, hi = 0, off = 0, inode = 0;
+    char perms[8] = {0}, dev[32] = {0};
+    if (std::sscanf(line, "%lx-%lx %7s %lx %31s %lu", &lo, &hi, perms, &off, dev, &inode) != 6) continue;
+    if (begin >= lo && end <= hi) {
+      ok = inode != 0 && perms[1] == '-' && perms[3] == 'p';
+      break;
+    }
+  }
+  std::fclose(f);
+  if (ok) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+// The packed copy of w for the integer GEMM, made on first use.
+const cpu::QPacked& packed(const QuantizedMatrix& w) {
+  QuantPack& c = *w.pack;
+  std::lock_guard<std::mutex> l(c.mu);
+  if (!c.packed || c.data != w.data || c.type != w.ggml_type || c.rows != w.rows || c.cols != w.cols ||
+      c.row_bytes != w.row_bytes) {
+    c.packed.reset();
+    c.packed = cpu::qgemm_pack(w.rows, w.cols, w.data, w.row_bytes, w.ggml_type);
+    c.data = w.data;
+    c.type = w.ggml_type;
+    c.rows = w.rows;
+    c.cols = w.cols;
+    c.row_bytes = w.row_bytes;
+    release_file_pages(w.data, size_t(w.rows) * w.row_bytes);
+  }
+  return *c.packed;
+}
 
 int64_t check(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias) {
   const int64_t N = w.rows, K = w.cols;
@@ -61,7 +125,8 @@ void run(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias, Tensor& 
   if (bias) b32 = bias->to(DType::F32);
   const float* bp = bias ? b32.f32() : nullptr;
   if (uses_integer_gemm(w)) {
-    cpu::qgemm_nt(M, N, K, x.raw(), x.dtype(), K, w.data, w.row_bytes, w.ggml_type, bp, y.raw(), N, y.dtype());
+    if (!w.pack) fail("[linear] quantized weight [", N, ", ", K, "] has no pack cache");
+    cpu::qgemm_nt_packed(M, x.raw(), x.dtype(), K, packed(w), bp, y.raw(), N, y.dtype());
     return;
   }
   const bool bf16 = w.compute == DType::BF16;

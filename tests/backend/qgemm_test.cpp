@@ -16,6 +16,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <optional>
 #include <random>
@@ -24,6 +26,7 @@
 #include "backend/cpu/cpu_level.h"
 #include "backend/cpu/qgemm.h"
 #include "core/gguf.h"
+#include "ops/quantized.h"
 #include "util/gguf_writer.h"
 
 namespace zimage {
@@ -203,6 +206,7 @@ TEST_P(Qgemm, EqualsTheBlockMathAndTheDequantizedGemm) {
     check_case(t, {5, 40, 256}, false, false, true, seed++);
     check_case(t, {1, 16, 512}, true, false, false, seed++);
     check_case(t, {7, 33, 256}, true, true, true, seed++);
+    check_case(t, {13, 40, 256}, false, true, false, seed++);  // several row tiles
   }
   // several weight chunks (qgemm.cpp packs ~768 KB of panels at a time)
   check_case(GgmlType::Q8_0, {6, 700, 2048}, false, false, true, seed++);
@@ -227,6 +231,121 @@ TEST_P(Qgemm, NonFiniteActivationsGiveNan) {
   cpu::qgemm_nt(M, N, K, x.data(), DType::F32, K, reinterpret_cast<const uint8_t*>(bytes.data()), 68,
                 uint32_t(GgmlType::Q8_0), nullptr, y.data(), N, DType::F32);
   for (int64_t n = 0; n < N; ++n) EXPECT_EQ(y[2 * N + n], 0.f);
+}
+
+// ---- the packed copy ops::linear keeps with a quantized matrix (ops/quantized.h) ----
+
+ops::QuantizedMatrix int_matrix(GgmlType t, int64_t N, int64_t K, std::shared_ptr<const void> keep, const uint8_t* data) {
+  const gguf::TypeTraits* tt = gguf::type_traits(uint32_t(t));
+  ops::QuantizedMatrix q;
+  q.ggml_type = uint32_t(t);
+  q.rows = N;
+  q.cols = K;
+  q.data = data;
+  q.row_bytes = size_t(K / tt->block * tt->bytes);
+  q.keepalive = std::move(keep);
+  q.compute = DType::BF16;
+  q.mode = ops::QuantCompute::Int;
+  return q;
+}
+
+std::vector<float> direct(GgmlType t, const Tensor& x, const uint8_t* w, int64_t N, int64_t K) {
+  const gguf::TypeTraits* tt = gguf::type_traits(uint32_t(t));
+  std::vector<float> y(size_t(x.numel() / K * N));
+  cpu::qgemm_nt(x.numel() / K, N, K, x.raw(), x.dtype(), K, w, size_t(K / tt->block * tt->bytes), uint32_t(t), nullptr,
+                y.data(), N, DType::F32);
+  return y;
+}
+
+std::vector<float> values(const Tensor& y) {
+  const Tensor f = y.to(DType::F32);
+  return std::vector<float>(f.f32(), f.f32() + f.numel());
+}
+
+// Packed on the first call (its size as qgemm_packed_bytes states), the same sums as a call on the
+// stored blocks, the source bytes untouched (heap memory is never released), and a copy of the
+// matrix pointed at other blocks packs those.
+TEST(QgemmPacked, OpsLinearPacksOnceAndKeepsTheSource) {
+  for (GgmlType t : kTypes) {
+    SCOPED_TRACE(gguf::type_name(uint32_t(t)));
+    const int64_t N = 40, K = 2048;  // 40 rows: two whole panels and a partial one
+    auto bytes = std::make_shared<std::string>(test::random_blocks(uint32_t(t), N * K, 21, scale_of(t)));
+    const std::string before = *bytes;
+    ops::QuantizedMatrix q = int_matrix(t, N, K, bytes, reinterpret_cast<const uint8_t*>(bytes->data()));
+    ASSERT_TRUE(ops::uses_integer_gemm(q));
+    EXPECT_EQ(ops::packed_bytes(q), 0u);
+    const Tensor x = test::randn({3, K}, 22);
+    const std::vector<float> y1 = values(ops::linear(x, q));
+    const size_t pb = ops::packed_bytes(q);
+    EXPECT_EQ(pb, cpu::qgemm_packed_bytes(N, K, uint32_t(t)));
+    const int G = cpu::qgemm_block(uint32_t(t));
+    const bool asym = t == GgmlType::Q4_K || t == GgmlType::Q5_K || t == GgmlType::Q2_K;
+    const bool nib = t == GgmlType::Q4_K || t == GgmlType::Q4_0;  // 4-bit panels
+    EXPECT_EQ(pb, size_t(3 * 16 * K * ((nib ? 0.5 : 1.0) + (asym ? 12 : 8) / double(G))));
+    EXPECT_EQ(y1, direct(t, x, reinterpret_cast<const uint8_t*>(before.data()), N, K));
+    EXPECT_EQ(values(ops::linear(x, q)), y1);
+    EXPECT_EQ(ops::packed_bytes(q), pb);
+    EXPECT_TRUE(*bytes == before);
+
+    auto other = std::make_shared<std::string>(test::random_blocks(uint32_t(t), N * K, 23, scale_of(t)));
+    ops::QuantizedMatrix q2 = q;  // shares the cache
+    q2.data = reinterpret_cast<const uint8_t*>(other->data());
+    q2.keepalive = other;
+    EXPECT_EQ(values(ops::linear(x, q2)), direct(t, x, q2.data, N, K));
+  }
+}
+
+// Resident kB of the mapping that holds `p` (/proc/self/smaps), -1 when not found.
+long rss_kb_of(const void* p) {
+  std::ifstream f("/proc/self/smaps");
+  std::string line;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  bool in = false;
+  while (std::getline(f, line)) {
+    unsigned long lo = 0, hi = 0;
+    char dash = 0;
+    if (std::sscanf(line.c_str(), "%lx%c%lx", &lo, &dash, &hi) == 3 && dash == '-' && line.find(':') > line.find(' ')) {
+      in = a >= lo && a < hi;
+      continue;
+    }
+    long kb = 0;
+    if (in && std::sscanf(line.c_str(), "Rss: %ld kB", &kb) == 1) return kb;
+  }
+  return -1;
+}
+
+// A GGUF file's mapping: once packed, the weight's pages leave the process (the packed copy
+// replaces them), and what the file holds is still what a later dequantizing call reads.
+TEST(QgemmPacked, FileMappingPagesAreReleasedAfterPacking) {
+  const GgmlType t = GgmlType::Q8_0;
+  const int64_t N = 256, K = 4096;  // 1.1 MB of blocks
+  const std::string blocks = test::random_blocks(uint32_t(t), N * K, 31, scale_of(t));
+  const std::string path = test::temp_dir("qgemm_packed") + "/w.gguf";
+  {
+    const std::string file = test::gguf_bytes({{"w", {N, K}, uint32_t(t), blocks}});
+    std::ofstream(path, std::ios::binary).write(file.data(), std::streamsize(file.size()));
+  }
+  auto f = std::make_shared<gguf::File>(path);
+  const uint8_t* data = f->data(*f->find("w"));
+  ASSERT_EQ(std::memcmp(data, blocks.data(), blocks.size()), 0);  // every page touched
+  const long rss0 = rss_kb_of(data);
+  ASSERT_GE(rss0, long(blocks.size() / 1024) - 8);
+  ops::QuantizedMatrix q = int_matrix(t, N, K, f->owner(), data);
+  const Tensor x = test::randn({5, K}, 32);
+  EXPECT_EQ(values(ops::linear(x, q)), direct(t, x, reinterpret_cast<const uint8_t*>(blocks.data()), N, K));
+  const long rss1 = rss_kb_of(data);
+  EXPECT_LT(rss1, 64) << "resident before " << rss0 << " kB";
+  // the released pages are the file's: a dequantizing call rereads them
+  ops::QuantizedMatrix qd = q;
+  qd.mode = ops::QuantCompute::Dequant;
+  auto copy = std::make_shared<std::string>(blocks);
+  ops::QuantizedMatrix ref = int_matrix(t, N, K, copy, reinterpret_cast<const uint8_t*>(copy->data()));
+  ref.mode = ops::QuantCompute::Dequant;
+  EXPECT_EQ(values(ops::linear(x, qd)), values(ops::linear(x, ref)));
+  f.reset();
+  q = ops::QuantizedMatrix();
+  qd = ops::QuantizedMatrix();
+  std::filesystem::remove(path);
 }
 
 INSTANTIATE_TEST_SUITE_P(Levels, Qgemm, ::testing::ValuesIn(cpu::supported_levels()),

@@ -762,8 +762,8 @@ def bench_quant(args, report, md):
         ggufs[t] = path
     variants = [("bf16", [], {})]
     for t in args.quant:
-        variants.append((f"{t} int", ["--transformer", ggufs[t]], {"ZIMAGE_QUANT_COMPUTE": "int"}))
-        variants.append((f"{t} dequant", ["--transformer", ggufs[t]], {"ZIMAGE_QUANT_COMPUTE": "dequant"}))
+        for c in args.quant_compute:
+            variants.append((f"{t} {c}", ["--transformer", ggufs[t]], {"ZIMAGE_QUANT_COMPUTE": c}))
     for (w, h) in args.sizes:
         key = f"{w}x{h}_quant"
         runs = {}
@@ -784,7 +784,7 @@ def bench_quant(args, report, md):
         for name, _, _ in variants[1:]:
             pairs.append([f"{name} vs bf16", res[name]["output"], res["bf16"]["output"], res[name]["latents"],
                           res["bf16"]["latents"]])
-            if name.endswith(" int"):
+            if name.endswith(" int") and "dequant" in args.quant_compute:
                 dq = name.replace(" int", " dequant")
                 pairs.append([f"{name} vs {dq}", res[name]["output"], res[dq]["output"], res[name]["latents"],
                               res[dq]["latents"]])
@@ -968,6 +968,8 @@ def parse_args(argv):
     ap.add_argument("--vae-only", action="store_true", help="VAE decode time on random latents")
     ap.add_argument("--quant", nargs="+", choices=["Q8_0", "Q4_K"],
                     help="bf16 vs the transformer quantized to these GGUF types, integer GEMM and dequantize path")
+    ap.add_argument("--quant-compute", nargs="+", choices=["int", "dequant"], default=["int", "dequant"],
+                    help="--quant: which computes to run (default both; the dequantize path is slow at large sizes)")
     ap.add_argument("--corpus", help="tokenizer corpus (default: license texts + diffusers sources, ~4 MB)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"), help="CMake build folder with the binaries")
     ap.add_argument("--zimage-bin", help="zimage CLI (default BUILD_DIR/zimage)")

@@ -8,14 +8,25 @@
 //   bench_gemm [--threads N] [--min-seconds S] [--dtype bf16|f32|both|quant|q8_0|q8_0-dequant|q4_k|q4_k-dequant]
 //              [--shape MxKxN ...] [--json]
 //   bench_gemm --kernel-level   (prints {"cpu_kernel_level": "..."}: the level ZIMAGE_CPU or the probe picks)
+//   bench_gemm --peak [--threads N]   (the CPU's instruction peaks, best of 40 short register-only
+//              loops per thread: int8 dot products (vpdpbusd zmm, 64 multiply-adds each) in GOP/s and
+//              bf16 dot products (vdpbf16ps zmm, 32) in GFLOP/s, where the CPU has them)
+// GFLOP/s(cpu): by the process CPU time of the fastest call (with --threads 1 a figure that a
+// shared machine's preemption does not lower; with more threads it also counts spin-waits).
+// The first (warm-up) call's time is reported apart: for quantized weights it includes packing the
+// matrix into the integer GEMM's layout (once per weight, ops/quantized.h).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <immintrin.h>
+#include <omp.h>
 
 #include "core/error.h"
 #include "core/gguf.h"
@@ -40,7 +51,8 @@ Tensor random_tensor(DType dt, Shape shape, uint32_t seed) {
 }
 
 struct Result {
-  double gflops_best = 0, gflops_median = 0, ms_median = 0;
+  double gflops_best = 0, gflops_median = 0, ms_median = 0, ms_first = 0;
+  double gflops_cpu = 0;  // by the process's CPU time of the fastest call
   int reps = 0;
 };
 
@@ -78,13 +90,22 @@ Result run(const Shape3& s, const std::string& kind, double min_seconds) {
                          kind.find("dequant") != std::string::npos);
   auto call = [&] { return q ? ops::linear(x, *q) : ops::linear(x, w); };
   const double flop = 2.0 * double(s.M) * double(s.K) * double(s.N);
-  // Warm-up: primitive creation and first-touch of the output happen here.
+  // Warm-up: primitive creation, first-touch of the output and packing happen here.
+  const auto tw = std::chrono::steady_clock::now();
   (void)call();
+  const double first = std::chrono::duration<double>(std::chrono::steady_clock::now() - tw).count();
   std::vector<double> secs;
-  double total = 0;
+  double total = 0, cpu_best = 1e30;
+  auto cpu_now = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+  };
   while (total < min_seconds || secs.size() < 3) {
     auto t0 = std::chrono::steady_clock::now();
+    const double c0 = cpu_now();
     Tensor y = call();
+    cpu_best = std::min(cpu_best, cpu_now() - c0);
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     secs.push_back(dt);
     total += dt;
@@ -96,7 +117,76 @@ Result run(const Shape3& s, const std::string& kind, double min_seconds) {
   r.ms_median = secs[secs.size() / 2] * 1e3;
   r.gflops_median = flop / secs[secs.size() / 2] / 1e9;
   r.gflops_best = flop / secs.front() / 1e9;
+  r.ms_first = first * 1e3;
+  r.gflops_cpu = flop / cpu_best / 1e9;
   return r;
+}
+
+// Register-only loops of independent dot-product instructions: ops per second over all threads.
+constexpr int kAcc = 12;
+constexpr int64_t kIters = 2'000'000;
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t loop_vnni() {
+  __m512i acc[kAcc];
+  for (int j = 0; j < kAcc; ++j) acc[j] = _mm512_set1_epi32(j);
+  __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(3);
+  for (int64_t i = 0; i < kIters; ++i) {
+    asm volatile("" : "+v"(a), "+v"(b));
+    for (int j = 0; j < kAcc; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
+  }
+  __m512i s = acc[0];
+  for (int j = 1; j < kAcc; ++j) s = _mm512_add_epi32(s, acc[j]);
+  alignas(64) int32_t v[16];
+  _mm512_store_si512(v, s);
+  return v[0] + v[15];
+}
+
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) int64_t loop_bf16() {
+  __m512 acc[kAcc];
+  for (int j = 0; j < kAcc; ++j) acc[j] = _mm512_set1_ps(float(j));
+  __m512i a = _mm512_set1_epi16(0x3f80), b = _mm512_set1_epi16(0x3f80);
+  for (int64_t i = 0; i < kIters; ++i) {
+    asm volatile("" : "+v"(a), "+v"(b));
+    for (int j = 0; j < kAcc; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)a, (__m512bh)b);
+  }
+  __m512 s = acc[0];
+  for (int j = 1; j < kAcc; ++j) s = _mm512_add_ps(s, acc[j]);
+  alignas(64) float v[16];
+  _mm512_store_ps(v, s);
+  return int64_t(v[0] + v[15]);
+}
+
+// ops per instruction: vpdpbusd 64 multiply-adds (128 ops), vdpbf16ps 32 (64 flops)
+double peak(int64_t (*loop)(), double ops_per_instr) {
+  std::vector<int64_t> sink(256, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  int n = 1;
+#pragma omp parallel
+  {
+#pragma omp single
+    n = omp_get_num_threads();
+    sink[size_t(omp_get_thread_num() % 256)] = loop();
+  }
+  if (sink[0] == 42) std::printf(" ");  // keeps the loops' results
+  const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return double(n) * double(kIters) * kAcc * ops_per_instr / dt / 1e9;
+}
+
+int run_peak(bool json) {
+  __builtin_cpu_init();
+  const bool vnni = __builtin_cpu_supports("avx512vnni"), bf16 = __builtin_cpu_supports("avx512bf16");
+  // the best of 40 short runs of each, interleaved (a shared machine preempts some of them)
+  double v = 0, b = 0;
+  for (int i = 0; i < 40; ++i) {
+    if (vnni) v = std::max(v, peak(loop_vnni, 128));
+    if (bf16) b = std::max(b, peak(loop_bf16, 64));
+  }
+  if (json)
+    std::printf("{\"threads\": %d, \"int8_vpdpbusd_gops\": %.1f, \"bf16_vdpbf16ps_gflops\": %.1f}\n", ops::num_threads(), v, b);
+  else
+    std::printf("threads %d: int8 vpdpbusd zmm %.1f GOP/s%s, bf16 vdpbf16ps zmm %.1f GFLOP/s%s\n", ops::num_threads(), v,
+                vnni ? "" : " (no AVX-512 VNNI)", b, bf16 ? "" : " (no AVX-512 BF16)");
+  return 0;
 }
 
 [[noreturn]] void usage() {
@@ -104,6 +194,7 @@ Result run(const Shape3& s, const std::string& kind, double min_seconds) {
                "usage: bench_gemm [--threads N] [--min-seconds S] [--dtype bf16|f32|both|quant|q8_0|q8_0-dequant|q4_k|"
                "q4_k-dequant] [--shape MxKxN ...] [--json]\n"
                "       bench_gemm --kernel-level\n"
+               "       bench_gemm --peak [--threads N] [--json]\n"
                "default shapes: M in {1024, 4096}, K = 3840, N in {3840, 10240} (Z-Image attention / FFN linears)\n");
   std::exit(2);
 }
@@ -114,7 +205,7 @@ int main(int argc, char** argv) {
   int threads = 0;
   double min_seconds = 1.0;
   std::string dtype = "both";
-  bool json = false;
+  bool json = false, peak_only = false;
   std::vector<Shape3> shapes;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -126,6 +217,7 @@ int main(int argc, char** argv) {
     else if (a == "--min-seconds") min_seconds = std::atof(next().c_str());
     else if (a == "--dtype") dtype = next();
     else if (a == "--json") json = true;
+    else if (a == "--peak") peak_only = true;
     else if (a == "--kernel-level") {
       try {
         std::printf("{\"cpu_kernel_level\": \"%s\"}\n", ops::cpu_kernel_level());
@@ -144,8 +236,13 @@ int main(int argc, char** argv) {
   }
   const std::vector<std::string> known = {"bf16", "f32", "both", "quant", "q8_0", "q8_0-dequant", "q4_k", "q4_k-dequant"};
   if (std::find(known.begin(), known.end(), dtype) == known.end()) usage();
-  if (shapes.empty()) shapes = {{1024, 3840, 3840}, {1024, 3840, 10240}, {4096, 3840, 3840}, {4096, 3840, 10240}};
   ops::set_num_threads(threads);
+  if (peak_only) return run_peak(json);
+  if (shapes.empty()) {
+    shapes = {{1024, 3840, 3840}, {1024, 3840, 10240}, {4096, 3840, 3840}, {4096, 3840, 10240}};
+    if (dtype != "bf16" && dtype != "f32" && dtype != "both")  // quantized: also the FFN's w2 (K = 10240)
+      shapes.insert(shapes.end(), {{1024, 10240, 3840}, {4096, 10240, 3840}});
+  }
   std::vector<std::string> kinds;
   if (dtype == "both") kinds = {"bf16", "f32"};
   else if (dtype == "quant") kinds = {"bf16", "q8_0", "q8_0-dequant", "q4_k", "q4_k-dequant"};
@@ -161,19 +258,22 @@ int main(int argc, char** argv) {
   try {
     if (json) std::printf("{\"threads\": %d, \"cpu_kernel_level\": \"%s\", \"results\": [\n", ops::num_threads(),
                           ops::cpu_kernel_level());
-    else std::printf("threads %d, CPU kernel level %s\n%-12s %6s %6s %6s %10s %12s %12s %5s\n", ops::num_threads(),
-                     ops::cpu_kernel_level(), "dtype", "M", "K", "N", "ms(med)", "GFLOP/s(med)", "GFLOP/s(best)", "reps");
+    else std::printf("threads %d, CPU kernel level %s\n%-12s %6s %6s %6s %10s %12s %12s %5s %10s %12s\n", ops::num_threads(),
+                     ops::cpu_kernel_level(), "dtype", "M", "K", "N", "ms(med)", "GFLOP/s(med)", "GFLOP/s(best)", "reps",
+                     "ms(first)", "GFLOP/s(cpu)");
     bool first = true;
     for (const auto& [kind, s] : runs) {
         Result r = run(s, kind, min_seconds);
         const char* name = kind.c_str();
         if (json) {
           std::printf("%s  {\"dtype\": \"%s\", \"M\": %ld, \"K\": %ld, \"N\": %ld, \"ms_median\": %.4f, "
-                      "\"gflops_median\": %.2f, \"gflops_best\": %.2f, \"reps\": %d}",
-                      first ? "" : ",\n", name, s.M, s.K, s.N, r.ms_median, r.gflops_median, r.gflops_best, r.reps);
+                      "\"gflops_median\": %.2f, \"gflops_best\": %.2f, \"reps\": %d, \"ms_first\": %.2f, "
+                      "\"gflops_cpu_time\": %.2f}",
+                      first ? "" : ",\n", name, s.M, s.K, s.N, r.ms_median, r.gflops_median, r.gflops_best, r.reps,
+                      r.ms_first, r.gflops_cpu);
         } else {
-          std::printf("%-12s %6ld %6ld %6ld %10.2f %12.1f %12.1f %5d\n", name, s.M, s.K, s.N, r.ms_median, r.gflops_median,
-                      r.gflops_best, r.reps);
+          std::printf("%-12s %6ld %6ld %6ld %10.2f %12.1f %12.1f %5d %10.1f %12.1f\n", name, s.M, s.K, s.N, r.ms_median,
+                      r.gflops_median, r.gflops_best, r.reps, r.ms_first, r.gflops_cpu);
         }
         std::fflush(stdout);
         first = false;

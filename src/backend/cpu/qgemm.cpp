@@ -1,7 +1,6 @@
-// The integer GEMM on ggml block-quantized weights (qgemm.h): the activations are quantized per
-// block, the weights unpacked into panels of 16 rows a chunk at a time (about kChunkBytes, kept in
-// the thread's cache while the activation rows pass), and the kernel table's tile kernel computes
-// 4 x 32 results at a time (qgemm_kernels.h).
+// The integer GEMM on ggml block-quantized weights (qgemm.h): the weights unpacked once into
+// panels of 16 rows (qgemm_pack), the activations quantized per block once per call, and the
+// kernel table's tile kernel computes 4 x 32 results at a time (qgemm_kernels.h).
 #include "backend/cpu/qgemm.h"
 
 #include <algorithm>
@@ -141,11 +140,13 @@ struct Format {
   int64_t bytes;  // bytes per stored ggml block
   bool asym;      // has offsets
   void (*unpack)(const uint8_t*, int8_t*, float*, float*);
+  bool nib = false;  // packed 4 bits a value, as q + off (Q4_0: q in [-8, 7], Q4_K: [0, 15])
+  int off = 0;
 };
 
 const Format* format(uint32_t type) {
-  static const Format q8_0{32, 32, 34, false, unpack_q8_0}, q4_0{32, 32, 18, false, unpack_q4_0},
-      q5_0{32, 32, 22, false, unpack_q5_0}, q4_k{32, 256, 144, true, unpack_q4_k},
+  static const Format q8_0{32, 32, 34, false, unpack_q8_0}, q4_0{32, 32, 18, false, unpack_q4_0, true, 8},
+      q5_0{32, 32, 22, false, unpack_q5_0}, q4_k{32, 256, 144, true, unpack_q4_k, true, 0},
       q5_k{32, 256, 176, true, unpack_q5_k}, q6_k{16, 256, 210, false, unpack_q6_k},
       q3_k{16, 256, 110, false, unpack_q3_k}, q2_k{16, 256, 84, true, unpack_q2_k};
   switch (GgmlType(type)) {
@@ -203,20 +204,22 @@ void unpack_with(const Format& f, const uint8_t* row, int64_t K, int8_t* q, floa
   for (int64_t i = 0; i * f.super < K; ++i) f.unpack(row + i * f.bytes, q + i * f.super, s + i * per, mn + i * per);
 }
 
-constexpr int64_t kChunkBytes = 512 << 10;  // packed weights per chunk (a thread's L2 holds it)
+constexpr int64_t kChunkBytes = 512 << 10;  // packed weights per work item (a thread's L2 holds it)
 
 struct PanelLayout {
   int64_t nb, G;
-  int64_t q_bytes() const { return nb * G * 16; }
-  int64_t bytes() const { return q_bytes() + nb * 16 * 12; }  // + s, mn, neg
+  bool asym;
+  bool nib = false;
+  int64_t q_bytes() const { return nb * G * (nib ? 8 : 16); }
+  int64_t bytes() const { return q_bytes() + nb * 16 * (asym ? 12 : 8); }  // + s, (mn,) neg
 };
 
-QPanel view(uint8_t* base, const PanelLayout& L, bool asym) {
+QPanel view(const uint8_t* base, const PanelLayout& L) {
   QPanel p;
-  p.q = reinterpret_cast<int8_t*>(base);
-  p.s = reinterpret_cast<float*>(base + L.q_bytes());
-  p.mn = asym ? p.s + L.nb * 16 : nullptr;
-  p.neg = reinterpret_cast<int32_t*>(base + L.q_bytes() + L.nb * 16 * 8);
+  p.q = reinterpret_cast<const int8_t*>(base);
+  p.s = reinterpret_cast<const float*>(base + L.q_bytes());
+  p.mn = L.asym ? p.s + L.nb * 16 : nullptr;
+  p.neg = reinterpret_cast<const int32_t*>(base + L.q_bytes() + L.nb * 16 * (L.asym ? 8 : 4));
   return p;
 }
 
@@ -225,9 +228,9 @@ void pack_panel(const Format& f, const uint8_t* w, size_t row_bytes, int64_t n0,
                 const PanelLayout& L, uint8_t* base, int8_t* qrow, float* srow, float* mrow) {
   int8_t* q = reinterpret_cast<int8_t*>(base);
   float* s = reinterpret_cast<float*>(base + L.q_bytes());
-  float* mn = s + L.nb * 16;
-  int32_t* neg = reinterpret_cast<int32_t*>(mn + L.nb * 16);
-  const int64_t G = L.G;
+  float* mn = L.asym ? s + L.nb * 16 : nullptr;
+  int32_t* neg = reinterpret_cast<int32_t*>(base + L.q_bytes() + L.nb * 16 * (L.asym ? 8 : 4));
+  const int64_t G = L.G, NG = G / 4;
   for (int l = 0; l < 16; ++l) {
     const int64_t n = n0 + l;
     if (n < N) {
@@ -239,15 +242,30 @@ void pack_panel(const Format& f, const uint8_t* w, size_t row_bytes, int64_t n0,
     }
     for (int64_t b = 0; b < L.nb; ++b) {
       const int8_t* src = qrow + b * G;
-      int8_t* qb = q + b * G * 16 + l * 4;
       int32_t sum = 0;
-      for (int64_t k = 0; k < G; ++k) sum += src[k];
-      for (int64_t g = 0; g < G / 4; ++g) std::memcpy(qb + g * 64, src + g * 4, 4);
+      if (L.nib) {  // stored u = q + off in [0, 15]: group g low, group g + NG / 2 high
+        const int off = n < N ? f.off : 0;
+        uint8_t* qb = reinterpret_cast<uint8_t*>(q) + b * G * 8 + l * 4;
+        for (int64_t k = 0; k < G; ++k) sum += src[k] + off;
+        for (int64_t g = 0; g < NG / 2; ++g)
+          for (int i = 0; i < 4; ++i)
+            qb[g * 64 + i] = uint8_t((src[g * 4 + i] + off) | (src[(g + NG / 2) * 4 + i] + off) << 4);
+      } else {
+        int8_t* qb = q + b * G * 16 + l * 4;
+        for (int64_t k = 0; k < G; ++k) sum += src[k];
+        for (int64_t g = 0; g < NG; ++g) std::memcpy(qb + g * 64, src + g * 4, 4);
+      }
       s[b * 16 + l] = srow[b];
-      mn[b * 16 + l] = mrow[b];
+      if (mn) mn[b * 16 + l] = mrow[b];
       neg[b * 16 + l] = -128 * sum;
     }
   }
+}
+
+const Format& checked_format(uint32_t type, int64_t K) {
+  const Format* f = format(type);
+  if (!f || K % f->super != 0) fail("[qgemm] no integer path for ", gguf::type_name(type), " rows of ", K);
+  return *f;
 }
 
 }  // namespace
@@ -259,29 +277,59 @@ int qgemm_block(uint32_t type) {
 }
 
 void qgemm_unpack_row(uint32_t type, const uint8_t* row, int64_t K, int8_t* q, float* s, float* mn) {
-  const Format* f = format(type);
-  if (!f || K % f->super != 0) fail("[qgemm] no integer path for ", gguf::type_name(type), " rows of ", K);
-  unpack_with(*f, row, K, q, s, mn);
+  unpack_with(checked_format(type, K), row, K, q, s, mn);
 }
 
-void qgemm_nt(int64_t M, int64_t N, int64_t K, const void* x, DType xt, int64_t ldx, const uint8_t* w,
-              size_t row_bytes, uint32_t type, const float* bias, void* y, int64_t ldy, DType yt) {
-  const Format* fp = format(type);
-  if (!fp || K % fp->super != 0) fail("[qgemm] no integer path for ", gguf::type_name(type), " rows of ", K);
+size_t qgemm_packed_bytes(int64_t N, int64_t K, uint32_t type) {
+  const Format* f = format(type);
+  if (!f || K % f->super != 0 || N <= 0) return 0;
+  return size_t((N + 15) / 16 * PanelLayout{K / f->G, f->G, f->asym, f->nib}.bytes());
+}
+
+std::unique_ptr<QPacked> qgemm_pack(int64_t N, int64_t K, const uint8_t* w, size_t row_bytes, uint32_t type) {
+  const Format& f = checked_format(type, K);
+  auto p = std::make_unique<QPacked>();
+  p->type = type;
+  p->N = std::max<int64_t>(N, 0);
+  p->K = K;
+  p->G = f.G;
+  p->nb = K / f.G;
+  p->asym = f.asym;
+  const PanelLayout L{p->nb, f.G, f.asym, f.nib};
+  p->nib = f.nib;
+  p->off = f.off;
+  p->panel_bytes = L.bytes();  // a multiple of 64: nb * 16 * (G + 8 or 12), G a multiple of 16
+  p->npanels = (p->N + 15) / 16;
+  p->mem.reset(new uint8_t[p->bytes() + 64]);
+  p->base = p->mem.get() + (64 - reinterpret_cast<uintptr_t>(p->mem.get()) % 64) % 64;
+  const int64_t np = p->npanels;
+#pragma omp parallel
+  {
+    std::vector<int8_t> qrow(static_cast<size_t>(K));
+    std::vector<float> srow(static_cast<size_t>(L.nb)), mrow(static_cast<size_t>(L.nb));
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < np; ++i)
+      pack_panel(f, w, row_bytes, i * 16, p->N, K, L, p->base + i * L.bytes(), qrow.data(), srow.data(), mrow.data());
+  }
+  return p;
+}
+
+void qgemm_nt_packed(int64_t M, const void* x, DType xt, int64_t ldx, const QPacked& w, const float* bias, void* y,
+                     int64_t ldy, DType yt) {
+  const int64_t N = w.N, K = w.K;
   if (M <= 0 || N <= 0) return;
-  const Format& f = *fp;
   const Kernels& kt = kernels();
-  const int G = f.G;
-  const int64_t nb = K / G;
+  const int G = w.G;
+  const int64_t nb = w.nb;
   std::unique_ptr<int8_t[]> xq(new int8_t[size_t(M * K)]);
   std::unique_ptr<float[]> xd(new float[size_t(M * nb)]), xs(new float[size_t(M * nb)]);
   const bool u8 = kt.qgemm_act_u8;
-  // Work items: a chunk of weight panels (about kChunkBytes) x a range of activation rows. Each
-  // item packs its own chunk into its thread's buffer, so the only barrier is the one after the
+  // Work items: a chunk of weight panels (about kChunkBytes, kept in the thread's L2 while the
+  // activation rows pass) x a range of activation rows. The only barrier is the one after the
   // activations are quantized (a shared, overloaded machine makes every barrier expensive). Rows
   // are split only when there are too few chunks to keep every thread busy.
-  const PanelLayout L{nb, G};
-  const int64_t npanels = (N + 15) / 16;
+  const PanelLayout L{nb, G, w.asym, w.nib};
+  const int64_t npanels = w.npanels;
   const int64_t chunk = std::min(npanels, std::max<int64_t>(2, kChunkBytes / L.bytes()) / 2 * 2);
   const int64_t nchunks = (npanels + chunk - 1) / chunk;
   const int64_t mtiles = (M + 3) / 4;
@@ -299,37 +347,31 @@ void qgemm_nt(int64_t M, int64_t N, int64_t K, const void* x, DType xt, int64_t 
         quantize_row(static_cast<const float*>(x) + m * ldx, K, G, xq.get() + m * K, xd.get() + m * nb,
                      xs.get() + m * nb, u8);
     }
-    std::vector<int8_t> qrow(static_cast<size_t>(K));
-    std::vector<float> srow(static_cast<size_t>(nb)), mrow(static_cast<size_t>(nb));
-    std::unique_ptr<uint8_t[]> buf(new uint8_t[size_t(chunk * L.bytes() + 64)]);
-    uint8_t* base = buf.get() + (64 - reinterpret_cast<uintptr_t>(buf.get()) % 64) % 64;
     alignas(64) float out[4 * 32];
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < nchunks * msplit; ++item) {
       const int64_t c = item / msplit, c0 = c * chunk, cp = std::min(chunk, npanels - c0), npairs = (cp + 1) / 2;
       const int64_t t0 = item % msplit * tiles_per, t1 = std::min(mtiles, t0 + tiles_per);
-      if (t0 >= t1) continue;
-      for (int64_t i = 0; i < cp; ++i)
-        pack_panel(f, w, row_bytes, (c0 + i) * 16, N, K, L, base + i * L.bytes(), qrow.data(), srow.data(),
-                   mrow.data());
       for (int64_t mt = t0; mt < t1; ++mt)
         for (int64_t pp = 0; pp < npairs; ++pp) {
-          const int64_t m0 = mt * 4, pi = pp * 2;
+          const int64_t m0 = mt * 4, pi = c0 + pp * 2;
           QTile tl;
           tl.mr = int(std::min<int64_t>(4, M - m0));
-          tl.np = int(std::min<int64_t>(2, cp - pi));
+          tl.np = int(std::min<int64_t>(2, c0 + cp - pi));
           tl.G = G;
+          tl.nib = w.nib;
+          tl.off = w.off;
           tl.nb = nb;
           tl.x = xq.get() + m0 * K;
           tl.ldx = K;
           tl.xd = xd.get() + m0 * nb;
           tl.xs = xs.get() + m0 * nb;
           tl.ldxd = nb;
-          for (int j = 0; j < tl.np; ++j) tl.p[j] = view(base + (pi + j) * L.bytes(), L, f.asym);
+          for (int j = 0; j < tl.np; ++j) tl.p[j] = view(w.base + (pi + j) * L.bytes(), L);
           if (tl.np == 1) tl.p[1] = tl.p[0];
           tl.out = out;
           kt.qgemm_tile(tl);
-          const int64_t n0 = (c0 + pi) * 16, nn = std::min<int64_t>(16 * tl.np, N - n0);
+          const int64_t n0 = pi * 16, nn = std::min<int64_t>(16 * tl.np, N - n0);
           for (int m = 0; m < tl.mr; ++m) {
             const float* o = out + m * 32;
             if (yt == DType::BF16) {
@@ -343,6 +385,14 @@ void qgemm_nt(int64_t M, int64_t N, int64_t K, const void* x, DType xt, int64_t 
         }
     }
   }
+}
+
+void qgemm_nt(int64_t M, int64_t N, int64_t K, const void* x, DType xt, int64_t ldx, const uint8_t* w,
+              size_t row_bytes, uint32_t type, const float* bias, void* y, int64_t ldy, DType yt) {
+  checked_format(type, K);
+  if (M <= 0 || N <= 0) return;
+  const std::unique_ptr<QPacked> p = qgemm_pack(N, K, w, row_bytes, type);
+  qgemm_nt_packed(M, x, xt, ldx, *p, bias, y, ldy, yt);
 }
 
 }  // namespace zimage::cpu

@@ -5,7 +5,8 @@
 namespace zimage::cpu::portable {
 
 void qgemm_tile(const QTile& t) {
-  const int G = t.G;
+  const int G = t.G, NG = G / 4;
+  const int64_t QB = t.nib ? G * 8 : G * 16;
   for (int m = 0; m < t.mr; ++m)
     for (int j = 0; j < t.np; ++j) {
       const QPanel& p = t.p[j];
@@ -13,9 +14,14 @@ void qgemm_tile(const QTile& t) {
         float acc = 0.f;
         for (int64_t b = 0; b < t.nb; ++b) {
           const int8_t* xq = t.x + m * t.ldx + b * G;
-          const int8_t* wq = p.q + b * G * 16;
-          int32_t idot = 0;
-          for (int k = 0; k < G; ++k) idot += int32_t(xq[k]) * int32_t(wq[(k / 4) * 64 + l * 4 + k % 4]);
+          const int8_t* wq = p.q + b * QB;
+          int32_t idot = -t.off * int32_t(t.xs[m * t.ldxd + b]);
+          for (int k = 0; k < G; ++k) {
+            const int g = k / 4;
+            const int w = t.nib ? (uint8_t(wq[(g % (NG / 2)) * 64 + l * 4 + k % 4]) >> (g < NG / 2 ? 0 : 4)) & 0x0F
+                                : int(wq[g * 64 + l * 4 + k % 4]);
+            idot += int32_t(xq[k]) * w;
+          }
           float v = float(idot) * p.s[b * 16 + l];
           if (p.mn) v += p.mn[b * 16 + l] * t.xs[m * t.ldxd + b];
           acc += v * t.xd[m * t.ldxd + b];
