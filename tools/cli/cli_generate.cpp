@@ -60,7 +60,8 @@ std::string version_text() {
 }
 
 void add_generate_options(CLI::App& g, GenerateArgs& a) {
-  g.add_option("-m,--model", a.model, "model folder or hub id in the Hugging Face cache (required unless --from-png names one)");
+  g.add_option("-m,--model", a.model, "model folder or hub id in the Hugging Face cache (required unless --from-png names one, or "
+               "--transformer, --text-encoder and --vae give every component: their configs are then inferred from the files)");
   g.add_option("-p,--prompt", a.prompt, "prompt (repeat for a list of prompts)");
   g.add_option("--from-png", a.from_png, "regenerate: take prompt, size, steps, guidance, seed, ... from a PNG written by zimage (or the A1111 "
                "'parameters' text of other PNGs); options given here win")
@@ -95,7 +96,11 @@ void add_generate_options(CLI::App& g, GenerateArgs& a) {
   g.add_option("--text-encoder", a.text_encoder_file,
                "Qwen3 text encoder weights from this .safetensors or .gguf file (transformers or llama.cpp names) instead of the model's");
   g.add_option("--vae", a.vae_file,
-               "VAE weights from this .safetensors file (diffusers names, or the original LDM/Flux layout of ae.safetensors) instead of the model's");
+               "VAE weights from this .safetensors file (diffusers names, or the original LDM/Flux layout of ae.safetensors) instead of the model's; "
+               "without -m its latents must have 16 channels and take the Flux VAE's scaling 0.3611 / shift 0.1159");
+  g.add_option("--tokenizer", a.tokenizer,
+               "a tokenizer/ folder (tokenizer.json + tokenizer_config.json) instead of the model's; without -m it is needed for a "
+               ".safetensors --text-encoder (a GGUF one carries its tokenizer)");
   g.add_option("--lora", a.lora,
                "LoRA for the transformer, FILE[:SCALE] (default scale 1; repeatable): diffusers/PEFT, kohya lora_unet_ or "
                "diffusion_model. keys (.safetensors); see --lora-mode");
@@ -278,6 +283,11 @@ void apply_png_parameters(const std::string& png, GenerateArgs& a) {
   if (auto* v = P.get("--vae-tile-mode", "vae_tile_mode")) a.vae_tile_mode = P.string("vae_tile_mode", *v);
   if (auto* v = P.get("--vae-tile-size", "vae_tile_size")) a.vae_tile_size = P.integer("vae_tile_size", *v, 0, kIntMax);
   if (auto* v = P.get("--model", "model")) a.model = P.string("model", *v);
+  // Components given as files (with or without a model): the same files again.
+  if (auto* v = P.get("--transformer", "transformer_file")) a.transformer_file = P.string("transformer_file", *v);
+  if (auto* v = P.get("--text-encoder", "text_encoder_file")) a.text_encoder_file = P.string("text_encoder_file", *v);
+  if (auto* v = P.get("--vae", "vae_file")) a.vae_file = P.string("vae_file", *v);
+  if (auto* v = P.get("--tokenizer", "tokenizer")) a.tokenizer = P.string("tokenizer", *v);
   if (auto* v = P.get("--strength", "strength")) a.strength = P.number("strength", *v);
   if (auto* v = P.get("--controlnet", "controlnet")) a.controlnet = P.string("controlnet", *v);
   if (auto* v = P.get("--control-scale", "controlnet_conditioning_scale"))
@@ -391,7 +401,19 @@ class ProgressPrinter {
 int run_generate(GenerateArgs a) {
   if (!a.from_png.empty()) apply_png_parameters(a.from_png, a);
   if (a.prompt.empty()) fail("[generate] no prompt: give -p/--prompt (or --from-png)");
-  if (a.model.empty()) fail("[generate] no model: give -m/--model");
+  if (a.model.empty()) {  // single files: every component
+    if (a.transformer_file.empty() && a.text_encoder_file.empty() && a.vae_file.empty())
+      fail("[generate] no model: give -m/--model, or every component as a single file (--transformer, --text-encoder, --vae)");
+    std::string missing;
+    using File = std::pair<const std::string*, const char*>;
+    for (const File& e : {File{&a.transformer_file, "--transformer"}, File{&a.text_encoder_file, "--text-encoder"}, File{&a.vae_file, "--vae"}})
+      if (e.first->empty()) {
+        if (!missing.empty()) missing += ", ";
+        missing += e.second;
+      }
+    if (!missing.empty())
+      fail("[generate] no model (-m): every component must then be a single file; missing ", missing);
+  }
   params::check_prompt_text(a.prompt, "prompt", "[generate] ");
   params::check_prompt_text(a.negative_prompt, "negative prompt", "[generate] ");
   std::vector<std::optional<uint64_t>> seed_args;
@@ -414,6 +436,7 @@ int run_generate(GenerateArgs a) {
   po.transformer_file = a.transformer_file;
   po.text_encoder_file = a.text_encoder_file;
   po.vae_file = a.vae_file;
+  po.tokenizer = a.tokenizer;
   // Each LoRA: its name (file stem), sha256 and scale go into the PNG metadata.
   struct LoraMeta {
     std::string name, sha256, scale;
@@ -542,7 +565,8 @@ int run_generate(GenerateArgs a) {
     a.width = out.images[0].width;
     a.height = out.images[0].height;
   }
-  const std::string model = model_name(a.model, pipe.folder());
+  // Without a model: the transformer file's name.
+  const std::string model = a.model.empty() ? fs::path(a.transformer_file).stem().string() : model_name(a.model, pipe.folder());
   StagedFiles files(a.overwrite);
   std::vector<std::string> paths;
   for (int i = 0, k = 0; i < n; ++i) {
@@ -604,6 +628,10 @@ int run_generate(GenerateArgs a) {
                    {"model", a.model},
                    {"generator", "torch.Generator(\"cpu\")"},
                    {"version", std::string("zimage.cpp ") + ZIMAGE_VERSION}};
+    using File = std::pair<const char*, const std::string*>;
+    for (const File& e : {File{"transformer_file", &a.transformer_file}, File{"text_encoder_file", &a.text_encoder_file},
+                          File{"vae_file", &a.vae_file}, File{"tokenizer", &a.tokenizer}})
+      if (!e.second->empty()) meta.zimage[e.first] = *e.second;
     if (cp.image && !cp.control_image) meta.zimage["strength"] = edit_strength;
     if (cp.control_image) {
       meta.zimage["controlnet"] = a.controlnet;
