@@ -7,6 +7,7 @@
 
 #include "core/gguf.h"
 #include "fuzz_util.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace zimage;
 
@@ -18,6 +19,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     gguf::File f(buf, buf.get(), size, "input.gguf");
     ZIMAGE_FUZZ_CHECK(f.version() == 2 || f.version() == 3);
     ZIMAGE_FUZZ_CHECK(f.alignment() >= 1 && (f.alignment() & (f.alignment() - 1)) == 0);
+    // Integer metadata arrays read back within the file; a tokenizer in the metadata (Qwen2Tokenizer::
+    // from_gguf) is built or refused with an Error.
+    for (const auto& [key, v] : f.metadata())
+      if (v.type == gguf::ValueType::ARRAY) ZIMAGE_FUZZ_EXPECT_ERRORS(fuzz::touch(f.int_array(key).data(), size_t(v.count) * 8));
+    ZIMAGE_FUZZ_EXPECT_ERRORS(Qwen2Tokenizer::from_gguf(f));
     for (const gguf::TensorInfo& t : f.tensors()) {
       ZIMAGE_FUZZ_CHECK(f.find(t.name) == &t);
       ZIMAGE_FUZZ_CHECK(f.data_offset() <= size && t.offset <= size - f.data_offset() &&

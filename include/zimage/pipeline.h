@@ -50,6 +50,12 @@ struct PretrainedOptions {
   // layout of ComfyUI's `vae/ae.safetensors` (encoder.down.N.block.M, mid.attn_1, ...), converted
   // as diffusers' from_single_file does.
   std::string vae_file;
+  // A tokenizer/ folder (tokenizer.json + tokenizer_config.json) used instead of the model's.
+  std::string tokenizer;
+  // Without a model (from_pretrained("", opts)): transformer_file, text_encoder_file and vae_file
+  // are all needed, and their configs are inferred from the files (tensor shapes, a GGUF's
+  // metadata; what the files cannot tell is Z-Image-Turbo's: README "Which file do I download").
+  // The tokenizer comes from a GGUF text encoder's metadata, else from `tokenizer`.
   // A ZImageControlNetModel folder (diffusers' save_pretrained: config.json +
   // diffusion_pytorch_model.safetensors) to attach; "" = none (load_controlnet attaches one later).
   std::string controlnet;
@@ -197,6 +203,8 @@ std::string describe_model(const std::string& path_or_id, const PretrainedOption
 // pipeline it runs in gets an Error (it would otherwise deadlock). Separate pipelines run in parallel.
 class ZImagePipeline {
  public:
+  // path_or_id: a diffusers folder or hub id; "" loads from single files (opts.transformer_file,
+  // text_encoder_file and vae_file, configs inferred from them).
   static ZImagePipeline from_pretrained(const std::string& path_or_id, const PretrainedOptions& opts = {});
   ZImagePipeline(ZImagePipeline&&) noexcept;
   ZImagePipeline& operator=(ZImagePipeline&&) noexcept;

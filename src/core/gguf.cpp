@@ -183,6 +183,7 @@ void File::parse() {
       if (es > 0) {
         if (v.count > c.left() / uint64_t(es))
           bad("metadata '", key, "' array of ", v.count, " ", value_type_name(et), " runs past the end of the file");
+        v.array_offset = c.pos;
         c.skip(v.count * uint64_t(es), "array elements");
       } else {  // strings: each at least 8 bytes
         if (v.count > c.left() / 8)
@@ -268,6 +269,37 @@ void File::parse() {
 const TensorInfo* File::find(const std::string& name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : &tensors_[it->second];
+}
+
+std::vector<int64_t> File::int_array(const std::string& key) const {
+  auto it = kv_.find(key);
+  if (it == kv_.end()) fail("gguf: ", name_, ": no metadata '", key, "'");
+  const Value& v = it->second;
+  if (v.type != ValueType::ARRAY || v.elem == ValueType::STRING || v.elem == ValueType::F32 || v.elem == ValueType::F64)
+    fail("gguf: ", name_, ": metadata '", key, "' is not an array of integers");
+  const int es = scalar_size(uint32_t(v.elem));
+  std::vector<int64_t> out(size_t(v.count));  // count * es was checked against the file when it was read
+  const uint8_t* p = base_ + v.array_offset;
+  for (uint64_t i = 0; i < v.count; ++i, p += es) {
+    switch (v.elem) {
+      case ValueType::U8: case ValueType::BOOL: out[i] = *p; break;
+      case ValueType::I8: out[i] = int8_t(*p); break;
+      case ValueType::U16: { uint16_t x; std::memcpy(&x, p, 2); out[i] = x; break; }
+      case ValueType::I16: { int16_t x; std::memcpy(&x, p, 2); out[i] = x; break; }
+      case ValueType::U32: { uint32_t x; std::memcpy(&x, p, 4); out[i] = x; break; }
+      case ValueType::I32: { int32_t x; std::memcpy(&x, p, 4); out[i] = x; break; }
+      case ValueType::U64: {
+        uint64_t x;
+        std::memcpy(&x, p, 8);
+        if (x > uint64_t(INT64_MAX)) fail("gguf: ", name_, ": metadata '", key, "' element ", i, " = ", x, " is out of range");
+        out[i] = int64_t(x);
+        break;
+      }
+      case ValueType::I64: { int64_t x; std::memcpy(&x, p, 8); out[i] = x; break; }
+      default: break;
+    }
+  }
+  return out;
 }
 
 Tensor File::dequantize(const std::string& name) const {

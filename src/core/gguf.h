@@ -46,6 +46,7 @@ struct Value {
   ValueType elem = ValueType::U8;
   uint64_t count = 0;
   std::vector<std::string> strings;
+  uint64_t array_offset = 0;  // ARRAY of a scalar type: where its elements start in the file
 };
 
 struct TensorInfo {
@@ -77,6 +78,9 @@ class File {
   const TensorInfo* find(const std::string& name) const;
   // The tensor's bytes in the mapping.
   const uint8_t* data(const TensorInfo& t) const { return base_ + data_offset_ + t.offset; }
+  // The elements of metadata array `key` of an integer (or bool) type, as int64; an Error naming
+  // the key when it is absent or not such an array.
+  std::vector<int64_t> int_array(const std::string& key) const;
   // The tensor as float32 (dequantized), shape in torch order; an Error for unsupported types.
   Tensor dequantize(const std::string& name) const;
 

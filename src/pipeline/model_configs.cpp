@@ -10,15 +10,18 @@ ModelConfigs read_model_configs(const ModelIndex& mi) {
   c.transformer = ZImageTransformerConfig::load(mi.component_dir("transformer") + "/config.json");
   c.vae = AutoencoderKLConfig::load(mi.component_dir("vae") + "/config.json");
   c.scheduler = scheduler::FlowMatchEulerConfig::load(mi.component_dir("scheduler") + "/scheduler_config.json");
+  check_model_configs(c, "[from_pretrained] ");
+  return c;
+}
+
+void check_model_configs(const ModelConfigs& c, const char* tag) {
   // The caption features the text encoder produces are what the transformer embeds, and the
   // transformer denoises the latents the VAE decodes.
   if (c.text_encoder.hidden_size != c.transformer.cap_feat_dim)
-    fail("[from_pretrained] text_encoder hidden_size ", c.text_encoder.hidden_size, " != transformer cap_feat_dim ",
+    fail(tag, "text_encoder hidden_size ", c.text_encoder.hidden_size, " != transformer cap_feat_dim ",
          c.transformer.cap_feat_dim);
   if (c.transformer.in_channels != c.vae.latent_channels)
-    fail("[from_pretrained] transformer in_channels ", c.transformer.in_channels, " != vae latent_channels ",
-         c.vae.latent_channels);
-  return c;
+    fail(tag, "transformer in_channels ", c.transformer.in_channels, " != vae latent_channels ", c.vae.latent_channels);
 }
 
 }  // namespace zimage

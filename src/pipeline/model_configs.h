@@ -18,5 +18,8 @@ struct ModelConfigs {
 };
 
 ModelConfigs read_model_configs(const ModelIndex& mi);
+// The relations between the components (text encoder width = transformer cap_feat_dim, transformer
+// in_channels = VAE latent channels); errors start with `tag`.
+void check_model_configs(const ModelConfigs& c, const char* tag);
 
 }  // namespace zimage

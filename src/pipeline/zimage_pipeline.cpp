@@ -14,6 +14,7 @@
 #include "pipeline/model_configs.h"
 #include "pipeline/model_folder.h"
 #include "pipeline/pipeline_internal.h"
+#include "pipeline/single_file.h"
 #include "random/randn_tensor.h"
 #include "scheduler/flow_match_euler.h"
 #include "text_encoder/qwen3_text_encoder.h"
@@ -56,8 +57,10 @@ VaeDecodeOptions vae_decode_options(const VaeTilingOptions& o) {
 }  // namespace
 
 struct ZImagePipeline::Impl {
-  std::string folder;
+  std::string folder;  // "" when loaded from single files (no model folder)
   ModelIndex index;
+  ModelConfigs cfgs;   // the folder's configs, or those inferred from the single files
+  std::string dir(const char* component) const { return folder.empty() ? std::string() : index.component_dir(component); }
   PretrainedOptions opts;
   DType compute = DType::BF16, vae_compute = DType::F32;
   std::string attention = "native";
@@ -91,7 +94,7 @@ struct ZImagePipeline::Impl {
 
   Qwen3TextEncoder& te() {
     if (!text_encoder)
-      text_encoder = Qwen3TextEncoder::load(index.component_dir("text_encoder"), compute, opts.text_encoder_file);
+      text_encoder = Qwen3TextEncoder::load_with_config(cfgs.text_encoder, dir("text_encoder"), compute, opts.text_encoder_file);
     return *text_encoder;
   }
   // LoRA adapters in load order: merged ones go into the transformer's weights when it loads,
@@ -158,7 +161,8 @@ struct ZImagePipeline::Impl {
       std::vector<weights::LoraSpec> merged;
       for (auto& a : adapters)
         if (a.merged) merged.push_back({a.path, a.scale, a.name});
-      transformer = ZImageTransformer2DModel::load(index.component_dir("transformer"), compute, opts.transformer_file, merged);
+      transformer = ZImageTransformer2DModel::load_with_config(cfgs.transformer, dir("transformer"), compute,
+                                                               opts.transformer_file, merged);
       for (auto& a : adapters)
         if (!a.merged) attach(a);
     }
@@ -188,7 +192,7 @@ struct ZImagePipeline::Impl {
     controlnet_cfg = c;
   }
   AutoencoderKL& autoencoder() {
-    if (!vae) vae = AutoencoderKL::load(index.component_dir("vae"), vae_compute, opts.vae_file);
+    if (!vae) vae = AutoencoderKL::load_with_config(cfgs.vae, dir("vae"), vae_compute, opts.vae_file);
     return *vae;
   }
 
@@ -225,15 +229,41 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
   ZImagePipeline pipe;
   Impl& m = *pipe.impl_;
   m.opts = o;
-  m.folder = resolve_model_folder(path_or_id, ro);
-  m.index = read_model_index(m.folder);
+  if (!path_or_id.empty()) {
+    m.folder = resolve_model_folder(path_or_id, ro);
+    m.index = read_model_index(m.folder);
+  } else {  // single files: every component's weights given, their configs inferred (pipeline/single_file.h)
+    std::string missing;
+    using File = std::pair<const std::string*, const char*>;
+    for (const File& e : {File{&o.transformer_file, "transformer_file (--transformer)"},
+                          File{&o.text_encoder_file, "text_encoder_file (--text-encoder)"}, File{&o.vae_file, "vae_file (--vae)"}})
+      if (e.first->empty()) {
+        if (!missing.empty()) missing += ", ";
+        missing += e.second;
+      }
+    if (!missing.empty())
+      fail("[from_pretrained] no model folder or hub id: give one, or every component as a single file (missing: ", missing, ")");
+    if (o.tokenizer.empty() && !is_gguf_file(o.text_encoder_file))
+      fail("[from_pretrained] no tokenizer: the text encoder '", o.text_encoder_file,
+           "' is not a GGUF file (only a GGUF carries its tokenizer); give a tokenizer/ folder (tokenizer.json + "
+           "tokenizer_config.json): --tokenizer DIR (PretrainedOptions::tokenizer), or -m MODEL");
+  }
   m.compute = parse_dtype(o.torch_dtype);  // bfloat16 or float32 (validate_pretrained_options)
   m.vae_compute = parse_dtype(o.vae_dtype) == DType::BF16 ? DType::BF16 : DType::F32;
   pipe.to(o.device);
   ops::set_num_threads(o.num_threads);
 
   // Every config is parsed and validated (and the tokenizer loaded) before anything uses a value.
-  const ModelConfigs cfgs = read_model_configs(m.index);
+  if (m.folder.empty()) {
+    m.cfgs.transformer = infer_transformer_config(o.transformer_file);
+    m.cfgs.text_encoder = infer_text_encoder_config(o.text_encoder_file);
+    m.cfgs.vae = infer_vae_config(o.vae_file);
+    m.cfgs.scheduler = zimage_turbo_scheduler_config();
+    check_model_configs(m.cfgs, "[from_pretrained] ");
+  } else {
+    m.cfgs = read_model_configs(m.index);
+  }
+  const ModelConfigs& cfgs = m.cfgs;
   m.vae_scale_factor = cfgs.vae.spatial_scale();
   m.in_channels = cfgs.transformer.in_channels;
   m.cap_dim = cfgs.transformer.cap_feat_dim;
@@ -241,7 +271,9 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
   m.scheduler_cfg = cfgs.scheduler;
   m.transformer_cfg = cfgs.transformer;
   if (!o.controlnet.empty()) m.attach_controlnet(o.controlnet);  // a mismatch fails before the base model loads
-  m.tokenizer = Qwen2Tokenizer::from_folder(m.index.component_dir("tokenizer"));
+  m.tokenizer = !o.tokenizer.empty()    ? Qwen2Tokenizer::from_folder(o.tokenizer)
+                : m.folder.empty()      ? Qwen2Tokenizer::from_gguf(o.text_encoder_file)
+                                        : Qwen2Tokenizer::from_folder(m.index.component_dir("tokenizer"));
   m.transformer_specs = ZImageTransformer2DModel::expected_tensors(cfgs.transformer);
   for (const auto& l : o.loras) m.adapters.push_back(m.make_adapter(l.path, l.scale, l.name, o.lora_mode == "merge"));
   if (!o.low_memory) {  // load once, reuse across calls
@@ -249,9 +281,9 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
     m.dit();
     m.autoencoder();
   } else {  // loaded per call: check the weights' headers now, so a broken folder fails here
-    Qwen3TextEncoder::open_weights(m.index.component_dir("text_encoder"), cfgs.text_encoder, nullptr, o.text_encoder_file);
-    ZImageTransformer2DModel::open_weights(m.index.component_dir("transformer"), cfgs.transformer, o.transformer_file);
-    AutoencoderKL::open_weights(m.index.component_dir("vae"), cfgs.vae, o.vae_file);
+    Qwen3TextEncoder::open_weights(m.dir("text_encoder"), cfgs.text_encoder, nullptr, o.text_encoder_file);
+    ZImageTransformer2DModel::open_weights(m.dir("transformer"), cfgs.transformer, o.transformer_file);
+    AutoencoderKL::open_weights(m.dir("vae"), cfgs.vae, o.vae_file);
   }
   return pipe;
 }

@@ -127,8 +127,15 @@ WeightStore Qwen3TextEncoder::open_weights(const std::string& dir, const Qwen3Co
 Qwen3TextEncoder Qwen3TextEncoder::load(const std::string& dir, DType compute, const std::string& weights_file) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[text_encoder] compute dtype ", dtype_name(compute), " is not supported (float32 or bfloat16)");
+  return load_with_config(Qwen3Config::load((std::filesystem::path(dir) / "config.json").string()), dir, compute, weights_file);
+}
+
+Qwen3TextEncoder Qwen3TextEncoder::load_with_config(const Qwen3Config& cfg, const std::string& dir, DType compute,
+                                                    const std::string& weights_file) {
+  if (compute != DType::F32 && compute != DType::BF16)
+    fail("[text_encoder] compute dtype ", dtype_name(compute), " is not supported (float32 or bfloat16)");
   Qwen3TextEncoder m;
-  m.cfg_ = Qwen3Config::load((std::filesystem::path(dir) / "config.json").string());
+  m.cfg_ = cfg;
   m.compute_ = compute;
   m.prec_ = ops::Precision::of(compute, "text_encoder");
   const Qwen3Config& c = m.cfg_;

@@ -21,6 +21,9 @@ class Qwen3TextEncoder {
   // names blk.N.attn_q.weight, ...) instead of the weights in `dir`; quantized GGUF linear
   // weights and token embeddings stay quantized.
   static Qwen3TextEncoder load(const std::string& dir, DType compute, const std::string& weights_file = "");
+  // The same with the config given (e.g. inferred from `weights_file`; `dir` may then be "").
+  static Qwen3TextEncoder load_with_config(const Qwen3Config& c, const std::string& dir, DType compute,
+                                           const std::string& weights_file = "");
   // Every tensor load() reads, with the shape the config implies; `prefix` is "" (Qwen3Model) or
   // "model." (Qwen3ForCausalLM).
   static std::vector<TensorSpec> expected_tensors(const Qwen3Config& c, const std::string& prefix);

@@ -14,6 +14,12 @@ class ChatTemplate {
   ChatTemplate() = default;
   // Errors (naming `origin`) when `jinja` is not a template this renderer reproduces.
   static ChatTemplate from_jinja(const std::string& jinja, const std::string& origin);
+  // The Qwen3 template of Z-Image-Turbo's tokenizer/ folder (what from_jinja accepts).
+  static ChatTemplate qwen3() {
+    ChatTemplate t;
+    t.present_ = true;
+    return t;
+  }
   bool present() const { return present_; }
   // Renders one user message with the generation prompt (enable_thinking=True).
   std::string render_user_prompt(std::string_view prompt) const;

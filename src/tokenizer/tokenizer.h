@@ -9,6 +9,9 @@
 #include <vector>
 
 namespace zimage {
+namespace gguf {
+class File;
+}
 
 struct TokenizedPrompt {
   std::vector<int32_t> input_ids;       // [max_length], padded with the pad token
@@ -25,6 +28,13 @@ class Qwen2Tokenizer {
   // Same from the two JSON texts; `origin` names them in errors.
   static Qwen2Tokenizer from_json_text(const std::string& tokenizer_json, const std::string& tokenizer_config_json,
                                        const std::string& origin, const std::string& chat_template_jinja = "");
+
+  // The tokenizer in a llama.cpp GGUF's metadata (a Qwen3 text encoder converted by
+  // convert_hf_to_gguf.py: tokenizer.ggml.model "gpt2", .pre "qwen2", tokens, token_type, merges,
+  // eos/padding ids), tokenizing as the tokenizer/ folder it came from; the prompt format is
+  // Z-Image's Qwen3 chat template. Anything else or inconsistent is a zimage::Error naming the file.
+  static Qwen2Tokenizer from_gguf(const std::string& path);
+  static Qwen2Tokenizer from_gguf(const gguf::File& f);
 
   // Token ids of `text` (UTF-8), no special tokens added (Qwen adds none).
   std::vector<int32_t> encode(std::string_view text) const;

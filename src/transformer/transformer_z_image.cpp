@@ -28,8 +28,17 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, 
                                                         Device device) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[transformer] compute dtype ", dtype_name(compute), " is not supported (use float32 or bfloat16)");
+  return load_with_config(ZImageTransformerConfig::load(dir + "/config.json"), dir, compute, weights_file, loras, device);
+}
+
+ZImageTransformer2DModel ZImageTransformer2DModel::load_with_config(const ZImageTransformerConfig& cfg, const std::string& dir,
+                                                                    DType compute, const std::string& weights_file,
+                                                                    const std::vector<weights::LoraSpec>& loras,
+                                                                    Device device) {
+  if (compute != DType::F32 && compute != DType::BF16)
+    fail("[transformer] compute dtype ", dtype_name(compute), " is not supported (use float32 or bfloat16)");
   ZImageTransformer2DModel m;
-  m.cfg_ = ZImageTransformerConfig::load(dir + "/config.json");
+  m.cfg_ = cfg;
   m.compute_ = compute;
   m.prec_ = ops::Precision::of(compute, "transformer");
   m.store_ = std::make_shared<WeightStore>(open_weights(dir, m.cfg_, weights_file));

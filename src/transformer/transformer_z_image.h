@@ -32,6 +32,11 @@ class ZImageTransformer2DModel {
   static ZImageTransformer2DModel load(const std::string& dir, DType compute, const std::string& weights_file = "",
                                        const std::vector<weights::LoraSpec>& loras = {},
                                        Device device = Device::CPU);
+  // The same with the config given (e.g. inferred from `weights_file`; `dir` may then be "").
+  static ZImageTransformer2DModel load_with_config(const ZImageTransformerConfig& c, const std::string& dir, DType compute,
+                                                   const std::string& weights_file = "",
+                                                   const std::vector<weights::LoraSpec>& loras = {},
+                                                   Device device = Device::CPU);
   // Every tensor load() reads, with the shape the config implies (diffusers' state dict names).
   static std::vector<TensorSpec> expected_tensors(const ZImageTransformerConfig& c);
   // Opens the weights in `dir` and checks them against expected_tensors(c) from the safetensors

@@ -11,8 +11,16 @@ namespace zimage {
 AutoencoderKL AutoencoderKL::load(const std::string& dir, DType compute, const std::string& weights_file) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[vae] compute dtype must be float32 or bfloat16, got ", dtype_name(compute));
+  return load_with_config(AutoencoderKLConfig::load((std::filesystem::path(dir) / "config.json").string()), dir, compute,
+                          weights_file);
+}
+
+AutoencoderKL AutoencoderKL::load_with_config(const AutoencoderKLConfig& cfg, const std::string& dir, DType compute,
+                                              const std::string& weights_file) {
+  if (compute != DType::F32 && compute != DType::BF16)
+    fail("[vae] compute dtype must be float32 or bfloat16, got ", dtype_name(compute));
   AutoencoderKL m;
-  m.cfg_ = AutoencoderKLConfig::load((std::filesystem::path(dir) / "config.json").string());
+  m.cfg_ = cfg;
   m.compute_ = compute;
   m.prec_ = ops::Precision::of(compute, "vae");
   WeightStore ws = open_weights(dir, m.cfg_, weights_file);

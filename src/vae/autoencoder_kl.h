@@ -57,6 +57,9 @@ class AutoencoderKL {
   // encoder.down.N.block.M, mid.attn_1, norm_out; `first_stage_model.` / `vae.` prefixes), converted
   // as diffusers' convert_ldm_vae_checkpoint does (convert_ldm_layout).
   static AutoencoderKL load(const std::string& dir, DType compute = DType::F32, const std::string& weights_file = "");
+  // The same with the config given (e.g. inferred from `weights_file`; `dir` may then be "").
+  static AutoencoderKL load_with_config(const AutoencoderKLConfig& c, const std::string& dir, DType compute = DType::F32,
+                                        const std::string& weights_file = "");
   // Every tensor load() reads, with the shape the config implies (diffusers' state dict names).
   static std::vector<TensorSpec> expected_tensors(const AutoencoderKLConfig& c);
   // Opens the weights in `dir` and checks them against expected_tensors(c) from the safetensors

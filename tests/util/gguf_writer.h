@@ -25,14 +25,53 @@ struct GgufEntry {
   std::string bytes;
 };
 
-inline std::string gguf_bytes(const std::vector<GgufEntry>& ts) {
+// One metadata key/value: its gguf_type and the value's bytes as the file holds them.
+struct GgufKv {
+  std::string key;
+  uint32_t type;
+  std::string bytes;
+};
+namespace gguf_kv {
+inline std::string str_bytes(const std::string& v) {
+  std::string b(8, '\0');
+  const uint64_t n = v.size();
+  std::memcpy(&b[0], &n, 8);
+  return b + v;
+}
+template <class T>
+std::string pod(T v) {
+  return std::string(reinterpret_cast<const char*>(&v), sizeof v);
+}
+inline GgufKv str(const std::string& k, const std::string& v) { return {k, 8, str_bytes(v)}; }
+inline GgufKv u32(const std::string& k, uint32_t v) { return {k, 4, pod(v)}; }
+inline GgufKv f32(const std::string& k, float v) { return {k, 6, pod(v)}; }
+inline GgufKv boolean(const std::string& k, bool v) { return {k, 7, std::string(1, char(v))}; }
+inline GgufKv strs(const std::string& k, const std::vector<std::string>& v) {
+  std::string b = pod(uint32_t(8)) + pod(uint64_t(v.size()));
+  for (const std::string& e : v) b += str_bytes(e);
+  return {k, 9, b};
+}
+inline GgufKv i32s(const std::string& k, const std::vector<int32_t>& v) {
+  std::string b = pod(uint32_t(5)) + pod(uint64_t(v.size()));
+  b.append(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+  return {k, 9, b};
+}
+}  // namespace gguf_kv
+
+inline std::string gguf_bytes(const std::vector<GgufEntry>& ts, const std::vector<GgufKv>& kvs = {}) {
   std::string s = "GGUF";
   auto put = [&](const void* p, size_t n) { s.append(static_cast<const char*>(p), n); };
   auto u32 = [&](uint32_t v) { put(&v, 4); };
   auto u64 = [&](uint64_t v) { put(&v, 8); };
   u32(3);
   u64(ts.size());
-  u64(0);
+  u64(kvs.size());
+  for (const GgufKv& kv : kvs) {
+    u64(kv.key.size());
+    s += kv.key;
+    u32(kv.type);
+    s += kv.bytes;
+  }
   uint64_t off = 0;
   for (const GgufEntry& t : ts) {
     u64(t.name.size());

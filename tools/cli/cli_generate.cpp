@@ -194,7 +194,19 @@ class ProgressPrinter {
 int run_generate(GenerateArgs a) {
   if (!a.from_png.empty()) apply_png_parameters(a.from_png, a);
   if (a.prompt.empty()) fail("[generate] no prompt: give -p/--prompt (or --from-png)");
-  if (a.model.empty()) fail("[generate] no model: give -m/--model");
+  if (a.model.empty()) {  // single files: every component
+    if (a.transformer_file.empty() && a.text_encoder_file.empty() && a.vae_file.empty())
+      fail("[generate] no model: give -m/--model, or every component as a single file (--transformer, --text-encoder, --vae)");
+    std::string missing;
+    using File = std::pair<const std::string*, const char*>;
+    for (const File& e : {File{&a.transformer_file, "--transformer"}, File{&a.text_encoder_file, "--text-encoder"}, File{&a.vae_file, "--vae"}})
+      if (e.first->empty()) {
+        if (!missing.empty()) missing += ", ";
+        missing += e.second;
+      }
+    if (!missing.empty())
+      fail("[generate] no model (-m): every component must then be a single file; missing ", missing);
+  }
   params::check_prompt_text(a.prompt, "prompt", "[generate] ");
   params::check_prompt_text(a.negative_prompt, "negative prompt", "[generate] ");
   std::vector<std::optional<uint64_t>> seed_args;
@@ -322,7 +334,8 @@ int run_generate(GenerateArgs a) {
     a.width = out.images[0].width;
     a.height = out.images[0].height;
   }
-  const std::string model = model_name(a.model, pipe.folder());
+  // Without a model: the transformer file's name.
+  const std::string model = a.model.empty() ? fs::path(a.transformer_file).stem().string() : model_name(a.model, pipe.folder());
   StagedFiles files(a.overwrite);
   std::vector<std::string> paths;
   for (int i = 0, k = 0; i < n; ++i) {

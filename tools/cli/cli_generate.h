@@ -32,6 +32,7 @@ struct GenerateArgs {
   std::string transformer_file;  // --transformer
   std::string text_encoder_file;  // --text-encoder
   std::string vae_file;  // --vae
+  std::string tokenizer;  // --tokenizer DIR
   std::vector<std::string> lora;  // --lora FILE[:SCALE], repeatable
   std::string lora_mode = "merge";  // --lora-mode merge|runtime
   bool local_files_only = false;  // never download a hub id (HF_HUB_OFFLINE=1 does the same)

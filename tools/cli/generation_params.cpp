@@ -110,7 +110,8 @@ void record_input(const ImageRecord& img, const char* key, json& out) {
 
 const std::vector<GenerationParam> kParams = {
     {.flags = "-m,--model",
-     .help = "model folder or hub id in the Hugging Face cache (required unless --from-png names one)",
+     .help = "model folder or hub id in the Hugging Face cache (required unless --from-png names one, or --transformer, "
+             "--text-encoder and --vae give every component: their configs are then inferred from the files)",
      .field = &A::model, .key = "model", .library = "ZImagePipeline::from_pretrained(path)",
      .diffusers = "from_pretrained(pretrained_model_name_or_path)", .scope = kGenerate | kServe,
      .serve_help = "model folder or hub id in the Hugging Face cache", .restored = true, .capture_default = false},
@@ -226,17 +227,39 @@ const std::vector<GenerationParam> kParams = {
      .apply = [](const A& a, T& t) { t.pretrained.local_files_only = a.local_files_only; }},
     {.flags = "--transformer",
      .help = "transformer weights from this .safetensors or .gguf file (diffusers names; GGUF may be quantized) instead of the model's",
-     .field = &A::transformer_file, .library = "PretrainedOptions::transformer_file",
-     .diffusers = "ZImageTransformer2DModel.from_single_file", .capture_default = false,
-     .apply = [](const A& a, T& t) { t.pretrained.transformer_file = a.transformer_file; }},
+     .field = &A::transformer_file, .key = "transformer_file", .library = "PretrainedOptions::transformer_file",
+     .diffusers = "ZImageTransformer2DModel.from_single_file", .restored = true, .recorded_when = "when given",
+     .capture_default = false,
+     .apply = [](const A& a, T& t) { t.pretrained.transformer_file = a.transformer_file; },
+     .record = [](const A& a, const ImageRecord&, json& out) {
+       if (!a.transformer_file.empty()) out["transformer_file"] = a.transformer_file;
+     }},
     {.flags = "--text-encoder",
      .help = "Qwen3 text encoder weights from this .safetensors or .gguf file (transformers or llama.cpp names) instead of the model's",
-     .field = &A::text_encoder_file, .library = "PretrainedOptions::text_encoder_file", .diffusers = "text_encoder=...",
-     .capture_default = false, .apply = [](const A& a, T& t) { t.pretrained.text_encoder_file = a.text_encoder_file; }},
+     .field = &A::text_encoder_file, .key = "text_encoder_file", .library = "PretrainedOptions::text_encoder_file",
+     .diffusers = "text_encoder=...", .restored = true, .recorded_when = "when given", .capture_default = false,
+     .apply = [](const A& a, T& t) { t.pretrained.text_encoder_file = a.text_encoder_file; },
+     .record = [](const A& a, const ImageRecord&, json& out) {
+       if (!a.text_encoder_file.empty()) out["text_encoder_file"] = a.text_encoder_file;
+     }},
     {.flags = "--vae",
-     .help = "VAE weights from this .safetensors file (diffusers names, or the original LDM/Flux layout of ae.safetensors) instead of the model's",
-     .field = &A::vae_file, .library = "PretrainedOptions::vae_file", .diffusers = "AutoencoderKL.from_single_file",
-     .capture_default = false, .apply = [](const A& a, T& t) { t.pretrained.vae_file = a.vae_file; }},
+     .help = "VAE weights from this .safetensors file (diffusers names, or the original LDM/Flux layout of ae.safetensors) instead "
+             "of the model's; without -m its latents must have 16 channels and take the Flux VAE's scaling 0.3611 / shift 0.1159",
+     .field = &A::vae_file, .key = "vae_file", .library = "PretrainedOptions::vae_file",
+     .diffusers = "AutoencoderKL.from_single_file", .restored = true, .recorded_when = "when given", .capture_default = false,
+     .apply = [](const A& a, T& t) { t.pretrained.vae_file = a.vae_file; },
+     .record = [](const A& a, const ImageRecord&, json& out) {
+       if (!a.vae_file.empty()) out["vae_file"] = a.vae_file;
+     }},
+    {.flags = "--tokenizer",
+     .help = "a tokenizer/ folder (tokenizer.json + tokenizer_config.json) instead of the model's; without -m it is needed for a "
+             ".safetensors --text-encoder (a GGUF one carries its tokenizer)",
+     .field = &A::tokenizer, .key = "tokenizer", .library = "PretrainedOptions::tokenizer", .diffusers = "tokenizer=...",
+     .restored = true, .recorded_when = "when given", .capture_default = false,
+     .apply = [](const A& a, T& t) { t.pretrained.tokenizer = a.tokenizer; },
+     .record = [](const A& a, const ImageRecord&, json& out) {
+       if (!a.tokenizer.empty()) out["tokenizer"] = a.tokenizer;
+     }},
     {.flags = "--lora",
      .help = "LoRA for the transformer, FILE[:SCALE] (default scale 1; repeatable): diffusers/PEFT, kohya lora_unet_ or "
              "diffusion_model. keys (.safetensors); see --lora-mode",
