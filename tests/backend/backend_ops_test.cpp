@@ -270,6 +270,29 @@ TEST_P(BackendOps, Conv) {
   }
 }
 
+// The CPU backend's two memory layouts of the oneDNN convolution (cpu::ConvLayout, its own choice:
+// ops::conv2d takes the default), f32 and bf16 weights (x rounded to bf16, f32 accumulation).
+cpu::ConvShape conv_shape(const ConvCase& c) {
+  return {c.x[0], c.x[1], c.x[2], c.x[3], c.w[0], c.w[2], c.w[3], c.stride, c.stride,
+          c.pad.top, c.pad.bottom, c.pad.left, c.pad.right};
+}
+TEST_P(BackendOps, ConvBothLayouts) {
+  for (const ConvCase& c : kConv) {
+    const Tensor x = randt(c.x, 27), w = randt(c.w, 28, 0.2f), b = randt({c.w[0]}, 29);
+    const Tensor r = ops::ref::conv2d(x, w, &b, c.stride, c.pad);
+    const Tensor wb = w.to(DType::BF16);
+    const Tensor rb = ops::ref::conv2d(bf16_values(x), wb, &b, c.stride, c.pad);
+    const cpu::ConvShape s = conv_shape(c);
+    for (cpu::ConvLayout layout : {cpu::ConvLayout::Plain, cpu::ConvLayout::Blocked}) {
+      Tensor y = Tensor::empty(DType::F32, r.shape());
+      cpu::conv2d(s, x.raw(), w.raw(), DType::F32, b.f32(), y.f32(), layout);
+      EXPECT_LT(rel_l2(y, r), 1e-6) << shape_str(c.x) << " layout " << int(layout);
+      cpu::conv2d(s, x.raw(), wb.raw(), DType::BF16, b.f32(), y.f32(), layout);
+      EXPECT_LT(rel_l2(y, rb), 1e-5) << shape_str(c.x) << " bf16, layout " << int(layout);
+    }
+  }
+}
+
 TEST_P(BackendOps, GroupNorm) {
   for (int64_t C : {32, 40}) {  // 40: a channel tail of the 16-wide vectors
     Tensor x = randt({2, C, 7, 9}, 27, 2.f), w = randt({C}, 28), b = randt({C}, 29);
@@ -309,6 +332,32 @@ TEST_P(BackendOps, UpsampleAndAdd) {
 
 INSTANTIATE_TEST_SUITE_P(Levels, BackendOps, ::testing::ValuesIn(levels()),
                          [](const auto& info) { return std::string(cpu::level_name(info.param)); });
+
+// Benchmark (test_backend_ops --gtest_also_run_disabled_tests --gtest_filter='*ConvBench*'): a 3x3
+// conv 128 -> 128 channels on a 512x512 image, fp32 and bf16, both of the backend's layouts (the
+// active level's oneDNN ISA).
+TEST(ConvBench, DISABLED_Conv512x512x128) {
+  const int64_t C = 128, H = 512, W = 512;
+  Tensor x = randt({1, C, H, W}, 1), w = randt({C, C, 3, 3}, 2, 0.05f), b = randt({C}, 3);
+  const double flop = 2.0 * C * C * 9 * H * W;
+  for (DType dt : {DType::F32, DType::BF16}) {
+    Tensor wp = ops::prepare_conv_weight(w, dt);
+    const cpu::ConvShape s{1, C, H, W, C, 3, 3, 1, 1, 1, 1, 1, 1};
+    Tensor y = Tensor::empty(DType::F32, {1, C, H, W});
+    for (cpu::ConvLayout layout : {cpu::ConvLayout::Plain, cpu::ConvLayout::Blocked}) {
+      cpu::conv2d(s, x.raw(), wp.raw(), dt, b.f32(), y.f32(), layout);  // warm-up (primitive creation)
+      double best = 1e30;
+      for (int it = 0; it < 3; ++it) {
+        auto t0 = std::chrono::steady_clock::now();
+        cpu::conv2d(s, x.raw(), wp.raw(), dt, b.f32(), y.f32(), layout);
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::printf("conv 512x512x128 3x3 %s %s: %.1f ms, %.1f GFLOP/s (%d threads)\n", dtype_name(dt),
+                  layout == cpu::ConvLayout::Plain ? "nchw" : "blocked", best * 1e3, flop / best / 1e9,
+                  ops::num_threads());
+    }
+  }
+}
 
 TEST(CpuLevel, EnvValueChoosesOrRefuses) {
   const std::vector<Level> sup = cpu::supported_levels();
