@@ -9,8 +9,7 @@ Tensor prepare_conv_weight(const Tensor& w, DType compute) {
   return w.to(DType::F32);
 }
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, Padding2d pad,
-              ConvLayout layout) {
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, Padding2d pad) {
   if (w.ndim() != 4) fail("[conv2d] weight must be [O, C, kh, kw] but has shape ", shape_str(w.shape()));
   if (x.ndim() != 4) fail("[conv2d] input must be [B, C, H, W] but has shape ", shape_str(x.shape()));
   if (x.dtype() != DType::F32) fail("[conv2d] input must be float32, got ", dtype_name(x.dtype()));
@@ -28,13 +27,11 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stri
   Tensor b32;
   if (bias) b32 = bias->to(DType::F32);
   const float* bp = bias ? b32.f32() : nullptr;
-  if (layout == ConvLayout::Auto) layout = ConvLayout::Blocked;
-  const cpu::ConvLayout cl = layout == ConvLayout::Plain ? cpu::ConvLayout::Plain : cpu::ConvLayout::Blocked;
   if (w.dtype() == DType::BF16) {
-    cpu::conv2d(s, x.raw(), w.raw(), DType::BF16, bp, y.f32(), cl);  // x rounded to bf16 by the kernel
+    cpu::conv2d(s, x.raw(), w.raw(), DType::BF16, bp, y.f32());  // x rounded to bf16 by the kernel
   } else {
     Tensor w32 = w.to(DType::F32);
-    cpu::conv2d(s, x.raw(), w32.raw(), DType::F32, bp, y.f32(), cl);
+    cpu::conv2d(s, x.raw(), w32.raw(), DType::F32, bp, y.f32());
   }
   return y;
 }

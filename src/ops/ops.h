@@ -143,14 +143,12 @@ struct Padding2d {
   int64_t top = 0, bottom = 0, left = 0, right = 0;
   static Padding2d same(int64_t p) { return {p, p, p, p}; }
 };
-// Auto: the layout measured fastest (oneDNN's blocked layout, reordered around the primitive).
-enum class ConvLayout { Auto, Plain, Blocked };
 // Converts a conv weight once, at load, to what conv2d computes with for `compute` (as prepare_weight).
 Tensor prepare_conv_weight(const Tensor& w, DType compute);
 // y[B, O, OH, OW] = conv2d(x[B, C, H, W], w[O, C, kh, kw]) (+ bias[O]), zero padding, torch semantics.
 // bf16 weights: x is rounded to bf16 and the products accumulate in f32; f32 weights: f32 conv.
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, Padding2d pad,
-              ConvLayout layout = ConvLayout::Auto);
+// The backend chooses how it lays the tensors out in memory around its kernel (cpu::ConvLayout).
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, Padding2d pad);
 // GroupNorm over [B, C, *] (statistics in double), then SiLU when fuse_silu. storage BF16 rounds
 // the norm output (and the SiLU output) to bf16 as a bf16 torch run stores them.
 Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, float eps,

@@ -4,13 +4,18 @@
 // ZIMAGE_CPU set (backend_ops_level_*), so oneDNN's ISA is capped at that level as well.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "backend/cpu/cpu_level.h"
 #include "backend/cpu/kernels.h"
@@ -73,7 +78,9 @@ std::vector<Level> levels() { return cpu::supported_levels(); }
 TEST_P(BackendOps, TableIsTheLevels) {
   EXPECT_EQ(cpu::kernels().level, GetParam());
   const char* g = std::getenv("ZIMAGE_GEMM");
-  EXPECT_EQ(cpu::kernels().gemm_amx, GetParam() == Level::Amx && !(g && std::strcmp(g, "onednn") == 0));
+  const bool onednn = g && std::strcmp(g, "onednn") == 0;
+  EXPECT_EQ(cpu::kernels().gemm_amx, GetParam() == Level::Amx && !onednn);
+  EXPECT_EQ(cpu::kernels().gemm_f32 != nullptr, GetParam() <= Level::Avx2 && !onednn);
 }
 
 TEST_P(BackendOps, LinearF32AndBf16) {
@@ -84,6 +91,51 @@ TEST_P(BackendOps, LinearF32AndBf16) {
     Tensor wb = w.to(DType::BF16);
     EXPECT_LT(rel_l2(ops::linear(x, wb, &b), ops::ref::linear(bf16_values(x), wb, &b)), 1e-5)
         << M << "x" << N << "x" << K;
+  }
+}
+
+// A row's result never depends on the other rows: a batch of images or prompts changes M, and an
+// image of a batch must be the image generated alone (CliRegenerate). Row i of linear(x[M]) is
+// linear(x[i:i+1]) bit for bit, for f32 and bf16 weights (f32 and bf16 results), at the tiny and
+// the full Z-Image width. oneDNN 2.6's avx2 f32 gemm:jit failed this (sums that depend on M).
+TEST_P(BackendOps, LinearRowsDoNotDependOnM) {
+  // oneDNN's ISA is capped once per process at ZIMAGE_CPU's level: a higher table switched in here
+  // would run oneDNN's lower-ISA GEMM, a mix that no run uses (backend_ops_level_* runs it alone).
+  if (GetParam() > cpu::active_level())
+    GTEST_SKIP() << "oneDNN is capped at " << cpu::level_name(cpu::active_level()) << " in this process";
+  for (auto [N, K] : {std::pair<int64_t, int64_t>{40, 24}, {96, 64}, {3840, 3840}}) {
+    const Tensor w = randt({N, K}, 41, 0.02f), b = randt({N}, 42);
+    for (int64_t M : {1, 7, 64, 300}) {
+      const Tensor x = randt({M, K}, 40 + uint32_t(M));
+      for (DType wt : {DType::F32, DType::BF16}) {
+        const Tensor wp = ops::prepare_weight(w, wt);
+        const Tensor y = ops::linear(x, wp, &b);
+        Tensor yb;
+        if (wt == DType::BF16) {
+          yb = Tensor::empty(DType::BF16, {M, N});
+          ops::linear_into(x.to(DType::BF16), wp, &b, yb);
+        }
+        std::vector<int64_t> rows;
+        if (N * K <= 96 * 64) {
+          for (int64_t i = 0; i < M; ++i) rows.push_back(i);
+        } else {
+          rows = {0, M / 2, M - 1};
+        }
+        for (int64_t i : rows) {
+          const Tensor xi = x.slice0(i, i + 1);
+          const Tensor yi = ops::linear(xi, wp, &b);
+          ASSERT_EQ(std::memcmp(yi.raw(), static_cast<const float*>(y.raw()) + i * N, size_t(N) * 4), 0)
+              << dtype_name(wt) << " weights, row " << i << " of M=" << M << ", N=" << N << ", K=" << K
+              << ": max diff " << max_abs_diff(yi, y.slice0(i, i + 1).reshape({1, N}));
+          if (wt == DType::BF16) {
+            Tensor yib = Tensor::empty(DType::BF16, {1, N});
+            ops::linear_into(xi.to(DType::BF16), wp, &b, yib);
+            ASSERT_EQ(std::memcmp(yib.raw(), static_cast<const uint16_t*>(yb.raw()) + i * N, size_t(N) * 2), 0)
+                << "bf16 results, row " << i << " of M=" << M << ", N=" << N << ", K=" << K;
+          }
+        }
+      }
+    }
   }
 }
 
@@ -218,6 +270,29 @@ TEST_P(BackendOps, Conv) {
   }
 }
 
+// The CPU backend's two memory layouts of the oneDNN convolution (cpu::ConvLayout, its own choice:
+// ops::conv2d takes the default), f32 and bf16 weights (x rounded to bf16, f32 accumulation).
+cpu::ConvShape conv_shape(const ConvCase& c) {
+  return {c.x[0], c.x[1], c.x[2], c.x[3], c.w[0], c.w[2], c.w[3], c.stride, c.stride,
+          c.pad.top, c.pad.bottom, c.pad.left, c.pad.right};
+}
+TEST_P(BackendOps, ConvBothLayouts) {
+  for (const ConvCase& c : kConv) {
+    const Tensor x = randt(c.x, 27), w = randt(c.w, 28, 0.2f), b = randt({c.w[0]}, 29);
+    const Tensor r = ops::ref::conv2d(x, w, &b, c.stride, c.pad);
+    const Tensor wb = w.to(DType::BF16);
+    const Tensor rb = ops::ref::conv2d(bf16_values(x), wb, &b, c.stride, c.pad);
+    const cpu::ConvShape s = conv_shape(c);
+    for (cpu::ConvLayout layout : {cpu::ConvLayout::Plain, cpu::ConvLayout::Blocked}) {
+      Tensor y = Tensor::empty(DType::F32, r.shape());
+      cpu::conv2d(s, x.raw(), w.raw(), DType::F32, b.f32(), y.f32(), layout);
+      EXPECT_LT(rel_l2(y, r), 1e-6) << shape_str(c.x) << " layout " << int(layout);
+      cpu::conv2d(s, x.raw(), wb.raw(), DType::BF16, b.f32(), y.f32(), layout);
+      EXPECT_LT(rel_l2(y, rb), 1e-5) << shape_str(c.x) << " bf16, layout " << int(layout);
+    }
+  }
+}
+
 TEST_P(BackendOps, GroupNorm) {
   for (int64_t C : {32, 40}) {  // 40: a channel tail of the 16-wide vectors
     Tensor x = randt({2, C, 7, 9}, 27, 2.f), w = randt({C}, 28), b = randt({C}, 29);
@@ -257,6 +332,32 @@ TEST_P(BackendOps, UpsampleAndAdd) {
 
 INSTANTIATE_TEST_SUITE_P(Levels, BackendOps, ::testing::ValuesIn(levels()),
                          [](const auto& info) { return std::string(cpu::level_name(info.param)); });
+
+// Benchmark (test_backend_ops --gtest_also_run_disabled_tests --gtest_filter='*ConvBench*'): a 3x3
+// conv 128 -> 128 channels on a 512x512 image, fp32 and bf16, both of the backend's layouts (the
+// active level's oneDNN ISA).
+TEST(ConvBench, DISABLED_Conv512x512x128) {
+  const int64_t C = 128, H = 512, W = 512;
+  Tensor x = randt({1, C, H, W}, 1), w = randt({C, C, 3, 3}, 2, 0.05f), b = randt({C}, 3);
+  const double flop = 2.0 * C * C * 9 * H * W;
+  for (DType dt : {DType::F32, DType::BF16}) {
+    Tensor wp = ops::prepare_conv_weight(w, dt);
+    const cpu::ConvShape s{1, C, H, W, C, 3, 3, 1, 1, 1, 1, 1, 1};
+    Tensor y = Tensor::empty(DType::F32, {1, C, H, W});
+    for (cpu::ConvLayout layout : {cpu::ConvLayout::Plain, cpu::ConvLayout::Blocked}) {
+      cpu::conv2d(s, x.raw(), wp.raw(), dt, b.f32(), y.f32(), layout);  // warm-up (primitive creation)
+      double best = 1e30;
+      for (int it = 0; it < 3; ++it) {
+        auto t0 = std::chrono::steady_clock::now();
+        cpu::conv2d(s, x.raw(), wp.raw(), dt, b.f32(), y.f32(), layout);
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::printf("conv 512x512x128 3x3 %s %s: %.1f ms, %.1f GFLOP/s (%d threads)\n", dtype_name(dt),
+                  layout == cpu::ConvLayout::Plain ? "nchw" : "blocked", best * 1e3, flop / best / 1e9,
+                  ops::num_threads());
+    }
+  }
+}
 
 TEST(CpuLevel, EnvValueChoosesOrRefuses) {
   const std::vector<Level> sup = cpu::supported_levels();

@@ -1,9 +1,7 @@
 // ops::conv2d / group_norm / upsample against plain loops (double accumulation; ops::ref).
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <random>
 
 #include "ops/ops.h"
@@ -26,7 +24,8 @@ struct Case {
 };
 }  // namespace
 
-TEST(Conv2d, F32MatchesReferenceBothLayouts) {
+// Both of the CPU backend's memory layouts: BackendOps.ConvBothLayouts (tests/backend).
+TEST(Conv2d, F32MatchesReference) {
   const Case cases[] = {
       {{1, 16, 8, 12}, {32, 16, 3, 3}, 1, ops::Padding2d::same(1)},
       {{2, 3, 9, 7}, {5, 3, 3, 3}, 1, ops::Padding2d::same(1)},
@@ -38,11 +37,9 @@ TEST(Conv2d, F32MatchesReferenceBothLayouts) {
   for (const auto& c : cases) {
     Tensor x = randt(c.x, seed++), w = randt(c.w, seed++, 0.2f), b = randt({c.w[0]}, seed++);
     Tensor r = ops::ref::conv2d(x, w, &b, c.stride, c.pad);
-    for (auto layout : {ops::ConvLayout::Plain, ops::ConvLayout::Blocked}) {
-      Tensor y = ops::conv2d(x, w, &b, c.stride, c.pad, layout);
-      ASSERT_EQ(y.shape(), r.shape()) << shape_str(c.x);
-      EXPECT_LT(rel_l2(y, r), 1e-6) << shape_str(c.x) << " layout " << int(layout);
-    }
+    Tensor y = ops::conv2d(x, w, &b, c.stride, c.pad);
+    ASSERT_EQ(y.shape(), r.shape()) << shape_str(c.x);
+    EXPECT_LT(rel_l2(y, r), 1e-6) << shape_str(c.x);
     Tensor y0 = ops::conv2d(x, w, nullptr, c.stride, c.pad);
     EXPECT_LT(rel_l2(y0, ops::ref::conv2d(x, w, nullptr, c.stride, c.pad)), 1e-6);
   }
@@ -55,10 +52,8 @@ TEST(Conv2d, Bf16RoundsInputsAndAccumulatesInF32) {
   Tensor xr = x.clone();
   ops::round_to_bf16_(xr);
   Tensor r = ops::ref::conv2d(xr, wb.to(DType::F32), &b, 1, ops::Padding2d::same(1));
-  for (auto layout : {ops::ConvLayout::Plain, ops::ConvLayout::Blocked}) {
-    Tensor y = ops::conv2d(x, wb, &b, 1, ops::Padding2d::same(1), layout);
-    EXPECT_LT(rel_l2(y, r), 1e-5) << int(layout);
-  }
+  Tensor y = ops::conv2d(x, wb, &b, 1, ops::Padding2d::same(1));
+  EXPECT_LT(rel_l2(y, r), 1e-5);
 }
 
 TEST(Conv2d, BadInputsNameTheValues) {
@@ -114,27 +109,4 @@ TEST(Upsample, Nearest2x) {
     for (int64_t h = 0; h < 6; ++h)
       for (int64_t w = 0; w < 8; ++w)
         EXPECT_EQ(y.f32()[(c * 6 + h) * 8 + w], x.f32()[(c * 3 + h / 2) * 4 + w / 2]);
-}
-
-// Benchmark (run with --gtest_also_run_disabled_tests --gtest_filter='*Bench*'):
-// a 3x3 conv 128 -> 128 channels on a 512x512 image, fp32 and bf16, both layouts.
-TEST(ConvBench, DISABLED_Conv512x512x128) {
-  const int64_t C = 128, H = 512, W = 512;
-  Tensor x = randt({1, C, H, W}, 1), w = randt({C, C, 3, 3}, 2, 0.05f), b = randt({C}, 3);
-  const double flop = 2.0 * C * C * 9 * H * W;
-  for (DType dt : {DType::F32, DType::BF16}) {
-    Tensor wp = ops::prepare_conv_weight(w, dt);
-    for (auto layout : {ops::ConvLayout::Plain, ops::ConvLayout::Blocked}) {
-      ops::conv2d(x, wp, &b, 1, ops::Padding2d::same(1), layout);  // warm-up (primitive creation)
-      double best = 1e30;
-      for (int it = 0; it < 3; ++it) {
-        auto t0 = std::chrono::steady_clock::now();
-        Tensor y = ops::conv2d(x, wp, &b, 1, ops::Padding2d::same(1), layout);
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-      }
-      std::printf("conv 512x512x128 3x3 %s %s: %.1f ms, %.1f GFLOP/s (%d threads)\n", dtype_name(dt),
-                  layout == ops::ConvLayout::Plain ? "nchw" : "blocked", best * 1e3, flop / best / 1e9,
-                  ops::num_threads());
-    }
-  }
 }

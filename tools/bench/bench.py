@@ -654,8 +654,8 @@ def bench_pipeline(args, report, md):
                 r["step_gflops"] = flops / r["steady_step_s"] / 1e9 if r["steady_step_s"] > 0 else None
                 r["pct_of_gemm_peak"] = 100 * r["step_gflops"] / peak if peak and r["step_gflops"] else None
             for c in cols:
-                if c != "pytorch":
-                    res[c]["kernel_level"] = levels[c]
+                if not c.startswith("pytorch"):  # zimage + ControlNet runs the main build
+                    res[c]["kernel_level"] = levels.get(c, levels["zimage"])
             report["pipeline"][key] = res
             names = {"zimage": "zimage", "zimage_low_memory": "zimage --low-memory", "pytorch": "PyTorch",
                      "zimage_controlnet": "zimage + ControlNet", "pytorch_controlnet": "PyTorch + ControlNet",

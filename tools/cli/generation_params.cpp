@@ -113,10 +113,10 @@ const std::vector<GenerationParam> kParams = {
      .help = "model folder or hub id in the Hugging Face cache (required unless --from-png names one, or --transformer, "
              "--text-encoder and --vae give every component: their configs are then inferred from the files)",
      .field = &A::model, .key = "model", .library = "ZImagePipeline::from_pretrained(path)",
-     .diffusers = "from_pretrained(pretrained_model_name_or_path)", .scope = kGenerate | kServe,
+     .diffusers = "from_pretrained(pretrained_model_name_or_path)", .server = "serve option (a request's `model` is informational)", .infotext = "`Model` (hub id or folder name)", .scope = kGenerate | kServe,
      .serve_help = "model folder or hub id in the Hugging Face cache", .restored = true, .capture_default = false},
     {.flags = "-p,--prompt", .help = "prompt (repeat for a list of prompts)", .field = &A::prompt, .key = "prompt",
-     .library = "CallParams::prompt", .diffusers = "prompt", .restored = true, .recorded_when = "always: the image's own prompt",
+     .library = "CallParams::prompt", .diffusers = "prompt", .server = "`prompt` (its `<lora:NAME:SCALE>` tags pick LoRAs) / `prompt`", .infotext = "the first line (with the LoRA tags)", .restored = true, .recorded_when = "always: the image's own prompt",
      .apply = [](const A& a, T& t) { t.call.prompt = a.prompt; },
      .restore = [](const PngParams& P, const json& v, A& a) { a.prompt = {P.string("prompt", v)}; },
      .record = [](const A&, const ImageRecord& img, json& out) { out["prompt"] = img.prompt; }},
@@ -126,7 +126,7 @@ const std::vector<GenerationParam> kParams = {
      .field = &A::from_png, .capture_default = false, .customize = [](CLI::Option* o) { o->check(CLI::ExistingFile); }},
     {.flags = "-n,--negative-prompt", .help = "negative prompt (one, or one per prompt); used only when guidance > 0",
      .field = &A::negative_prompt, .key = "negative_prompt", .library = "CallParams::negative_prompt",
-     .diffusers = "negative_prompt", .scope = kGenerate | kServe, .serve_help = "default negative prompt", .restored = true,
+     .diffusers = "negative_prompt", .server = "`negative_prompt` / `negative_prompt`", .infotext = "`Negative prompt:` line (when guidance > 0)", .scope = kGenerate | kServe, .serve_help = "default negative prompt", .restored = true,
      .recorded_when = "always: the image's own, \"\" when none",
      .apply = [](const A& a, T& t) { t.call.negative_prompt = a.negative_prompt; },
      .restore =
@@ -136,7 +136,7 @@ const std::vector<GenerationParam> kParams = {
          },
      .record = [](const A&, const ImageRecord& img, json& out) { out["negative_prompt"] = img.negative_prompt; }},
     {.flags = "-W,--width", .help = "image width in pixels, a multiple of 16", .field = &A::width, .key = "width",
-     .library = "CallParams::width", .diffusers = "width", .scope = kGenerate | kServe, .serve_help = "default width",
+     .library = "CallParams::width", .diffusers = "width", .server = "`size` \"WxH\" (jobs also `width`) / `width`", .infotext = "`Size: WxH`", .scope = kGenerate | kServe, .serve_help = "default width",
      .restored = true, .recorded_when = "always: the output's width",
      .apply = [](const A& a, T& t) { t.call.width = a.width; },
      .restore =
@@ -145,7 +145,7 @@ const std::vector<GenerationParam> kParams = {
            a.size_from_png = true;
          }},
     {.flags = "-H,--height", .help = "image height in pixels, a multiple of 16", .field = &A::height, .key = "height",
-     .library = "CallParams::height", .diffusers = "height", .scope = kGenerate | kServe, .serve_help = "default height",
+     .library = "CallParams::height", .diffusers = "height", .server = "`size` \"WxH\" (jobs also `height`) / `height`", .infotext = "`Size: WxH`", .scope = kGenerate | kServe, .serve_help = "default height",
      .restored = true, .recorded_when = "always: the output's height",
      .apply = [](const A& a, T& t) { t.call.height = a.height; },
      .restore =
@@ -154,25 +154,25 @@ const std::vector<GenerationParam> kParams = {
            a.size_from_png = true;
          }},
     {.flags = "-s,--steps", .help = "number of denoising steps", .field = &A::steps, .key = "num_inference_steps",
-     .library = "CallParams::num_inference_steps", .diffusers = "num_inference_steps", .scope = kGenerate | kServe,
+     .library = "CallParams::num_inference_steps", .diffusers = "num_inference_steps", .server = "`steps` or `num_inference_steps` / `steps`", .infotext = "`Steps`", .scope = kGenerate | kServe,
      .serve_help = "default steps", .restored = true, .lo = 1, .hi = kIntMax,
      .apply = [](const A& a, T& t) { t.call.num_inference_steps = a.steps; }},
     {.flags = "-g,--guidance", .help = "guidance scale (0 disables classifier-free guidance)", .field = &A::guidance,
-     .key = "guidance_scale", .library = "CallParams::guidance_scale", .diffusers = "guidance_scale",
+     .key = "guidance_scale", .library = "CallParams::guidance_scale", .diffusers = "guidance_scale", .server = "`guidance` or `guidance_scale` / `cfg_scale`", .infotext = "`CFG scale`",
      .scope = kGenerate | kServe, .serve_help = "default guidance scale", .restored = true,
      .apply = [](const A& a, T& t) { t.call.guidance_scale = float(a.guidance); }},
     {.flags = "--cfg-normalization", .help = "renormalise the CFG prediction to the conditional norm",
      .field = &A::cfg_normalization, .key = "cfg_normalization", .library = "CallParams::cfg_normalization",
-     .diffusers = "cfg_normalization", .scope = kGenerate | kServe, .serve_help = "default: renormalise the CFG prediction",
+     .diffusers = "cfg_normalization", .server = "`cfg_normalization` / -", .scope = kGenerate | kServe, .serve_help = "default: renormalise the CFG prediction",
      .restored = true, .apply = [](const A& a, T& t) { t.call.cfg_normalization = a.cfg_normalization; }},
     {.flags = "--cfg-truncation", .help = "disable CFG once the normalised time exceeds this value",
      .field = &A::cfg_truncation, .key = "cfg_truncation", .library = "CallParams::cfg_truncation",
-     .diffusers = "cfg_truncation", .scope = kGenerate | kServe, .serve_help = "default CFG truncation", .restored = true,
+     .diffusers = "cfg_truncation", .server = "`cfg_truncation` / -", .scope = kGenerate | kServe, .serve_help = "default CFG truncation", .restored = true,
      .apply = [](const A& a, T& t) { t.call.cfg_truncation = a.cfg_truncation; }},
     {.flags = "--seed",
      .help = "seed of torch.Generator(\"cpu\").manual_seed, 0..18446744073709551615; -1 (the default) = a random seed, "
              "which the PNG records; a list (1,2,3) gives each image its own generator",
-     .field = &A::seed, .key = "seed", .library = "CallParams::generator", .diffusers = "generator",
+     .field = &A::seed, .key = "seed", .library = "CallParams::generator", .diffusers = "generator", .server = "`seed` (one generator for the batch) / `seed` (image i: seed + i)", .infotext = "`Seed`",
      .restored = true, .recorded_when = "always: the image's generator's seed, with noise_batch_size, noise_index and image_index",
      .capture_default = false, .customize = [](CLI::Option* o) { o->delimiter(',')->type_name("SEED"); },
      .restore =
@@ -190,29 +190,29 @@ const std::vector<GenerationParam> kParams = {
            out["image_index"] = img.image_index;
          }},
     {.flags = "--num-images", .help = "images per prompt", .field = &A::num_images, .key = "num_images_per_prompt",
-     .library = "CallParams::num_images_per_prompt", .diffusers = "num_images_per_prompt",
+     .library = "CallParams::num_images_per_prompt", .diffusers = "num_images_per_prompt", .server = "`n` / `batch_size` x `n_iter`",
      .recorded_when = "always: informative, a PNG regenerates its own image",
      .apply = [](const A& a, T& t) { t.call.num_images_per_prompt = a.num_images; }},
     {.flags = "--max-sequence-length", .help = "prompt token limit", .field = &A::max_sequence_length,
-     .key = "max_sequence_length", .library = "CallParams::max_sequence_length", .diffusers = "max_sequence_length",
+     .key = "max_sequence_length", .library = "CallParams::max_sequence_length", .diffusers = "max_sequence_length", .server = "serve option",
      .scope = kGenerate | kServe, .restored = true, .lo = 1, .hi = kIntMax,
      .apply = [](const A& a, T& t) { t.call.max_sequence_length = a.max_sequence_length; }},
     {.flags = "--dtype", .help = "compute dtype: bfloat16 or float32 (float16 is refused: nothing computes in it)",
-     .field = &A::dtype, .key = "dtype", .library = "PretrainedOptions::torch_dtype", .diffusers = "torch_dtype",
+     .field = &A::dtype, .key = "dtype", .library = "PretrainedOptions::torch_dtype", .diffusers = "torch_dtype", .server = "serve option",
      .scope = kGenerate | kServe, .serve_help = "compute dtype: bfloat16 or float32", .restored = true,
      .apply = [](const A& a, T& t) { t.pretrained.torch_dtype = a.dtype; }},
     {.flags = "--vae-dtype",
      .help = "VAE compute dtype: float32 or bfloat16 (bfloat16 is faster: ~1.7x with AVX-512-BF16, ~4x with AMX; its "
              "images are ~48 dB PSNR from float32's: not visible; see README)",
-     .field = &A::vae_dtype, .key = "vae_dtype", .library = "PretrainedOptions::vae_dtype", .diffusers = "vae.to(dtype)",
+     .field = &A::vae_dtype, .key = "vae_dtype", .library = "PretrainedOptions::vae_dtype", .diffusers = "vae.to(dtype)", .server = "serve option",
      .scope = kGenerate | kServe, .restored = true, .apply = [](const A& a, T& t) { t.pretrained.vae_dtype = a.vae_dtype; }},
     {.flags = "--device", .help = "cpu or cuda", .field = &A::device, .library = "PretrainedOptions::device",
-     .diffusers = ".to(device)", .scope = kGenerate | kServe, .apply = [](const A& a, T& t) { t.pretrained.device = a.device; }},
+     .diffusers = ".to(device)", .server = "serve option", .scope = kGenerate | kServe, .apply = [](const A& a, T& t) { t.pretrained.device = a.device; }},
     {.flags = "--attention", .help = "attention backend (diffusers names: native, flash, _flash_3, ...)", .field = &A::attention,
-     .library = "ZImagePipeline::set_attention_backend", .diffusers = "transformer.set_attention_backend",
+     .library = "ZImagePipeline::set_attention_backend", .diffusers = "transformer.set_attention_backend", .server = "serve option",
      .scope = kGenerate | kServe, .serve_help = "attention backend"},
     {.flags = "-t,--threads", .help = "CPU threads: 0 = all cores, at most 4 x the hardware threads", .field = &A::threads,
-     .library = "PretrainedOptions::num_threads", .diffusers = "torch.set_num_threads", .scope = kGenerate | kServe,
+     .library = "PretrainedOptions::num_threads", .diffusers = "torch.set_num_threads", .server = "serve option", .scope = kGenerate | kServe,
      .serve_help = "CPU threads of the pipeline: 0 = all cores",
      .apply = [](const A& a, T& t) { t.pretrained.num_threads = a.threads; }},
     {.flags = "-o,--output",
@@ -222,7 +222,7 @@ const std::vector<GenerationParam> kParams = {
     {.flags = "--overwrite", .help = "replace existing output files (PNG and --save-latents)", .field = &A::overwrite},
     {.flags = "-q,--quiet", .help = "no progress output", .field = &A::quiet},
     {.flags = "--local-files-only", .help = "never download: a hub id must be complete in the cache (as HF_HUB_OFFLINE=1)",
-     .field = &A::local_files_only, .library = "PretrainedOptions::local_files_only", .diffusers = "local_files_only",
+     .field = &A::local_files_only, .library = "PretrainedOptions::local_files_only", .diffusers = "local_files_only", .server = "serve option",
      .scope = kGenerate | kServe, .serve_help = "never download a hub id",
      .apply = [](const A& a, T& t) { t.pretrained.local_files_only = a.local_files_only; }},
     {.flags = "--transformer",
@@ -263,7 +263,7 @@ const std::vector<GenerationParam> kParams = {
     {.flags = "--lora",
      .help = "LoRA for the transformer, FILE[:SCALE] (default scale 1; repeatable): diffusers/PEFT, kohya lora_unet_ or "
              "diffusion_model. keys (.safetensors); see --lora-mode",
-     .field = &A::lora, .key = "loras", .library = "PretrainedOptions::loras", .diffusers = "load_lora_weights + set_adapters",
+     .field = &A::lora, .key = "loras", .library = "PretrainedOptions::loras", .diffusers = "load_lora_weights + set_adapters", .server = "prompt tags `<lora:NAME:SCALE>` (serve `--lora`, `--lora-dir`)", .infotext = "`<lora:NAME:SCALE>` in the prompt, `Lora hashes`",
      .scope = kGenerate | kServe,
      .serve_help = "LoRA for every request, FILE[:SCALE] (repeatable); a prompt's <lora:NAME:SCALE> (NAME: the file's stem) "
                    "changes its scale for that request (0: off). Run at run time (adjustable scales)",
@@ -293,39 +293,39 @@ const std::vector<GenerationParam> kParams = {
        if (!img.loras.empty()) out["lora_mode"] = a.lora_mode;
      }},
     {.flags = "--low-memory", .help = "load one component at a time (peak memory = largest component)", .field = &A::low_memory,
-     .library = "PretrainedOptions::low_memory", .diffusers = "enable_sequential_cpu_offload (akin)",
+     .library = "PretrainedOptions::low_memory", .diffusers = "enable_sequential_cpu_offload (akin)", .server = "serve option",
      .scope = kGenerate | kServe, .serve_help = "load one component at a time",
      .apply = [](const A& a, T& t) { t.pretrained.low_memory = a.low_memory; }},
     {.flags = "--vae-tiling", .help = "tiled VAE decode: auto (when the untiled decode would not fit in half the memory), on, off",
-     .field = &A::vae_tiling, .key = "vae_tiling", .library = "VaeTilingOptions::tiling", .diffusers = "vae.enable_tiling",
+     .field = &A::vae_tiling, .key = "vae_tiling", .library = "VaeTilingOptions::tiling", .diffusers = "vae.enable_tiling", .server = "serve option",
      .scope = kGenerate | kServe, .serve_help = "auto, on or off", .restored = true,
      .apply = [](const A& a, T& t) { t.tiling.tiling = a.vae_tiling; }},
     {.flags = "--vae-tile-mode",
      .help = "seamless (whole-image statistics, close to untiled) or diffusers (AutoencoderKL.tiled_decode exactly)",
-     .field = &A::vae_tile_mode, .key = "vae_tile_mode", .library = "VaeTilingOptions::mode", .diffusers = "vae.tiled_decode",
+     .field = &A::vae_tile_mode, .key = "vae_tile_mode", .library = "VaeTilingOptions::mode", .diffusers = "vae.tiled_decode", .server = "serve option",
      .scope = kGenerate | kServe, .serve_help = "seamless or diffusers", .restored = true,
      .apply = [](const A& a, T& t) { t.tiling.mode = a.vae_tile_mode; }},
     {.flags = "--vae-tile-size", .help = "VAE tile size in latent pixels (x8 image pixels); 0 = automatic",
      .field = &A::vae_tile_size, .key = "vae_tile_size", .library = "VaeTilingOptions::tile_size",
-     .diffusers = "vae.tile_latent_min_size", .scope = kGenerate | kServe,
+     .diffusers = "vae.tile_latent_min_size", .server = "serve option", .scope = kGenerate | kServe,
      .serve_help = "VAE tile size in latent pixels; 0 = automatic", .restored = true, .lo = 0, .hi = kIntMax,
      .apply = [](const A& a, T& t) { t.tiling.tile_size = a.vae_tile_size; }},
     {.flags = "--init-image", .help = "img2img: start from this PNG or JPEG (sides multiples of 16; the output has its size)",
-     .field = &A::init_image, .key = "init_image", .library = "CallParams::image", .diffusers = "image",
+     .field = &A::init_image, .key = "init_image", .library = "CallParams::image", .diffusers = "image", .server = "edits: `image` / img2img: `init_images`",
      .restored = true, .recorded_when = "img2img, inpainting, ControlNet inpainting: {file, sha256}", .capture_default = false,
      .restore = [](const PngParams& P, const json& v, A& a) { restore_input(P, v, "--init-image", "init_image", "init image", a.init_image); },
      .record = [](const A&, const ImageRecord& img, json& out) { record_input(img, "init_image", out); }},
     {.flags = "--strength",
      .help = "img2img/inpaint: how much of the init image is re-noised, in [0, 1] (default 0.6; with --mask 1.0); only "
              "steps x strength steps run",
-     .field = &A::strength, .key = "strength", .library = "CallParams::strength", .diffusers = "strength", .restored = true,
+     .field = &A::strength, .key = "strength", .library = "CallParams::strength", .diffusers = "strength", .server = "edits: `strength` / img2img: `denoising_strength`", .infotext = "`Denoising strength`", .restored = true,
      .recorded_when = "img2img and inpainting (the strength that ran)", .capture_default = false,
      .apply = [](const A& a, T& t) { t.call.strength = a.strength; },
      .record = [](const A&, const ImageRecord& img, json& out) {
        if (img.edit) out["strength"] = img.strength;
      }},
     {.flags = "--mask", .help = "inpaint: mask PNG or JPEG, the init image's size; white (>= 128 gray) is repainted, black kept",
-     .field = &A::mask, .key = "mask_image", .library = "CallParams::mask_image", .diffusers = "mask_image", .restored = true,
+     .field = &A::mask, .key = "mask_image", .library = "CallParams::mask_image", .diffusers = "mask_image", .server = "`mask` / `mask`", .restored = true,
      .recorded_when = "inpainting: {file, sha256}", .capture_default = false,
      .restore = [](const PngParams& P, const json& v, A& a) { restore_input(P, v, "--mask", "mask_image", "mask image", a.mask); },
      .record = [](const A&, const ImageRecord& img, json& out) { record_input(img, "mask_image", out); }},
@@ -497,8 +497,8 @@ std::string params_markdown() {
       "library call. \"PNG key\" is the metadata key; \"--from-png\" says whether regenerating from a PNG\n"
       "restores it (an option given on the command line always wins). Options without a PNG key do not\n"
       "change the pixels (where the file goes, how fast it runs) or are recorded elsewhere.\n\n"
-      "| option | default | PNG key (when recorded) | --from-png | library | diffusers | serve |\n"
-      "|---|---|---|---|---|---|---|\n";
+      "| option | default | PNG key (when recorded) | A1111 infotext | --from-png | library | diffusers | server request (JSON / sdapi) |\n"
+      "|---|---|---|---|---|---|---|---|\n";
   auto cell = [](std::string s) {
     std::string out;
     for (char c : s) out += c == '|' ? std::string("\\|") : std::string(1, c);
@@ -506,12 +506,18 @@ std::string params_markdown() {
   };
   for (const auto& p : kParams) {
     std::string key = p.key ? "`" + std::string(p.key) + "`" + (std::string(p.recorded_when) == "always" ? "" : " (" + std::string(p.recorded_when) + ")") : "";
-    md += "| `" + std::string(p.flags) + "` | " + cell(default_text(p)) + " | " + cell(key) + " | " +
+    md += "| `" + std::string(p.flags) + "` | " + cell(default_text(p)) + " | " + cell(key) + " | " + cell(p.infotext) + " | " +
           (p.key && p.restored ? "yes" : "") + " | " + (*p.library ? "`" + std::string(p.library) + "`" : "") + " | " +
-          (*p.diffusers ? "`" + cell(p.diffusers) + "`" : "") + " | " + ((p.scope & kServe) ? "default" : "") + " |\n";
+          (*p.diffusers ? "`" + cell(p.diffusers) + "`" : "") + " | " + cell(p.server) + " |\n";
   }
   md += "\nAlso recorded: `generator` (`torch.Generator(\"cpu\")`) and `version`. A PNG without a `zimage` chunk\n"
-        "is read from its A1111 `parameters` text: prompt, negative prompt, Steps, CFG scale, Seed, Size, Model.\n";
+        "is read from its A1111 `parameters` text: prompt, negative prompt, Steps, CFG scale, Seed, Size, Model.\n\n"
+        "Server columns: **JSON** = `POST /v1/jobs`, `POST /v1/images/generations` (OpenAI) and the multipart fields\n"
+        "of `POST /v1/images/edits`; **sdapi** = `POST /sdapi/v1/txt2img` and `img2img` (A1111). \"serve option\": set\n"
+        "once for the server by the same option of `zimage serve`; a request cannot change it.\n\n"
+        "API-only call parameters: `CallParams::sigmas`, `latents`, `prompt_embeds`, `negative_prompt_embeds`,\n"
+        "`output_type`, `callback_on_step_end` and `masked_image_latents` are diffusers' call arguments of the same\n"
+        "names; they have no CLI option, server field or PNG key.\n";
   return md;
 }
 

@@ -85,6 +85,8 @@ struct GenerationParam {
   const char* key = nullptr;
   const char* library = "";     // where it goes in the library, e.g. "CallParams::num_inference_steps"
   const char* diffusers = "";   // the diffusers argument, e.g. "num_inference_steps"
+  const char* server = "";      // docs: the `zimage serve` request field (JSON / sdapi)
+  const char* infotext = "";    // docs: the A1111 `parameters` text's key
   unsigned scope = kGenerate;   // kGenerate | kServe
   const char* serve_help = nullptr;  // help under `zimage serve` (nullptr: as generate's)
   bool restored = false;        // --from-png restores it (a recorded key that is not restored: informative)

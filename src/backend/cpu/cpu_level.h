@@ -50,6 +50,13 @@ struct Kernels {
                          const int64_t* key_valid);
   // y[i] = exp(x[i]) (vectorised polynomial at avx512/amx, std::exp otherwise); y may be x.
   void (*exp_f32)(const float* x, float* y, int64_t n);
+  // The f32 GEMM y[M,N] = x[M,K] · w[N,K]^T (+ bias[N]) with row strides ldx, ldy, whose row
+  // results never depend on M (gemm_rows.inc), at the avx2 and portable levels; null: oneDNN's
+  // (avx512, amx: its rows do not depend on M there, BackendOps.LinearRowsDoNotDependOnM). bf16
+  // GEMMs without oneDNN bf16 widen to it. ZIMAGE_GEMM=onednn turns it off (A/B runs only: oneDNN
+  // 2.6's avx2 rows depend on M, so a batch's images then differ from the same images alone).
+  void (*gemm_f32)(int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx, const float* w, const float* bias,
+                   float* y, int64_t ldy);
   // bf16 GEMMs with N, K multiples of 32 on AMX tiles (false: oneDNN). ZIMAGE_GEMM=onednn turns it off.
   bool gemm_amx;
   // Channels-last rows (C contiguous channels per pixel), see ops/channels_last_ops.cpp:

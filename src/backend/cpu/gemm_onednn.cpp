@@ -1,11 +1,13 @@
 // GEMM through oneDNN's matmul primitive (AMX / AVX-512 BF16 / FP32 kernels), primitives cached by
-// shape and dtypes. Weights are read in place ([N, K] row-major, as stored / memory-mapped).
+// shape and dtypes, or the level's own f32 GEMM where the table has one (Kernels::gemm_f32: oneDNN's
+// row results depend on M there). Weights are read in place ([N, K] row-major, as stored / memory-mapped).
 #include <dnnl.hpp>
 #include <map>
 #include <mutex>
 #include <tuple>
 #include <vector>
 
+#include "backend/cpu/cpu_level.h"
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/onednn.h"
@@ -53,6 +55,9 @@ void gemm_nt_ex(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, con
   ZI_ASSERT(dt == DType::F32 || dt == DType::BF16, "gemm_nt: dtype ", dtype_name(dt));
   ZI_ASSERT(yt == DType::F32 || (yt == DType::BF16 && dt == DType::BF16), "gemm_nt: output dtype ", dtype_name(yt));
   if (M == 0 || N == 0) return;
+  if (dt == DType::F32 && yt == DType::F32 && kernels().gemm_f32)  // this level's own f32 GEMM (cpu_level.h)
+    return kernels().gemm_f32(M, N, K, static_cast<const float*>(x), ldx, static_cast<const float*>(w), bias,
+                              static_cast<float*>(y), ldy);
   if (dt == DType::BF16 && gemm_amx_bf16(M, N, K, x, ldx, w, bias, y, ldy, yt)) return;
   if (dt == DType::BF16 && !onednn::has_bf16()) {
     // The bf16 operands widen to f32 exactly and their products are exact in f32, so an f32 GEMM

@@ -50,10 +50,12 @@ struct ConvShape {
   int64_t out_h() const { return (H + pt + pb - kh) / sh + 1; }
   int64_t out_w() const { return (W + pl + pr - kw) / sw + 1; }
 };
-// Plain: the primitive reads/writes NCHW directly. Blocked: oneDNN picks its layout and the
-// source, weights and result are reordered around the primitive.
+// How the oneDNN primitive sees memory, the backend's own choice (ops::conv2d does not name it; a
+// CUDA or Metal backend has its own layouts): Plain: the primitive reads/writes NCHW directly.
+// Blocked: oneDNN picks its layout and the source, weights and result are reordered around the
+// primitive, the faster of the two (ConvBench.DISABLED_Conv512x512x128 in tests/backend).
 enum class ConvLayout { Plain, Blocked };
 void conv2d(const ConvShape& s, const void* x, const void* w, DType dt, const float* bias, float* y,
-            ConvLayout layout);
+            ConvLayout layout = ConvLayout::Blocked);
 
 }  // namespace zimage::cpu

@@ -2,3 +2,4 @@
 // file -march=x86-64): what runs on a CPU without AVX2, and the check of the vector kernels.
 #define ZI_PLAIN_NS portable
 #include "backend/cpu/plain_kernels.inc"
+#include "backend/cpu/gemm_rows.inc"

@@ -8,7 +8,9 @@
                      int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);       \
   void attention_bf16(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk, \
                       int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);      \
-  void exp_f32(const float* x, float* y, int64_t n);
+  void exp_f32(const float* x, float* y, int64_t n);                                                                 \
+  void gemm_f32(int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx, const float* w, const float* bias,   \
+                float* y, int64_t ldy);
 
 #define ZI_CL_KERNEL_DECLS                                                                                           \
   void cl_sums_f32(const float* x, int64_t C, const float* shift, int64_t p0, int64_t p1, double* s1, double* s2);  \
@@ -21,11 +23,11 @@
   void add_bf16(uint16_t* y, const uint16_t* x, int64_t n);
 
 namespace zimage::cpu {
-namespace portable {  // kernels_portable.cpp (plain_kernels.inc for baseline x86-64)
+namespace portable {  // kernels_portable.cpp (plain_kernels.inc, gemm_rows.inc for baseline x86-64)
 ZI_PLAIN_KERNEL_DECLS
 ZI_CL_KERNEL_DECLS
 }  // namespace portable
-namespace avx2 {  // kernels_avx2.cpp (plain_kernels.inc for AVX2 + FMA)
+namespace avx2 {  // kernels_avx2.cpp (plain_kernels.inc, gemm_rows.inc for AVX2 + FMA)
 ZI_PLAIN_KERNEL_DECLS
 ZI_CL_KERNEL_DECLS
 }  // namespace avx2
