@@ -27,7 +27,8 @@ Types:
   quantized here too (16 sub-blocks of 16, int8 scales of an fp16 d, 6-bit values: ggml's layout,
   scale = max|x| / 31 per sub-block rather than ggml's search). What differs from llama.cpp's file:
   these scale choices (slightly larger error), and no importance matrix.
-The rest is stored as BF16 (transformer) or F32 (text encoder norms, as llama.cpp does).
+The rest is stored as BF16 (the transformer's other linear weights) or F32 (biases, norms, pad tokens:
+as llama.cpp does; diffusers' GGUF loader takes only F32/F16 tensors as plain parameters).
 Tensors are quantized and written one at a time (the embedding in row chunks), so the memory used
 stays near one tensor's size whatever the model's. Each quantized tensor is checked: its first 64 rows,
 dequantized with gguf.quants.dequantize, must have a rel-L2 error below 0.1 (the worst is printed).
@@ -135,9 +136,12 @@ def transformer_plan(src, qtype, layout, prefix):
     block = BLOCK[qtype]
 
     def kind(name, shape):
-        if len(shape) == 2 and name.endswith(".weight") and "pad_token" not in name and shape[1] % block == 0:
+        linear = len(shape) == 2 and name.endswith(".weight") and "pad_token" not in name
+        if linear and shape[1] % block == 0:
             return qtype
-        return "BF16"
+        # other linear weights BF16; biases, norms and pad tokens F32 (as llama.cpp and city96's
+        # files: diffusers' GGUF loader reads only F32/F16 tensors as plain parameters)
+        return "BF16" if linear else "F32"
     for name in sorted(src):
         shape, read = src[name]
         if layout == "diffusers":
