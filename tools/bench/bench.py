@@ -58,7 +58,13 @@ def pipeline():
     from diffusers import ZImagePipeline
     out["diffusers"] = diffusers.__version__
     t0 = clock()
-    pipe = ZImagePipeline.from_pretrained(a["model"], torch_dtype=DT[a["dtype"]])
+    kw = {}
+    if a.get("gguf"):  # diffusers' GGUF path: weights stay quantized, dequantized to compute_dtype per forward
+        from diffusers import GGUFQuantizationConfig, ZImageTransformer2DModel
+        kw["transformer"] = ZImageTransformer2DModel.from_single_file(
+            a["gguf"], quantization_config=GGUFQuantizationConfig(compute_dtype=DT[a["dtype"]]), config=a["model"],
+            subfolder="transformer", torch_dtype=DT[a["dtype"]], local_files_only=True)
+    pipe = ZImagePipeline.from_pretrained(a["model"], torch_dtype=DT[a["dtype"]], **kw)
     if a["vae_dtype"] != a["dtype"]:
         pipe.vae.to(DT[a["vae_dtype"]])
     pipe.set_progress_bar_config(disable=True)
@@ -727,7 +733,7 @@ def controlnet_table(args, res):
                                          "extra load s"], rows)
 
 
-QUANT_COMPARE_SCRIPT = r'''
+QUANT_COMPARE_SCRIPT = r"""
 import json, sys
 import numpy as np
 from PIL import Image
@@ -737,77 +743,191 @@ for name, a_png, b_png, a_lat, b_lat in json.loads(sys.argv[1]):
     a = np.asarray(Image.open(a_png).convert("RGB")).astype(np.float64)
     b = np.asarray(Image.open(b_png).convert("RGB")).astype(np.float64)
     mse = float(((a - b) ** 2).mean())
-    la = next(iter(load_file(a_lat).values())).astype(np.float64)
-    lb = next(iter(load_file(b_lat).values())).astype(np.float64)
-    out[name] = {"psnr_db": 10 * np.log10(255.0 ** 2 / mse) if mse > 0 else float("inf"),
-                 "latents_rel_l2": float(np.linalg.norm(la - lb) / np.linalg.norm(lb))}
+    out[name] = {"psnr_db": 10 * np.log10(255.0 ** 2 / mse) if mse > 0 else float("inf")}
+    if a_lat and b_lat:
+        la = next(iter(load_file(a_lat).values())).astype(np.float64)
+        lb = next(iter(load_file(b_lat).values())).astype(np.float64)
+        out[name]["latents_rel_l2"] = float(np.linalg.norm(la - lb) / np.linalg.norm(lb))
 print(json.dumps(out))
-'''
+"""
+
+# stable-diffusion.cpp's log (sd-cli): the progress line of each sampling step ("\r[===] 2/4 - 3.21s/it",
+# the time since the previous step; step 1 prints 0), and its stage times.
+SD_STEP_RE = re.compile(r"\|?\s*(\d+)/(\d+) - ([\d.]+)(s/it|it/s)")
+SD_TIMES = {"text_encoder_s": re.compile(r"get_learned_condition completed, taking ([\d.]+)s"),
+            "denoise_s": re.compile(r"sampling completed, taking ([\d.]+)s"),
+            "vae_s": re.compile(r"decode_first_stage completed, taking ([\d.]+)s"),
+            "total_s": re.compile(r"generate_image completed in ([\d.]+)s"),
+            "load_s": re.compile(r"loading tensors completed, taking ([\d.]+)s")}
+
+
+def parse_sdcpp_log(text, steps):
+    """Stage times and per-step seconds from sd-cli's output (stdout and stderr together)."""
+    out = {}
+    for k, rx in SD_TIMES.items():
+        m = rx.findall(text)
+        out[k] = sum(float(x) for x in m) if k == "load_s" else (float(m[-1]) if m else None)
+    # the sampling section: after the last "sampling using", before "sampling completed"
+    a = text.rfind("sampling using")
+    b = text.find("sampling completed", max(a, 0))
+    sec = text[max(a, 0):b if b >= 0 else len(text)]
+    per = {}
+    for m in SD_STEP_RE.finditer(sec.replace("\r", "\n")):
+        i, n, v, unit = int(m.group(1)), int(m.group(2)), float(m.group(3)), m.group(4)
+        if n == steps and i >= 1:
+            per[i] = (1.0 / v if v > 0 else 0.0) if unit == "it/s" else v
+    if None in (out["denoise_s"], out["total_s"]) or sorted(per) != list(range(1, steps + 1)):
+        raise SystemExit(f"[bench] cannot read stable-diffusion.cpp's step times (steps {sorted(per)} of {steps}):\n"
+                         f"{text[-3000:]}")
+    later = [per[i] for i in range(2, steps + 1)]
+    # step 1 prints no time of its own: the sampling total minus the later steps
+    out["step_s"] = [out["denoise_s"] - sum(later)] + later
+    return out
+
+
+def run_sdcpp(args, width, height, transformer, text_encoder, outdir, tag):
+    """One sd-cli txt2img run on the same GGUF transformer; its peak RSS from wait4."""
+    png = os.path.join(outdir, f"sdcpp_{width}x{height}{tag}.png")
+    vae = sorted(f for f in os.listdir(os.path.join(args.model, "vae")) if f.endswith(".safetensors"))
+    if len(vae) != 1:
+        raise SystemExit(f"[bench] stable-diffusion.cpp needs one vae/*.safetensors in {args.model}, found {vae}")
+    cmd = [args.sdcpp, "--diffusion-model", transformer, "--llm", text_encoder,
+           "--vae", os.path.join(args.model, "vae", vae[0]), "-p", args.prompt, "-W", str(width), "-H", str(height),
+           "--steps", str(args.steps), "--cfg-scale", str(max(1.0, args.guidance)), "--sampling-method", "euler",
+           "-s", str(args.seed), "-t", str(args.threads), "-o", png, *args.sdcpp_arg]
+    r = run_measured(cmd, env=zimage_env(args.threads), label=f"stable-diffusion.cpp{tag}")
+    d = parse_sdcpp_log(r.stdout + "\n" + r.stderr, args.steps)
+    d.update(peak_rss_gb=r.peak_rss_gb, wall_s=r.wall_s, output=png)
+    return d
+
+
+def quantize_file(args, report, outdir, what, qtype, extra):
+    """A GGUF file of tools/bench/quantize_gguf.py in --out-dir (reused when there)."""
+    path = os.path.join(outdir, f"{what}-{qtype}.gguf")
+    if not os.path.exists(path):
+        r = run_measured([args.python, os.path.join(ROOT, "tools", "bench", "quantize_gguf.py"), "--model", args.model,
+                          "--type", qtype, "--out", path + ".part", *extra], env=torch_env(args.threads),
+                         label=f"quantize {what} {qtype}")
+        os.replace(path + ".part", path)
+        report.setdefault("quantize", {})[f"{what}-{qtype}"] = last_json(r.stdout)
+    return path
 
 
 def bench_quant(args, report, md):
-    """bf16 transformer vs its quantized GGUF (tools/bench/quantize_gguf.py) on the integer GEMM and
-    on the dequantize path (ZIMAGE_QUANT_COMPUTE=dequant), all in bf16 compute, the variants
-    interleaved (the order reversed every other repetition). Quality: the final latents' rel-L2
-    and the image PSNR against the bf16 run, and against the same file's dequantize path."""
+    """bf16 transformer vs its quantized GGUF (tools/bench/quantize_gguf.py, in the original /
+    ComfyUI key layout that zimage and stable-diffusion.cpp both read) on the integer GEMM and on
+    the dequantize path (ZIMAGE_QUANT_COMPUTE=dequant), all in bf16 compute; beside them diffusers
+    bf16 and diffusers' GGUF path (from_single_file + GGUFQuantizationConfig(compute_dtype=bf16)) on
+    the same files, and stable-diffusion.cpp (--sdcpp) on the same files; every run interleaved
+    (the order reversed every other repetition). Quality: the final latents' rel-L2 and the image
+    PSNR against the bf16 run, and against the same file's dequantize path."""
     outdir = args.out_dir or tempfile.mkdtemp(prefix="zimage-bench-quant-")
     os.makedirs(outdir, exist_ok=True)
-    ggufs = {}
-    for t in args.quant:
-        path = os.path.join(outdir, f"transformer-{t}.gguf")
-        if not os.path.exists(path):
-            r = run_measured([args.python, os.path.join(ROOT, "tools", "bench", "quantize_gguf.py"), "--model", args.model,
-                              "--type", t, "--out", path], env=torch_env(args.threads), label=f"quantize {t}")
-            report.setdefault("quantize", {})[t] = last_json(r.stdout)
-        ggufs[t] = path
-    variants = [("bf16", [], {})]
-    for t in args.quant:
-        for c in args.quant_compute:
-            variants.append((f"{t} {c}", ["--transformer", ggufs[t]], {"ZIMAGE_QUANT_COMPUTE": c}))
+    ggufs = {t: quantize_file(args, report, outdir, "transformer-original", t, ["--layout", "original"])
+             for t in args.quant}
+    te_gguf = (quantize_file(args, report, outdir, "text_encoder", args.sdcpp_te, ["--component", "text_encoder"])
+               if args.sdcpp else None)
+    variants = []  # (name, kind, run(tag))
+    if not args.skip_zimage:
+        def zi(extra, env):
+            def run(tag, w, h):
+                lat = os.path.join(outdir, f"latents_{w}x{h}{tag}.safetensors")
+                r = run_zimage_cli(args, w, h, "bf16", args.vae_dtype or "bf16", False, outdir,
+                                   extra=list(extra) + ["--save-latents", lat], extra_env=env, tag=tag)
+                r["latents"] = lat
+                return r
+            return run
+        variants.append(("bf16", "zimage", zi([], {})))
+        for t in args.quant:
+            variants.append((f"{t} int", "zimage", zi(["--transformer", ggufs[t]], {"ZIMAGE_QUANT_COMPUTE": "int"})))
+            if not args.no_dequant:
+                variants.append((f"{t} dequant", "zimage",
+                                 zi(["--transformer", ggufs[t]], {"ZIMAGE_QUANT_COMPUTE": "dequant"})))
+    if not args.skip_torch:
+        def torch_run(gguf):
+            def run(tag, w, h):
+                png = os.path.join(outdir, f"diffusers_{w}x{h}{tag}.png")
+                kw = dict(gguf=gguf) if gguf else {}
+                return dict(run_torch(args, "pipeline", dtype="bf16", vae_dtype=args.vae_dtype or "bf16", width=w,
+                                      height=h, steps=args.steps, guidance=args.guidance, seed=args.seed,
+                                      prompt=args.prompt, output=png, **kw), output=png, latents=None)
+            return run
+        variants.append(("diffusers bf16", "diffusers", torch_run(None)))
+        for t in (args.quant if args.torch_quant is None else args.torch_quant):
+            variants.append((f"diffusers {t} GGUF", "diffusers", torch_run(ggufs[t])))
+    if args.sdcpp:
+        for t in args.quant:
+            variants.append((f"sd.cpp {t}", "sd.cpp",
+                             lambda tag, w, h, t=t: dict(run_sdcpp(args, w, h, ggufs[t], te_gguf, outdir, tag),
+                                                         latents=None)))
     for (w, h) in args.sizes:
         key = f"{w}x{h}_quant"
         runs = {}
         for rep in range(args.repeat):
-            for name, extra, env in (variants if rep % 2 == 0 else variants[::-1]):
+            for name, kind, fn in (variants if rep % 2 == 0 else variants[::-1]):
                 tag = "_" + name.replace(" ", "_")
-                lat = os.path.join(outdir, f"latents_{w}x{h}{tag}.safetensors")
                 load_before = os.getloadavg()[0]
-                r = run_zimage_cli(args, w, h, "bf16", args.vae_dtype or "bf16", False, outdir,
-                                   extra=list(extra) + ["--save-latents", lat], extra_env=env, tag=tag)
-                r["latents"] = lat
+                r = fn(tag, w, h)
+                r["engine"] = kind
                 r["loadavg_before"] = load_before
                 r["steady_step_s"] = steady(r["step_s"])
                 r["first_step_s"] = r["step_s"][0]
                 runs.setdefault(name, []).append(r)
         res = {name: best_of(rs) for name, rs in runs.items()}
         pairs = []
-        for name, _, _ in variants[1:]:
-            pairs.append([f"{name} vs bf16", res[name]["output"], res["bf16"]["output"], res[name]["latents"],
-                          res["bf16"]["latents"]])
-            if name.endswith(" int") and "dequant" in args.quant_compute:
+        for name in res:
+            if name != "bf16" and "bf16" in res and res[name]["engine"] != "sd.cpp":
+                ref = "bf16" if res[name]["engine"] == "zimage" else "diffusers bf16"
+                if ref in res:
+                    pairs.append([f"{name} vs bf16", res[name]["output"], res[ref]["output"], res[name]["latents"],
+                                  res[ref]["latents"]])
+            if name.endswith(" int"):
                 dq = name.replace(" int", " dequant")
-                pairs.append([f"{name} vs {dq}", res[name]["output"], res[dq]["output"], res[name]["latents"],
-                              res[dq]["latents"]])
-        r = subprocess.run([args.python, "-c", QUANT_COMPARE_SCRIPT, json.dumps(pairs)], capture_output=True, text=True,
-                           timeout=600)
-        if r.returncode != 0:
-            raise SystemExit(f"[bench] comparing the quant runs failed:\n{r.stderr[-3000:]}")
-        quality = json.loads(r.stdout.strip().splitlines()[-1])
+                if dq in res:
+                    pairs.append([f"{name} vs {dq}", res[name]["output"], res[dq]["output"], res[name]["latents"],
+                                  res[dq]["latents"]])
+            if name.startswith("diffusers ") and name.endswith(" GGUF"):  # same math as zimage's dequantize path
+                zq = name[len("diffusers "):-len(" GGUF")]
+                for zn in (f"{zq} dequant", f"{zq} int"):
+                    if zn in res:
+                        pairs.append([f"{name} vs zimage {zn}", res[name]["output"], res[zn]["output"], None, None])
+                        break
+            if name == "diffusers bf16" and "bf16" in res:
+                pairs.append(["diffusers bf16 vs zimage bf16", res[name]["output"], res["bf16"]["output"], None, None])
+        quality = {}
+        if pairs:
+            r = subprocess.run([args.python, "-c", QUANT_COMPARE_SCRIPT, json.dumps(pairs)], capture_output=True,
+                               text=True, timeout=600)
+            if r.returncode != 0:
+                raise SystemExit(f"[bench] comparing the quant runs failed:\n{r.stderr[-3000:]}")
+            quality = json.loads(r.stdout.strip().splitlines()[-1])
         report["pipeline"][key] = dict(variants=res, quality=quality)
-        base = res["bf16"]["steady_step_s"]
+        base = res["bf16"]["steady_step_s"] if "bf16" in res else None
         rows = []
-        for name, _, _ in variants:
+        for name, kind, _ in variants:
             v = res[name]
             q = quality.get(f"{name} vs bf16", {})
             qd = quality.get(f"{name} vs {name.replace(' int', ' dequant')}", {}) if name.endswith(" int") else {}
-            rows.append([name, v["steady_step_s"], x_ratio(ratio(base, v["steady_step_s"])), v["first_step_s"],
-                         v["text_encoder_s"], v["total_s"], v["peak_rss_gb"], q.get("latents_rel_l2"), q.get("psnr_db"),
-                         qd.get("latents_rel_l2"), qd.get("psnr_db")])
+            qz = next((x for k, x in quality.items() if k.startswith(f"{name} vs zimage")), {})
+            rows.append([kind, name, v["steady_step_s"], x_ratio(ratio(base, v["steady_step_s"])), v["first_step_s"],
+                         v.get("text_encoder_s"), v.get("vae_s"), v["total_s"], v["peak_rss_gb"],
+                         q.get("latents_rel_l2"), q.get("psnr_db"), qd.get("latents_rel_l2"), qd.get("psnr_db"),
+                         qz.get("psnr_db")])
+        sd_note = ""
+        if args.sdcpp:
+            sd_note = (f"; stable-diffusion.cpp {os.path.abspath(args.sdcpp)} with text encoder "
+                       f"{os.path.basename(te_gguf)}, flags {' '.join(args.sdcpp_arg) or '(none)'}, its own RNG "
+                       "(images not comparable)")
         md.append(f"{w}x{h}, bf16 compute (VAE {args.vae_dtype or 'bf16'}), {args.steps} steps, seed {args.seed}; "
-                  f"transformer bf16 vs GGUF {', '.join(args.quant)}; best of {args.repeat} interleaved runs per variant\n\n"
-                  + md_table(["transformer", "s / step (steady)", "bf16 step / this step", "first step s",
-                              "text encoding s", "end-to-end s", "peak RSS GB", "latents rel-L2 vs bf16",
-                              "PSNR vs bf16 dB", "latents rel-L2 vs dequant", "PSNR vs dequant dB"], rows))
+                  f"transformer bf16 vs the same GGUF files ({', '.join(args.quant)}, original/ComfyUI key layout) "
+                  f"in every engine; best of {args.repeat} interleaved runs per variant{sd_note}. Ratios: zimage bf16's "
+                  "steady step divided by this one (> 1: faster than zimage bf16). Quality: vs the same engine's bf16 "
+                  "run; 'vs dequant': zimage's integer GEMM against the same file's dequantize path; 'vs zimage': "
+                  "diffusers against zimage on the same weights (same seed and RNG)\n\n"
+                  + md_table(["engine", "transformer", "s / step (steady)", "zimage bf16 step / this step",
+                              "first step s", "text encoding s", "VAE s", "end-to-end s", "peak RSS GB",
+                              "latents rel-L2 vs bf16", "PSNR vs bf16 dB", "latents rel-L2 vs dequant",
+                              "PSNR vs dequant dB", "PSNR vs zimage dB"], rows))
 
 
 def default_corpus(path):
@@ -968,8 +1088,15 @@ def parse_args(argv):
     ap.add_argument("--vae-only", action="store_true", help="VAE decode time on random latents")
     ap.add_argument("--quant", nargs="+", choices=["Q8_0", "Q4_K"],
                     help="bf16 vs the transformer quantized to these GGUF types, integer GEMM and dequantize path")
-    ap.add_argument("--quant-compute", nargs="+", choices=["int", "dequant"], default=["int", "dequant"],
-                    help="--quant: which computes to run (default both; the dequantize path is slow at large sizes)")
+    ap.add_argument("--no-dequant", action="store_true", help="--quant: skip zimage's dequantize-path runs")
+    ap.add_argument("--torch-quant", nargs="*", choices=["Q8_0", "Q4_K"], help="--quant: the types diffusers' GGUF "
+                    "path runs (default: all of --quant; none: only diffusers bf16)")
+    ap.add_argument("--sdcpp", metavar="BIN", help="--quant: also run stable-diffusion.cpp's sd-cli (tools/bench/peers/"
+                    "stable-diffusion.cpp.sh builds it) on the same GGUF files")
+    ap.add_argument("--sdcpp-te", default="Q8_0", choices=["Q8_0", "Q4_K", "Q4_K_M"],
+                    help="type of the llama.cpp-named text encoder GGUF given to sd-cli --llm (default Q8_0)")
+    ap.add_argument("--sdcpp-arg", action="append", default=[], help="an extra sd-cli argument (repeatable), e.g. "
+                    "--sdcpp-arg=--diffusion-fa")
     ap.add_argument("--corpus", help="tokenizer corpus (default: license texts + diffusers sources, ~4 MB)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"), help="CMake build folder with the binaries")
     ap.add_argument("--zimage-bin", help="zimage CLI (default BUILD_DIR/zimage)")
@@ -1000,6 +1127,14 @@ def parse_args(argv):
     labels = [v["label"] for v in args.variant]
     if len(set(labels)) != len(labels):
         ap.error(f"--variant labels must differ (got {labels})")
+    if args.torch_quant and not set(args.torch_quant) <= set(args.quant or []):
+        ap.error("--torch-quant takes types of --quant")
+    if args.sdcpp and not args.quant:
+        ap.error("--sdcpp is a column of --quant runs")
+    if args.sdcpp and not os.access(args.sdcpp, os.X_OK):
+        ap.error(f"--sdcpp {args.sdcpp} is not an executable")
+    if args.sdcpp and args.steps < 2:
+        ap.error("--sdcpp needs --steps >= 2 (sd-cli prints no time for its first step alone)")
     if not os.path.isdir(args.model):
         ap.error(f"--model {args.model} is not a folder")
     if not args.skip_zimage and not args.text_encoder_only and not args.vae_only and not os.path.exists(args.zimage_bin):
@@ -1021,7 +1156,8 @@ def main(argv=None):
     {"pipeline": bench_pipeline, "text_encoder": bench_text_encoder, "vae": bench_vae,
      "quant": bench_quant}[mode](args, report, md)
     env["loadavg_end"] = os.getloadavg()[0]
-    what = "zimage.cpp, bf16 vs quantized transformer" if mode == "quant" else "zimage.cpp vs PyTorch CPU"
+    what = ("bf16 vs quantized transformer: zimage.cpp, diffusers on PyTorch, stable-diffusion.cpp" if mode == "quant"
+            else "zimage.cpp vs PyTorch CPU")
     text = f"{what} on {args.model}: {env_line(env)}\n\n" + "\n\n".join(md) + "\n"
     print(text)
     if args.json:
