@@ -1104,7 +1104,8 @@ def parse_args(argv):
                     help="another zimage build, or this one under environment variables (e.g. "
                     "avx2=build:ZIMAGE_CPU=avx2), as an extra column beside 'zimage' (pipeline and --vae-only "
                     "modes); repeatable; with --repeat the columns alternate with the others")
-    ap.add_argument("--python", default="/work/venv-ref/bin/python", help="python with torch + diffusers + transformers")
+    ap.add_argument("--python", default=os.path.expanduser("~/.cache/zimage-ref-venv/bin/python"),
+                    help="python with torch + diffusers + transformers (default: the venv tools/reference/regenerate.sh makes)")
     ap.add_argument("--out-dir", help="folder for the generated images (default: a temp folder)")
     ap.add_argument("--commit", help="commit to report (default: git HEAD of this checkout, -dirty if modified); "
                     "set it when the binaries come from another tree (e.g. a clean export of a commit)")
