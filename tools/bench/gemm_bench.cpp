@@ -25,9 +25,10 @@
 #include <string>
 #include <vector>
 
-#include <immintrin.h>
 #include <omp.h>
 
+#include "backend/cpu/cpu_level.h"
+#include "backend/cpu/peak.h"
 #include "core/error.h"
 #include "core/gguf.h"
 #include "ops/quantized.h"
@@ -122,39 +123,10 @@ Result run(const Shape3& s, const std::string& kind, double min_seconds) {
   return r;
 }
 
-// Register-only loops of independent dot-product instructions: ops per second over all threads.
-constexpr int kAcc = 12;
+// The instruction-peak loops (src/backend/cpu/peak_avx512.cpp): ops per second over all threads.
 constexpr int64_t kIters = 2'000'000;
-
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t loop_vnni() {
-  __m512i acc[kAcc];
-  for (int j = 0; j < kAcc; ++j) acc[j] = _mm512_set1_epi32(j);
-  __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(3);
-  for (int64_t i = 0; i < kIters; ++i) {
-    asm volatile("" : "+v"(a), "+v"(b));
-    for (int j = 0; j < kAcc; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
-  }
-  __m512i s = acc[0];
-  for (int j = 1; j < kAcc; ++j) s = _mm512_add_epi32(s, acc[j]);
-  alignas(64) int32_t v[16];
-  _mm512_store_si512(v, s);
-  return v[0] + v[15];
-}
-
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) int64_t loop_bf16() {
-  __m512 acc[kAcc];
-  for (int j = 0; j < kAcc; ++j) acc[j] = _mm512_set1_ps(float(j));
-  __m512i a = _mm512_set1_epi16(0x3f80), b = _mm512_set1_epi16(0x3f80);
-  for (int64_t i = 0; i < kIters; ++i) {
-    asm volatile("" : "+v"(a), "+v"(b));
-    for (int j = 0; j < kAcc; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)a, (__m512bh)b);
-  }
-  __m512 s = acc[0];
-  for (int j = 1; j < kAcc; ++j) s = _mm512_add_ps(s, acc[j]);
-  alignas(64) float v[16];
-  _mm512_store_ps(v, s);
-  return int64_t(v[0] + v[15]);
-}
+int64_t loop_vnni() { return cpu::peak_loop_vpdpbusd(kIters); }
+int64_t loop_bf16() { return cpu::peak_loop_vdpbf16ps(kIters); }
 
 // ops per instruction: vpdpbusd 64 multiply-adds (128 ops), vdpbf16ps 32 (64 flops)
 double peak(int64_t (*loop)(), double ops_per_instr) {
@@ -169,12 +141,12 @@ double peak(int64_t (*loop)(), double ops_per_instr) {
   }
   if (sink[0] == 42) std::printf(" ");  // keeps the loops' results
   const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return double(n) * double(kIters) * kAcc * ops_per_instr / dt / 1e9;
+  return double(n) * double(kIters) * cpu::kPeakAccumulators * ops_per_instr / dt / 1e9;
 }
 
 int run_peak(bool json) {
-  __builtin_cpu_init();
-  const bool vnni = __builtin_cpu_supports("avx512vnni"), bf16 = __builtin_cpu_supports("avx512bf16");
+  const cpu::Features& f = cpu::features();
+  const bool vnni = f.avx512f && f.avx512bw && f.avx512_vnni, bf16 = f.avx512f && f.avx512bw && f.avx512_bf16;
   // the best of 40 short runs of each, interleaved (a shared machine preempts some of them)
   double v = 0, b = 0;
   for (int i = 0; i < 40; ++i) {
