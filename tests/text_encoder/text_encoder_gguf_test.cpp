@@ -12,31 +12,18 @@
 #include "core/safetensors.h"
 #include "text_encoder/qwen3_text_encoder.h"
 #include "util/gguf_writer.h"
+#include "util/single_files.h"
 #include "util/test_util.h"
 
 namespace zimage {
 namespace {
 namespace fs = std::filesystem;
 
-// transformers name -> llama.cpp name
+// transformers name -> llama.cpp name (test::llama_name); every tensor of the fixture has one.
 std::string llama_name(const std::string& n) {
-  static const std::pair<const char*, const char*> kBlk[] = {
-      {"input_layernorm.weight", "attn_norm.weight"},     {"post_attention_layernorm.weight", "ffn_norm.weight"},
-      {"self_attn.q_proj.weight", "attn_q.weight"},       {"self_attn.k_proj.weight", "attn_k.weight"},
-      {"self_attn.v_proj.weight", "attn_v.weight"},       {"self_attn.o_proj.weight", "attn_output.weight"},
-      {"self_attn.q_norm.weight", "attn_q_norm.weight"},  {"self_attn.k_norm.weight", "attn_k_norm.weight"},
-      {"mlp.gate_proj.weight", "ffn_gate.weight"},        {"mlp.up_proj.weight", "ffn_up.weight"},
-      {"mlp.down_proj.weight", "ffn_down.weight"}};
-  if (n == "embed_tokens.weight") return "token_embd.weight";
-  if (n == "norm.weight") return "output_norm.weight";
-  if (n.rfind("layers.", 0) == 0) {
-    const size_t dot = n.find('.', 7);
-    const std::string idx = n.substr(7, dot - 7), rest = n.substr(dot + 1);
-    for (auto& [a, b] : kBlk)
-      if (rest == a) return "blk." + idx + "." + b;
-  }
-  ADD_FAILURE() << "no llama.cpp name for " << n;
-  return n;
+  const std::string m = test::llama_name(n);
+  if (m == n) ADD_FAILURE() << "no llama.cpp name for " << n;
+  return m;
 }
 
 }  // namespace
