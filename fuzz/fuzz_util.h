@@ -81,9 +81,9 @@ inline void touch(const void* p, size_t n) {
   std::fprintf(stderr, "zimage fuzz: property violated: %s\n", what);
   std::abort();
 }
-#define ZIMAGE_FUZZ_CHECK(cond)                                         \
-  do {                                                                  \
-    if (!(cond)) ::zimage::fuzz::finding(#cond " (" __FILE__ ")");      \
+#define ZIMAGE_FUZZ_CHECK(cond)                                    \
+  do {                                                             \
+    if (!(cond)) ::zimage::fuzz::finding(#cond " (" __FILE__ ")"); \
   } while (0)
 
 // An Error must say what went wrong: an empty message is a finding too.
@@ -98,9 +98,9 @@ inline void check_error_text(const zimage::Error& e) {
 }  // namespace zimage::fuzz
 
 // Runs the statement; a zimage::Error (bad input, reported properly) is the expected outcome.
-#define ZIMAGE_FUZZ_EXPECT_ERRORS(...)          \
-  try {                                         \
-    __VA_ARGS__;                                \
-  } catch (const ::zimage::Error& e) {          \
-    ::zimage::fuzz::check_error_text(e);        \
+#define ZIMAGE_FUZZ_EXPECT_ERRORS(...)   \
+  try {                                  \
+    __VA_ARGS__;                         \
+  } catch (const ::zimage::Error& e) {   \
+    ::zimage::fuzz::check_error_text(e); \
   }

@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Integer metadata arrays read back within the file; a tokenizer in the metadata (Qwen2Tokenizer::
     // from_gguf) is built or refused with an Error.
     for (const auto& [key, v] : f.metadata())
-      if (v.type == gguf::ValueType::ARRAY) ZIMAGE_FUZZ_EXPECT_ERRORS(fuzz::touch(f.int_array(key).data(), size_t(v.count) * 8));
+      if (v.type == gguf::ValueType::ARRAY)
+        ZIMAGE_FUZZ_EXPECT_ERRORS(fuzz::touch(f.int_array(key).data(), size_t(v.count) * 8));
     ZIMAGE_FUZZ_EXPECT_ERRORS(Qwen2Tokenizer::from_gguf(f));
     for (const gguf::TensorInfo& t : f.tensors()) {
       ZIMAGE_FUZZ_CHECK(f.find(t.name) == &t);

@@ -31,10 +31,11 @@ struct Folder {
     outside = s / "outside.safetensors";
     fs::create_directories(dir + "/sub");
     fs::create_directories(dir + "/dir.safetensors");
-    fuzz::write_file(dir + "/a.safetensors",
-                     safetensors_bytes(R"({"__metadata__":{"format":"pt"},"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                                       R"("y":{"dtype":"BF16","shape":[1,2],"data_offsets":[8,12]}})",
-                                       12));
+    fuzz::write_file(
+        dir + "/a.safetensors",
+        safetensors_bytes(R"({"__metadata__":{"format":"pt"},"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                          R"("y":{"dtype":"BF16","shape":[1,2],"data_offsets":[8,12]}})",
+                          12));
     fuzz::write_file(dir + "/sub/b.safetensors",
                      safetensors_bytes(R"({"z":{"dtype":"F16","shape":[3],"data_offsets":[0,6]},)"
                                        R"("w":{"dtype":"I64","shape":[1],"data_offsets":[6,14]}})",

@@ -23,10 +23,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     GenerateRequest r;
     switch (data[0] % 5) {
-      case 0: r = parse_openai_generation(body, d, l); break;
-      case 1: r = parse_job(body, d, l); break;
-      case 2: r = parse_sdapi_txt2img(body, d, l); break;
-      case 3: r = parse_sdapi_img2img(body, d, l); break;
+      case 0:
+        r = parse_openai_generation(body, d, l);
+        break;
+      case 1:
+        r = parse_job(body, d, l);
+        break;
+      case 2:
+        r = parse_sdapi_txt2img(body, d, l);
+        break;
+      case 3:
+        r = parse_sdapi_img2img(body, d, l);
+        break;
       default: {
         std::vector<FormField> fields;
         size_t pos = 0;
@@ -43,8 +51,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         r = parse_openai_edit(fields, d, l);
       }
     }
-    if (r.width < 16 || r.width > l.max_size || r.width % 16 || r.height < 16 || r.height > l.max_size || r.height % 16 ||
-        r.steps < 1 || r.steps > l.max_steps || r.num_images < 1 || r.num_images > l.max_images || r.seeds.empty())
+    if (r.width < 16 || r.width > l.max_size || r.width % 16 || r.height < 16 || r.height > l.max_size ||
+        r.height % 16 || r.steps < 1 || r.steps > l.max_steps || r.num_images < 1 || r.num_images > l.max_images ||
+        r.seeds.empty())
       std::abort();
     to_call_params(r);
     request_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

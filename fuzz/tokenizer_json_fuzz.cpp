@@ -25,7 +25,8 @@ std::string slurp(const std::string& path) {
 }
 
 void exercise(const Qwen2Tokenizer& t) {
-  for (const char* s : {"", "a photo of a cat", "  <|im_start|>x<|im_end|>\n\t", "\xe4\xb8\xad\xe6\x96\x87 caf\xc3\xa9"}) {
+  for (const char* s :
+       {"", "a photo of a cat", "  <|im_start|>x<|im_end|>\n\t", "\xe4\xb8\xad\xe6\x96\x87 caf\xc3\xa9"}) {
     std::vector<int32_t> ids = t.encode(s);
     for (int32_t id : ids) ZIMAGE_FUZZ_CHECK(id >= 0 && id < t.vocab_size());
     (void)t.decode(ids);
@@ -43,7 +44,6 @@ void exercise(const Qwen2Tokenizer& t) {
   (void)t.pad_token_id();
   (void)t.eos_token_id();
 }
-
 
 std::string tokenizer_json, config_json;
 
@@ -67,9 +67,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int which = data[0] % 3;
   const std::string bytes(fuzz::as_view(data + 1, size - 1));
   ZIMAGE_FUZZ_EXPECT_ERRORS({
-    const Qwen2Tokenizer t = Qwen2Tokenizer::from_json_text(which == 0 ? bytes : tokenizer_json,
-                                                            which == 1 ? bytes : config_json, "fuzz",
-                                                            which == 2 ? bytes : std::string());
+    const Qwen2Tokenizer t =
+        Qwen2Tokenizer::from_json_text(which == 0 ? bytes : tokenizer_json, which == 1 ? bytes : config_json, "fuzz",
+                                       which == 2 ? bytes : std::string());
     exercise(t);
   });
   return 0;

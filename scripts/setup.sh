@@ -5,10 +5,11 @@ PKGS=(build-essential cmake ninja-build pkg-config git
       libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libpng-dev libjpeg62-turbo-dev libpcre2-dev libicu-dev
       libgtest-dev libgmock-dev libcli11-dev libcpp-httplib-dev
       libcurl4-openssl-dev libssl-dev ca-certificates python3-venv
-      clang libclang-rt-14-dev libomp-dev llvm-14
+      clang libclang-rt-14-dev libomp-dev llvm-14 clang-format
       chromium chromium-driver)
 # clang, libclang-rt-14-dev (libclang_rt.fuzzer/asan/ubsan) and libomp-dev (clang's OpenMP) build
 # the libFuzzer targets (scripts/fuzz.sh); llvm-14 has llvm-symbolizer for readable reports.
+# clang-format checks that the sources follow .clang-format (scripts/format.sh --check).
 # chromium and chromium-driver run the web page test of `zimage serve` (tests/server, selenium).
 # `setup.sh --list` prints the packages (scripts/check_packages.sh compares the build against them).
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${PKGS[@]}"; exit 0; fi

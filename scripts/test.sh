@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 JOBS=${JOBS:-$(nproc)}
+# Every source follows .clang-format (scripts/format.sh formats them).
+bash scripts/format.sh --check
 # A new compiler warning fails the run (-Werror; also the ASan build; the TSan and fuzz builds not yet).
 # The packaged build (README "CPU kernel levels and portable builds"): baseline x86-64-v3 (AVX2 +
 # FMA), no -march=native; the AVX-512 / AMX kernel files name their ISA in `#pragma GCC target`

@@ -44,7 +44,8 @@ auto with_component(const char* component, F&& f) {
 
 }  // namespace zimage
 
-#define ZI_ASSERT(cond, ...)                                                                      \
-  do {                                                                                            \
-    if (!(cond)) ::zimage::assert_failed(#cond, __FILE__, __LINE__, ::zimage::detail::concat("" __VA_OPT__(, ) __VA_ARGS__)); \
+#define ZI_ASSERT(cond, ...)                                                                                       \
+  do {                                                                                                             \
+    if (!(cond))                                                                                                   \
+      ::zimage::assert_failed(#cond, __FILE__, __LINE__, ::zimage::detail::concat("" __VA_OPT__(, ) __VA_ARGS__)); \
   } while (0)

@@ -79,8 +79,8 @@ struct PngMetadata {
 };
 
 struct PngWriteOptions {
-  bool overwrite = true;       // false: an existing file at the path is an error, and it is left alone
-  int compression_level = 6;   // zlib level 0-9 (6 = Pillow's and zlib's default)
+  bool overwrite = true;      // false: an existing file at the path is an error, and it is left alone
+  int compression_level = 6;  // zlib level 0-9 (6 = Pillow's and zlib's default)
 };
 
 // Encodes and writes a PNG atomically. Errors (zimage::Error, "[image] ...") name the path and the

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "zimage/tensor.h"
 #include "zimage/image.h"
+#include "zimage/tensor.h"
 
 namespace zimage {
 
@@ -27,14 +27,14 @@ struct PretrainedOptions {
   // A hub id ("Tongyi-MAI/Z-Image-Turbo") is looked up in the Hugging Face cache and downloaded
   // there on first use (what `zimage pull` does, progress on stderr) unless local_files_only or
   // HF_HUB_OFFLINE=1.
-  std::string revision = "main";         // branch, tag or commit of a hub id
+  std::string revision = "main";  // branch, tag or commit of a hub id
   std::string subfolder;
-  std::string cache_dir;                 // Hugging Face hub cache root ("" = HF_HUB_CACHE, HF_HOME/hub, ...)
-  bool local_files_only = false;         // never download; a missing file is an error naming it
-  bool force_download = false;           // download the files again even when cached
-  std::string token;                     // hub token ("" = HF_TOKEN or the token file)
-  bool use_safetensors = true;           // only safetensors weights are supported
-  bool low_cpu_mem_usage = true;         // weights are memory-mapped, never copied when the dtype fits
+  std::string cache_dir;          // Hugging Face hub cache root ("" = HF_HUB_CACHE, HF_HOME/hub, ...)
+  bool local_files_only = false;  // never download; a missing file is an error naming it
+  bool force_download = false;    // download the files again even when cached
+  std::string token;              // hub token ("" = HF_TOKEN or the token file)
+  bool use_safetensors = true;    // only safetensors weights are supported
+  bool low_cpu_mem_usage = true;  // weights are memory-mapped, never copied when the dtype fits
   // Release each component when the pipeline is done with it (diffusers' model_cpu_offload_seq
   // "text_encoder->transformer->vae"): peak memory is one component, components reload per call.
   bool low_memory = false;
@@ -78,7 +78,7 @@ struct PretrainedOptions {
   std::vector<Lora> loras;
   std::string lora_mode = "merge";  // merge or runtime
   std::string device = "cpu";
-  int num_threads = 0;                   // 0 = all cores; at most max_num_threads()
+  int num_threads = 0;  // 0 = all cores; at most max_num_threads()
 };
 // Largest accepted num_threads: 4 x the hardware threads.
 int max_num_threads();
@@ -117,18 +117,18 @@ using StepEndCallback = std::function<void(ZImagePipeline&, int, float, Tensor&)
 
 // Parameters of ZImagePipeline.__call__ (diffusers' defaults).
 struct CallParams {
-  std::vector<std::string> prompt;              // one prompt or a list
-  std::optional<int> height, width;             // default 1024; multiples of 16
+  std::vector<std::string> prompt;   // one prompt or a list
+  std::optional<int> height, width;  // default 1024; multiples of 16
   int num_inference_steps = 50;
-  std::optional<std::vector<float>> sigmas;     // custom sigmas (then num_inference_steps = size)
+  std::optional<std::vector<float>> sigmas;  // custom sigmas (then num_inference_steps = size)
   float guidance_scale = 5.0f;
   bool cfg_normalization = false;
   double cfg_truncation = 1.0;
-  std::vector<std::string> negative_prompt;     // empty = "" per prompt (when CFG is on)
+  std::vector<std::string> negative_prompt;  // empty = "" per prompt (when CFG is on)
   int num_images_per_prompt = 1;
-  std::vector<Generator> generator;             // empty: random seed; 1: one generator; N: per image
-  std::optional<Tensor> latents;                // [B, 16, H/8, W/8] float32
-  std::optional<std::vector<Tensor>> prompt_embeds;           // per prompt [L_i, cap_dim]
+  std::vector<Generator> generator;                  // empty: random seed; 1: one generator; N: per image
+  std::optional<Tensor> latents;                     // [B, 16, H/8, W/8] float32
+  std::optional<std::vector<Tensor>> prompt_embeds;  // per prompt [L_i, cap_dim]
   std::optional<std::vector<Tensor>> negative_prompt_embeds;
   OutputType output_type = OutputType::Image;
   StepEndCallback callback_on_step_end;
@@ -141,11 +141,11 @@ struct CallParams {
   // image's (giving others is an error). The image is VAE-encoded and sampled, then noised at the
   // first timestep `strength` keeps; only the kept steps run (num_inference_steps * strength).
   std::optional<Image> image;
-  std::optional<Image> mask_image;            // same size as image; white = repaint
+  std::optional<Image> mask_image;  // same size as image; white = repaint
   // Accepted as diffusers accepts it ([1 or B, 16, h, w]); diffusers' Z-Image inpainting does not
   // use it (it encodes the image instead), so it does not change the result.
   std::optional<Tensor> masked_image_latents;
-  std::optional<double> strength;             // in [0, 1]; default 0.6 for img2img, 1.0 for inpainting
+  std::optional<double> strength;  // in [0, 1]; default 0.6 for img2img, 1.0 for inpainting
 
   // ControlNet (diffusers' ZImageControlNetPipeline) on a pipeline with a ControlNet attached
   // (PretrainedOptions::controlnet or load_controlnet): the control image is converted as
@@ -173,9 +173,9 @@ struct StageTimes {
 };
 
 struct PipelineOutput {
-  std::vector<Image> images;  // OutputType::Image
-  Tensor array;               // OutputType::Array: [B, H, W, 3] float in [0, 1]
-  Tensor latents;             // final latents [B, 16, h, w] (always filled)
+  std::vector<Image> images;    // OutputType::Image
+  Tensor array;                 // OutputType::Array: [B, H, W, 3] float in [0, 1]
+  Tensor latents;               // final latents [B, 16, h, w] (always filled)
   std::vector<uint64_t> seeds;  // the seed used for each image's generator ("one generator": repeated)
   StageTimes times;
   std::vector<std::string> warnings;  // e.g. truncated prompts

@@ -21,8 +21,8 @@ using Shape = std::vector<int64_t>;
 enum class Device : uint8_t { CPU, CUDA };
 const char* device_name(Device d);  // "cpu", "cuda"
 constexpr int kDeviceCount = 2;
-std::string shape_str(const Shape& s);        // "[2, 3, 4]"
-int64_t shape_numel(const Shape& s);           // throws on negative dims or overflow
+std::string shape_str(const Shape& s);  // "[2, 3, 4]"
+int64_t shape_numel(const Shape& s);    // throws on negative dims or overflow
 
 class Tensor {
  public:

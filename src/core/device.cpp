@@ -13,8 +13,10 @@ std::array<const DeviceBackend*, kDeviceCount>& registry() {
 
 const char* device_name(Device d) {
   switch (d) {
-    case Device::CPU: return "cpu";
-    case Device::CUDA: return "cuda";
+    case Device::CPU:
+      return "cpu";
+    case Device::CUDA:
+      return "cuda";
   }
   return "unknown";
 }

@@ -10,9 +10,12 @@ size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "float32";
-    case DType::BF16: return "bfloat16";
-    case DType::F16: return "float16";
+    case DType::F32:
+      return "float32";
+    case DType::BF16:
+      return "bfloat16";
+    case DType::F16:
+      return "float16";
   }
   return "?";
 }
@@ -42,9 +45,9 @@ uint16_t f32_to_f16(float f) {
   uint32_t u = f32_bits(f);
   uint16_t sign = uint16_t((u >> 16) & 0x8000u);
   uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return sign | 0x7e00u;        // NaN
-  if (a >= 0x477ff000u) return sign | 0x7c00u;       // overflow to inf (>= 65520)
-  if (a < 0x38800000u) {                             // subnormal or zero in half
+  if (a > 0x7f800000u) return sign | 0x7e00u;   // NaN
+  if (a >= 0x477ff000u) return sign | 0x7c00u;  // overflow to inf (>= 65520)
+  if (a < 0x38800000u) {                        // subnormal or zero in half
     // value * 2^24 rounded to nearest even integer
     float v = f32_from_bits(a);
     float s = v * 16777216.0f;  // exact: power of two scaling

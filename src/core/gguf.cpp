@@ -19,17 +19,17 @@ constexpr uint64_t kInt64Max = uint64_t(std::numeric_limits<int64_t>::max());
 
 const std::map<uint32_t, TypeTraits>& traits_table() {
   static const std::map<uint32_t, TypeTraits> k = {
-      {0, {"F32", 1, 4, true}},        {1, {"F16", 1, 2, true}},         {2, {"Q4_0", 32, 18, true}},
-      {3, {"Q4_1", 32, 20, false}},    {6, {"Q5_0", 32, 22, true}},      {7, {"Q5_1", 32, 24, false}},
-      {8, {"Q8_0", 32, 34, true}},     {9, {"Q8_1", 32, 40, false}},     {10, {"Q2_K", 256, 84, true}},
-      {11, {"Q3_K", 256, 110, true}},  {12, {"Q4_K", 256, 144, true}},   {13, {"Q5_K", 256, 176, true}},
-      {14, {"Q6_K", 256, 210, true}},  {15, {"Q8_K", 256, 292, false}},  {16, {"IQ2_XXS", 256, 66, false}},
-      {17, {"IQ2_XS", 256, 74, false}}, {18, {"IQ3_XXS", 256, 98, false}}, {19, {"IQ1_S", 256, 50, false}},
-      {20, {"IQ4_NL", 32, 18, false}}, {21, {"IQ3_S", 256, 110, false}}, {22, {"IQ2_S", 256, 82, false}},
-      {23, {"IQ4_XS", 256, 136, false}}, {24, {"I8", 1, 1, false}},     {25, {"I16", 1, 2, false}},
-      {26, {"I32", 1, 4, false}},      {27, {"I64", 1, 8, false}},       {28, {"F64", 1, 8, false}},
-      {29, {"IQ1_M", 256, 56, false}}, {30, {"BF16", 1, 2, true}},       {34, {"TQ1_0", 256, 54, false}},
-      {35, {"TQ2_0", 256, 66, false}}, {39, {"MXFP4", 32, 17, false}},
+      {0, {"F32", 1, 4, true}},          {1, {"F16", 1, 2, true}},          {2, {"Q4_0", 32, 18, true}},
+      {3, {"Q4_1", 32, 20, false}},      {6, {"Q5_0", 32, 22, true}},       {7, {"Q5_1", 32, 24, false}},
+      {8, {"Q8_0", 32, 34, true}},       {9, {"Q8_1", 32, 40, false}},      {10, {"Q2_K", 256, 84, true}},
+      {11, {"Q3_K", 256, 110, true}},    {12, {"Q4_K", 256, 144, true}},    {13, {"Q5_K", 256, 176, true}},
+      {14, {"Q6_K", 256, 210, true}},    {15, {"Q8_K", 256, 292, false}},   {16, {"IQ2_XXS", 256, 66, false}},
+      {17, {"IQ2_XS", 256, 74, false}},  {18, {"IQ3_XXS", 256, 98, false}}, {19, {"IQ1_S", 256, 50, false}},
+      {20, {"IQ4_NL", 32, 18, false}},   {21, {"IQ3_S", 256, 110, false}},  {22, {"IQ2_S", 256, 82, false}},
+      {23, {"IQ4_XS", 256, 136, false}}, {24, {"I8", 1, 1, false}},         {25, {"I16", 1, 2, false}},
+      {26, {"I32", 1, 4, false}},        {27, {"I64", 1, 8, false}},        {28, {"F64", 1, 8, false}},
+      {29, {"IQ1_M", 256, 56, false}},   {30, {"BF16", 1, 2, true}},        {34, {"TQ1_0", 256, 54, false}},
+      {35, {"TQ2_0", 256, 66, false}},   {39, {"MXFP4", 32, 17, false}},
   };
   return k;
 }
@@ -37,18 +37,31 @@ const std::map<uint32_t, TypeTraits>& traits_table() {
 // Fixed byte size of a scalar metadata type; 0 for STRING/ARRAY; -1 for an unknown type.
 int scalar_size(uint32_t t) {
   switch (ValueType(t)) {
-    case ValueType::U8: case ValueType::I8: case ValueType::BOOL: return 1;
-    case ValueType::U16: case ValueType::I16: return 2;
-    case ValueType::U32: case ValueType::I32: case ValueType::F32: return 4;
-    case ValueType::U64: case ValueType::I64: case ValueType::F64: return 8;
-    case ValueType::STRING: case ValueType::ARRAY: return 0;
+    case ValueType::U8:
+    case ValueType::I8:
+    case ValueType::BOOL:
+      return 1;
+    case ValueType::U16:
+    case ValueType::I16:
+      return 2;
+    case ValueType::U32:
+    case ValueType::I32:
+    case ValueType::F32:
+      return 4;
+    case ValueType::U64:
+    case ValueType::I64:
+    case ValueType::F64:
+      return 8;
+    case ValueType::STRING:
+    case ValueType::ARRAY:
+      return 0;
   }
   return -1;
 }
 
 const char* value_type_name(uint32_t t) {
-  static const char* names[] = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
-                                "bool", "string", "array", "uint64", "int64", "float64"};
+  static const char* names[] = {"uint8", "int8",   "uint16", "int16",  "uint32", "int32",  "float32",
+                                "bool",  "string", "array",  "uint64", "int64",  "float64"};
   return t < 13 ? names[t] : "unknown";
 }
 
@@ -153,24 +166,47 @@ void File::parse() {
     v.type = ValueType(t);
     auto scalar = [&](Value& out, uint32_t st) {
       switch (ValueType(st)) {
-        case ValueType::U8: out.u = c.read<uint8_t>("a uint8 value"); break;
-        case ValueType::I8: out.i = c.read<int8_t>("an int8 value"); break;
-        case ValueType::U16: out.u = c.read<uint16_t>("a uint16 value"); break;
-        case ValueType::I16: out.i = c.read<int16_t>("an int16 value"); break;
-        case ValueType::U32: out.u = c.read<uint32_t>("a uint32 value"); break;
-        case ValueType::I32: out.i = c.read<int32_t>("an int32 value"); break;
-        case ValueType::U64: out.u = c.read<uint64_t>("a uint64 value"); break;
-        case ValueType::I64: out.i = c.read<int64_t>("an int64 value"); break;
-        case ValueType::F32: out.f = c.read<float>("a float32 value"); break;
-        case ValueType::F64: out.f = c.read<double>("a float64 value"); break;
+        case ValueType::U8:
+          out.u = c.read<uint8_t>("a uint8 value");
+          break;
+        case ValueType::I8:
+          out.i = c.read<int8_t>("an int8 value");
+          break;
+        case ValueType::U16:
+          out.u = c.read<uint16_t>("a uint16 value");
+          break;
+        case ValueType::I16:
+          out.i = c.read<int16_t>("an int16 value");
+          break;
+        case ValueType::U32:
+          out.u = c.read<uint32_t>("a uint32 value");
+          break;
+        case ValueType::I32:
+          out.i = c.read<int32_t>("an int32 value");
+          break;
+        case ValueType::U64:
+          out.u = c.read<uint64_t>("a uint64 value");
+          break;
+        case ValueType::I64:
+          out.i = c.read<int64_t>("an int64 value");
+          break;
+        case ValueType::F32:
+          out.f = c.read<float>("a float32 value");
+          break;
+        case ValueType::F64:
+          out.f = c.read<double>("a float64 value");
+          break;
         case ValueType::BOOL: {
           const uint8_t b = c.read<uint8_t>("a bool value");
           if (b > 1) bad("metadata '", key, "' has bool value ", int(b), " (must be 0 or 1)");
           out.u = b;
           break;
         }
-        case ValueType::STRING: out.s = c.str("a string value"); break;
-        case ValueType::ARRAY: break;
+        case ValueType::STRING:
+          out.s = c.str("a string value");
+          break;
+        case ValueType::ARRAY:
+          break;
       }
     };
     if (v.type == ValueType::ARRAY) {
@@ -199,7 +235,8 @@ void File::parse() {
 
   if (auto it = kv_.find("general.alignment"); it != kv_.end()) {
     const Value& a = it->second;
-    if (a.type != ValueType::U32) bad("general.alignment has type ", value_type_name(uint32_t(a.type)), " (must be uint32)");
+    if (a.type != ValueType::U32)
+      bad("general.alignment has type ", value_type_name(uint32_t(a.type)), " (must be uint32)");
     if (a.u == 0 || (a.u & (a.u - 1)) != 0 || a.u > kMaxAlignment)
       bad("general.alignment ", a.u, " is not a power of two between 1 and ", kMaxAlignment);
     alignment_ = a.u;
@@ -244,7 +281,8 @@ void File::parse() {
     data_offset_ = uint64_t(std::min<unsigned __int128>(start, size_));
     return;
   }
-  if (start > size_) bad("data section would start at ", uint64_t(start), ", past the end of the ", size_, "-byte file");
+  if (start > size_)
+    bad("data section would start at ", uint64_t(start), ", past the end of the ", size_, "-byte file");
   data_offset_ = uint64_t(start);
   const uint64_t data_len = size_ - data_offset_;
   std::vector<const TensorInfo*> order;
@@ -282,21 +320,53 @@ std::vector<int64_t> File::int_array(const std::string& key) const {
   const uint8_t* p = base_ + v.array_offset;
   for (uint64_t i = 0; i < v.count; ++i, p += es) {
     switch (v.elem) {
-      case ValueType::U8: case ValueType::BOOL: out[i] = *p; break;
-      case ValueType::I8: out[i] = int8_t(*p); break;
-      case ValueType::U16: { uint16_t x; std::memcpy(&x, p, 2); out[i] = x; break; }
-      case ValueType::I16: { int16_t x; std::memcpy(&x, p, 2); out[i] = x; break; }
-      case ValueType::U32: { uint32_t x; std::memcpy(&x, p, 4); out[i] = x; break; }
-      case ValueType::I32: { int32_t x; std::memcpy(&x, p, 4); out[i] = x; break; }
+      case ValueType::U8:
+      case ValueType::BOOL:
+        out[i] = *p;
+        break;
+      case ValueType::I8:
+        out[i] = int8_t(*p);
+        break;
+      case ValueType::U16: {
+        uint16_t x;
+        std::memcpy(&x, p, 2);
+        out[i] = x;
+        break;
+      }
+      case ValueType::I16: {
+        int16_t x;
+        std::memcpy(&x, p, 2);
+        out[i] = x;
+        break;
+      }
+      case ValueType::U32: {
+        uint32_t x;
+        std::memcpy(&x, p, 4);
+        out[i] = x;
+        break;
+      }
+      case ValueType::I32: {
+        int32_t x;
+        std::memcpy(&x, p, 4);
+        out[i] = x;
+        break;
+      }
       case ValueType::U64: {
         uint64_t x;
         std::memcpy(&x, p, 8);
-        if (x > uint64_t(INT64_MAX)) fail("gguf: ", name_, ": metadata '", key, "' element ", i, " = ", x, " is out of range");
+        if (x > uint64_t(INT64_MAX))
+          fail("gguf: ", name_, ": metadata '", key, "' element ", i, " = ", x, " is out of range");
         out[i] = int64_t(x);
         break;
       }
-      case ValueType::I64: { int64_t x; std::memcpy(&x, p, 8); out[i] = x; break; }
-      default: break;
+      case ValueType::I64: {
+        int64_t x;
+        std::memcpy(&x, p, 8);
+        out[i] = x;
+        break;
+      }
+      default:
+        break;
     }
   }
   return out;

@@ -16,15 +16,28 @@ namespace zimage::gguf {
 
 // ggml tensor types (ggml.h's enum ggml_type values).
 enum class GgmlType : uint32_t {
-  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9, Q2_K = 10, Q3_K = 11,
-  Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15, BF16 = 30,
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q8_1 = 9,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  Q8_K = 15,
+  BF16 = 30,
 };
 
 struct TypeTraits {
-  const char* name;   // "Q4_K"
-  int64_t block;      // elements per block
-  int64_t bytes;      // bytes per block
-  bool dequantize;    // dequantize_rows() supports it
+  const char* name;  // "Q4_K"
+  int64_t block;     // elements per block
+  int64_t bytes;     // bytes per block
+  bool dequantize;   // dequantize_rows() supports it
 };
 // Traits of a ggml type id the format defines, or nullptr (an unknown or removed type).
 const TypeTraits* type_traits(uint32_t type);
@@ -32,8 +45,19 @@ std::string type_name(uint32_t type);  // "Q4_K", or "type 4" for an unknown id
 
 // Metadata value types (gguf_type).
 enum class ValueType : uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8, ARRAY = 9,
-  U64 = 10, I64 = 11, F64 = 12,
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12,
 };
 
 struct Value {

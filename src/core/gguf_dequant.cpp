@@ -142,7 +142,9 @@ void dequantize_rows(uint32_t type, const void* src, float* dst, int64_t n) {
   const int64_t nb = n / tt->block;
   void (*fn)(const uint8_t*, float*) = nullptr;
   switch (GgmlType(type)) {
-    case GgmlType::F32: std::memcpy(dst, s, size_t(n) * 4); return;
+    case GgmlType::F32:
+      std::memcpy(dst, s, size_t(n) * 4);
+      return;
     case GgmlType::F16:
       for (int64_t i = 0; i < n; ++i) dst[i] = f16(s + 2 * i);
       return;
@@ -153,15 +155,32 @@ void dequantize_rows(uint32_t type, const void* src, float* dst, int64_t n) {
         dst[i] = bf16_to_f32(h);
       }
       return;
-    case GgmlType::Q4_0: fn = q4_0; break;
-    case GgmlType::Q5_0: fn = q5_0; break;
-    case GgmlType::Q8_0: fn = q8_0; break;
-    case GgmlType::Q2_K: fn = q2_k; break;
-    case GgmlType::Q3_K: fn = q3_k; break;
-    case GgmlType::Q4_K: fn = q4_k; break;
-    case GgmlType::Q5_K: fn = q5_k; break;
-    case GgmlType::Q6_K: fn = q6_k; break;
-    default: fail("gguf: cannot dequantize ", tt->name);
+    case GgmlType::Q4_0:
+      fn = q4_0;
+      break;
+    case GgmlType::Q5_0:
+      fn = q5_0;
+      break;
+    case GgmlType::Q8_0:
+      fn = q8_0;
+      break;
+    case GgmlType::Q2_K:
+      fn = q2_k;
+      break;
+    case GgmlType::Q3_K:
+      fn = q3_k;
+      break;
+    case GgmlType::Q4_K:
+      fn = q4_k;
+      break;
+    case GgmlType::Q5_K:
+      fn = q5_k;
+      break;
+    case GgmlType::Q6_K:
+      fn = q6_k;
+      break;
+    default:
+      fail("gguf: cannot dequantize ", tt->name);
   }
   for (int64_t i = 0; i < nb; ++i) fn(s + i * tt->bytes, dst + i * tt->block);
 }

@@ -28,10 +28,9 @@ namespace {
 // Element sizes of every dtype the safetensors format defines.
 int safetensors_dtype_bits(const std::string& d) {
   static const std::map<std::string, int> k = {
-      {"BOOL", 8},  {"U8", 8},   {"I8", 8},   {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8},
-      {"I16", 16},  {"U16", 16}, {"F16", 16}, {"BF16", 16},   {"I32", 32},    {"U32", 32},
-      {"F32", 32},  {"F64", 64}, {"I64", 64}, {"U64", 64},    {"F4", 4},      {"F6_E2M3", 6},
-      {"F6_E3M2", 6}};
+      {"BOOL", 8}, {"U8", 8},   {"I8", 8},    {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"I16", 16},
+      {"U16", 16}, {"F16", 16}, {"BF16", 16}, {"I32", 32},    {"U32", 32},    {"F32", 32},    {"F64", 64},
+      {"I64", 64}, {"U64", 64}, {"F4", 4},    {"F6_E2M3", 6}, {"F6_E3M2", 6}};
   auto it = k.find(d);
   return it == k.end() ? 0 : it->second;
 }
@@ -41,10 +40,14 @@ bool ends_with(const std::string& s, const std::string& p) {
 }
 
 bool float_dtype(const std::string& d, DType* out) {
-  if (d == "F32") *out = DType::F32;
-  else if (d == "BF16") *out = DType::BF16;
-  else if (d == "F16") *out = DType::F16;
-  else return false;
+  if (d == "F32")
+    *out = DType::F32;
+  else if (d == "BF16")
+    *out = DType::BF16;
+  else if (d == "F16")
+    *out = DType::F16;
+  else
+    return false;
   return true;
 }
 
@@ -98,7 +101,8 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
     if (bits == 0) bad("tensor '", name, "' has unknown dtype '", ti.dtype, "'");
     if (!v.contains("shape") || !v["shape"].is_array()) bad("tensor '", name, "' has no shape array");
     for (auto& d : v["shape"]) {
-      if (!d.is_number_unsigned()) bad("tensor '", name, "' has a shape entry that is not a non-negative integer: ", d.dump());
+      if (!d.is_number_unsigned())
+        bad("tensor '", name, "' has a shape entry that is not a non-negative integer: ", d.dump());
       uint64_t x = d.get<uint64_t>();
       if (x > uint64_t(std::numeric_limits<int64_t>::max())) bad("tensor '", name, "' dimension ", x, " too large");
       ti.shape.push_back(int64_t(x));
@@ -118,7 +122,8 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
     unsigned __int128 nel = 1;
     for (auto d : ti.shape) {
       nel *= uint64_t(d);
-      if (nel > (unsigned __int128)(std::numeric_limits<uint64_t>::max())) bad("tensor '", name, "' shape ", shape_str(ti.shape), " overflows");
+      if (nel > (unsigned __int128)(std::numeric_limits<uint64_t>::max()))
+        bad("tensor '", name, "' shape ", shape_str(ti.shape), " overflows");
     }
     unsigned __int128 nbits = nel * unsigned(bits);
     if (nbits % 8 != 0) bad("tensor '", name, "' has a size that is not a whole number of bytes");
@@ -134,7 +139,8 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {
   });
   uint64_t pos = 0;
   for (auto& [name, ti] : order) {
-    if (ti->begin < pos) bad("tensor '", name, "' at offset ", ti->begin, " overlaps the previous tensor (ends at ", pos, ")");
+    if (ti->begin < pos)
+      bad("tensor '", name, "' at offset ", ti->begin, " overlaps the previous tensor (ends at ", pos, ")");
     if (ti->begin > pos) bad("gap in the data section before tensor '", name, "' (", pos, " .. ", ti->begin, ")");
     pos = ti->end;
   }
@@ -241,8 +247,7 @@ bool in_hub_blobs(const fs::path& component_root, const fs::path& real) {
 WeightStore WeightStore::open_index(const std::string& index_json) {
   auto bad = [&](const auto&... a) { fail("weights: ", index_json, ": ", a...); };
   const json j = parse_json_file(index_json, "weights: ");
-  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
-    bad("has no 'weight_map' object");
+  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) bad("has no 'weight_map' object");
   fs::path dir = fs::path(index_json).parent_path();
   std::error_code ec;
   fs::path root = fs::canonical(dir, ec);
@@ -285,7 +290,8 @@ void WeightStore::attach_fp8_scales() {
   std::vector<std::string> stored;
   for (auto& [k, _] : where_) stored.push_back(k);
   for (const std::string& n : stored) {
-    if (n == "scaled_fp8" || ends_with(n, ".scaled_fp8") || ends_with(n, ".scale_input") || ends_with(n, ".input_scale")) {
+    if (n == "scaled_fp8" || ends_with(n, ".scaled_fp8") || ends_with(n, ".scale_input") ||
+        ends_with(n, ".input_scale")) {
       hidden_[n] = true;
       continue;
     }
@@ -298,7 +304,8 @@ void WeightStore::attach_fp8_scales() {
     if (!where_.count(weight)) bad("fp8 scale '", n, "' has no weight '", weight, "'");
     const TensorInfo& wi = stored_info(weight);
     if (wi.dtype != "F8_E4M3")
-      bad("scale '", n, "' belongs to '", weight, "', which is ", wi.dtype, ", not F8_E4M3 (only fp8 weights take a scale)");
+      bad("scale '", n, "' belongs to '", weight, "', which is ", wi.dtype,
+          ", not F8_E4M3 (only fp8 weights take a scale)");
     if (fp8_scale_.count(weight))
       bad("'", weight, "' has two scales ('", base, ".scale_weight' and '", base, ".weight_scale')");
     const TensorInfo& si = stored_info(n);
@@ -375,9 +382,7 @@ const TensorInfo& WeightStore::info(const std::string& name) const {
   return stored_info(name);
 }
 
-bool WeightStore::is_fp8(const std::string& name) const {
-  return !gguf_ && has(name) && info(name).dtype == "F8_E4M3";
-}
+bool WeightStore::is_fp8(const std::string& name) const { return !gguf_ && has(name) && info(name).dtype == "F8_E4M3"; }
 
 bool WeightStore::is_quantized(const std::string& name) const {
   if (is_fp8(name)) return true;
@@ -391,7 +396,8 @@ QuantizedTensor WeightStore::quantized(const std::string& name, const Shape& exp
   const TensorInfo& ti = info(name);
   if (!is_quantized(name)) fail("weights: ", source_, ": tensor '", name, "' is not quantized (", ti.dtype, ")");
   if (ti.shape != expected)
-    fail("weights: ", source_, ": tensor '", name, "' has shape ", shape_str(ti.shape), ", expected ", shape_str(expected));
+    fail("weights: ", source_, ": tensor '", name, "' has shape ", shape_str(ti.shape), ", expected ",
+         shape_str(expected));
   auto v = views_.find(name);
   QuantizedTensor q = stored_quantized(name, v == views_.end() ? name : v->second.from);
   if (v != views_.end() && v->second.rows >= 0) {
@@ -408,7 +414,7 @@ QuantizedTensor WeightStore::stored_quantized(const std::string& name, const std
   if (!gguf_) {  // F8_E4M3
     const TensorInfo& ti = stored_info(stored);
     const SafeTensorsFile& f = *files_[where_.at(stored)];
-    return QuantizedTensor{fp8::kE4M3Type, ti.shape, f.bytes(stored), size_t(ti.end - ti.begin), f.owner(),
+    return QuantizedTensor{fp8::kE4M3Type,      ti.shape, f.bytes(stored), size_t(ti.end - ti.begin), f.owner(),
                            stored_scale(stored)};
   }
   const gguf::TensorInfo* g = gguf_->find(stored);

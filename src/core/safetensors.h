@@ -119,7 +119,7 @@ class WeightStore {
   std::string source_;
   std::vector<std::shared_ptr<SafeTensorsFile>> files_;
   std::map<std::string, size_t> where_;
-  std::shared_ptr<gguf::File> gguf_;  // set for a .gguf store (files_ is then empty)
+  std::shared_ptr<gguf::File> gguf_;             // set for a .gguf store (files_ is then empty)
   std::map<std::string, TensorInfo> gguf_info_;  // dtype = ggml type name, begin/end in the file
   struct View {
     std::string from;
@@ -127,7 +127,7 @@ class WeightStore {
     TensorInfo info;
     bool reshaped = false;  // info.shape differs from the stored shape (alias_reshaped)
   };
-  std::map<std::string, View> views_;  // alias()ed names
+  std::map<std::string, View> views_;   // alias()ed names
   std::map<std::string, bool> hidden_;  // stored names that are not listed
   // fp8 scales by stored weight name (per tensor: 1 value; per row: shape[0] values)
   std::map<std::string, std::vector<float>> fp8_scale_;

@@ -37,7 +37,9 @@ std::atomic<int64_t> g_live_bytes{0}, g_peak_bytes{0};
 
 int64_t tensor_bytes_live() { return g_live_bytes.load(std::memory_order_relaxed); }
 int64_t tensor_bytes_peak() { return g_peak_bytes.load(std::memory_order_relaxed); }
-void reset_tensor_bytes_peak() { g_peak_bytes.store(g_live_bytes.load(std::memory_order_relaxed), std::memory_order_relaxed); }
+void reset_tensor_bytes_peak() {
+  g_peak_bytes.store(g_live_bytes.load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
 
 Tensor Tensor::empty(DType dt, Shape shape) {
   int64_t n = shape_numel(shape);
@@ -53,8 +55,7 @@ Tensor Tensor::empty(DType dt, Shape shape) {
   if (!p) fail("tensor: out of memory allocating ", bytes, " bytes for ", shape_str(t.shape_));
   const int64_t now = g_live_bytes.fetch_add(int64_t(alloc), std::memory_order_relaxed) + int64_t(alloc);
   int64_t peak = g_peak_bytes.load(std::memory_order_relaxed);
-  while (now > peak && !g_peak_bytes.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
-  }
+  while (now > peak && !g_peak_bytes.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {}
   t.owner_ = std::shared_ptr<void>(p, [alloc](void* q) {
     g_live_bytes.fetch_sub(int64_t(alloc), std::memory_order_relaxed);
     std::free(q);
@@ -126,7 +127,8 @@ void Tensor::copy_from(const Tensor& src) {
   }
   const Device d = device_ != Device::CPU ? device_ : src.device_;
   if (device_ != Device::CPU && src.device_ != Device::CPU && device_ != src.device_)
-    fail("[tensor] copy_from: ", device_name(src.device_), " to ", device_name(device_), " needs a copy through the CPU");
+    fail("[tensor] copy_from: ", device_name(src.device_), " to ", device_name(device_),
+         " needs a copy through the CPU");
   require_device_backend(d, "tensor", "copy_from").copy(data_, device_, src.data_, src.device_, n);
 }
 
@@ -138,8 +140,7 @@ Tensor Tensor::zeros(DType dt, Shape shape) {
 
 Tensor Tensor::from_f32(Shape shape, const std::vector<float>& values) {
   Tensor t = empty(DType::F32, std::move(shape));
-  ZI_ASSERT(size_t(t.numel()) == values.size(), "from_f32: ", values.size(), " values for ",
-            shape_str(t.shape_));
+  ZI_ASSERT(size_t(t.numel()) == values.size(), "from_f32: ", values.size(), " values for ", shape_str(t.shape_));
   std::memcpy(t.data_, values.data(), t.nbytes());
   return t;
 }
@@ -170,8 +171,8 @@ Tensor Tensor::reshape(Shape s) const {
 }
 
 Tensor Tensor::slice0(int64_t begin, int64_t end) const {
-  ZI_ASSERT(ndim() >= 1 && begin >= 0 && begin <= end && end <= shape_[0], "slice0 [", begin, ", ",
-            end, ") of ", shape_str(shape_));
+  ZI_ASSERT(ndim() >= 1 && begin >= 0 && begin <= end && end <= shape_[0], "slice0 [", begin, ", ", end, ") of ",
+            shape_str(shape_));
   Tensor t = *this;
   int64_t row = shape_[0] ? numel() / shape_[0] : 0;
   t.shape_[0] = end - begin;

@@ -17,9 +17,7 @@ std::string lower(std::string s) {
 }
 int default_port(const std::string& scheme) { return scheme == "https" ? 443 : 80; }
 
-bool host_char_ok(char c) {
-  return std::isalnum((unsigned char)c) || c == '-' || c == '.' || c == ':' || c == '_';
-}
+bool host_char_ok(char c) { return std::isalnum((unsigned char)c) || c == '-' || c == '.' || c == ':' || c == '_'; }
 
 void global_init() {
   static std::once_flag once;
@@ -111,9 +109,7 @@ std::string url_quote(const std::string& s, bool keep_slash) {
   return o;
 }
 
-bool is_loopback_host(const std::string& h) {
-  return h == "localhost" || h == "::1" || h.rfind("127.", 0) == 0;
-}
+bool is_loopback_host(const std::string& h) { return h == "localhost" || h == "::1" || h.rfind("127.", 0) == 0; }
 
 HostPolicy HostPolicy::from_endpoint(const std::string& endpoint) {
   HostPolicy p;
@@ -138,9 +134,9 @@ HostPolicy HostPolicy::from_endpoint(const std::string& endpoint) {
 void HostPolicy::check(const Url& u, const std::string& why) const {
   auto host_ok = [&] {
     auto under = [&](const std::string& domain) {
-      return u.host == domain ||
-             (u.host.size() > domain.size() && u.host.compare(u.host.size() - domain.size(), domain.size(), domain) == 0 &&
-              u.host[u.host.size() - domain.size() - 1] == '.');
+      return u.host == domain || (u.host.size() > domain.size() &&
+                                  u.host.compare(u.host.size() - domain.size(), domain.size(), domain) == 0 &&
+                                  u.host[u.host.size() - domain.size() - 1] == '.');
     };
     if (under(endpoint.host)) return true;
     // The official hub serves large files from its CDN hosts (cdn-lfs*.hf.co, cas-bridge.xethub.hf.co, ...).
@@ -156,7 +152,8 @@ void HostPolicy::check(const Url& u, const std::string& why) const {
   if (u.scheme == "https") return;
   if (allow_http) return;
   if (endpoint.scheme == "http" && is_loopback_host(endpoint.host) && is_loopback_host(u.host)) return;
-  fail("[hub] refusing ", why, ": ", u.str(), " is not HTTPS (plain http is allowed only for a loopback endpoint, or with "
+  fail("[hub] refusing ", why, ": ", u.str(),
+       " is not HTTPS (plain http is allowed only for a loopback endpoint, or with "
        "ZIMAGE_HUB_ALLOW_HTTP=1)");
 }
 

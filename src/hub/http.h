@@ -10,10 +10,10 @@
 namespace zimage::hub {
 
 struct Url {
-  std::string scheme;  // "https" / "http", lower case
-  std::string host;    // lower case, without brackets
-  int port = 0;        // explicit or the scheme's default
-  std::string target;  // path + query, starts with '/'
+  std::string scheme;          // "https" / "http", lower case
+  std::string host;            // lower case, without brackets
+  int port = 0;                // explicit or the scheme's default
+  std::string target;          // path + query, starts with '/'
   std::string origin() const;  // scheme://host:port
   std::string str() const;
 };
@@ -46,7 +46,7 @@ struct Response {
 struct Request {
   std::string method = "GET";  // GET or HEAD
   Url url;
-  std::string token;           // sent as Authorization only to the endpoint's origin
+  std::string token;  // sent as Authorization only to the endpoint's origin
   std::vector<std::string> headers;
   // When set, the body of a 2xx answer goes here (false = abort); otherwise into Response::body.
   std::function<bool(const char*, size_t)> sink;

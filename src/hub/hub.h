@@ -15,17 +15,17 @@ namespace zimage::hub {
 
 struct PullOptions {
   std::string revision = "main";
-  std::string cache_dir;       // "" = cache_root("")
-  std::string endpoint;        // "" = HF_ENDPOINT or https://huggingface.co
-  std::string token;           // "" = HF_TOKEN or the token file (HF_TOKEN_PATH, HF_HOME/token)
-  bool force_download = false; // download again even when the file is in the cache
+  std::string cache_dir;          // "" = cache_root("")
+  std::string endpoint;           // "" = HF_ENDPOINT or https://huggingface.co
+  std::string token;              // "" = HF_TOKEN or the token file (HF_TOKEN_PATH, HF_HOME/token)
+  bool force_download = false;    // download again even when the file is in the cache
   bool local_files_only = false;  // never touch the network (HF_HUB_OFFLINE=1 does the same)
   // Default selection: what ZImagePipeline needs (pipeline_files()). --include adds files
   // matching a glob (fnmatch, '*' also matches '/'), --exclude removes them.
   std::vector<std::string> include, exclude;
   // When not empty: exactly these repository files (e.g. one GGUF), nothing else.
   std::vector<std::string> files;
-  int jobs = 4;                // files downloaded in parallel
+  int jobs = 4;                                                              // files downloaded in parallel
   enum class Progress { Auto, Bar, Lines, None } progress = Progress::Auto;  // Auto: Bar on a TTY
 };
 

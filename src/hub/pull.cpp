@@ -39,7 +39,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 bool is_hex(const std::string& s, size_t n) {
-  return s.size() == n && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return s.size() == n &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 std::string human_bytes(double b) {
@@ -78,7 +79,8 @@ class Sha256 {
 class Progress {
  public:
   Progress(PullOptions::Progress mode, size_t files, uint64_t total) : files_(files), total_(total) {
-    if (mode == PullOptions::Progress::Auto) mode = isatty(2) ? PullOptions::Progress::Bar : PullOptions::Progress::Lines;
+    if (mode == PullOptions::Progress::Auto)
+      mode = isatty(2) ? PullOptions::Progress::Bar : PullOptions::Progress::Lines;
     mode_ = mode;
     start_ = last_ = Clock::now();
   }
@@ -120,9 +122,10 @@ class Progress {
     const int width = 24;
     int filled = total_ ? int(double(done_) / double(total_) * width) : 0;
     filled = std::min(filled, width);
-    std::fprintf(stderr, "\r[%s%s] %zu/%zu files  %s / %s  %s/s  ETA %s\033[K", std::string(size_t(filled), '#').c_str(),
-                 std::string(size_t(width - filled), '.').c_str(), files_done_, files_, human_bytes(double(done_)).c_str(),
-                 human_bytes(double(total_)).c_str(), human_bytes(rate).c_str(), eta.c_str());
+    std::fprintf(stderr, "\r[%s%s] %zu/%zu files  %s / %s  %s/s  ETA %s\033[K",
+                 std::string(size_t(filled), '#').c_str(), std::string(size_t(width - filled), '.').c_str(),
+                 files_done_, files_, human_bytes(double(done_)).c_str(), human_bytes(double(total_)).c_str(),
+                 human_bytes(rate).c_str(), eta.c_str());
     std::fflush(stderr);
   }
   std::mutex m_;
@@ -151,7 +154,8 @@ struct Job {
   const std::string code = r.header("x-error-code");
   if (r.status == 401 || r.status == 403) {
     fail("[hub] ", j.repo_id, ": access refused (HTTP ", r.status, code.empty() ? "" : " " + code, ") for ", what,
-         j.token.empty() ? ": the repository is gated or private; set HF_TOKEN (or log in with `hf auth login`) with a token that may read it"
+         j.token.empty() ? ": the repository is gated or private; set HF_TOKEN (or log in with `hf auth login`) with a "
+                           "token that may read it"
                          : ": the token was refused; check that it may read this gated or private repository",
          msg.empty() ? "" : " (hub: " + msg + ")");
   }
@@ -168,7 +172,9 @@ std::string normalize_etag(std::string e) {
 }
 
 bool is_redirect(long s) { return s == 301 || s == 302 || s == 303 || s == 307 || s == 308; }
-bool is_relative_location(const std::string& loc) { return loc.find("://") == std::string::npos && loc.rfind("//", 0) != 0; }
+bool is_relative_location(const std::string& loc) {
+  return loc.find("://") == std::string::npos && loc.rfind("//", 0) != 0;
+}
 
 // An exclusive lock on .locks/models--ORG--NAME/<etag>.lock while a blob is written, so two
 // processes never append to one .incomplete file.
@@ -222,7 +228,8 @@ void write_ref(const fs::path& storage, const std::string& revision, const std::
 
 // Downloads `url` into blobs/<etag>.incomplete (resuming with Range), verifies it and renames
 // it to the blob.
-void download_blob(Job& j, const std::string& path, Url url, const std::string& etag, int64_t size, const fs::path& blob) {
+void download_blob(Job& j, const std::string& path, Url url, const std::string& etag, int64_t size,
+                   const fs::path& blob) {
   const fs::path part = blob.string() + ".incomplete";
   std::error_code ec;
   if (j.force) fs::remove(part, ec);
@@ -258,7 +265,8 @@ void download_blob(Job& j, const std::string& path, Url url, const std::string& 
         if (st == 206) {
           auto it = h.find("content-range");
           if (it == h.end() || it->second.rfind("bytes " + std::to_string(have) + "-", 0) != 0) {
-            refuse = "the server answered the Range request with '" + (it == h.end() ? std::string() : it->second) + "'";
+            refuse =
+                "the server answered the Range request with '" + (it == h.end() ? std::string() : it->second) + "'";
             return false;
           }
           return true;
@@ -314,11 +322,13 @@ void download_blob(Job& j, const std::string& path, Url url, const std::string& 
     const uint64_t total = fs::file_size(part, ec);
     if (size >= 0 && total < uint64_t(size)) {  // closed early without an error
       if (++attempt < max_attempts) continue;
-      fail("[hub] download of ", path, ": got ", total, " of ", size, " bytes; the next pull resumes from ", part.string());
+      fail("[hub] download of ", path, ": got ", total, " of ", size, " bytes; the next pull resumes from ",
+           part.string());
     }
     if (size >= 0 && total != uint64_t(size)) {
       fs::remove(part, ec);
-      fail("[hub] download of ", path, ": got ", total, " bytes, the hub announced ", size, "; the partial file was deleted");
+      fail("[hub] download of ", path, ": got ", total, " bytes, the hub announced ", size,
+           "; the partial file was deleted");
     }
     if (is_hex(etag, 64)) {  // LFS: the ETag is the file's sha256
       const std::string h = sha.hex();
@@ -328,8 +338,8 @@ void download_blob(Job& j, const std::string& path, Url url, const std::string& 
              " (corrupt download); the partial file was deleted, pull again");
       }
     }
-    fs::permissions(part, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read,
-                    ec);
+    fs::permissions(
+        part, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read, ec);
     fs::rename(part, blob, ec);
     if (ec) fail("[hub] cannot move ", part.string(), " to ", blob.string(), ": ", ec.message());
     return;
@@ -342,7 +352,8 @@ void fetch_file(Job& j, const std::string& path) {
   const fs::path pointer = j.snapshot / path;
   std::error_code ec;
   if (!j.force && fs::exists(pointer, ec)) return;
-  Url u = parse_url(j.endpoint + "/" + j.repo_id + "/resolve/" + url_quote(j.commit, false) + "/" + url_quote(path, true));
+  Url u =
+      parse_url(j.endpoint + "/" + j.repo_id + "/resolve/" + url_quote(j.commit, false) + "/" + url_quote(path, true));
   Response h;
   for (int hop = 0;; ++hop) {
     Request rq;
@@ -419,7 +430,8 @@ void check_revision(const std::string& rev) {
 }
 
 // Offline: the cached snapshot for `revision`, or an error naming what is missing.
-PullResult from_cache(const std::string& repo_id, const PullOptions& opt, const fs::path& storage, const std::string& why) {
+PullResult from_cache(const std::string& repo_id, const PullOptions& opt, const fs::path& storage,
+                      const std::string& why) {
   std::string commit;
   const fs::path ref = storage / "refs" / opt.revision;
   if (is_hex(opt.revision, 40)) {
@@ -455,7 +467,8 @@ PullResult from_cache(const std::string& repo_id, const PullOptions& opt, const 
 std::vector<std::string> missing_pipeline_files(const std::string& snapshot) {
   const fs::path snap(snapshot);
   if (!fs::exists(snap / "model_index.json")) return {"model_index.json"};
-  std::vector<std::string> comps = components_of(read_text(snap / "model_index.json"), (snap / "model_index.json").string());
+  std::vector<std::string> comps =
+      components_of(read_text(snap / "model_index.json"), (snap / "model_index.json").string());
   std::vector<std::string> missing;
   for (const auto& c : comps) {
     const fs::path d = snap / c;
@@ -494,12 +507,14 @@ PullResult pull_impl(const std::string& repo_id, const PullOptions& opt_in) {
   if (opt.revision.empty()) opt.revision = "main";
   check_revision(opt.revision);
   for (const auto& f : opt.files)
-    if (!is_safe_repo_path(f)) fail("[hub] refusing file name '", f, "' (must be a relative path inside the repository)");
+    if (!is_safe_repo_path(f))
+      fail("[hub] refusing file name '", f, "' (must be a relative path inside the repository)");
   if (opt.local_files_only || offline_from_env()) {
     if (opt.force_download) fail("[hub] force_download cannot be used offline (HF_HUB_OFFLINE=1 or local_files_only)");
     return from_cache(repo_id, opt, storage,
-                      std::string("downloads are off (") + (opt.local_files_only ? "local_files_only" : "HF_HUB_OFFLINE=1") +
-                          "); run `zimage pull " + repo_id + "` with network access");
+                      std::string("downloads are off (") +
+                          (opt.local_files_only ? "local_files_only" : "HF_HUB_OFFLINE=1") + "); run `zimage pull " +
+                          repo_id + "` with network access");
   }
   Job j;
   j.repo_id = repo_id;
@@ -514,7 +529,8 @@ PullResult pull_impl(const std::string& repo_id, const PullOptions& opt_in) {
 
   // The revision: its commit and file list.
   Request rq;
-  rq.url = parse_url(j.endpoint + "/api/models/" + repo_id + "/revision/" + url_quote(opt.revision, false) + "?blobs=true");
+  rq.url =
+      parse_url(j.endpoint + "/api/models/" + repo_id + "/revision/" + url_quote(opt.revision, false) + "?blobs=true");
   rq.token = j.token;
   Response r = perform(rq, j.policy, "listing " + repo_id, nullptr);
   if (r.status != 200) http_fail(j, r, "revision '" + opt.revision + "' of " + repo_id);
@@ -524,7 +540,8 @@ PullResult pull_impl(const std::string& repo_id, const PullOptions& opt_in) {
   } catch (const nlohmann::json::exception& e) {
     fail("[hub] the listing of ", repo_id, " is not valid JSON (", e.what(), ")");
   }
-  if (!info.is_object() || !info.contains("sha") || !info["sha"].is_string() || !is_hex(info["sha"].get<std::string>(), 40))
+  if (!info.is_object() || !info.contains("sha") || !info["sha"].is_string() ||
+      !is_hex(info["sha"].get<std::string>(), 40))
     fail("[hub] the listing of ", repo_id, " has no commit hash ('sha')");
   j.commit = info["sha"].get<std::string>();
   j.snapshot = storage / "snapshots" / j.commit;
@@ -536,7 +553,8 @@ PullResult pull_impl(const std::string& repo_id, const PullOptions& opt_in) {
     if (!s.is_object() || !s.contains("rfilename") || !s["rfilename"].is_string())
       fail("[hub] the listing of ", repo_id, " has a file entry without 'rfilename'");
     const std::string name = s["rfilename"].get<std::string>();
-    if (!is_safe_repo_path(name) || !(j.snapshot / name).lexically_normal().string().starts_with(j.snapshot.string() + "/"))
+    if (!is_safe_repo_path(name) ||
+        !(j.snapshot / name).lexically_normal().string().starts_with(j.snapshot.string() + "/"))
       fail("[hub] refusing the listing of ", repo_id, ": unsafe file name '", name,
            "' (absolute, '..', empty parts or control characters)");
     Sibling sb;
@@ -564,10 +582,12 @@ PullResult pull_impl(const std::string& repo_id, const PullOptions& opt_in) {
     }
   } else {
     if (!siblings.count("model_index.json"))
-      fail("[hub] ", repo_id, " has no model_index.json: not a diffusers pipeline (pull single files with `zimage pull ",
-           repo_id, " FILE...`)");
+      fail("[hub] ", repo_id,
+           " has no model_index.json: not a diffusers pipeline (pull single files with `zimage pull ", repo_id,
+           " FILE...`)");
     fetch_file(j, "model_index.json");
-    sel = pipeline_files(listing, components_of(read_text(j.snapshot / "model_index.json"), repo_id + "/model_index.json"));
+    sel = pipeline_files(listing,
+                         components_of(read_text(j.snapshot / "model_index.json"), repo_id + "/model_index.json"));
   }
   for (const auto& f : listing)
     for (const auto& g : opt.include)
@@ -592,7 +612,8 @@ PullResult pull_impl(const std::string& repo_id, const PullOptions& opt_in) {
   std::error_code ec;
   for (const auto& f : sel) {
     if (!j.force && fs::exists(j.snapshot / f, ec)) continue;
-    if (j.force && (f == "model_index.json" || f.ends_with(".safetensors.index.json")) && fs::exists(j.snapshot / f, ec))
+    if (j.force && (f == "model_index.json" || f.ends_with(".safetensors.index.json")) &&
+        fs::exists(j.snapshot / f, ec))
       continue;  // fetched above in this run
     todo.push_back(f);
     total += siblings[f].size;

@@ -62,7 +62,8 @@ std::string token_from_env() {
   std::string path = env("HF_TOKEN_PATH");
   if (path.empty()) {
     std::string home = env("HF_HOME");
-    if (home.empty()) home = (env("XDG_CACHE_HOME").empty() ? env("HOME") + "/.cache" : env("XDG_CACHE_HOME")) + "/huggingface";
+    if (home.empty())
+      home = (env("XDG_CACHE_HOME").empty() ? env("HOME") + "/.cache" : env("XDG_CACHE_HOME")) + "/huggingface";
     path = home + "/token";
   }
   FILE* f = std::fopen(path.c_str(), "rb");
@@ -109,7 +110,8 @@ bool is_support_file(const std::string& name) {
 }
 }  // namespace
 
-std::vector<std::string> pipeline_files(const std::vector<std::string>& listing, const std::vector<std::string>& components) {
+std::vector<std::string> pipeline_files(const std::vector<std::string>& listing,
+                                        const std::vector<std::string>& components) {
   std::set<std::string> have(listing.begin(), listing.end());
   std::vector<std::string> out;
   if (have.count("model_index.json")) out.push_back("model_index.json");
@@ -118,8 +120,10 @@ std::vector<std::string> pipeline_files(const std::vector<std::string>& listing,
     // Weights, as WeightStore::open_dir picks them.
     std::string weights;
     for (const char* stem : {"diffusion_pytorch_model", "model"}) {
-      if (have.count(dir + stem + ".safetensors")) weights = dir + stem + ".safetensors";
-      else if (have.count(dir + stem + ".safetensors.index.json")) weights = dir + stem + ".safetensors.index.json";
+      if (have.count(dir + stem + ".safetensors"))
+        weights = dir + stem + ".safetensors";
+      else if (have.count(dir + stem + ".safetensors.index.json"))
+        weights = dir + stem + ".safetensors.index.json";
       if (!weights.empty()) break;
     }
     for (const auto& f : listing) {

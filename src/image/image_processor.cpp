@@ -97,7 +97,10 @@ Image resize_lanczos(const Image& img, int width, int height) {
         for (int c = 0; c < C; ++c) {
           int32_t ss = 1 << (kPrecisionBits - 1);
           for (int x = 0; x < xmax; ++x)
-            ss += int32_t(img.pixels[(size_t(yy + y_first) * size_t(img.width) + size_t(x + xmin)) * size_t(C) + size_t(c)]) * k[x];
+            ss +=
+                int32_t(
+                    img.pixels[(size_t(yy + y_first) * size_t(img.width) + size_t(x + xmin)) * size_t(C) + size_t(c)]) *
+                k[x];
           tmp.pixels[(size_t(yy) * size_t(width) + size_t(xx)) * size_t(C) + size_t(c)] = clip8(ss);
         }
       }

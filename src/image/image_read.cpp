@@ -4,8 +4,8 @@
 // calls libjpeg (it keeps only trivially destructible locals; the C++ state lives in JpegCtx).
 #include <unistd.h>
 
-#include <cstdio>
 #include <csetjmp>
+#include <cstdio>
 #include <cstring>
 // jpeglib.h needs size_t and FILE declared first.
 #include <jpeglib.h>
@@ -97,8 +97,7 @@ Image decode_jpeg(const std::string& bytes, const std::string& path) {
   c.cinfo.client_data = &c;
   if (!jpeg_header(&c, bytes)) fail("[image] cannot decode JPEG '", path, "': ", c.error);
   const J_COLOR_SPACE cs = c.cinfo.jpeg_color_space;
-  if (cs == JCS_CMYK || cs == JCS_YCCK)
-    fail("[image] JPEG '", path, "' is CMYK; convert it to RGB first");
+  if (cs == JCS_CMYK || cs == JCS_YCCK) fail("[image] JPEG '", path, "' is CMYK; convert it to RGB first");
   c.cinfo.out_color_space = c.cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
   const uint64_t w = c.cinfo.image_width, h = c.cinfo.image_height, ch = c.cinfo.num_components == 1 ? 1 : 3;
   if (w == 0 || h == 0 || w * h * ch > (uint64_t(1) << 32))
@@ -125,17 +124,23 @@ Image read_image(const std::string& path) {
     return std::string(b, n > 0 ? size_t(n) : 0);
   }();
   switch (image_kind(head)) {
-    case ImageKind::Png: return read_png(path);
-    case ImageKind::Jpeg: return read_jpeg(path);
-    default: fail("[image] '", path, "' is neither a PNG nor a JPEG file");
+    case ImageKind::Png:
+      return read_png(path);
+    case ImageKind::Jpeg:
+      return read_jpeg(path);
+    default:
+      fail("[image] '", path, "' is neither a PNG nor a JPEG file");
   }
 }
 
 Image decode_image(const std::string& bytes, const std::string& name) {
   switch (image_kind(bytes)) {
-    case ImageKind::Png: return decode_png(bytes, name);
-    case ImageKind::Jpeg: return decode_jpeg(bytes, name);
-    default: fail("[image] '", name, "' is neither a PNG nor a JPEG image");
+    case ImageKind::Png:
+      return decode_png(bytes, name);
+    case ImageKind::Jpeg:
+      return decode_jpeg(bytes, name);
+    default:
+      fail("[image] '", name, "' is neither a PNG nor a JPEG image");
   }
 }
 
@@ -151,8 +156,10 @@ Image to_rgb(const Image& img) {
   for (size_t i = 0; i < n; ++i) {
     const uint8_t* s = img.pixels.data() + i * size_t(img.channels);
     uint8_t* d = out.pixels.data() + i * 3;
-    if (img.channels <= 2) d[0] = d[1] = d[2] = s[0];  // L, LA: gray replicated, alpha dropped
-    else std::memcpy(d, s, 3);                           // RGBA: alpha dropped (not composited)
+    if (img.channels <= 2)
+      d[0] = d[1] = d[2] = s[0];  // L, LA: gray replicated, alpha dropped
+    else
+      std::memcpy(d, s, 3);  // RGBA: alpha dropped (not composited)
   }
   return out;
 }

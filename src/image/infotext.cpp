@@ -29,8 +29,7 @@ std::string unquote(const std::string& v) {
   try {
     auto j = nlohmann::json::parse(v);
     if (j.is_string()) return j.get<std::string>();
-  } catch (const nlohmann::json::exception&) {
-  }
+  } catch (const nlohmann::json::exception&) {}
   return v;
 }
 
@@ -134,8 +133,9 @@ std::optional<T> to_integer(const std::string& s) {
 
 int infotext_int(const std::string& key, const std::string& v) {
   auto i = to_integer<int>(v);
-  if (!i) fail("[image] infotext ", key, " '", v, "' is not an integer in [", std::numeric_limits<int>::min(), ", ",
-               std::numeric_limits<int>::max(), "]");
+  if (!i)
+    fail("[image] infotext ", key, " '", v, "' is not an integer in [", std::numeric_limits<int>::min(), ", ",
+         std::numeric_limits<int>::max(), "]");
   return *i;
 }
 
@@ -158,7 +158,8 @@ InfotextValues read_infotext(const std::string& text) {
       out.cfg_scale = d;
     } else if (key == "Seed") {
       auto s = to_integer<uint64_t>(v);
-      if (!s) fail("[image] infotext Seed '", v, "' is not an integer in [0, ", std::numeric_limits<uint64_t>::max(), "]");
+      if (!s)
+        fail("[image] infotext Seed '", v, "' is not an integer in [0, ", std::numeric_limits<uint64_t>::max(), "]");
       out.seed = *s;
     } else if (key == "Size") {
       size_t x = v.find('x');

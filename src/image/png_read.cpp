@@ -115,9 +115,10 @@ void open_png(ReadCtx& c, const std::string& bytes, const std::string& path) {
     const std::string type(reinterpret_cast<const char*>(b) + 4, 4);
     const uint64_t left = bytes.size() - pos - 8;  // after the length and type fields
     if (len + 4 > left) {
-      const bool printable = std::all_of(type.begin(), type.end(), [](char ch) { return std::isalpha((unsigned char)ch); });
-      fail("[image] PNG '", path, "' is truncated: chunk '", printable ? type : "?", "' at byte ", pos, " declares ", len,
-           " bytes, the file has ", left < 4 ? 0 : left - 4, " left");
+      const bool printable =
+          std::all_of(type.begin(), type.end(), [](char ch) { return std::isalpha((unsigned char)ch); });
+      fail("[image] PNG '", path, "' is truncated: chunk '", printable ? type : "?", "' at byte ", pos, " declares ",
+           len, " bytes, the file has ", left < 4 ? 0 : left - 4, " left");
     }
     if (type == "IEND") break;
     pos += 12 + size_t(len);

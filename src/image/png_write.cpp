@@ -42,10 +42,14 @@ void on_flush(png_structp) {}
 
 int color_type(int channels) {
   switch (channels) {
-    case 1: return PNG_COLOR_TYPE_GRAY;
-    case 2: return PNG_COLOR_TYPE_GRAY_ALPHA;
-    case 3: return PNG_COLOR_TYPE_RGB;
-    default: return PNG_COLOR_TYPE_RGBA;
+    case 1:
+      return PNG_COLOR_TYPE_GRAY;
+    case 2:
+      return PNG_COLOR_TYPE_GRAY_ALPHA;
+    case 3:
+      return PNG_COLOR_TYPE_RGB;
+    default:
+      return PNG_COLOR_TYPE_RGBA;
   }
 }
 
@@ -108,8 +112,8 @@ std::vector<uint8_t> encode_png(const Image& img, const PngMetadata& meta, int c
     fail("[image] cannot encode an image with ", img.channels, " channels: expected 1-4");
   const size_t row_bytes = size_t(img.width) * size_t(img.channels);
   if (img.pixels.size() != row_bytes * size_t(img.height))
-    fail("[image] cannot encode a ", img.width, "x", img.height, "x", img.channels, " image from ",
-         img.pixels.size(), " bytes (expected ", row_bytes * size_t(img.height), ")");
+    fail("[image] cannot encode a ", img.width, "x", img.height, "x", img.channels, " image from ", img.pixels.size(),
+         " bytes (expected ", row_bytes * size_t(img.height), ")");
   if (compression_level < 0 || compression_level > 9)
     fail("[image] PNG compression level ", compression_level, " is not in 0-9");
 

@@ -10,18 +10,24 @@ namespace {
 // The value a tensor of dtype `dt` holds after an op whose float32 result is `v`.
 inline float round_to(DType dt, float v) {
   switch (dt) {
-    case DType::F32: return v;
-    case DType::BF16: return round_bf16(v);
-    case DType::F16: return f16_to_f32(f32_to_f16(v));
+    case DType::F32:
+      return v;
+    case DType::BF16:
+      return round_bf16(v);
+    case DType::F16:
+      return f16_to_f32(f32_to_f16(v));
   }
   return v;
 }
 
 inline float load(const Tensor& t, int64_t i) {
   switch (t.dtype()) {
-    case DType::F32: return t.data<float>()[i];
-    case DType::BF16: return bf16_to_f32(t.data<uint16_t>()[i]);
-    case DType::F16: return f16_to_f32(t.data<uint16_t>()[i]);
+    case DType::F32:
+      return t.data<float>()[i];
+    case DType::BF16:
+      return bf16_to_f32(t.data<uint16_t>()[i]);
+    case DType::F16:
+      return f16_to_f32(t.data<uint16_t>()[i]);
   }
   return 0.f;
 }
@@ -31,7 +37,7 @@ inline float load(const Tensor& t, int64_t i) {
 inline float denorm(DType dt, float x) {
   float h = round_to(dt, x * 0.5f);
   float y = round_to(dt, h + 0.5f);
-  if (std::isnan(y)) return y;          // torch.clamp propagates NaN
+  if (std::isnan(y)) return y;  // torch.clamp propagates NaN
   return y < 0.f ? 0.f : (y > 1.f ? 1.f : y);
 }
 
@@ -43,9 +49,9 @@ void check_channels(int64_t c, const Shape& s, const char* what) {
 }  // namespace
 
 uint8_t to_uint8(float v) {
-  float s = v * 255.0f;                 // float32 * 255 -> float32, as numpy
+  float s = v * 255.0f;  // float32 * 255 -> float32, as numpy
   if (std::isnan(s)) return 0;
-  float r = std::nearbyint(s);          // round half to even (default rounding mode)
+  float r = std::nearbyint(s);  // round half to even (default rounding mode)
   if (r <= 0.f) return 0;
   if (r >= 255.f) return 255;
   return uint8_t(r);
@@ -67,7 +73,7 @@ Tensor postprocess_float(const Tensor& decoded, bool denormalize) {
     for (int64_t y = 0; y < H; ++y)
       for (int64_t c = 0; c < C; ++c) {
         const int64_t src = (b * C + c) * plane + y * W;  // decoded[b, c, y, :]
-        float* dst = o + ((b * H + y) * W) * C + c;         // out[b, y, :, c]
+        float* dst = o + ((b * H + y) * W) * C + c;       // out[b, y, :, c]
         for (int64_t x = 0; x < W; ++x) {
           float v = load(decoded, src + x);
           dst[x * C] = denormalize ? denorm(dt, v) : v;  // .float() of the dtype value: exact
@@ -108,8 +114,7 @@ std::vector<Image> postprocess(const Tensor& decoded, bool denormalize) {
     // we only produce images from values in range.
     const float* p = f.f32();
     for (int64_t i = 0; i < f.numel(); ++i)
-      if (p[i] < 0.f || p[i] > 1.f)
-        fail("[image] postprocess: value ", p[i], " outside [0, 1] with denormalize off");
+      if (p[i] < 0.f || p[i] > 1.f) fail("[image] postprocess: value ", p[i], " outside [0, 1] with denormalize off");
   }
   return float_to_images(f);
 }

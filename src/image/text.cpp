@@ -10,13 +10,26 @@ size_t decode(const std::string& s, size_t i, uint32_t& cp) {
   const auto b = [&](size_t k) { return uint8_t(s[i + k]); };
   const size_t n = s.size() - i;
   uint8_t c = b(0);
-  if (c < 0x80) { cp = c; return 1; }
+  if (c < 0x80) {
+    cp = c;
+    return 1;
+  }
   size_t len;
   uint32_t min;
-  if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; min = 0x80; }
-  else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
-  else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; min = 0x10000; }
-  else return 0;
+  if ((c & 0xE0) == 0xC0) {
+    len = 2;
+    cp = c & 0x1F;
+    min = 0x80;
+  } else if ((c & 0xF0) == 0xE0) {
+    len = 3;
+    cp = c & 0x0F;
+    min = 0x800;
+  } else if ((c & 0xF8) == 0xF0) {
+    len = 4;
+    cp = c & 0x07;
+    min = 0x10000;
+  } else
+    return 0;
   if (n < len) return 0;
   for (size_t k = 1; k < len; ++k) {
     if ((b(k) & 0xC0) != 0x80) return 0;

@@ -15,7 +15,8 @@ inline void check_attention_args(const char* op, const Tensor& q, const Tensor& 
            shape_str(t->shape()));
   const int64_t B = q.dim(0), Hq = q.dim(2), D = q.dim(3), Hkv = k.dim(2);
   if (k.shape() != v.shape()) fail("[", op, "] k ", shape_str(k.shape()), " and v ", shape_str(v.shape()), " differ");
-  if (k.dim(0) != B || k.dim(3) != D) fail("[", op, "] q ", shape_str(q.shape()), " and k ", shape_str(k.shape()), " disagree");
+  if (k.dim(0) != B || k.dim(3) != D)
+    fail("[", op, "] q ", shape_str(q.shape()), " and k ", shape_str(k.shape()), " disagree");
   if (Hkv == 0 || Hq % Hkv != 0) fail("[", op, "] query heads ", Hq, " not a multiple of kv heads ", Hkv);
   if (!key_valid.empty() && int64_t(key_valid.size()) != B)
     fail("[", op, "] key_valid has ", key_valid.size(), " entries for batch ", B);

@@ -1,7 +1,7 @@
 #include "backend/cpu/kernels.h"
 #include "ops/attention_args.h"
-#include "ops/ops.h"
 #include "ops/backend.h"
+#include "ops/ops.h"
 
 namespace zimage::ops {
 

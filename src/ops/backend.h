@@ -59,8 +59,8 @@ F device_op(Device device, F OpTable::*m, const char* op) {
 
 // First line of an op in ops.h: `ZI_DEVICE_OP(x, linear, x, w, bias);` runs the device's entry
 // and returns its result when x is not on the CPU.
-#define ZI_DEVICE_OP(first, name, ...)                                                        \
-  do {                                                                                        \
-    if ((first).device() != ::zimage::Device::CPU) [[unlikely]]                               \
+#define ZI_DEVICE_OP(first, name, ...)                                                                      \
+  do {                                                                                                      \
+    if ((first).device() != ::zimage::Device::CPU) [[unlikely]]                                             \
       return ::zimage::ops::device_op((first).device(), &::zimage::ops::OpTable::name, #name)(__VA_ARGS__); \
   } while (0)

@@ -53,8 +53,8 @@ class ChannelsLastConv2d {
 Tensor group_norm_channels_last(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, float eps,
                                 bool silu);
 // The same into y (x's shape and dtype; y may be x itself: normalised in place).
-void group_norm_channels_last_into(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias,
-                                   float eps, bool silu, Tensor& y);
+void group_norm_channels_last_into(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, float eps,
+                                   bool silu, Tensor& y);
 
 // Group norm statistics per (image, group): pixel count (times channels per group), mean and the
 // sum of squared deviations M2. Statistics of separate pieces of an activation (tiles) merge into
@@ -62,7 +62,7 @@ void group_norm_channels_last_into(const Tensor& x, int64_t groups, const Tensor
 // every tile with the whole image's statistics.
 struct GroupNormStats {
   int64_t batch = 0, groups = 0;
-  std::vector<double> count, mean, m2;  // [batch * groups]
+  std::vector<double> count, mean, m2;      // [batch * groups]
   void merge(const GroupNormStats& other);  // into an empty object: a copy
 };
 // Rows [y0, y1) x columns [x0, x1) of an activation.

@@ -124,8 +124,8 @@ GroupNormStats group_stats_impl(const T* x, int64_t B, int64_t H, int64_t W, int
 }
 
 template <class T>
-void group_norm_apply_impl(const T* x, T* y, int64_t B, int64_t HW, int64_t C, const GroupNormStats& st,
-                           const float* w, const float* b, float eps, bool silu) {
+void group_norm_apply_impl(const T* x, T* y, int64_t B, int64_t HW, int64_t C, const GroupNormStats& st, const float* w,
+                           const float* b, float eps, bool silu) {
   const int64_t groups = st.groups, cpg = C / groups;
   std::vector<float> scale(size_t(B * C)), offset(size_t(B * C));
   for (int64_t n = 0; n < B; ++n)
@@ -220,8 +220,8 @@ Tensor group_norm_channels_last(const Tensor& x, int64_t groups, const Tensor& w
   return y;
 }
 
-void group_norm_channels_last_into(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias,
-                                   float eps, bool silu, Tensor& y) {
+void group_norm_channels_last_into(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, float eps,
+                                   bool silu, Tensor& y) {
   check_group_norm(x, groups, weight, bias, y);
   if (y.numel() == 0) return;
   group_norm_apply_channels_last_into(x, group_norm_stats_channels_last(x, groups), weight, bias, eps, silu, y);
@@ -230,7 +230,7 @@ void group_norm_channels_last_into(const Tensor& x, int64_t groups, const Tensor
 Tensor upsample_nearest2x_channels_last(const Tensor& x) {
   check_cl(x, "upsample");
   const int64_t B = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3);
-  const size_t px = size_t(C) * dtype_size(x.dtype());  // bytes of one pixel
+  const size_t px = size_t(C) * dtype_size(x.dtype());        // bytes of one pixel
   Tensor y = Tensor::empty(x.dtype(), {B, 2 * H, 2 * W, C});  // [B, 2H, 2W, C]
   const char* xp = static_cast<const char*>(x.raw());
   char* yp = static_cast<char*>(y.raw());

@@ -19,8 +19,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stri
   if (pad.top < 0 || pad.bottom < 0 || pad.left < 0 || pad.right < 0)
     fail("[conv2d] negative padding (", pad.top, ", ", pad.bottom, ", ", pad.left, ", ", pad.right, ")");
   if (bias && bias->numel() != w.dim(0)) fail("[conv2d] bias has ", bias->numel(), " elements, expected ", w.dim(0));
-  cpu::ConvShape s{x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(2), w.dim(3), stride, stride,
-                   pad.top,  pad.bottom, pad.left, pad.right};
+  cpu::ConvShape s{x.dim(0), x.dim(1), x.dim(2), x.dim(3),   w.dim(0), w.dim(2), w.dim(3),
+                   stride,   stride,   pad.top,  pad.bottom, pad.left, pad.right};
   if (s.H + s.pt + s.pb < s.kh || s.W + s.pl + s.pr < s.kw)
     fail("[conv2d] input ", shape_str(x.shape()), " (padded) is smaller than the kernel ", s.kh, "x", s.kw);
   Tensor y = Tensor::empty(DType::F32, {s.N, s.O, s.out_h(), s.out_w()});  // [B, O, OH, OW]

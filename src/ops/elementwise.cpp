@@ -1,8 +1,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "ops/ops.h"
 #include "ops/backend.h"
+#include "ops/ops.h"
 
 namespace zimage::ops {
 
@@ -16,7 +16,8 @@ void silu_(Tensor& x) {
 
 Tensor silu_mul(const Tensor& a, const Tensor& b) {
   ZI_DEVICE_OP(a, silu_mul, a, b);
-  if (a.shape() != b.shape()) fail("[silu_mul] shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " differ");
+  if (a.shape() != b.shape())
+    fail("[silu_mul] shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " differ");
   Tensor y = Tensor::empty(DType::F32, a.shape());
   const float* ap = a.f32();
   const float* bp = b.f32();

@@ -5,8 +5,8 @@
 
 namespace zimage::ops {
 
-Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, float eps,
-                  bool fuse_silu, DType storage) {
+Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, float eps, bool fuse_silu,
+                  DType storage) {
   if (x.dtype() != DType::F32) fail("[group_norm] input must be float32, got ", dtype_name(x.dtype()));
   if (x.ndim() < 2) fail("[group_norm] input must be [B, C, ...], got ", shape_str(x.shape()));
   const int64_t B = x.dim(0), C = x.dim(1);
@@ -63,7 +63,8 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const T
 
 Tensor upsample_nearest2x(const Tensor& x) {
   if (x.dtype() != DType::F32 || x.ndim() != 4)
-    fail("[upsample] input must be a float32 [B, C, H, W] tensor, got ", dtype_name(x.dtype()), " ", shape_str(x.shape()));
+    fail("[upsample] input must be a float32 [B, C, H, W] tensor, got ", dtype_name(x.dtype()), " ",
+         shape_str(x.shape()));
   const int64_t BC = x.dim(0) * x.dim(1), H = x.dim(2), W = x.dim(3);
   Tensor y = Tensor::empty(DType::F32, {x.dim(0), x.dim(1), 2 * H, 2 * W});  // [B, C, 2H, 2W]
   const float* xp = x.f32();

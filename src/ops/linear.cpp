@@ -6,8 +6,8 @@
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/kernels.h"
 #include "ops/attention_args.h"
-#include "ops/ops.h"
 #include "ops/backend.h"
+#include "ops/ops.h"
 
 namespace zimage::ops {
 
@@ -27,8 +27,8 @@ namespace {
 int64_t check_linear(const Tensor& x, const Tensor& w, const Tensor* bias) {
   if (w.ndim() != 2) fail("[linear] weight must have 2 dimensions but has shape ", shape_str(w.shape()));
   if (x.dtype() != DType::F32 && !(x.dtype() == DType::BF16 && w.dtype() == DType::BF16))
-    fail("[linear] input must be float32 (or bfloat16 with bfloat16 weights), got ", dtype_name(x.dtype()),
-         " with ", dtype_name(w.dtype()), " weights");
+    fail("[linear] input must be float32 (or bfloat16 with bfloat16 weights), got ", dtype_name(x.dtype()), " with ",
+         dtype_name(w.dtype()), " weights");
   const int64_t N = w.dim(0), K = w.dim(1);
   if (x.ndim() < 1 || x.dim(-1) != K)
     fail("[linear] input shape ", shape_str(x.shape()), " does not end in ", K, " (weight ", shape_str(w.shape()), ")");

@@ -6,8 +6,8 @@
 #include <cstring>
 
 #include "backend/cpu/kernels.h"
-#include "ops/ops.h"
 #include "ops/backend.h"
+#include "ops/ops.h"
 #include "ops/row_kernels.h"
 
 namespace zimage::ops {
@@ -131,15 +131,15 @@ Tensor silu_mul_as(const Tensor& a, const Tensor& b, DType storage) {
   ZI_DEVICE_OP(a, silu_mul_as, a, b, storage);
   check_storage("silu_mul", storage);
   if (storage == DType::F32) return silu_mul(a, b);
-  if (a.shape() != b.shape()) fail("[silu_mul] shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " differ");
+  if (a.shape() != b.shape())
+    fail("[silu_mul] shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " differ");
   Tensor y = Tensor::empty(DType::F32, a.shape());
   const float* ap = a.f32();
   const float* bp = b.f32();
   float* yp = y.f32();
   const int64_t n = a.numel();
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i += kSiluChunk)
-    silu_mul_bf16_chunk(ap + i, bp + i, yp + i, std::min(kSiluChunk, n - i));
+  for (int64_t i = 0; i < n; i += kSiluChunk) silu_mul_bf16_chunk(ap + i, bp + i, yp + i, std::min(kSiluChunk, n - i));
   return y;
 }
 
@@ -279,8 +279,8 @@ void head_norm_rope_bf16_(Tensor& x, const Tensor& weight, const Tensor& cs, flo
   const int64_t T = x.dim(0), H = x.dim(1), D = x.dim(2);
   const bool rope = cs.defined() && cs.numel() > 0;
   if (rope && (D % 2 != 0 || cs.dtype() != DType::F32 || cs.shape() != Shape{T, D / 2, 2}))
-    fail("[head_norm_rope] cos/sin table must be float32 ", shape_str({T, D / 2, 2}), ", got ",
-         dtype_name(cs.dtype()), " ", shape_str(cs.shape()));
+    fail("[head_norm_rope] cos/sin table must be float32 ", shape_str({T, D / 2, 2}), ", got ", dtype_name(cs.dtype()),
+         " ", shape_str(cs.shape()));
   const std::vector<float> w = affine("head_norm_rope", weight, D);
   float* xp = x.f32();
 #pragma omp parallel for schedule(static)

@@ -1,7 +1,7 @@
 #include <cmath>
 
-#include "ops/ops.h"
 #include "ops/backend.h"
+#include "ops/ops.h"
 #include "ops/row_kernels.h"
 
 namespace zimage::ops {

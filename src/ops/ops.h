@@ -54,10 +54,10 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
 
 // Elementwise helpers (f32).
-void silu_(Tensor& x);                                   // x = x * sigmoid(x)
-Tensor silu_mul(const Tensor& a, const Tensor& b);       // silu(a) * b  (SwiGLU)
-void add_(Tensor& x, const Tensor& y);                   // x += y (same shape)
-void round_to_bf16_(Tensor& x);                          // emulate a bf16 tensor's storage
+void silu_(Tensor& x);                              // x = x * sigmoid(x)
+Tensor silu_mul(const Tensor& a, const Tensor& b);  // silu(a) * b  (SwiGLU)
+void add_(Tensor& x, const Tensor& y);              // x += y (same shape)
+void round_to_bf16_(Tensor& x);                     // emulate a bf16 tensor's storage
 
 // Rotary position embedding, rotate-half convention (transformers' apply_rotary_pos_emb):
 // x = x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2]).

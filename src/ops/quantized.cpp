@@ -112,7 +112,8 @@ int64_t check(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias) {
     usable = w.row_bytes == size_t(K) && (w.scale.size() <= 1 || w.scale.size() == size_t(N));
   } else {
     const gguf::TypeTraits* tt = gguf::type_traits(w.ggml_type);
-    usable = tt && tt->dequantize && K % tt->block == 0 && w.row_bytes == size_t(K / tt->block * tt->bytes) && w.scale.empty();
+    usable = tt && tt->dequantize && K % tt->block == 0 && w.row_bytes == size_t(K / tt->block * tt->bytes) &&
+             w.scale.empty();
   }
   if (!usable || !w.data)
     fail("[linear] quantized weight [", N, ", ", K, "] of ", quantized_type_name(w.ggml_type), " is not usable");

@@ -28,12 +28,12 @@ struct QuantPack;  // quantized.cpp: the integer GEMM's packed copy, made on fir
 std::shared_ptr<QuantPack> new_quant_pack();
 
 struct QuantizedMatrix {
-  uint32_t ggml_type = 0;  // gguf::GgmlType, or fp8::kE4M3Type (core/fp8.h)
-  int64_t rows = 0, cols = 0;  // [N, K]: rows of K elements, each a whole number of blocks
+  uint32_t ggml_type = 0;         // gguf::GgmlType, or fp8::kE4M3Type (core/fp8.h)
+  int64_t rows = 0, cols = 0;     // [N, K]: rows of K elements, each a whole number of blocks
   const uint8_t* data = nullptr;  // rows * row_bytes bytes
   size_t row_bytes = 0;
   std::shared_ptr<const void> keepalive;  // the mapping `data` points into
-  DType compute = DType::F32;  // the tiles go to the GEMM as float32 or (rounded) bfloat16
+  DType compute = DType::F32;             // the tiles go to the GEMM as float32 or (rounded) bfloat16
   QuantCompute mode = QuantCompute::Auto;
   std::vector<float> scale;  // fp8 only: empty, one value (per tensor) or `rows` (per row)
   // The integer GEMM's packed copy (made on first use; copies of the matrix share it).

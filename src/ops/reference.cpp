@@ -114,7 +114,8 @@ Tensor rope_rotate_half(const Tensor& x, const Tensor& cos, const Tensor& sin) {
         const size_t o = size_t(((b * S + s) * H + h) * D);
         for (int64_t d = 0; d < D; ++d) {
           const double rot = d < half ? -double(xv[o + size_t(d + half)]) : double(xv[o + size_t(d - half)]);
-          y.f32()[o + size_t(d)] = float(xv[o + size_t(d)] * double(cv[size_t(s * D + d)]) + rot * sv[size_t(s * D + d)]);
+          y.f32()[o + size_t(d)] =
+              float(xv[o + size_t(d)] * double(cv[size_t(s * D + d)]) + rot * sv[size_t(s * D + d)]);
         }
       }
   return y;
@@ -142,7 +143,8 @@ Tensor modulate(const Tensor& x, const Tensor& scale, const std::vector<int64_t>
   int64_t r = 0;
   for (size_t b = 0; b < rows.size(); ++b)
     for (int64_t i = 0; i < rows[b]; ++i, ++r)
-      for (int64_t n = 0; n < N; ++n) y.f32()[r * N + n] = float(double(xv[size_t(r * N + n)]) * sv[b * size_t(N) + size_t(n)]);
+      for (int64_t n = 0; n < N; ++n)
+        y.f32()[r * N + n] = float(double(xv[size_t(r * N + n)]) * sv[b * size_t(N) + size_t(n)]);
   return y;
 }
 
@@ -178,7 +180,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* b, int64_t st, Pad
               for (int64_t j = 0; j < kw; ++j) {
                 const int64_t ih = oh * st + i - p.top, iw = ow * st + j - p.left;
                 if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                acc += double(xv[size_t(((n * C + c) * H + ih) * W + iw)]) * wv[size_t(((o * C + c) * kh + i) * kw + j)];
+                acc +=
+                    double(xv[size_t(((n * C + c) * H + ih) * W + iw)]) * wv[size_t(((o * C + c) * kh + i) * kw + j)];
               }
           y.f32()[((n * O + o) * OH + oh) * OW + ow] = float(acc);
         }
@@ -213,7 +216,8 @@ Tensor upsample_nearest2x(const Tensor& x) {
   Tensor y = Tensor::empty(DType::F32, {B, C, 2 * H, 2 * W});
   for (int64_t p = 0; p < B * C; ++p)
     for (int64_t h = 0; h < 2 * H; ++h)
-      for (int64_t w = 0; w < 2 * W; ++w) y.f32()[(p * 2 * H + h) * 2 * W + w] = xv[size_t((p * H + h / 2) * W + w / 2)];
+      for (int64_t w = 0; w < 2 * W; ++w)
+        y.f32()[(p * 2 * H + h) * 2 * W + w] = xv[size_t((p * H + h / 2) * W + w / 2)];
   return y;
 }
 

@@ -1,5 +1,5 @@
-#include "ops/ops.h"
 #include "ops/backend.h"
+#include "ops/ops.h"
 
 namespace zimage::ops {
 

@@ -1,7 +1,7 @@
 // Rotary position embedding on interleaved pairs (x[2i], x[2i+1]) as complex multiplication,
 // the form Z-Image uses (torch.view_as_complex(x.reshape(..., -1, 2)) * freqs_cis).
-#include "ops/ops.h"
 #include "ops/backend.h"
+#include "ops/ops.h"
 #include "ops/row_kernels.h"
 
 namespace zimage::ops {

@@ -31,7 +31,8 @@ int64_t nearest_multiple_of_16(int side) {
 void check_compute_dtype(const char* option, const std::string& s) {
   if (s == "bfloat16" || s == "bf16" || s == "float32" || s == "fp32" || s == "f32" || s == "float") return;
   if (s == "float16" || s == "fp16" || s == "f16" || s == "half")
-    fail("[from_pretrained] ", option, " '", s, "' is not supported: no backend of this build computes in float16; "
+    fail("[from_pretrained] ", option, " '", s,
+         "' is not supported: no backend of this build computes in float16; "
          "use bfloat16 (same memory, float32 range) or float32");
   fail("[from_pretrained] ", option, " '", s, "' is not a dtype (use bfloat16 or float32)");
 }
@@ -46,8 +47,8 @@ void validate_pretrained_options(const PretrainedOptions& o) {
   check_compute_dtype("vae_dtype", o.vae_dtype);
   const int max_threads = max_num_threads();
   if (o.num_threads < 0 || o.num_threads > max_threads)
-    fail("[from_pretrained] num_threads must be 0 (all cores) or 1..", max_threads, " (4 x the ",
-         max_threads / 4, " hardware threads), got ", o.num_threads);
+    fail("[from_pretrained] num_threads must be 0 (all cores) or 1..", max_threads, " (4 x the ", max_threads / 4,
+         " hardware threads), got ", o.num_threads);
   for (const auto& l : o.loras) {
     if (l.path.empty()) fail("[lora] a LoRA has an empty file name");
     if (!std::isfinite(l.scale)) fail("[lora] ", l.path, ": scale ", l.scale, " is not a finite number");
@@ -78,26 +79,33 @@ void validate_call_params(const CallParams& p) {
     if (w <= 0) fail("[pipeline] width must be positive, got ", w);
     if (h % 16 != 0) fail("[pipeline] height must be divisible by 16 (got ", h, "); use ", nearest_multiple_of_16(h));
     if (w % 16 != 0) fail("[pipeline] width must be divisible by 16 (got ", w, "); use ", nearest_multiple_of_16(w));
-    if (h > kMaxSide || w > kMaxSide) fail("[pipeline] ", w, "x", h, " is larger than the supported ", kMaxSide, "x", kMaxSide);
+    if (h > kMaxSide || w > kMaxSide)
+      fail("[pipeline] ", w, "x", h, " is larger than the supported ", kMaxSide, "x", kMaxSide);
   }
   if (p.sigmas) {
     if (p.sigmas->empty()) fail("[pipeline] sigmas is empty");
     for (float s : *p.sigmas)
       if (!std::isfinite(s) || s < 0 || s > 1) fail("[pipeline] sigmas must be finite values in [0, 1], got ", s);
   } else {
-    if (p.num_inference_steps < 1) fail("[pipeline] num_inference_steps must be at least 1, got ", p.num_inference_steps);
-    if (p.num_inference_steps > kMaxSteps) fail("[pipeline] num_inference_steps ", p.num_inference_steps, " exceeds ", kMaxSteps);
+    if (p.num_inference_steps < 1)
+      fail("[pipeline] num_inference_steps must be at least 1, got ", p.num_inference_steps);
+    if (p.num_inference_steps > kMaxSteps)
+      fail("[pipeline] num_inference_steps ", p.num_inference_steps, " exceeds ", kMaxSteps);
   }
-  if (!std::isfinite(p.guidance_scale)) fail("[pipeline] guidance_scale must be a finite number, got ", p.guidance_scale);
-  if (!std::isfinite(p.cfg_truncation)) fail("[pipeline] cfg_truncation must be a finite number, got ", p.cfg_truncation);
+  if (!std::isfinite(p.guidance_scale))
+    fail("[pipeline] guidance_scale must be a finite number, got ", p.guidance_scale);
+  if (!std::isfinite(p.cfg_truncation))
+    fail("[pipeline] cfg_truncation must be a finite number, got ", p.cfg_truncation);
   if (p.num_images_per_prompt < 1 || p.num_images_per_prompt > kMaxImages)
     fail("[pipeline] num_images_per_prompt must be in [1, ", kMaxImages, "], got ", p.num_images_per_prompt);
   if (p.max_sequence_length < 1 || p.max_sequence_length > kMaxSequence)
     fail("[pipeline] max_sequence_length must be in [1, ", kMaxSequence, "], got ", p.max_sequence_length);
   if (!p.negative_prompt.empty() && int64_t(p.negative_prompt.size()) != batch && p.negative_prompt.size() != 1)
-    fail("[pipeline] ", p.negative_prompt.size(), " negative prompts for ", batch, " prompts (give one, or one per prompt)");
+    fail("[pipeline] ", p.negative_prompt.size(), " negative prompts for ", batch,
+         " prompts (give one, or one per prompt)");
   if (p.guidance_scale > 0 && have_embeds && !p.negative_prompt_embeds)
-    fail("[pipeline] when prompt_embeds is given without prompt, negative_prompt_embeds must be given for guidance > 0");
+    fail(
+        "[pipeline] when prompt_embeds is given without prompt, negative_prompt_embeds must be given for guidance > 0");
   if (p.negative_prompt_embeds && int64_t(p.negative_prompt_embeds->size()) != batch)
     fail("[pipeline] ", p.negative_prompt_embeds->size(), " negative_prompt_embeds for ", batch, " prompts");
   const int64_t images = batch * p.num_images_per_prompt;
@@ -106,14 +114,16 @@ void validate_call_params(const CallParams& p) {
          " images: give one seed, or one per image (prompts x num_images_per_prompt)");
   if (p.mask_image && !p.image) fail("[pipeline] mask_image is given without an image to inpaint");
   if (p.masked_image_latents && !p.mask_image) fail("[pipeline] masked_image_latents is given without a mask_image");
-  if (p.strength && !p.image) fail("[pipeline] strength is set but no image is given (it applies to img2img and inpainting)");
+  if (p.strength && !p.image)
+    fail("[pipeline] strength is set but no image is given (it applies to img2img and inpainting)");
   auto check = [](const Image& im, const char* what, int min_side) {
     if (im.width <= 0 || im.height <= 0 || im.channels < 1 || im.channels > 4 ||
         im.pixels.size() != size_t(im.width) * size_t(im.height) * size_t(im.channels))
       fail("[pipeline] ", what, " is not a valid image (", im.width, "x", im.height, ", ", im.channels, " channels, ",
            im.pixels.size(), " bytes)");
     if (im.width > kMaxSide || im.height > kMaxSide)
-      fail("[pipeline] ", what, " is ", im.width, "x", im.height, ", larger than the supported ", kMaxSide, "x", kMaxSide);
+      fail("[pipeline] ", what, " is ", im.width, "x", im.height, ", larger than the supported ", kMaxSide, "x",
+           kMaxSide);
     if (im.width < min_side || im.height < min_side)
       fail("[pipeline] ", what, " is ", im.width, "x", im.height, ": its sides must be at least ", min_side, " pixels");
   };
@@ -125,8 +135,9 @@ void validate_call_params(const CallParams& p) {
       fail("[pipeline] controlnet_conditioning_scale must be a finite number in [-1000, 1000], got ", s);
     check(*p.control_image, "control image", 1);  // resized to the output size, like the inpainting inputs
     if (p.image && !p.mask_image)
-      fail("[pipeline] control_image with an init image but no mask_image: ControlNet inpainting takes image, "
-           "mask_image and control_image (diffusers has no ControlNet img2img pipeline for Z-Image)");
+      fail(
+          "[pipeline] control_image with an init image but no mask_image: ControlNet inpainting takes image, "
+          "mask_image and control_image (diffusers has no ControlNet img2img pipeline for Z-Image)");
     if (p.strength) fail("[pipeline] strength is not a parameter of the ControlNet pipelines (they start from noise)");
     if (p.masked_image_latents)
       fail("[pipeline] masked_image_latents is not a parameter of the ControlNet inpainting pipeline");
@@ -149,7 +160,9 @@ void validate_call_params(const CallParams& p) {
     if ((p.height && *p.height != ih) || (p.width && *p.width != iw))
       fail("[pipeline] the requested size ", p.width.value_or(iw), "x", p.height.value_or(ih),
            " (width x height) differs from the init image's ", p.image->width, "x", p.image->height,
-           iw != p.image->width || ih != p.image->height ? " (resized to " + std::to_string(iw) + "x" + std::to_string(ih) + ")" : std::string(),
+           iw != p.image->width || ih != p.image->height
+               ? " (resized to " + std::to_string(iw) + "x" + std::to_string(ih) + ")"
+               : std::string(),
            "; the output has the image's size: leave height and width unset");
     const int n = p.sigmas ? int(p.sigmas->size()) : p.num_inference_steps;
     const int kept = n - edit_start_step(n, strength);
@@ -159,7 +172,8 @@ void validate_call_params(const CallParams& p) {
   }
   for (auto& g : p.generator)
     if (g.device != "cpu")
-      fail("[pipeline] generator device '", g.device, "': only torch.Generator(\"cpu\") streams are reproduced (CUDA Philox is not implemented yet)");
+      fail("[pipeline] generator device '", g.device,
+           "': only torch.Generator(\"cpu\") streams are reproduced (CUDA Philox is not implemented yet)");
 }
 
 }  // namespace zimage

@@ -29,7 +29,8 @@ std::string describe_model(const std::string& path_or_id, const PretrainedOption
   Qwen2Tokenizer::from_folder(mi.component_dir("tokenizer"));
   std::map<std::string, WeightStore> weights;
   weights.emplace("text_encoder", Qwen3TextEncoder::open_weights(mi.component_dir("text_encoder"), cfgs.text_encoder));
-  weights.emplace("transformer", ZImageTransformer2DModel::open_weights(mi.component_dir("transformer"), cfgs.transformer));
+  weights.emplace("transformer",
+                  ZImageTransformer2DModel::open_weights(mi.component_dir("transformer"), cfgs.transformer));
   weights.emplace("vae", AutoencoderKL::open_weights(mi.component_dir("vae"), cfgs.vae));
 
   nlohmann::ordered_json j;

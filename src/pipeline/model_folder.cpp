@@ -1,15 +1,15 @@
 #include "pipeline/model_folder.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <vector>
 
 #include "core/error.h"
-#include "hub/hub.h"
 #include "core/file_io.h"
+#include "hub/hub.h"
 
 namespace zimage {
 namespace fs = std::filesystem;
@@ -57,16 +57,19 @@ std::string resolve_model_folder(const std::string& path_or_id, const ResolveOpt
     return fs::weakly_canonical(p).string();
   }
   if (fs::exists(path_or_id, ec) && !fs::is_regular_file(path_or_id, ec))
-    fail("[from_pretrained] '", path_or_id, "' is not a folder (pass the diffusers folder that holds model_index.json)");
+    fail("[from_pretrained] '", path_or_id,
+         "' is not a folder (pass the diffusers folder that holds model_index.json)");
   if (fs::exists(path_or_id, ec)) {
     const std::string ext = fs::path(path_or_id).extension().string();
     if (ext == ".safetensors" || ext == ".gguf" || ext == ".ckpt" || ext == ".pt" || ext == ".bin")
       fail("[from_pretrained] '", path_or_id, "' is a file, not a model folder: loading a single ", ext,
            " checkpoint is not supported yet; pass the diffusers folder that holds model_index.json");
-    fail("[from_pretrained] '", path_or_id, "' is a file, not a model folder (pass the diffusers folder that holds model_index.json)");
+    fail("[from_pretrained] '", path_or_id,
+         "' is a file, not a model folder (pass the diffusers folder that holds model_index.json)");
   }
   if (!looks_like_hub_id(path_or_id))
-    fail("[from_pretrained] model folder '", path_or_id, "' does not exist (and is not a hub id like 'Tongyi-MAI/Z-Image-Turbo')");
+    fail("[from_pretrained] model folder '", path_or_id,
+         "' does not exist (and is not a hub id like 'Tongyi-MAI/Z-Image-Turbo')");
   // The Hugging Face cache first (no network when the snapshot is complete), else download it
   // (hub::pull: refused offline, with an error naming the missing files).
   std::string snap = opt.force_download ? std::string() : cached_snapshot(path_or_id, opt);
@@ -125,7 +128,8 @@ ModelIndex read_model_index(const std::string& folder) {
   if (!cls.is_string()) bad("_class_name", "should be a string, got " + json_excerpt(cls));
   mi.class_name = cls.get<std::string>();
   if (std::find(kPipelineClasses.begin(), kPipelineClasses.end(), mi.class_name) == kPipelineClasses.end())
-    bad("_class_name", "= \"" + mi.class_name + "\" is not a Z-Image pipeline (expected " + one_of(kPipelineClasses) + ")");
+    bad("_class_name",
+        "= \"" + mi.class_name + "\" is not a Z-Image pipeline (expected " + one_of(kPipelineClasses) + ")");
   for (auto& [k, v] : j.items()) {
     if (k.empty() || k[0] == '_') continue;
     if (v.is_array() && v.size() == 2 && v[0].is_string() && v[1].is_string())
@@ -142,7 +146,8 @@ ModelIndex read_model_index(const std::string& folder) {
       bad(need.name, "= " + json_excerpt(v) + " is not supported (expected " + expected + ")");
     const std::string dir = mi.component_dir(need.name);
     if (!fs::is_directory(dir, ec)) {
-      if (fs::exists(dir, ec)) fail("[from_pretrained] ", dir, " is not a folder (model_index.json names the '", need.name, "' component)");
+      if (fs::exists(dir, ec))
+        fail("[from_pretrained] ", dir, " is not a folder (model_index.json names the '", need.name, "' component)");
       fail("[from_pretrained] ", folder, " is missing the '", need.name, "/' folder named in model_index.json");
     }
   }

@@ -3,10 +3,10 @@
 #include <cstdint>
 
 namespace zimage {
-constexpr int kMaxSide = 8192;        // pixels; larger requests are refused before allocating
+constexpr int kMaxSide = 8192;  // pixels; larger requests are refused before allocating
 constexpr int kMaxSteps = 1000;
-constexpr int kMaxImages = 64;        // per prompt
-constexpr int kMaxSequence = 8192;    // tokens
+constexpr int kMaxImages = 64;      // per prompt
+constexpr int kMaxSequence = 8192;  // tokens
 struct CallParams;
 // The strength of an img2img / inpaint call (given, or diffusers' default: 0.6, inpainting 1.0).
 double edit_strength(const CallParams& p);

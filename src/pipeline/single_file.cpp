@@ -2,12 +2,12 @@
 #include "pipeline/single_file.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <optional>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/config.h"
@@ -37,7 +37,8 @@ struct Shapes {
   Shape get(const std::string& n, size_t ndim) const {
     if (!ws.has(n)) bad("missing tensor '" + n + "'");
     const Shape s = ws.info(n).shape;
-    if (s.size() != ndim) bad("tensor '" + n + "' has shape " + shape_str(s) + ", expected " + std::to_string(ndim) + " dimensions");
+    if (s.size() != ndim)
+      bad("tensor '" + n + "' has shape " + shape_str(s) + ", expected " + std::to_string(ndim) + " dimensions");
     return s;
   }
   // The number of consecutive indices i (from 0) for which prefix + i + suffix exists; another
@@ -87,8 +88,8 @@ ZImageTransformerConfig infer_transformer_config(const std::string& file) {
     const std::string key = n.substr(pre.size(), n.size() - pre.size() - suf.size());
     int64_t p = 0, f = 0;
     char dash = 0, extra = 0;
-    if (std::sscanf(key.c_str(), "%ld%c%ld%c", &p, &dash, &f, &extra) != 3 || dash != '-' || p < 1 || p > 64 || f < 1 || f > 64 ||
-        ZImageTransformerConfig::patch_key(p, f) != key)
+    if (std::sscanf(key.c_str(), "%ld%c%ld%c", &p, &dash, &f, &extra) != 3 || dash != '-' || p < 1 || p > 64 || f < 1 ||
+        f > 64 || ZImageTransformerConfig::patch_key(p, f) != key)
       s.bad("tensor '" + n + "': '" + key + "' is not a patch key 'p-f'");
     const Shape w = s.get(n, 2);
     if (w[0] != c.dim)
@@ -130,13 +131,22 @@ int64_t meta_int(const gguf::File& g, const std::string& key) {
   if (it == g.metadata().end()) return -1;
   const gguf::Value& v = it->second;
   switch (v.type) {
-    case gguf::ValueType::U8: case gguf::ValueType::U16: case gguf::ValueType::U32: case gguf::ValueType::U64:
-      if (v.u > uint64_t(1) << 40) fail("[text_encoder] ", g.path(), ": metadata ", key, " = ", v.u, " is out of range");
+    case gguf::ValueType::U8:
+    case gguf::ValueType::U16:
+    case gguf::ValueType::U32:
+    case gguf::ValueType::U64:
+      if (v.u > uint64_t(1) << 40)
+        fail("[text_encoder] ", g.path(), ": metadata ", key, " = ", v.u, " is out of range");
       return int64_t(v.u);
-    case gguf::ValueType::I8: case gguf::ValueType::I16: case gguf::ValueType::I32: case gguf::ValueType::I64:
-      if (v.i < 0 || v.i > int64_t(1) << 40) fail("[text_encoder] ", g.path(), ": metadata ", key, " = ", v.i, " is out of range");
+    case gguf::ValueType::I8:
+    case gguf::ValueType::I16:
+    case gguf::ValueType::I32:
+    case gguf::ValueType::I64:
+      if (v.i < 0 || v.i > int64_t(1) << 40)
+        fail("[text_encoder] ", g.path(), ": metadata ", key, " = ", v.i, " is out of range");
       return v.i;
-    default: fail("[text_encoder] ", g.path(), ": metadata ", key, " is not an integer");
+    default:
+      fail("[text_encoder] ", g.path(), ": metadata ", key, " is not an integer");
   }
 }
 std::optional<double> meta_float(const gguf::File& g, const std::string& key) {
@@ -175,7 +185,7 @@ Qwen3Config infer_text_encoder_config(const std::string& file) {
                       {"num_key_value_heads", kv_heads},
                       {"head_dim", head_dim},
                       {"attention_bias", ws.has(l0 + "self_attn.q_proj.bias")},
-                      {"rms_norm_eps", 1e-6},      // Qwen3-4B's
+                      {"rms_norm_eps", 1e-6},     // Qwen3-4B's
                       {"rope_theta", 1000000.0},  // Qwen3-4B's
                       {"max_position_embeddings", 40960},
                       {"hidden_act", "silu"}};
@@ -184,14 +194,15 @@ Qwen3Config infer_text_encoder_config(const std::string& file) {
     std::string arch = "qwen3";
     if (auto it = g.metadata().find("general.architecture"); it != g.metadata().end()) {
       if (it->second.type != gguf::ValueType::STRING || it->second.s != "qwen3")
-        fail("[text_encoder] ", file, ": general.architecture is '", it->second.s, "', expected 'qwen3' (a Qwen3 text encoder)");
+        fail("[text_encoder] ", file, ": general.architecture is '", it->second.s,
+             "', expected 'qwen3' (a Qwen3 text encoder)");
       arch = it->second.s;
     }
     auto check = [&](const std::string& key, int64_t from_shapes, const std::string& tensor) {
       const int64_t v = meta_int(g, arch + "." + key);
       if (v >= 0 && v != from_shapes)
-        fail("[text_encoder] ", file, ": metadata ", arch, ".", key, " = ", v, " disagrees with the tensors (", tensor, ": ",
-             from_shapes, ")");
+        fail("[text_encoder] ", file, ": metadata ", arch, ".", key, " = ", v, " disagrees with the tensors (", tensor,
+             ": ", from_shapes, ")");
     };
     check("block_count", layers, "blk.N layers");
     check("embedding_length", hidden, "token_embd.weight columns");
@@ -227,9 +238,11 @@ nlohmann::json infer_vae_config_json(const std::string& file) {
       n_blocks = std::max<int64_t>(n_blocks, std::stoll(rest.substr(0, dot)) + 1);
     }
   }
-  if (n_blocks == 0) s.bad("missing tensor 'encoder.down_blocks.0.resnets.0.conv1.weight' (or encoder.down.0.block.0.conv1.weight)");
+  if (n_blocks == 0)
+    s.bad("missing tensor 'encoder.down_blocks.0.resnets.0.conv1.weight' (or encoder.down.0.block.0.conv1.weight)");
   if (n_blocks > AutoencoderKLConfig::kMaxBlocks)
-    s.bad(std::string("it has ") + std::to_string(n_blocks) + " encoder down blocks (at most " + std::to_string(AutoencoderKLConfig::kMaxBlocks) + ")");
+    s.bad(std::string("it has ") + std::to_string(n_blocks) + " encoder down blocks (at most " +
+          std::to_string(AutoencoderKLConfig::kMaxBlocks) + ")");
   AutoencoderKLConfig layout;
   layout.block_out_channels.assign(size_t(n_blocks), 0);
   AutoencoderKL::convert_ldm_layout(ws, layout);
@@ -240,10 +253,11 @@ nlohmann::json infer_vae_config_json(const std::string& file) {
   const int64_t latent = s.get("decoder.conv_in.weight", 4)[1];
   const Shape enc_out = s.get("encoder.conv_out.weight", 4);
   if (enc_out[0] != 2 * latent)
-    s.bad(std::string("tensor 'encoder.conv_out.weight' has shape ") + shape_str(enc_out) + ", expected " + std::to_string(2 * latent) +
-          " rows (2 x the latent channels of decoder.conv_in.weight)");
+    s.bad(std::string("tensor 'encoder.conv_out.weight' has shape ") + shape_str(enc_out) + ", expected " +
+          std::to_string(2 * latent) + " rows (2 x the latent channels of decoder.conv_in.weight)");
   if (latent != 16)
-    s.bad(std::string("the latent has ") + std::to_string(latent) + " channels (decoder.conv_in.weight); without -m only the Flux VAE's 16 "
+    s.bad(std::string("the latent has ") + std::to_string(latent) +
+          " channels (decoder.conv_in.weight); without -m only the Flux VAE's 16 "
           "are known (scaling_factor 0.3611, shift_factor 0.1159): give -m MODEL for another VAE's config");
   const std::vector<std::string> down(size_t(n_blocks), "DownEncoderBlock2D"), up(size_t(n_blocks), "UpDecoderBlock2D");
   return {{"_class_name", "AutoencoderKL"},

@@ -2,14 +2,16 @@
 // pipelines/z_image/pipeline_z_image.py (__call__, encode_prompt, prepare_latents).
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
 
 #include "core/config.h"
+#include "image/image_processor.h"
+#include "image/postprocess.h"
 #include "ops/ops.h"
 #include "pipeline/model_configs.h"
 #include "pipeline/model_folder.h"
@@ -21,8 +23,6 @@
 #include "tokenizer/tokenizer.h"
 #include "transformer/transformer_z_image.h"
 #include "vae/autoencoder_kl.h"
-#include "image/image_processor.h"
-#include "image/postprocess.h"
 #include "zimage/pipeline.h"
 
 namespace zimage {
@@ -46,7 +46,7 @@ bool known_attention_name(const std::string& n) {
 
 VaeDecodeOptions vae_decode_options(const VaeTilingOptions& o) {
   VaeDecodeOptions d;
-  d.tiling = o.tiling == "on" ? VaeDecodeOptions::Tiling::On
+  d.tiling = o.tiling == "on"    ? VaeDecodeOptions::Tiling::On
              : o.tiling == "off" ? VaeDecodeOptions::Tiling::Off
                                  : VaeDecodeOptions::Tiling::Auto;
   d.tile_mode = o.mode == "diffusers" ? VaeDecodeOptions::TileMode::Diffusers : VaeDecodeOptions::TileMode::Seamless;
@@ -59,8 +59,10 @@ VaeDecodeOptions vae_decode_options(const VaeTilingOptions& o) {
 struct ZImagePipeline::Impl {
   std::string folder;  // "" when loaded from single files (no model folder)
   ModelIndex index;
-  ModelConfigs cfgs;   // the folder's configs, or those inferred from the single files
-  std::string dir(const char* component) const { return folder.empty() ? std::string() : index.component_dir(component); }
+  ModelConfigs cfgs;  // the folder's configs, or those inferred from the single files
+  std::string dir(const char* component) const {
+    return folder.empty() ? std::string() : index.component_dir(component);
+  }
   PretrainedOptions opts;
   DType compute = DType::BF16, vae_compute = DType::F32;
   std::string attention = "native";
@@ -94,7 +96,8 @@ struct ZImagePipeline::Impl {
 
   Qwen3TextEncoder& te() {
     if (!text_encoder)
-      text_encoder = Qwen3TextEncoder::load_with_config(cfgs.text_encoder, dir("text_encoder"), compute, opts.text_encoder_file);
+      text_encoder =
+          Qwen3TextEncoder::load_with_config(cfgs.text_encoder, dir("text_encoder"), compute, opts.text_encoder_file);
     return *text_encoder;
   }
   // LoRA adapters in load order: merged ones go into the transformer's weights when it loads,
@@ -127,7 +130,8 @@ struct ZImagePipeline::Impl {
     if (merged)  // read here too, so a bad file fails now, not at the transformer's (re)load
       weights::LoraSet::load({{path, scale, a.name}}, transformer_specs);
     else
-      a.set = std::make_shared<const weights::LoraSet>(weights::LoraSet::load({{path, scale, a.name}}, transformer_specs));
+      a.set =
+          std::make_shared<const weights::LoraSet>(weights::LoraSet::load({{path, scale, a.name}}, transformer_specs));
     return a;
   }
   void attach(const Adapter& a) {
@@ -175,7 +179,8 @@ struct ZImagePipeline::Impl {
   void attach_controlnet(const std::string& dir) {
     std::error_code ec;
     if (std::filesystem::is_regular_file(dir, ec))
-      fail("[controlnet] '", dir, "' is a file: a ControlNet loads from its diffusers folder (config.json + "
+      fail("[controlnet] '", dir,
+           "' is a file: a ControlNet loads from its diffusers folder (config.json + "
            "diffusion_pytorch_model.safetensors); diffusers' from_single_file takes the config of a single file "
            "from the hub (hlky/Z-Image-Turbo-Fun-Controlnet-Union*), which this build does not do; make a folder "
            "with diffusers: ZImageControlNetModel.from_single_file(file).save_pretrained(folder)");
@@ -201,8 +206,8 @@ struct ZImagePipeline::Impl {
     for (auto& p : prompts) {
       TokenizedPrompt tp = tokenizer->encode_prompt(p, max_len);
       if (tp.num_dropped > 0)
-        warnings.push_back("prompt truncated to " + std::to_string(max_len) + " tokens: " +
-                           std::to_string(tp.num_dropped) + " tokens dropped");
+        warnings.push_back("prompt truncated to " + std::to_string(max_len) +
+                           " tokens: " + std::to_string(tp.num_dropped) + " tokens dropped");
       out.push_back(te().encode(tp.input_ids, tp.num_real));
     }
     return out;
@@ -235,14 +240,16 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
   } else {  // single files: every component's weights given, their configs inferred (pipeline/single_file.h)
     std::string missing;
     using File = std::pair<const std::string*, const char*>;
-    for (const File& e : {File{&o.transformer_file, "transformer_file (--transformer)"},
-                          File{&o.text_encoder_file, "text_encoder_file (--text-encoder)"}, File{&o.vae_file, "vae_file (--vae)"}})
+    for (const File& e :
+         {File{&o.transformer_file, "transformer_file (--transformer)"},
+          File{&o.text_encoder_file, "text_encoder_file (--text-encoder)"}, File{&o.vae_file, "vae_file (--vae)"}})
       if (e.first->empty()) {
         if (!missing.empty()) missing += ", ";
         missing += e.second;
       }
     if (!missing.empty())
-      fail("[from_pretrained] no model folder or hub id: give one, or every component as a single file (missing: ", missing, ")");
+      fail("[from_pretrained] no model folder or hub id: give one, or every component as a single file (missing: ",
+           missing, ")");
     if (o.tokenizer.empty() && !is_gguf_file(o.text_encoder_file))
       fail("[from_pretrained] no tokenizer: the text encoder '", o.text_encoder_file,
            "' is not a GGUF file (only a GGUF carries its tokenizer); give a tokenizer/ folder (tokenizer.json + "
@@ -271,9 +278,9 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
   m.scheduler_cfg = cfgs.scheduler;
   m.transformer_cfg = cfgs.transformer;
   if (!o.controlnet.empty()) m.attach_controlnet(o.controlnet);  // a mismatch fails before the base model loads
-  m.tokenizer = !o.tokenizer.empty()    ? Qwen2Tokenizer::from_folder(o.tokenizer)
-                : m.folder.empty()      ? Qwen2Tokenizer::from_gguf(o.text_encoder_file)
-                                        : Qwen2Tokenizer::from_folder(m.index.component_dir("tokenizer"));
+  m.tokenizer = !o.tokenizer.empty() ? Qwen2Tokenizer::from_folder(o.tokenizer)
+                : m.folder.empty()   ? Qwen2Tokenizer::from_gguf(o.text_encoder_file)
+                                     : Qwen2Tokenizer::from_folder(m.index.component_dir("tokenizer"));
   m.transformer_specs = ZImageTransformer2DModel::expected_tensors(cfgs.transformer);
   for (const auto& l : o.loras) m.adapters.push_back(m.make_adapter(l.path, l.scale, l.name, o.lora_mode == "merge"));
   if (!o.low_memory) {  // load once, reuse across calls
@@ -299,11 +306,13 @@ void ZImagePipeline::set_adapters(const std::vector<std::string>& names, const s
   auto lock = impl_->lock_for("set_adapters()");
   Impl& m = *impl_;
   if (weights.size() > 1 && weights.size() != names.size())
-    fail("[lora] set_adapters: ", names.size(), " adapter names but ", weights.size(), " weights (give one per name, one for all, or none)");
+    fail("[lora] set_adapters: ", names.size(), " adapter names but ", weights.size(),
+         " weights (give one per name, one for all, or none)");
   std::map<std::string, double> want;
   for (size_t i = 0; i < names.size(); ++i) {
     const double w = weights.empty() ? 1.0 : weights[weights.size() == 1 ? 0 : i];
-    if (!m.find_adapter(names[i])) fail("[lora] set_adapters: no adapter named '", names[i], "' (loaded: ", m.adapter_names(), ")");
+    if (!m.find_adapter(names[i]))
+      fail("[lora] set_adapters: no adapter named '", names[i], "' (loaded: ", m.adapter_names(), ")");
     if (!std::isfinite(w)) fail("[lora] set_adapters: adapter '", names[i], "': weight ", w, " is not a finite number");
     if (!want.emplace(names[i], w).second) fail("[lora] set_adapters: adapter '", names[i], "' is named twice");
   }
@@ -311,8 +320,9 @@ void ZImagePipeline::set_adapters(const std::vector<std::string>& names, const s
     if (!a.merged) continue;
     auto it = want.find(a.name);
     if (it == want.end() || it->second != a.scale)
-      fail("[lora] set_adapters: adapter '", a.name, "' was merged into the weights at load (lora_mode merge): its scale ",
-           a.scale, " is fixed (asked: ", it == want.end() ? std::string("inactive") : std::to_string(it->second),
+      fail("[lora] set_adapters: adapter '", a.name,
+           "' was merged into the weights at load (lora_mode merge): its scale ", a.scale,
+           " is fixed (asked: ", it == want.end() ? std::string("inactive") : std::to_string(it->second),
            "); load it with lora_mode runtime or load_lora_weights to change it, or delete_adapters it");
   }
   for (auto& a : m.adapters) {
@@ -350,7 +360,8 @@ ZImagePipeline& ZImagePipeline::to(const std::string& device) {
     return *this;
   }
   if (device == "cuda" || device.rfind("cuda:", 0) == 0)
-    fail("[pipeline] device '", device, "' is not available: the pipeline runs on the CPU (the CUDA backend, "
+    fail("[pipeline] device '", device,
+         "' is not available: the pipeline runs on the CPU (the CUDA backend, "
          "-DZIMAGE_CUDA=ON, runs the transformer's ops but is not wired into the pipeline yet)");
   fail("[pipeline] unknown device '", device, "' (expected cpu or cuda)");
 }
@@ -425,8 +436,9 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
   const bool control = p.control_image.has_value();
   if (control) {
     if (!controlnet_cfg)
-      fail("[pipeline] control_image is given but no ControlNet is attached (PretrainedOptions::controlnet, "
-           "load_controlnet, CLI --controlnet)");
+      fail(
+          "[pipeline] control_image is given but no ControlNet is attached (PretrainedOptions::controlnet, "
+          "load_controlnet, CLI --controlnet)");
     const int64_t want = 2 * in_channels + 1;
     if (p.mask_image && controlnet_cfg->control_in_dim != want)
       fail("[pipeline] ControlNet inpainting needs a ControlNet with control_in_dim ", want,
@@ -442,7 +454,8 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     width = int(p.image->width - p.image->width % vae_scale);
     height = int(p.image->height - p.image->height % vae_scale);
     if (width < vae_scale || height < vae_scale)
-      fail("[pipeline] init image is ", p.image->width, "x", p.image->height, ": this model needs sides of at least ", vae_scale);
+      fail("[pipeline] init image is ", p.image->width, "x", p.image->height, ": this model needs sides of at least ",
+           vae_scale);
     if ((p.height && *p.height != height) || (p.width && *p.width != width))
       fail("[pipeline] the requested size ", p.width.value_or(width), "x", p.height.value_or(height),
            " (width x height) differs from the init image's ", width, "x", height,
@@ -450,10 +463,13 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     init_rgb = resize_lanczos(to_rgb(*p.image), width, height);
     if (p.mask_image) mask_rgb = resize_lanczos(to_rgb(*p.mask_image), width, height);
   }
-  if (height % vae_scale != 0) fail("[pipeline] height must be divisible by ", vae_scale, " for this model (got ", height, ")");
-  if (width % vae_scale != 0) fail("[pipeline] width must be divisible by ", vae_scale, " for this model (got ", width, ")");
+  if (height % vae_scale != 0)
+    fail("[pipeline] height must be divisible by ", vae_scale, " for this model (got ", height, ")");
+  if (width % vae_scale != 0)
+    fail("[pipeline] width must be divisible by ", vae_scale, " for this model (got ", width, ")");
   if (p.max_sequence_length > max_positions)
-    fail("[pipeline] max_sequence_length ", p.max_sequence_length, " exceeds the text encoder's ", max_positions, " positions");
+    fail("[pipeline] max_sequence_length ", p.max_sequence_length, " exceeds the text encoder's ", max_positions,
+         " positions");
   interrupted = false;
   const bool do_cfg = p.guidance_scale > 0;
 
@@ -470,8 +486,10 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     prompt_embeds = encode(p.prompt, p.max_sequence_length, out.warnings);
     if (do_cfg) {
       std::vector<std::string> neg(size_t(batch), "");
-      if (p.negative_prompt.size() == 1) neg.assign(size_t(batch), p.negative_prompt[0]);
-      else if (!p.negative_prompt.empty()) neg = p.negative_prompt;
+      if (p.negative_prompt.size() == 1)
+        neg.assign(size_t(batch), p.negative_prompt[0]);
+      else if (!p.negative_prompt.empty())
+        neg = p.negative_prompt;
       negative_embeds = encode(neg, p.max_sequence_length, out.warnings);
     }
   }
@@ -490,7 +508,8 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
   FlowMatchEulerDiscreteScheduler scheduler(*scheduler_cfg);
   const int64_t image_seq_len = (lh / 2) * (lw / 2);
   const double mu = scheduler.mu_for_image_seq_len(image_seq_len);
-  std::vector<float> sigmas = p.sigmas ? *p.sigmas : FlowMatchEulerDiscreteScheduler::default_zimage_sigmas(p.num_inference_steps);
+  std::vector<float> sigmas =
+      p.sigmas ? *p.sigmas : FlowMatchEulerDiscreteScheduler::default_zimage_sigmas(p.num_inference_steps);
   scheduler.set_timesteps_sigmas(sigmas, mu);
   const bool edit = p.image.has_value() && !control, inpaint = p.mask_image.has_value() && !control;
   const int first_step = edit ? edit_start_step(int(scheduler.timesteps().size()), edit_strength(p)) : 0;
@@ -642,7 +661,7 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     std::vector<Tensor> x;
     for (int64_t b = 0; b < images; ++b) {
       Tensor xi = latents.slice0(b, b + 1).reshape({in_channels, 1, lh, lw}).clone();  // [C, 1, H, W]
-      ops::store_(prec, xi);  // latents.to(transformer.dtype)
+      ops::store_(prec, xi);                                                           // latents.to(transformer.dtype)
       x.push_back(xi);
     }
     std::vector<Tensor> caps = prompt_embeds;
@@ -683,7 +702,8 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     if (inpaint) {  // keep the known region: (1 - mask) * init_latents_proper + mask * latents
       // init_latents_proper: the image latents noised to the next step's sigma; the clean ones after the last step.
       const bool last = i + 1 == num_steps;
-      const Tensor proper = last ? image_latents : scale_noise(image_latents, noise0, scheduler.sigmas()[size_t(first_step + i + 1)]);
+      const Tensor proper =
+          last ? image_latents : scale_noise(image_latents, noise0, scheduler.sigmas()[size_t(first_step + i + 1)]);
       const int64_t plane = lh * lw, per = proper.numel();
       for (int64_t k = 0; k < latents.numel(); ++k)
         if (mask.f32()[k % plane] == 0.0f) latents.f32()[k] = proper.f32()[k % per];
@@ -702,8 +722,10 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     AutoencoderKL& v = autoencoder();
     Tensor z = v.latents_to_vae_space(latents);
     Tensor decoded = v.decode(z, vae_decode_options(vae_tiling));
-    if (p.output_type == OutputType::Image) out.images = postprocess(decoded);
-    else out.array = postprocess_float(decoded);
+    if (p.output_type == OutputType::Image)
+      out.images = postprocess(decoded);
+    else
+      out.array = postprocess_float(decoded);
     if (opts.low_memory) vae.reset();
     out.times.vae += since(t0);
     if (progress) progress({"vae", 0, 0, out.times.vae});

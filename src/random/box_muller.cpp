@@ -52,7 +52,7 @@ inline int32_t cvtt(float f) {
 
 float cephes_logf(float x) {
   const uint32_t invalid = (x <= 0.0f) ? 0xffffffffu : 0u;  // ordered compare: NaN -> 0
-  x = (x > kMinNormPos) ? x : kMinNormPos;  // vmaxps(x, min): a NaN x gives min, like maxps
+  x = (x > kMinNormPos) ? x : kMinNormPos;                  // vmaxps(x, min): a NaN x gives min, like maxps
   int32_t imm0 = int32_t(bits(x) >> 23);
   x = from_bits((bits(x) & kInvMantMask) | bits(0.5f));  // mantissa in [0.5, 1)
   imm0 -= 0x7f;

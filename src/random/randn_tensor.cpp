@@ -15,8 +15,8 @@ Tensor randn_tensor(const Shape& shape, const std::vector<TorchGenerator*>& gene
   const int64_t batch = shape[0];
   if (batch < 0) fail("[random] randn_tensor: negative batch size in shape ", shape_str(shape));
   if (int64_t(generators.size()) < batch)
-    fail("[random] randn_tensor: ", generators.size(), " generators for batch size ", batch,
-         " (shape ", shape_str(shape), ")");
+    fail("[random] randn_tensor: ", generators.size(), " generators for batch size ", batch, " (shape ",
+         shape_str(shape), ")");
   Shape item = shape;
   item[0] = 1;  // [1, *shape[1:]]
   Tensor out = Tensor::empty(DType::F32, shape);

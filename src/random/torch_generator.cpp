@@ -9,16 +9,17 @@ namespace zimage::random {
 
 const char* generator_kind_name(GeneratorKind kind) {
   switch (kind) {
-    case GeneratorKind::CPU: return "cpu";
-    case GeneratorKind::CUDA_PHILOX: return "cuda (philox)";
+    case GeneratorKind::CPU:
+      return "cpu";
+    case GeneratorKind::CUDA_PHILOX:
+      return "cuda (philox)";
   }
   return "?";
 }
 
 TorchGenerator::TorchGenerator(uint64_t seed, GeneratorKind kind) : kind_(kind), engine_(seed) {
   if (kind == GeneratorKind::CUDA_PHILOX)
-    fail("[random] torch CUDA (Philox) generator is not implemented yet (seed ", seed,
-         "); use the CPU generator");
+    fail("[random] torch CUDA (Philox) generator is not implemented yet (seed ", seed, "); use the CPU generator");
 }
 
 uint32_t TorchGenerator::random() { return engine_(); }

@@ -40,8 +40,10 @@ void FlowMatchEulerDiscreteScheduler::set_timesteps(int64_t num_inference_steps,
     const double m = *mu;
     for (double& t : s) {
       const double x = 1.0 / t - 1.0;  // (1 / t - 1) ** 1.0
-      if (config_.time_shift_type == TimeShiftType::Exponential) t = std::exp(m) / (std::exp(m) + x);
-      else t = m / (m + x);
+      if (config_.time_shift_type == TimeShiftType::Exponential)
+        t = std::exp(m) / (std::exp(m) + x);
+      else
+        t = m / (m + x);
     }
   } else {
     const double shift = config_.shift;
@@ -68,7 +70,8 @@ void FlowMatchEulerDiscreteScheduler::set_timesteps_sigmas(const std::vector<flo
     fail("[scheduler] set_timesteps: ", sigmas_in.size(), " sigmas for num_inference_steps = ", *num_inference_steps,
          " (they must have the same length)");
   for (size_t i = 0; i < sigmas_in.size(); ++i)
-    if (!std::isfinite(sigmas_in[i])) fail("[scheduler] set_timesteps: sigma ", i, " = ", sigmas_in[i], " is not finite");
+    if (!std::isfinite(sigmas_in[i]))
+      fail("[scheduler] set_timesteps: sigma ", i, " = ", sigmas_in[i], " is not finite");
   // sigmas = np.array(sigmas).astype(np.float32); all arithmetic below is on float32 arrays.
   std::vector<float> s = sigmas_in;
   if (config_.use_dynamic_shifting) {
@@ -146,8 +149,7 @@ std::vector<float> FlowMatchEulerDiscreteScheduler::default_zimage_sigmas(int64_
 double FlowMatchEulerDiscreteScheduler::calculate_shift(int64_t image_seq_len, int64_t base_seq_len,
                                                         int64_t max_seq_len, double base_shift, double max_shift) {
   if (max_seq_len == base_seq_len)
-    fail("[scheduler] calculate_shift: max_image_seq_len = base_image_seq_len = ", base_seq_len,
-         " (division by zero)");
+    fail("[scheduler] calculate_shift: max_image_seq_len = base_image_seq_len = ", base_seq_len, " (division by zero)");
   const double m = (max_shift - base_shift) / double(max_seq_len - base_seq_len);
   const double b = base_shift - m * double(base_seq_len);
   return double(image_seq_len) * m + b;

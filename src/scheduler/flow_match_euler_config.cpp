@@ -38,9 +38,12 @@ FlowMatchEulerConfig FlowMatchEulerConfig::from_json(const JsonConfig& j) {
     if (j.get_bool("stochastic_sampling", false))
       j.bad("stochastic_sampling", "= true: stochastic sampling is not supported yet");
     const std::string tst = j.get_string("time_shift_type", "exponential");
-    if (tst == "exponential") c.time_shift_type = TimeShiftType::Exponential;
-    else if (tst == "linear") c.time_shift_type = TimeShiftType::Linear;
-    else j.bad("time_shift_type", "= \"" + tst + "\": must be \"exponential\" or \"linear\"");
+    if (tst == "exponential")
+      c.time_shift_type = TimeShiftType::Exponential;
+    else if (tst == "linear")
+      c.time_shift_type = TimeShiftType::Linear;
+    else
+      j.bad("time_shift_type", "= \"" + tst + "\": must be \"exponential\" or \"linear\"");
   } catch (const Error& e) {
     fail("[scheduler] ", e.what());
   }

@@ -41,7 +41,8 @@ bool connection_key(int fd, int local_port, std::string& key) {
   if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
   sockaddr_storage local{}, peer{};
   socklen_t ll = sizeof local, pl = sizeof peer;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0 || getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0)
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0 ||
+      getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0)
     return false;
   std::string la, pa;
   int lp = 0, pp = 0;
@@ -59,7 +60,8 @@ uint64_t bytes_received(int fd) {
 
 }  // namespace
 
-HeaderWatch::HeaderWatch(double timeout_s, uint64_t max_bytes, bool log) : timeout_s_(timeout_s), max_bytes_(max_bytes), log_(log) {}
+HeaderWatch::HeaderWatch(double timeout_s, uint64_t max_bytes, bool log)
+    : timeout_s_(timeout_s), max_bytes_(max_bytes), log_(log) {}
 
 HeaderWatch::~HeaderWatch() { stop(); }
 

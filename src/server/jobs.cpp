@@ -8,11 +8,16 @@ namespace zimage::server {
 
 const char* state_name(JobState s) {
   switch (s) {
-    case JobState::Queued: return "queued";
-    case JobState::Running: return "running";
-    case JobState::Done: return "succeeded";
-    case JobState::Failed: return "failed";
-    case JobState::Cancelled: return "cancelled";
+    case JobState::Queued:
+      return "queued";
+    case JobState::Running:
+      return "running";
+    case JobState::Done:
+      return "succeeded";
+    case JobState::Failed:
+      return "failed";
+    case JobState::Cancelled:
+      return "cancelled";
   }
   return "unknown";
 }
@@ -27,14 +32,16 @@ std::shared_ptr<Job> JobQueue::submit(GenerateRequest request) {
   std::unique_lock lk(mu_);
   if (stopping_) throw RequestError(503, "", "[serve] the server is shutting down and takes no new jobs");
   if (queue_.size() >= opt_.capacity)
-    throw RequestError(429, "", "[serve] the queue is full (" + std::to_string(queue_.size()) + " jobs waiting, --queue-size " +
-                                    std::to_string(opt_.capacity) + "); retry later");
+    throw RequestError(429, "",
+                       "[serve] the queue is full (" + std::to_string(queue_.size()) + " jobs waiting, --queue-size " +
+                           std::to_string(opt_.capacity) + "); retry later");
   prune_locked();
   auto job = std::make_shared<Job>();
   // Unguessable ids: results are only reachable by whoever submitted the job (and holds the key).
   static thread_local std::mt19937_64 rng(std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32));
   char buf[40];
-  std::snprintf(buf, sizeof buf, "%06llx%016llx", (unsigned long long)(++next_id_ & 0xffffff), (unsigned long long)rng());
+  std::snprintf(buf, sizeof buf, "%06llx%016llx", (unsigned long long)(++next_id_ & 0xffffff),
+                (unsigned long long)rng());
   job->id = buf;
   job->request = std::move(request);
   job->created = std::chrono::steady_clock::now();
@@ -67,7 +74,8 @@ JobView JobQueue::view(const std::shared_ptr<Job>& j) {
       if (q == j) break;
       ++v.queue_position;
     }
-  if (j->state == JobState::Running && j->step > 0) v.eta_seconds = j->step_seconds_sum / j->step * (j->num_steps - j->step);
+  if (j->state == JobState::Running && j->step > 0)
+    v.eta_seconds = j->step_seconds_sum / j->step * (j->num_steps - j->step);
   return v;
 }
 

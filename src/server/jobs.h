@@ -62,13 +62,14 @@ struct Job {
 
 // Runs one job: reports progress, polls `cancelled` between steps (then throws JobCancelled).
 using ProgressSink = std::function<void(const Progress&)>;
-using JobRunner = std::function<JobResult(const GenerateRequest&, const ProgressSink&, const std::function<bool()>& cancelled)>;
+using JobRunner =
+    std::function<JobResult(const GenerateRequest&, const ProgressSink&, const std::function<bool()>& cancelled)>;
 struct JobCancelled {};
 
 struct QueueOptions {
-  size_t capacity = 64;        // queued jobs (the running one not counted); more -> 429
-  double keep_seconds = 600;   // finished jobs are dropped after this long ...
-  size_t keep_count = 64;      // ... or when more than this many are finished
+  size_t capacity = 64;       // queued jobs (the running one not counted); more -> 429
+  double keep_seconds = 600;  // finished jobs are dropped after this long ...
+  size_t keep_count = 64;     // ... or when more than this many are finished
 };
 
 struct QueueStats {

@@ -72,7 +72,8 @@ std::vector<LoraTag> extract_lora_tags(std::string& prompt) {
   return tags;
 }
 
-LoraCatalog::LoraCatalog(std::vector<LoraFile> files, std::string dir) : files_(std::move(files)), dir_(std::move(dir)) {
+LoraCatalog::LoraCatalog(std::vector<LoraFile> files, std::string dir)
+    : files_(std::move(files)), dir_(std::move(dir)) {
   if (!dir_.empty()) {
     std::error_code ec;
     dir_canonical_ = fs::canonical(dir_, ec).string();
@@ -91,7 +92,8 @@ std::string LoraCatalog::resolve(const std::string& name) const {
   auto have = [&] {
     std::string s;
     for (const auto& f : files_) s += (s.empty() ? "" : ", ") + f.name;
-    return "(--lora: " + (s.empty() ? std::string("none") : s) + "; --lora-dir: " + (dir_.empty() ? "none" : "its .safetensors files") + ")";
+    return "(--lora: " + (s.empty() ? std::string("none") : s) +
+           "; --lora-dir: " + (dir_.empty() ? "none" : "its .safetensors files") + ")";
   };
   if (dir_.empty()) bad("<lora:" + name + ">: the server has no LoRA of that name " + have());
   check_name(name, "<lora:" + name + ">");

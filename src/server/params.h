@@ -14,7 +14,8 @@ namespace zimage::params {
 void check_prompt_text(const std::vector<std::string>& prompts, const char* what, const char* component);
 
 // A seed as text: an integer in [0, 2^64-1] exactly, or "-1" (nullopt: a random seed).
-// Anything else: "<component><what> '<s>' is not a seed: give an integer in [0, 18446744073709551615], or -1 for a random seed".
+// Anything else: "<component><what> '<s>' is not a seed: give an integer in [0, 18446744073709551615], or -1 for a
+// random seed".
 std::optional<uint64_t> parse_seed(const std::string& s, const char* what, const char* component);
 
 // A random 63-bit seed (fits signed 64-bit readers too).

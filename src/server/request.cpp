@@ -69,7 +69,8 @@ int64_t integer(const std::string& field, const json& v, int64_t lo, int64_t hi,
     x = ok ? int64_t(d) : 0;
   }
   if (!ok || x < lo || x > hi)
-    bad(field, "is " + shown(v) + ", expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]" + why);
+    bad(field,
+        "is " + shown(v) + ", expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]" + why);
   return x;
 }
 
@@ -104,7 +105,8 @@ void parse_size(const std::string& field, const std::string& s, const Defaults& 
     std::from_chars(t.data(), t.data() + t.size(), out);
     return out > 0;
   };
-  if (x == std::string::npos || !side(std::string_view(s).substr(0, x), w) || !side(std::string_view(s).substr(x + 1), h))
+  if (x == std::string::npos || !side(std::string_view(s).substr(0, x), w) ||
+      !side(std::string_view(s).substr(x + 1), h))
     bad(field, "is \"" + s.substr(0, 40) + "\", expected \"<width>x<height>\" (e.g. \"1024x1024\") or \"auto\"");
 }
 
@@ -116,7 +118,8 @@ json parse_body(const std::string& body) {
   } catch (const Error& e) {
     throw RequestError(400, "", e.what());
   }
-  if (!j.is_object()) throw RequestError(400, "", "[serve] the request body is " + shown(j) + ", expected a JSON object");
+  if (!j.is_object())
+    throw RequestError(400, "", "[serve] the request body is " + shown(j) + ", expected a JSON object");
   return j;
 }
 
@@ -124,9 +127,11 @@ void check_size(const std::string& wf, const std::string& hf, int w, int h, cons
   const std::string why = " (--max-size " + std::to_string(l.max_size) + ")";
   for (auto [f, v] : {std::pair<const std::string&, int>{wf, w}, {hf, h}}) {
     if (v < 16 || v > l.max_size)
-      bad(f, "is " + std::to_string(v) + ", expected a multiple of 16 in [16, " + std::to_string(l.max_size) + "]" + why);
+      bad(f,
+          "is " + std::to_string(v) + ", expected a multiple of 16 in [16, " + std::to_string(l.max_size) + "]" + why);
     if (v % 16 != 0)
-      bad(f, "is " + std::to_string(v) + ", expected a multiple of 16 (e.g. " + std::to_string(std::max(16, (v + 8) / 16 * 16)) + ")");
+      bad(f, "is " + std::to_string(v) + ", expected a multiple of 16 (e.g. " +
+                 std::to_string(std::max(16, (v + 8) / 16 * 16)) + ")");
   }
 }
 
@@ -138,7 +143,8 @@ constexpr size_t kMaxPromptBytes = 65536;
 void finish(GenerateRequest& r, const Limits& l, const std::string& wf, const std::string& hf) {
   check_size(wf, hf, r.width, r.height, l);
   if (r.prompt.size() <= kMaxPromptBytes) r.loras = extract_lora_tags(r.prompt);
-  for (auto [f, v] : {std::pair<const char*, const std::string&>{"prompt", r.prompt}, {"negative_prompt", r.negative_prompt}})
+  for (auto [f, v] :
+       {std::pair<const char*, const std::string&>{"prompt", r.prompt}, {"negative_prompt", r.negative_prompt}})
     if (v.size() > kMaxPromptBytes)
       bad(f, "is " + std::to_string(v.size()) + " bytes long, more than " + std::to_string(kMaxPromptBytes));
   try {
@@ -185,7 +191,8 @@ GenerateRequest from_openai_json(const json& j, Api api, const Defaults& d, cons
   if (auto* v = get(j, "size")) parse_size("size", str("size", *v), d, r.width, r.height);
   if (api == Api::Jobs) {
     if (auto* v = get(j, "width")) r.width = int(integer("width", *v, 16, l.max_size, " (--max-size)")), wf = "width";
-    if (auto* v = get(j, "height")) r.height = int(integer("height", *v, 16, l.max_size, " (--max-size)")), hf = "height";
+    if (auto* v = get(j, "height"))
+      r.height = int(integer("height", *v, 16, l.max_size, " (--max-size)")), hf = "height";
   }
   if (auto* v = get(j, "response_format")) {
     r.response_format = str("response_format", *v);
@@ -194,7 +201,8 @@ GenerateRequest from_openai_json(const json& j, Api api, const Defaults& d, cons
   }
   if (auto* v = get(j, "model")) r.model = str("model", *v);
   std::string name;
-  if (auto* v = get_any(j, {"steps", "num_inference_steps"}, name)) r.steps = int(integer(name, *v, 1, l.max_steps, " (--max-steps)"));
+  if (auto* v = get_any(j, {"steps", "num_inference_steps"}, name))
+    r.steps = int(integer(name, *v, 1, l.max_steps, " (--max-steps)"));
   if (auto* v = get_any(j, {"guidance", "guidance_scale"}, name)) r.guidance = number(name, *v, 0, 100);
   if (auto* v = get(j, "cfg_normalization")) r.cfg_normalization = boolean("cfg_normalization", *v);
   if (auto* v = get(j, "cfg_truncation")) r.cfg_truncation = number("cfg_truncation", *v, 0, 1e6);
@@ -217,8 +225,8 @@ GenerateRequest from_sdapi_json(const json& j, const Defaults& d, const Limits& 
   if (auto* v = get(j, "batch_size")) batch = integer("batch_size", *v, 1, l.max_images, " (--max-images)");
   if (auto* v = get(j, "n_iter")) iters = integer("n_iter", *v, 1, l.max_images, " (--max-images)");
   if (batch * iters > l.max_images)
-    bad("n_iter", "is " + std::to_string(iters) + ": batch_size x n_iter = " + std::to_string(batch * iters) + " images, more than --max-images " +
-                      std::to_string(l.max_images));
+    bad("n_iter", "is " + std::to_string(iters) + ": batch_size x n_iter = " + std::to_string(batch * iters) +
+                      " images, more than --max-images " + std::to_string(l.max_images));
   r.num_images = int(batch * iters);
   std::optional<uint64_t> seed;
   if (auto* v = get(j, "seed")) seed = seed_value("seed", *v);
@@ -320,7 +328,8 @@ Image decode_field(const std::string& field, const std::string& bytes, const Lim
     bad(field, "is " + std::to_string(img.width) + "x" + std::to_string(img.height) + ", larger than --max-size " +
                    std::to_string(l.max_size));
   if (img.width < 16 || img.height < 16)
-    bad(field, "is " + std::to_string(img.width) + "x" + std::to_string(img.height) + ": its sides must be at least 16 pixels");
+    bad(field, "is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
+                   ": its sides must be at least 16 pixels");
   return img;
 }
 
@@ -337,14 +346,16 @@ void prepare_edit(GenerateRequest& r, const Limits& l, const std::string& image_
     Image m = decode_field("mask", r.mask, l);
     if (m.width != r.image->width || m.height != r.image->height)
       bad("mask", "is " + std::to_string(m.width) + "x" + std::to_string(m.height) + " but the image is " +
-                      std::to_string(r.image->width) + "x" + std::to_string(r.image->height) + "; they must be the same size");
+                      std::to_string(r.image->width) + "x" + std::to_string(r.image->height) +
+                      "; they must be the same size");
     if (openai_mask && (m.channels == 2 || m.channels == 4)) {
       Image w;
       w.width = m.width;
       w.height = m.height;
       w.channels = 1;
       w.pixels.resize(size_t(m.width) * size_t(m.height));
-      for (size_t i = 0; i < w.pixels.size(); ++i) w.pixels[i] = m.pixels[i * m.channels + m.channels - 1] == 0 ? 255 : 0;
+      for (size_t i = 0; i < w.pixels.size(); ++i)
+        w.pixels[i] = m.pixels[i * m.channels + m.channels - 1] == 0 ? 255 : 0;
       m = std::move(w);
     }
     r.mask_image = std::move(m);
@@ -365,10 +376,12 @@ GenerateRequest parse_sdapi_img2img(const std::string& body, const Defaults& d, 
   const json* imgs = get(j, "init_images");
   if (!imgs) bad("init_images", "is missing (give a list of base64 images)");
   if (!imgs->is_array() || imgs->empty() || imgs->size() > size_t(l.max_images))
-    bad("init_images", "is " + shown(*imgs) + ", expected a list of 1 to " + std::to_string(l.max_images) + " base64 images");
+    bad("init_images",
+        "is " + shown(*imgs) + ", expected a list of 1 to " + std::to_string(l.max_images) + " base64 images");
   GenerateRequest r = from_sdapi_json(j, d, l);
   r.img2img = true;
-  for (size_t i = 0; i < imgs->size(); ++i) r.init_images.push_back(image_from_base64("init_images[" + std::to_string(i) + "]", (*imgs)[i]));
+  for (size_t i = 0; i < imgs->size(); ++i)
+    r.init_images.push_back(image_from_base64("init_images[" + std::to_string(i) + "]", (*imgs)[i]));
   if (auto* v = get(j, "mask")) r.mask = image_from_base64("mask", *v);
   if (auto* v = get(j, "denoising_strength")) r.denoising_strength = number("denoising_strength", *v, 0, 1);
   prepare_edit(r, l, "init_images", false);
@@ -386,26 +399,29 @@ GenerateRequest parse_openai_edit(const std::vector<FormField>& fields, const De
     } else if (f.name == "mask") {
       check_image_bytes("mask", f.content);
       mask = f.content;
-    } else if (f.name == "n" || f.name == "steps" || f.name == "num_inference_steps" || f.name == "seed" || f.name == "guidance" ||
-               f.name == "guidance_scale" || f.name == "cfg_truncation" || f.name == "strength") {
+    } else if (f.name == "n" || f.name == "steps" || f.name == "num_inference_steps" || f.name == "seed" ||
+               f.name == "guidance" || f.name == "guidance_scale" || f.name == "cfg_truncation" ||
+               f.name == "strength") {
       // Form values are text: a number must be all of it.
       json v;
       try {
         if (f.content.size() <= 64) v = parse_json_text(f.content, f.name, "[serve] ");
-      } catch (const Error&) {
-      }
+      } catch (const Error&) {}
       if (!v.is_number()) bad(f.name, "is \"" + f.content.substr(0, 40) + "\", expected a number");
       j[f.name] = v;
     } else if (f.name == "cfg_normalization") {
-      if (f.content != "true" && f.content != "false") bad(f.name, "is \"" + f.content.substr(0, 40) + "\", expected true or false");
+      if (f.content != "true" && f.content != "false")
+        bad(f.name, "is \"" + f.content.substr(0, 40) + "\", expected true or false");
       j[f.name] = f.content == "true";
-    } else if (f.name == "prompt" || f.name == "negative_prompt" || f.name == "size" || f.name == "response_format" || f.name == "model") {
+    } else if (f.name == "prompt" || f.name == "negative_prompt" || f.name == "size" || f.name == "response_format" ||
+               f.name == "model") {
       j[f.name] = f.content;
     }
   }
   if (images.empty()) bad("image", "is missing (multipart field 'image' with a PNG or JPEG file)");
   if (images.size() > size_t(l.max_images))
-    bad("image", "has " + std::to_string(images.size()) + " files, more than --max-images " + std::to_string(l.max_images));
+    bad("image",
+        "has " + std::to_string(images.size()) + " files, more than --max-images " + std::to_string(l.max_images));
   GenerateRequest r = from_openai_json(j, Api::OpenAI, d, l);
   r.img2img = true;
   r.init_images = std::move(images);

@@ -42,9 +42,9 @@ struct Defaults {
 
 // Per-request bounds set on the command line.
 struct Limits {
-  int max_size = 2048;   // largest width and height, pixels
+  int max_size = 2048;  // largest width and height, pixels
   int max_steps = 50;
-  int max_images = 4;    // images per request (A1111: batch_size x n_iter)
+  int max_images = 4;  // images per request (A1111: batch_size x n_iter)
 };
 
 enum class Api { OpenAI, Jobs, Sdapi };

@@ -77,13 +77,16 @@ PngMetadata image_metadata(const GenerateRequest& r, const ModelInfo& m, int i, 
                  {"version", std::string("zimage.cpp ") + ZIMAGE_VERSION}};
   if (!loras.empty()) {
     nlohmann::json js = nlohmann::json::array();
-    for (const auto& l : loras) js.push_back({{"name", l.name}, {"path", l.path}, {"sha256", l.sha256}, {"scale", l.scale}});
+    for (const auto& l : loras)
+      js.push_back({{"name", l.name}, {"path", l.path}, {"sha256", l.sha256}, {"scale", l.scale}});
     meta.zimage["loras"] = js;
   }
   if (r.image) {  // an uploaded init image (and mask): recorded by size, the bytes are the client's
     meta.zimage["strength"] = r.denoising_strength;
     meta.zimage["init_image"] = {{"file", "upload"}, {"width", r.image->width}, {"height", r.image->height}};
-    if (r.mask_image) meta.zimage["mask_image"] = {{"file", "upload"}, {"width", r.mask_image->width}, {"height", r.mask_image->height}};
+    if (r.mask_image)
+      meta.zimage["mask_image"] = {
+          {"file", "upload"}, {"width", r.mask_image->width}, {"height", r.mask_image->height}};
   }
   return meta;
 }
@@ -119,7 +122,8 @@ std::vector<LoraFile> select_loras(ZImagePipeline& pipe, const LoraCatalog& cat,
 
 JobRunner pipeline_runner(ZImagePipeline& pipe, ModelInfo info, std::shared_ptr<const LoraCatalog> loras) {
   auto hashes = std::make_shared<std::map<std::string, std::string>>();  // --lora-dir files loaded so far
-  return [&pipe, info, loras, hashes](const GenerateRequest& r, const ProgressSink& progress, const std::function<bool()>& cancelled) {
+  return [&pipe, info, loras, hashes](const GenerateRequest& r, const ProgressSink& progress,
+                                      const std::function<bool()>& cancelled) {
     std::vector<LoraFile> ran;
     if (loras) ran = select_loras(pipe, *loras, r, *hashes);
     CallParams cp = to_call_params(r);

@@ -1,20 +1,20 @@
 #include "server/server.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
+#include <httplib.h>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
-#include <httplib.h>
 #include <map>
 #include <mutex>
 
@@ -30,12 +30,21 @@ using Clock = std::chrono::steady_clock;
 
 const char* error_type(int status) {
   switch (status) {
-    case 400: case 413: case 404: case 405: return "invalid_request_error";
-    case 401: return "authentication_error";
-    case 429: return "rate_limit_error";
-    case 501: return "not_implemented_error";
-    case 503: return "server_unavailable_error";
-    default: return "server_error";
+    case 400:
+    case 413:
+    case 404:
+    case 405:
+      return "invalid_request_error";
+    case 401:
+      return "authentication_error";
+    case 429:
+      return "rate_limit_error";
+    case 501:
+      return "not_implemented_error";
+    case 503:
+      return "server_unavailable_error";
+    default:
+      return "server_error";
   }
 }
 
@@ -43,14 +52,17 @@ bool is_sdapi(const std::string& path) { return path.rfind("/sdapi/", 0) == 0; }
 
 // The error body of a route's API: OpenAI's {"error": {message, type, param, code}} or A1111's
 // {"error", "detail", "field"}.
-void send_error(const httplib::Request& req, httplib::Response& res, int status, const std::string& message, const std::string& field = "") {
+void send_error(const httplib::Request& req, httplib::Response& res, int status, const std::string& message,
+                const std::string& field = "") {
   res.status = status;
   json body;
   if (is_sdapi(req.path))
     body = {{"error", error_type(status)}, {"detail", message}, {"field", field.empty() ? json(nullptr) : json(field)}};
   else
     body = {{"error",
-             {{"message", message}, {"type", error_type(status)}, {"param", field.empty() ? json(nullptr) : json(field)},
+             {{"message", message},
+              {"type", error_type(status)},
+              {"param", field.empty() ? json(nullptr) : json(field)},
               {"code", status == 401 ? json("invalid_api_key") : json(nullptr)}}}};
   res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
@@ -65,12 +77,23 @@ bool same_secret(const std::string& a, const std::string& b) {
 // The route a path belongs to, for metrics (ids folded).
 std::string route_of(const httplib::Request& req) {
   const std::string& p = req.path;
-  static const char* fixed[] = {"/", "/health", "/metrics", "/v1/images/generations", "/v1/images/edits", "/v1/jobs", "/v1/models",
-                                "/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/progress", "/sdapi/v1/interrupt",
-                                "/sdapi/v1/sd-models", "/sdapi/v1/options"};
+  static const char* fixed[] = {"/",
+                                "/health",
+                                "/metrics",
+                                "/v1/images/generations",
+                                "/v1/images/edits",
+                                "/v1/jobs",
+                                "/v1/models",
+                                "/sdapi/v1/txt2img",
+                                "/sdapi/v1/img2img",
+                                "/sdapi/v1/progress",
+                                "/sdapi/v1/interrupt",
+                                "/sdapi/v1/sd-models",
+                                "/sdapi/v1/options"};
   for (const char* f : fixed)
     if (p == f) return f;
-  if (p.rfind("/v1/jobs/", 0) == 0) return p.size() > 7 && p.find("/events") != std::string::npos ? "/v1/jobs/{id}/events" : "/v1/jobs/{id}";
+  if (p.rfind("/v1/jobs/", 0) == 0)
+    return p.size() > 7 && p.find("/events") != std::string::npos ? "/v1/jobs/{id}/events" : "/v1/jobs/{id}";
   if (p.rfind("/v1/files/", 0) == 0) return "/v1/files/{file}";
   return "other";
 }
@@ -88,7 +111,8 @@ int connection_fd(const httplib::Request& req) {
     if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
     sockaddr_storage peer{}, local{};
     socklen_t pl = sizeof peer, ll = sizeof local;
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0)
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0)
       continue;
     auto port_of = [](const sockaddr_storage& s) {
       if (s.ss_family == AF_INET) return int(ntohs(reinterpret_cast<const sockaddr_in&>(s).sin_port));
@@ -97,8 +121,10 @@ int connection_fd(const httplib::Request& req) {
     };
     auto addr_of = [](const sockaddr_storage& s) {
       char buf[INET6_ADDRSTRLEN] = "";
-      if (s.ss_family == AF_INET) inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(s).sin_addr, buf, sizeof buf);
-      if (s.ss_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(s).sin6_addr, buf, sizeof buf);
+      if (s.ss_family == AF_INET)
+        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(s).sin_addr, buf, sizeof buf);
+      if (s.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(s).sin6_addr, buf, sizeof buf);
       return std::string(buf);
     };
     if (port_of(peer) == req.remote_port && port_of(local) == req.local_port && addr_of(peer) == req.remote_addr) {
@@ -156,15 +182,18 @@ struct Server::Impl {
 
   std::string url_base(const httplib::Request& req) const {
     std::string host = req.get_header_value("Host");
-    if (host.empty() || host.size() > 255 || host.find_first_of(" \r\n\"'<>") != std::string::npos) host = opt.host + ":" + std::to_string(req.local_port);
+    if (host.empty() || host.size() > 255 || host.find_first_of(" \r\n\"'<>") != std::string::npos)
+      host = opt.host + ":" + std::to_string(req.local_port);
     return "http://" + host;
   }
 
   // The queue, or a 503 when the model is still loading or the server is stopping.
   JobQueue* ready_queue(const httplib::Request& req, httplib::Response& res) {
     JobQueue* q = queue.load();
-    if (!q) send_error(req, res, 503, "[serve] the model is still loading; retry shortly");
-    else if (stopping) send_error(req, res, 503, "[serve] the server is shutting down and takes no new jobs"), q = nullptr;
+    if (!q)
+      send_error(req, res, 503, "[serve] the model is still loading; retry shortly");
+    else if (stopping)
+      send_error(req, res, 503, "[serve] the server is shutting down and takes no new jobs"), q = nullptr;
     if (!q) res.set_header("Retry-After", "5");
     return q;
   }
@@ -174,20 +203,24 @@ struct Server::Impl {
     try {
       for (const LoraTag& t : r.loras) {  // only LoRAs the server was started with
         if (!opt.loras)
-          throw RequestError(400, "prompt", "[serve] 'prompt': <lora:" + t.name + ">: this server has no LoRAs (start it with --lora or --lora-dir)");
+          throw RequestError(
+              400, "prompt",
+              "[serve] 'prompt': <lora:" + t.name + ">: this server has no LoRAs (start it with --lora or --lora-dir)");
         opt.loras->resolve(t.name);
       }
       return q.submit(std::move(r));
     } catch (const RequestError& e) {
       send_error(req, res, e.status(), e.what(), e.field());
-      if (e.status() == 429 || e.status() == 503) res.set_header("Retry-After", std::to_string(q.retry_after_seconds()));
+      if (e.status() == 429 || e.status() == 503)
+        res.set_header("Retry-After", std::to_string(q.retry_after_seconds()));
       return nullptr;
     }
   }
 
   // Waits for a synchronous request's job; cancels it when the client goes away. nullopt: the
   // client is gone or the job did not succeed (the error is written).
-  std::optional<JobView> wait_sync(JobQueue& q, const std::shared_ptr<Job>& job, const httplib::Request& req, httplib::Response& res) {
+  std::optional<JobView> wait_sync(JobQueue& q, const std::shared_ptr<Job>& job, const httplib::Request& req,
+                                   httplib::Response& res) {
     const int fd = connection_fd(req);
     for (;;) {
       JobView v = q.wait(job, std::chrono::milliseconds(200));
@@ -197,13 +230,16 @@ struct Server::Impl {
         return std::nullopt;
       }
       if (v.state == JobState::Cancelled) {
-        send_error(req, res, stopping ? 503 : 409, stopping ? "[serve] the job was cancelled: the server is shutting down"
-                                                            : "[serve] the job was cancelled (interrupt or DELETE /v1/jobs/" + v.id + ")");
+        send_error(req, res, stopping ? 503 : 409,
+                   stopping ? "[serve] the job was cancelled: the server is shutting down"
+                            : "[serve] the job was cancelled (interrupt or DELETE /v1/jobs/" + v.id + ")");
         return std::nullopt;
       }
       if (peer_gone(fd)) {
         q.cancel(job->id);
-        if (opt.log_requests) std::fprintf(stderr, "zimage serve: client %s:%d went away; job %s cancelled\n", req.remote_addr.c_str(), req.remote_port, job->id.c_str());
+        if (opt.log_requests)
+          std::fprintf(stderr, "zimage serve: client %s:%d went away; job %s cancelled\n", req.remote_addr.c_str(),
+                       req.remote_port, job->id.c_str());
         res.status = 499;
         return std::nullopt;
       }
@@ -232,8 +268,12 @@ struct Server::Impl {
             {"object", "job"},
             {"status", state_name(v.state)},
             {"progress",
-             {{"stage", v.stage}, {"step", v.step}, {"num_steps", v.num_steps},
-              {"fraction", v.state == JobState::Done ? 1.0 : v.num_steps ? double(v.step) / v.num_steps : 0.0}}},
+             {{"stage", v.stage},
+              {"step", v.step},
+              {"num_steps", v.num_steps},
+              {"fraction", v.state == JobState::Done ? 1.0
+                           : v.num_steps             ? double(v.step) / v.num_steps
+                                                     : 0.0}}},
             {"queue_position", v.queue_position},
             {"eta_seconds", v.eta_seconds},
             {"params", request_json(job.request)},
@@ -253,7 +293,8 @@ std::string Server::Impl::metrics_text() {
   {
     std::lock_guard lk(metrics_mu);
     for (auto& [k, n] : requests)
-      line("zimage_requests_total{route=\"" + k.first + "\",status=\"" + std::to_string(k.second) + "\"} " + std::to_string(n));
+      line("zimage_requests_total{route=\"" + k.first + "\",status=\"" + std::to_string(k.second) + "\"} " +
+           std::to_string(n));
   }
   JobQueue* q = queue.load();
   QueueStats s = q ? q->stats() : QueueStats{};
@@ -271,7 +312,8 @@ std::string Server::Impl::metrics_text() {
   line("# HELP zimage_step_seconds Time of one denoising step.");
   line("# TYPE zimage_step_seconds histogram");
   for (size_t b = 0; b < kStepBuckets.size(); ++b)
-    line("zimage_step_seconds_bucket{le=\"" + json(kStepBuckets[b]).dump() + "\"} " + std::to_string(s.step_buckets.empty() ? 0 : s.step_buckets[b]));
+    line("zimage_step_seconds_bucket{le=\"" + json(kStepBuckets[b]).dump() + "\"} " +
+         std::to_string(s.step_buckets.empty() ? 0 : s.step_buckets[b]));
   line("zimage_step_seconds_bucket{le=\"+Inf\"} " + std::to_string(s.step_count));
   line("zimage_step_seconds_sum " + json(s.step_seconds_sum).dump());
   line("zimage_step_seconds_count " + std::to_string(s.step_count));
@@ -323,7 +365,8 @@ void Server::Impl::routes() {
     const std::string prefix = "Bearer ";
     if (auth.rfind(prefix, 0) != 0 || !same_secret(auth.substr(prefix.size()), opt.api_key)) {
       send_error(req, res, 401,
-                 auth.empty() ? "[serve] missing API key: send 'Authorization: Bearer <key>'" : "[serve] the API key is not valid");
+                 auth.empty() ? "[serve] missing API key: send 'Authorization: Bearer <key>'"
+                              : "[serve] the API key is not valid");
       res.set_header("WWW-Authenticate", "Bearer");
       res.set_header("Connection", "close");
       return httplib::Server::HandlerResponse::Handled;
@@ -334,7 +377,9 @@ void Server::Impl::routes() {
   S.set_error_handler([this](const Request& req, Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 413)
-      send_error(req, res, 413, "[serve] the request body is larger than the limit of " + std::to_string(opt.max_body_bytes) + " bytes (--max-body)");
+      send_error(req, res, 413,
+                 "[serve] the request body is larger than the limit of " + std::to_string(opt.max_body_bytes) +
+                     " bytes (--max-body)");
     else if (res.status == 404)
       send_error(req, res, 404, "[serve] no route " + req.method + " " + req.path.substr(0, 200));
     else if (res.status >= 400)
@@ -376,13 +421,16 @@ void Server::Impl::routes() {
     std::string method = req.method.substr(0, 16);
     for (char& c : method)
       if (static_cast<unsigned char>(c) < 32 || static_cast<unsigned char>(c) > 126) c = '?';
-    std::fprintf(stderr, "zimage serve: %s \"%s %s\" %d %zu bytes %s\n", req.remote_addr.empty() ? "-" : req.remote_addr.c_str(),
-                 method.c_str(), path.c_str(), res.status, res.body.size(), took);
+    std::fprintf(stderr, "zimage serve: %s \"%s %s\" %d %zu bytes %s\n",
+                 req.remote_addr.empty() ? "-" : req.remote_addr.c_str(), method.c_str(), path.c_str(), res.status,
+                 res.body.size(), took);
   });
 
   S.Get("/", [](const Request&, Response& res) {
     res.set_content(std::string(kIndexHtml, kIndexHtmlSize), "text/html; charset=utf-8");
-    res.set_header("Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'");
+    res.set_header("Content-Security-Policy",
+                   "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; script-src "
+                   "'self' 'unsafe-inline'");
   });
 
   S.Get("/health", [this](const Request&, Response& res) {
@@ -392,7 +440,8 @@ void Server::Impl::routes() {
     res.set_content(json{{"status", status}, {"model", opt.model_name}}.dump(), "application/json");
   });
 
-  S.Get("/metrics", [this](const Request&, Response& res) { res.set_content(metrics_text(), "text/plain; version=0.0.4"); });
+  S.Get("/metrics",
+        [this](const Request&, Response& res) { res.set_content(metrics_text(), "text/plain; version=0.0.4"); });
 
   S.Get("/v1/models", [this](const Request&, Response& res) {
     json m = {{"id", opt.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "zimage.cpp"}};
@@ -413,7 +462,8 @@ void Server::Impl::routes() {
         d["b64_json"] = base64_encode(img.png.data(), img.png.size());
       data.push_back(d);
     }
-    res.set_content(json{{"created", long(std::time(nullptr))}, {"data", data}}.dump(-1, ' ', false, json::error_handler_t::replace),
+    res.set_content(json{{"created", long(std::time(nullptr))}, {"data", data}}.dump(-1, ' ', false,
+                                                                                     json::error_handler_t::replace),
                     "application/json");
   };
   S.Post("/v1/images/generations", [this, openai_images](const Request& req, Response& res) {
@@ -422,7 +472,9 @@ void Server::Impl::routes() {
 
   // OpenAI image edits: img2img, or inpainting with a mask (transparent = edit).
   S.Post("/v1/images/edits", [this, openai_images](const Request& req, Response& res) {
-    if (!req.is_multipart_form_data()) throw RequestError(400, "", "[serve] /v1/images/edits takes multipart/form-data (fields image, mask, prompt, ...)");
+    if (!req.is_multipart_form_data())
+      throw RequestError(400, "",
+                         "[serve] /v1/images/edits takes multipart/form-data (fields image, mask, prompt, ...)");
     std::vector<FormField> fields;
     for (const auto& [name, f] : req.files) fields.push_back({f.name, f.filename, f.content_type, f.content});
     GenerateRequest r = parse_openai_edit(fields, opt.defaults, opt.limits);
@@ -438,13 +490,17 @@ void Server::Impl::routes() {
     if (!job) return;
     res.status = 202;
     res.set_header("Location", "/v1/jobs/" + job->id);
-    res.set_content(job_json(req, *job, q->view(job)).dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    res.set_content(job_json(req, *job, q->view(job)).dump(-1, ' ', false, json::error_handler_t::replace),
+                    "application/json");
   });
   S.Get(R"(/v1/jobs/([0-9a-f]{1,64}))", [this](const Request& req, Response& res) {
     JobQueue* q = queue.load();
     auto job = q ? q->find(req.matches[1]) : nullptr;
-    if (!job) return send_error(req, res, 404, "[serve] no job '" + std::string(req.matches[1]) + "' (unknown, or its result was dropped)");
-    res.set_content(job_json(req, *job, q->view(job)).dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    if (!job)
+      return send_error(req, res, 404,
+                        "[serve] no job '" + std::string(req.matches[1]) + "' (unknown, or its result was dropped)");
+    res.set_content(job_json(req, *job, q->view(job)).dump(-1, ' ', false, json::error_handler_t::replace),
+                    "application/json");
   });
   S.Delete(R"(/v1/jobs/([0-9a-f]{1,64}))", [this](const Request& req, Response& res) {
     JobQueue* q = queue.load();
@@ -485,7 +541,8 @@ void Server::Impl::routes() {
     auto v = q ? q->view(std::string(req.matches[1])) : std::nullopt;
     size_t i = std::stoul(req.matches[2]);
     if (!v || !v->result || i >= v->result->images.size())
-      return send_error(req, res, 404, "[serve] no file '" + req.path.substr(10) + "' (unknown, not finished, or dropped)");
+      return send_error(req, res, 404,
+                        "[serve] no file '" + req.path.substr(10) + "' (unknown, not finished, or dropped)");
     const auto& png = v->result->images[i].png;
     res.set_content(std::string(png.begin(), png.end()), "image/png");
   });
@@ -523,7 +580,9 @@ void Server::Impl::routes() {
       info["all_subseeds"].push_back(-1);
     }
     json params = parse_json_text(req.body, "request body", "[serve] ");
-    res.set_content(json{{"images", images}, {"parameters", params}, {"info", info.dump(-1, ' ', false, json::error_handler_t::replace)}}
+    res.set_content(json{{"images", images},
+                         {"parameters", params},
+                         {"info", info.dump(-1, ' ', false, json::error_handler_t::replace)}}
                         .dump(-1, ' ', false, json::error_handler_t::replace),
                     "application/json");
   };
@@ -545,7 +604,10 @@ void Server::Impl::routes() {
                   {"job_no", 0},
                   {"sampling_step", v ? v->step : 0},
                   {"sampling_steps", v ? v->num_steps : 0}};
-    res.set_content(json{{"progress", progress}, {"eta_relative", v ? v->eta_seconds : 0.0}, {"state", state}, {"current_image", nullptr},
+    res.set_content(json{{"progress", progress},
+                         {"eta_relative", v ? v->eta_seconds : 0.0},
+                         {"state", state},
+                         {"current_image", nullptr},
                          {"textinfo", nullptr}}
                         .dump(),
                     "application/json");
@@ -556,7 +618,8 @@ void Server::Impl::routes() {
     res.set_content(json{{"interrupted", id.empty() ? json(nullptr) : json(id)}}.dump(), "application/json");
   });
   S.Get("/sdapi/v1/sd-models", [this](const Request&, Response& res) {
-    json m = {{"title", opt.model_name}, {"model_name", opt.model_name}, {"hash", nullptr}, {"sha256", nullptr}, {"filename", opt.model_path}, {"config", nullptr}};
+    json m = {{"title", opt.model_name}, {"model_name", opt.model_name}, {"hash", nullptr},
+              {"sha256", nullptr},       {"filename", opt.model_path},   {"config", nullptr}};
     res.set_content(json::array({m}).dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
   });
   S.Get("/sdapi/v1/options", [this](const Request&, Response& res) {
@@ -576,20 +639,25 @@ void Server::Impl::routes() {
     } catch (const Error& e) {
       throw RequestError(400, "", e.what());
     }
-    if (!j.is_object()) throw RequestError(400, "", "[serve] the request body is " + json_excerpt(j, 60) + ", expected a JSON object");
+    if (!j.is_object())
+      throw RequestError(400, "", "[serve] the request body is " + json_excerpt(j, 60) + ", expected a JSON object");
     if (j.size() > 256) throw RequestError(400, "", "[serve] more than 256 options in one request");
     if (auto it = j.find("sd_model_checkpoint"); it != j.end() && !it->is_null() && *it != opt.model_name)
       throw RequestError(400, "sd_model_checkpoint",
-                         "[serve] 'sd_model_checkpoint' is " + json_excerpt(*it, 60) + ": this server runs only '" + opt.model_name + "' (restart it with another -m)");
+                         "[serve] 'sd_model_checkpoint' is " + json_excerpt(*it, 60) + ": this server runs only '" +
+                             opt.model_name + "' (restart it with another -m)");
     if (auto it = j.find("samples_format"); it != j.end() && !it->is_null() && *it != "png")
-      throw RequestError(400, "samples_format", "[serve] 'samples_format' is " + json_excerpt(*it, 60) + ": only \"png\" is written");
+      throw RequestError(400, "samples_format",
+                         "[serve] 'samples_format' is " + json_excerpt(*it, 60) + ": only \"png\" is written");
     // Kept options are bounded (1024 keys of at most 4 KB each): they live as long as the server.
     for (auto& [k, v] : j.items())
       if (k.size() > 256 || v.dump(-1, ' ', false, json::error_handler_t::replace).size() > 4096)
-        throw RequestError(400, k.substr(0, 256), "[serve] option '" + k.substr(0, 64) + "' is longer than 4096 bytes (or its name than 256)");
+        throw RequestError(400, k.substr(0, 256),
+                           "[serve] option '" + k.substr(0, 64) + "' is longer than 4096 bytes (or its name than 256)");
     std::lock_guard lk(options_mu);
     for (auto& [k, v] : j.items())
-      if (k != "sd_model_checkpoint" && k != "samples_format" && (sd_options.contains(k) || sd_options.size() < 1024)) sd_options[k] = v;
+      if (k != "sd_model_checkpoint" && k != "samples_format" && (sd_options.contains(k) || sd_options.size() < 1024))
+        sd_options[k] = v;
     res.set_content("null", "application/json");
   });
 }
@@ -616,7 +684,8 @@ int Server::bind() {
     port = impl_->http.bind_to_any_port(o.host);
     if (port <= 0) fail("[serve] cannot listen on ", o.host, " (any port)");
   } else if (!impl_->http.bind_to_port(o.host, o.port)) {
-    fail("[serve] cannot listen on ", o.host, ":", o.port, " (address in use, not an address of this machine, or a port below 1024 without privileges)");
+    fail("[serve] cannot listen on ", o.host, ":", o.port,
+         " (address in use, not an address of this machine, or a port below 1024 without privileges)");
   }
   impl_->watch.start(port);
   return port;

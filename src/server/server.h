@@ -13,19 +13,19 @@ namespace zimage::server {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 7860;                       // 0: any free port (bind() returns it)
-  std::string api_key;                   // "": no auth
-  std::vector<std::string> cors_origins; // exact origins allowed to call from a browser; none by default
-  size_t max_body_bytes = 50u << 20;     // larger bodies: 413
-  int read_timeout_s = 10;               // per read of headers/body (slow clients are dropped)
-  double header_timeout_s = 20;          // a request's headers must be complete within this (slowloris)
+  int port = 7860;                        // 0: any free port (bind() returns it)
+  std::string api_key;                    // "": no auth
+  std::vector<std::string> cors_origins;  // exact origins allowed to call from a browser; none by default
+  size_t max_body_bytes = 50u << 20;      // larger bodies: 413
+  int read_timeout_s = 10;                // per read of headers/body (slow clients are dropped)
+  double header_timeout_s = 20;           // a request's headers must be complete within this (slowloris)
   int write_timeout_s = 30;
-  int http_threads = 32;                 // connections served at once
+  int http_threads = 32;  // connections served at once
   Defaults defaults;
   Limits limits;
   std::string model_name, model_path;
   std::shared_ptr<const LoraCatalog> loras;  // what a prompt's <lora:NAME:SCALE> may name (none: no tags)
-  bool log_requests = true;              // one line per request on stderr
+  bool log_requests = true;                  // one line per request on stderr
 };
 
 class Server {

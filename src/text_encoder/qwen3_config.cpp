@@ -49,9 +49,9 @@ Qwen3Config Qwen3Config::parse(const JsonConfig& c) {
           c.bad("architectures", "entry \"" + a + "\" is not supported (only \"Qwen3Model\" or \"Qwen3ForCausalLM\")");
 
     if (q.num_attention_heads % q.num_key_value_heads != 0)
-      c.bad("num_attention_heads", "= " + std::to_string(q.num_attention_heads) +
-                                       " is not a multiple of num_key_value_heads = " +
-                                       std::to_string(q.num_key_value_heads));
+      c.bad("num_attention_heads",
+            "= " + std::to_string(q.num_attention_heads) +
+                " is not a multiple of num_key_value_heads = " + std::to_string(q.num_key_value_heads));
     if (q.head_dim % 2 != 0) c.bad("head_dim", "= " + std::to_string(q.head_dim) + " must be even for RoPE");
     if (!(q.rms_norm_eps > 0)) c.bad("rms_norm_eps", "= " + std::to_string(q.rms_norm_eps) + " must be > 0");
     if (q.hidden_act != "silu") c.bad("hidden_act", "= \"" + q.hidden_act + "\" is not supported (only \"silu\")");
@@ -98,8 +98,8 @@ Qwen3Config Qwen3Config::parse(const JsonConfig& c) {
     }
     for (size_t i = 0; i < types.size(); ++i)
       if (types[i] != "full_attention")
-        c.bad("layer_types", "[" + std::to_string(i) + "] = \"" + types[i] +
-                                 "\" is not supported (only \"full_attention\")");
+        c.bad("layer_types",
+              "[" + std::to_string(i) + "] = \"" + types[i] + "\" is not supported (only \"full_attention\")");
     return q;
   });
 }

@@ -23,8 +23,7 @@ auto tagged(F&& f) {
 void rotary_embedding(int64_t S, int64_t D, double theta, ops::Precision prec, Tensor& cos, Tensor& sin) {
   const int64_t half = D / 2;
   std::vector<float> inv_freq(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i)
-    inv_freq[size_t(i)] = 1.0f / std::pow(float(theta), float(2 * i) / float(D));
+  for (int64_t i = 0; i < half; ++i) inv_freq[size_t(i)] = 1.0f / std::pow(float(theta), float(2 * i) / float(D));
   cos = Tensor::empty(DType::F32, {S, D});  // [S, D]
   sin = Tensor::empty(DType::F32, {S, D});
   float* c = cos.f32();
@@ -81,13 +80,13 @@ std::vector<TensorSpec> Qwen3TextEncoder::expected_tensors(const Qwen3Config& c,
 void Qwen3TextEncoder::convert_llama_cpp_names(WeightStore& ws) {
   if (!ws.has("token_embd.weight")) return;
   static const std::pair<const char*, const char*> kBlk[] = {
-      {"attn_norm.weight", "input_layernorm.weight"},     {"ffn_norm.weight", "post_attention_layernorm.weight"},
-      {"attn_q.weight", "self_attn.q_proj.weight"},       {"attn_k.weight", "self_attn.k_proj.weight"},
-      {"attn_v.weight", "self_attn.v_proj.weight"},       {"attn_output.weight", "self_attn.o_proj.weight"},
-      {"attn_q.bias", "self_attn.q_proj.bias"},           {"attn_k.bias", "self_attn.k_proj.bias"},
-      {"attn_v.bias", "self_attn.v_proj.bias"},           {"attn_output.bias", "self_attn.o_proj.bias"},
-      {"attn_q_norm.weight", "self_attn.q_norm.weight"},  {"attn_k_norm.weight", "self_attn.k_norm.weight"},
-      {"ffn_gate.weight", "mlp.gate_proj.weight"},        {"ffn_up.weight", "mlp.up_proj.weight"},
+      {"attn_norm.weight", "input_layernorm.weight"},    {"ffn_norm.weight", "post_attention_layernorm.weight"},
+      {"attn_q.weight", "self_attn.q_proj.weight"},      {"attn_k.weight", "self_attn.k_proj.weight"},
+      {"attn_v.weight", "self_attn.v_proj.weight"},      {"attn_output.weight", "self_attn.o_proj.weight"},
+      {"attn_q.bias", "self_attn.q_proj.bias"},          {"attn_k.bias", "self_attn.k_proj.bias"},
+      {"attn_v.bias", "self_attn.v_proj.bias"},          {"attn_output.bias", "self_attn.o_proj.bias"},
+      {"attn_q_norm.weight", "self_attn.q_norm.weight"}, {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+      {"ffn_gate.weight", "mlp.gate_proj.weight"},       {"ffn_up.weight", "mlp.up_proj.weight"},
       {"ffn_down.weight", "mlp.down_proj.weight"},
   };
   for (const std::string& n : ws.names()) {
@@ -127,7 +126,8 @@ WeightStore Qwen3TextEncoder::open_weights(const std::string& dir, const Qwen3Co
 Qwen3TextEncoder Qwen3TextEncoder::load(const std::string& dir, DType compute, const std::string& weights_file) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[text_encoder] compute dtype ", dtype_name(compute), " is not supported (float32 or bfloat16)");
-  return load_with_config(Qwen3Config::load((std::filesystem::path(dir) / "config.json").string()), dir, compute, weights_file);
+  return load_with_config(Qwen3Config::load((std::filesystem::path(dir) / "config.json").string()), dir, compute,
+                          weights_file);
 }
 
 Qwen3TextEncoder Qwen3TextEncoder::load_with_config(const Qwen3Config& cfg, const std::string& dir, DType compute,
@@ -193,8 +193,8 @@ Tensor Qwen3TextEncoder::embed(const std::vector<int32_t>& ids, int64_t n) const
   const int64_t H = cfg_.hidden_size;
   for (int64_t i = 0; i < n; ++i)
     if (ids[size_t(i)] < 0 || ids[size_t(i)] >= cfg_.vocab_size)
-      fail("[text_encoder] token id ", ids[size_t(i)], " at position ", i, " is out of range [0, ",
-           cfg_.vocab_size, ")");
+      fail("[text_encoder] token id ", ids[size_t(i)], " at position ", i, " is out of range [0, ", cfg_.vocab_size,
+           ")");
   Tensor x = Tensor::empty(DType::F32, {n, H});  // [S, hidden]
   if (embed_quantized_) {
     for (int64_t i = 0; i < n; ++i) dequantize_row(embed_q_, ids[size_t(i)], x.f32() + i * H);
@@ -204,8 +204,7 @@ Tensor Qwen3TextEncoder::embed(const std::vector<int32_t>& ids, int64_t n) const
   const auto* table = static_cast<const char*>(embed_tokens_.raw());
   const size_t row_bytes = size_t(H) * dtype_size(embed_tokens_.dtype());
   for (int64_t i = 0; i < n; ++i)
-    convert(table + size_t(ids[size_t(i)]) * row_bytes, embed_tokens_.dtype(), x.f32() + i * H, DType::F32,
-            size_t(H));
+    convert(table + size_t(ids[size_t(i)]) * row_bytes, embed_tokens_.dtype(), x.f32() + i * H, DType::F32, size_t(H));
   ops::store_(prec_, x);  // a bf16 model holds a bf16 table (no-op when stored in bf16)
   return x;
 }
@@ -222,17 +221,17 @@ void Qwen3TextEncoder::decoder_layer(Tensor& x, const Layer& l, const Tensor& co
 
   // Self attention (Qwen3Attention).
   Tensor h = norm(x, l.input_layernorm);
-  Tensor q = proj(h, l.q_proj, l.q_proj_bias).reshape({1, S, Hq, D});  // [B, S, Hq, D]
+  Tensor q = proj(h, l.q_proj, l.q_proj_bias).reshape({1, S, Hq, D});   // [B, S, Hq, D]
   Tensor k = proj(h, l.k_proj, l.k_proj_bias).reshape({1, S, Hkv, D});  // [B, S, Hkv, D]
   Tensor v = proj(h, l.v_proj, l.v_proj_bias).reshape({1, S, Hkv, D});  // [B, S, Hkv, D]
-  q = norm(q, l.q_norm);  // per head, over head_dim, before RoPE
+  q = norm(q, l.q_norm);                                                // per head, over head_dim, before RoPE
   k = norm(k, l.k_norm);
   ops::rope_rotate_half_(prec_, q, cos, sin);
   ops::rope_rotate_half_(prec_, k, cos, sin);
   const float scale = float(1.0 / std::sqrt(double(D)));
   // transformers' sdpa path; in a bf16 run that is torch's CPU flash kernel on bf16 tensors.
   Tensor a = ops::attention(prec_, q, k, v, scale, /*causal=*/true);  // [B, S, Hq, D]
-  Tensor o = proj(a.reshape({S, Hq * D}), l.o_proj, l.o_proj_bias);  // [S, hidden]
+  Tensor o = proj(a.reshape({S, Hq * D}), l.o_proj, l.o_proj_bias);   // [S, hidden]
   ops::add_(x, o);
   ops::store_(prec_, x);
 
@@ -278,8 +277,7 @@ Tensor Qwen3TextEncoder::encode_masked(const std::vector<int32_t>& ids, const st
 
 std::vector<Tensor> Qwen3TextEncoder::encode_batch(const std::vector<std::vector<int32_t>>& ids,
                                                    const std::vector<int64_t>& num_real) const {
-  if (ids.size() != num_real.size())
-    fail("[text_encoder] ", ids.size(), " prompts but ", num_real.size(), " lengths");
+  if (ids.size() != num_real.size()) fail("[text_encoder] ", ids.size(), " prompts but ", num_real.size(), " lengths");
   std::vector<Tensor> out;
   out.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) out.push_back(encode(ids[i], num_real[i]));

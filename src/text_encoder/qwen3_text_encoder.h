@@ -5,10 +5,10 @@
 #include <vector>
 
 #include "core/safetensors.h"
-#include "weights/loader.h"
 #include "core/tensor.h"
 #include "ops/precision.h"
 #include "text_encoder/qwen3_config.h"
+#include "weights/loader.h"
 
 namespace zimage {
 
@@ -51,10 +51,10 @@ class Qwen3TextEncoder {
 
  private:
   struct Layer {
-    Tensor input_layernorm, post_attention_layernorm;  // [hidden] f32 (bf16-valued in BF16 mode)
-    weights::LinearWeight q_proj, k_proj, v_proj, o_proj;  // dense (ops::prepare_weight) or quantized
+    Tensor input_layernorm, post_attention_layernorm;           // [hidden] f32 (bf16-valued in BF16 mode)
+    weights::LinearWeight q_proj, k_proj, v_proj, o_proj;       // dense (ops::prepare_weight) or quantized
     Tensor q_proj_bias, k_proj_bias, v_proj_bias, o_proj_bias;  // only with attention_bias
-    Tensor q_norm, k_norm;                             // [head_dim]
+    Tensor q_norm, k_norm;                                      // [head_dim]
     weights::LinearWeight gate_proj, up_proj, down_proj;
   };
 
@@ -64,9 +64,9 @@ class Qwen3TextEncoder {
 
   Qwen3Config cfg_;
   DType compute_ = DType::F32;
-  ops::Precision prec_;  // of compute_
-  WeightStore store_;     // keeps the mapped embedding table alive
-  Tensor embed_tokens_;   // [vocab, hidden] as stored (a view into the file)
+  ops::Precision prec_;      // of compute_
+  WeightStore store_;        // keeps the mapped embedding table alive
+  Tensor embed_tokens_;      // [vocab, hidden] as stored (a view into the file)
   QuantizedTensor embed_q_;  // or quantized (GGUF): rows dequantized on lookup
   bool embed_quantized_ = false;
   std::vector<Layer> layers_;

@@ -27,7 +27,8 @@ AddedTokenMatcher::AddedTokenMatcher(std::vector<AddedToken> tokens, std::vector
   for (size_t k = 0; k < patterns_.size(); ++k)
     if (!patterns_[k].empty()) by_first_byte_[static_cast<unsigned char>(patterns_[k][0])].push_back(int(k));
   for (auto& v : by_first_byte_)
-    std::stable_sort(v.begin(), v.end(), [&](int a, int b) { return patterns_[size_t(a)].size() > patterns_[size_t(b)].size(); });
+    std::stable_sort(v.begin(), v.end(),
+                     [&](int a, int b) { return patterns_[size_t(a)].size() > patterns_[size_t(b)].size(); });
 }
 
 std::vector<Segment> AddedTokenMatcher::split(std::string_view text) const {

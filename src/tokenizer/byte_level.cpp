@@ -16,9 +16,7 @@ ByteLevelAlphabet::ByteLevelAlphabet() {
   }
 }
 
-int ByteLevelAlphabet::byte_of(char32_t c) const {
-  return c < char_to_byte_.size() ? char_to_byte_[c] : -1;
-}
+int ByteLevelAlphabet::byte_of(char32_t c) const { return c < char_to_byte_.size() ? char_to_byte_[c] : -1; }
 
 std::string ByteLevelAlphabet::encode(std::string_view bytes) const {
   std::string out;

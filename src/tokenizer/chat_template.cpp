@@ -31,7 +31,8 @@ ChatTemplate ChatTemplate::from_jinja(const std::string& jinja, const std::strin
 }
 
 std::string ChatTemplate::render_user_prompt(std::string_view prompt) const {
-  if (!present_) fail("[tokenizer] the tokenizer folder has no chat_template (tokenizer_config.json or chat_template.jinja)");
+  if (!present_)
+    fail("[tokenizer] the tokenizer folder has no chat_template (tokenizer_config.json or chat_template.jinja)");
   std::string s;
   s.reserve(prompt.size() + 48);
   s += "<|im_start|>user\n";

@@ -34,7 +34,8 @@ Qwen2Tokenizer Qwen2Tokenizer::from_gguf(const gguf::File& f) {
   auto bad = [&](const auto&... a) { fail("[tokenizer] ", path, ": ", a...); };
   auto string_of = [&](const char* key) -> std::string {
     auto it = kv.find(key);
-    if (it == kv.end()) bad("no '", key, "' in the GGUF metadata (a GGUF text encoder without a tokenizer: give --tokenizer DIR)");
+    if (it == kv.end())
+      bad("no '", key, "' in the GGUF metadata (a GGUF text encoder without a tokenizer: give --tokenizer DIR)");
     if (it->second.type != gguf::ValueType::STRING) bad("'", key, "' is not a string");
     return it->second.s;
   };
@@ -51,13 +52,20 @@ Qwen2Tokenizer Qwen2Tokenizer::from_gguf(const gguf::File& f) {
     const gguf::Value& v = it->second;
     int64_t id = -1;
     switch (v.type) {
-      case gguf::ValueType::U8: case gguf::ValueType::U16: case gguf::ValueType::U32: case gguf::ValueType::U64:
+      case gguf::ValueType::U8:
+      case gguf::ValueType::U16:
+      case gguf::ValueType::U32:
+      case gguf::ValueType::U64:
         id = v.u > uint64_t(INT32_MAX) ? INT64_MAX : int64_t(v.u);
         break;
-      case gguf::ValueType::I8: case gguf::ValueType::I16: case gguf::ValueType::I32: case gguf::ValueType::I64:
+      case gguf::ValueType::I8:
+      case gguf::ValueType::I16:
+      case gguf::ValueType::I32:
+      case gguf::ValueType::I64:
         id = v.i;
         break;
-      default: bad("'", key, "' is not an integer");
+      default:
+        bad("'", key, "' is not an integer");
     }
     if (id < 0 || uint64_t(id) >= n) bad("'", key, "' = ", id, " is not a token id (", n, " tokens)");
     return id;
@@ -79,7 +87,8 @@ Qwen2Tokenizer Qwen2Tokenizer::from_gguf(const gguf::File& f) {
     types.assign(tokens.size(), kNormal);
   }
   if (tokens.empty()) bad("tokenizer.ggml.tokens is empty");
-  if (tokens.size() > size_t(INT32_MAX)) bad("tokenizer.ggml.tokens has ", tokens.size(), " entries (more than 2^31 - 1)");
+  if (tokens.size() > size_t(INT32_MAX))
+    bad("tokenizer.ggml.tokens has ", tokens.size(), " entries (more than 2^31 - 1)");
 
   json vocab = json::object(), added = json::array();
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -89,17 +98,30 @@ Qwen2Tokenizer Qwen2Tokenizer::from_gguf(const gguf::File& f) {
       vocab[tokens[i]] = i;
     } else if (t == kControl || t == kUserDefined) {
       // convert_hf_to_gguf.py writes added tokens pre-normalized (Qwen's are normalized: false).
-      added.push_back({{"id", i}, {"content", tokens[i]}, {"single_word", false}, {"lstrip", false},
-                       {"rstrip", false}, {"normalized", false}, {"special", t == kControl}});
+      added.push_back({{"id", i},
+                       {"content", tokens[i]},
+                       {"single_word", false},
+                       {"lstrip", false},
+                       {"rstrip", false},
+                       {"normalized", false},
+                       {"special", t == kControl}});
     } else if (t != kUnused) {
       bad("token ", i, " ('", tokens[i], "') has token_type ", t,
           " (a byte-level BPE has NORMAL, CONTROL, USER_DEFINED or UNUSED tokens)");
     }
   }
-  json m = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", ""},
-            {"end_of_word_suffix", ""}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-            {"vocab", std::move(vocab)}, {"merges", merges}};
-  const json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
+  json m = {{"type", "BPE"},
+            {"dropout", nullptr},
+            {"unk_token", nullptr},
+            {"continuing_subword_prefix", ""},
+            {"end_of_word_suffix", ""},
+            {"fuse_unk", false},
+            {"byte_fallback", false},
+            {"ignore_merges", false},
+            {"vocab", std::move(vocab)},
+            {"merges", merges}};
+  const json byte_level = {
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
   const json root = {
       {"version", "1.0"},
       {"added_tokens", std::move(added)},
@@ -107,8 +129,9 @@ Qwen2Tokenizer Qwen2Tokenizer::from_gguf(const gguf::File& f) {
       {"pre_tokenizer",
        {{"type", "Sequence"},
         {"pretokenizers",
-         json::array({{{"type", "Split"}, {"pattern", {{"Regex", kQwen2Regex}}}, {"behavior", "Isolated"}, {"invert", false}},
-                      byte_level})}}},
+         json::array(
+             {{{"type", "Split"}, {"pattern", {{"Regex", kQwen2Regex}}}, {"behavior", "Isolated"}, {"invert", false}},
+              byte_level})}}},
       {"post_processor", byte_level},
       {"decoder", byte_level},
       {"model", std::move(m)}};

@@ -54,8 +54,10 @@ std::unique_ptr<tok::BpeModel> load_model(const json& root, const std::string& o
     fail("[tokenizer] ", origin, ": unsupported model.dropout ", m["dropout"].dump());
   if (m.contains("unk_token") && !m["unk_token"].is_null())
     fail("[tokenizer] ", origin, ": unsupported model.unk_token ", m["unk_token"].dump());
-  if (flag(m, "byte_fallback", false, origin + " model")) fail("[tokenizer] ", origin, ": unsupported model.byte_fallback true");
-  if (flag(m, "ignore_merges", false, origin + " model")) fail("[tokenizer] ", origin, ": unsupported model.ignore_merges true");
+  if (flag(m, "byte_fallback", false, origin + " model"))
+    fail("[tokenizer] ", origin, ": unsupported model.byte_fallback true");
+  if (flag(m, "ignore_merges", false, origin + " model"))
+    fail("[tokenizer] ", origin, ": unsupported model.ignore_merges true");
   for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
     if (m.contains(k) && !m[k].is_null() && !(m[k].is_string() && m[k].get<std::string>().empty()))
       fail("[tokenizer] ", origin, ": unsupported model.", k, " ", m[k].dump());
@@ -63,7 +65,8 @@ std::unique_ptr<tok::BpeModel> load_model(const json& root, const std::string& o
   tok::BpeModel::Vocab vocab;
   vocab.reserve(m["vocab"].size());
   for (const auto& [tok, id] : m["vocab"].items()) {
-    if (!id.is_number_integer()) fail("[tokenizer] ", origin, ": model.vocab['", tok, "'] is not an integer: ", id.dump());
+    if (!id.is_number_integer())
+      fail("[tokenizer] ", origin, ": model.vocab['", tok, "'] is not an integer: ", id.dump());
     const int64_t v = id.get<int64_t>();
     if (v < 0 || v > INT32_MAX) fail("[tokenizer] ", origin, ": model.vocab['", tok, "'] has id ", v, " out of range");
     vocab.emplace(tok, int32_t(v));
@@ -144,7 +147,8 @@ void check_post_processor(const json& root, const std::string& origin) {
   // ByteLevel only adjusts offsets; anything that adds tokens (TemplateProcessing, ...) would
   // change the ids transformers produces.
   if (!(p.is_object() && string_or(p, "type", "", origin + " post_processor") == "ByteLevel"))
-    fail("[tokenizer] ", origin, ": unsupported post_processor ", p.dump().substr(0, 200), " (supported: ByteLevel, null)");
+    fail("[tokenizer] ", origin, ": unsupported post_processor ", p.dump().substr(0, 200),
+         " (supported: ByteLevel, null)");
 }
 
 bool load_decoder(const json& root, const std::string& origin) {
@@ -175,7 +179,8 @@ Qwen2Tokenizer Qwen2Tokenizer::from_json_text(const std::string& tokenizer_json,
     if (!root.is_object()) fail("[tokenizer] ", tj, ": not a JSON object");
     impl->model = load_model(root, tj);
     impl->normalizer = tok::Normalizer::from_json(root.contains("normalizer") ? root["normalizer"] : json(), tj);
-    impl->pre_tokenizer = tok::PreTokenizer::from_json(root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json(), tj);
+    impl->pre_tokenizer =
+        tok::PreTokenizer::from_json(root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json(), tj);
     check_post_processor(root, tj);
     impl->byte_level_decoder = load_decoder(root, tj);
     load_added_tokens(*impl, root, tj);

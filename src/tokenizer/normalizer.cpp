@@ -12,7 +12,8 @@ namespace zimage::tok {
 
 namespace {
 Normalizer::Form parse_form(const nlohmann::json& j, const std::string& origin) {
-  const std::string type = j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "";
+  const std::string type =
+      j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "";
   if (type == "NFC") return Normalizer::Form::NFC;
   if (type == "NFD") return Normalizer::Form::NFD;
   if (type == "NFKC") return Normalizer::Form::NFKC;
@@ -24,10 +25,18 @@ const icu::Normalizer2& instance(Normalizer::Form f) {
   UErrorCode st = U_ZERO_ERROR;
   const icu::Normalizer2* n = nullptr;
   switch (f) {
-    case Normalizer::Form::NFC: n = icu::Normalizer2::getNFCInstance(st); break;
-    case Normalizer::Form::NFD: n = icu::Normalizer2::getNFDInstance(st); break;
-    case Normalizer::Form::NFKC: n = icu::Normalizer2::getNFKCInstance(st); break;
-    case Normalizer::Form::NFKD: n = icu::Normalizer2::getNFKDInstance(st); break;
+    case Normalizer::Form::NFC:
+      n = icu::Normalizer2::getNFCInstance(st);
+      break;
+    case Normalizer::Form::NFD:
+      n = icu::Normalizer2::getNFDInstance(st);
+      break;
+    case Normalizer::Form::NFKC:
+      n = icu::Normalizer2::getNFKCInstance(st);
+      break;
+    case Normalizer::Form::NFKD:
+      n = icu::Normalizer2::getNFKDInstance(st);
+      break;
   }
   if (U_FAILURE(st) || !n) fail("[tokenizer] ICU normalizer unavailable: ", u_errorName(st));
   return *n;
@@ -48,10 +57,14 @@ const icu::Normalizer2& filtered(Normalizer::Form f) {
       nfd(instance(Normalizer::Form::NFD), *age9), nfkc(instance(Normalizer::Form::NFKC), *age9),
       nfkd(instance(Normalizer::Form::NFKD), *age9);
   switch (f) {
-    case Normalizer::Form::NFC: return nfc;
-    case Normalizer::Form::NFD: return nfd;
-    case Normalizer::Form::NFKC: return nfkc;
-    case Normalizer::Form::NFKD: return nfkd;
+    case Normalizer::Form::NFC:
+      return nfc;
+    case Normalizer::Form::NFD:
+      return nfd;
+    case Normalizer::Form::NFKC:
+      return nfkc;
+    case Normalizer::Form::NFKD:
+      return nfkd;
   }
   return nfc;
 }

@@ -12,7 +12,11 @@ class Normalizer {
   enum class Form { NFC, NFD, NFKC, NFKD };
   // Parses tokenizer.json's "normalizer" value; errors name `origin` and the unsupported type.
   static Normalizer from_json(const nlohmann::json& j, const std::string& origin);
-  static Normalizer from_forms(std::vector<Form> forms) { Normalizer n; n.forms_ = std::move(forms); return n; }
+  static Normalizer from_forms(std::vector<Form> forms) {
+    Normalizer n;
+    n.forms_ = std::move(forms);
+    return n;
+  }
 
   bool empty() const { return forms_.empty(); }
   // Normalizes valid UTF-8 text.

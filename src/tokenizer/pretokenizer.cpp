@@ -14,7 +14,8 @@ const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p
 
 bool get_bool(const nlohmann::json& j, const char* key, bool def, const std::string& origin) {
   if (!j.contains(key) || j[key].is_null()) return def;
-  if (!j[key].is_boolean()) fail("[tokenizer] ", origin, ": pre_tokenizer field '", key, "' must be a boolean, got ", j[key].dump());
+  if (!j[key].is_boolean())
+    fail("[tokenizer] ", origin, ": pre_tokenizer field '", key, "' must be a boolean, got ", j[key].dump());
   return j[key].get<bool>();
 }
 }  // namespace
@@ -45,7 +46,8 @@ void PreTokenizer::add_step(PreTokenizer& p, const nlohmann::json& j, const std:
       }
       s.regex = std::make_shared<Regex>(esc, origin);
     } else {
-      fail("[tokenizer] ", origin, ": Split pre_tokenizer needs a pattern {\"Regex\": ...} or {\"String\": ...}, got ", pat.dump());
+      fail("[tokenizer] ", origin, ": Split pre_tokenizer needs a pattern {\"Regex\": ...} or {\"String\": ...}, got ",
+           pat.dump());
     }
     if (j.contains("behavior") && !j["behavior"].is_string())
       fail("[tokenizer] ", origin, ": Split pre_tokenizer 'behavior' must be a string, got ", j["behavior"].dump());
@@ -68,7 +70,8 @@ void PreTokenizer::add_step(PreTokenizer& p, const nlohmann::json& j, const std:
       p.steps_.push_back(split);
     }
   } else {
-    fail("[tokenizer] ", origin, ": unsupported pre_tokenizer type '", type, "' (supported: Sequence, Split, ByteLevel)");
+    fail("[tokenizer] ", origin, ": unsupported pre_tokenizer type '", type,
+         "' (supported: Sequence, Split, ByteLevel)");
   }
   p.steps_.push_back(s);
 }

@@ -2,8 +2,8 @@
 // Isolated or Removed) and ByteLevel (bytes -> GPT-2 alphabet, optional GPT-2 regex split) steps,
 // applied in order to each piece of text.
 #pragma once
-#include <nlohmann/json_fwd.hpp>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -31,7 +31,8 @@ Regex::Regex(const std::string& pattern, const std::string& origin) : impl_(std:
   impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP, &err,
                               &err_off, nullptr);
   if (!impl_->code)
-    fail("[tokenizer] ", origin, ": cannot compile regex '", pattern, "': ", pcre2_message(err), " at offset ", err_off);
+    fail("[tokenizer] ", origin, ": cannot compile regex '", pattern, "': ", pcre2_message(err), " at offset ",
+         err_off);
   impl_->jit = pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE) == 0;
 }
 

@@ -27,7 +27,8 @@ ZSingleStreamAttention::ZSingleStreamAttention(const WeightLoader& w, const std:
 
 BlockBuffers::Views BlockBuffers::for_tokens(int64_t T, int64_t dim, int64_t heads, int64_t hidden, DType storage,
                                              Device device) {
-  const bool same = dim == dim_ && heads == heads_ && hidden == hidden_ && storage == storage_ && device == xb_.device();
+  const bool same =
+      dim == dim_ && heads == heads_ && hidden == hidden_ && storage == storage_ && device == xb_.device();
   if (T > rows_ || !same) {
     rows_ = std::max(T, same ? rows_ : int64_t(0));
     dim_ = dim, heads_ = heads, hidden_ = hidden, storage_ = storage;
@@ -40,7 +41,7 @@ BlockBuffers::Views BlockBuffers::for_tokens(int64_t T, int64_t dim, int64_t hea
     b_ = Tensor::empty(DType::F32, {rows_, hidden}, device);
     h_ = Tensor::empty(storage, {rows_, hidden}, device);
   }
-  return {xb_.slice0(0, T), q_.slice0(0, T), k_.slice0(0, T), v_.slice0(0, T),
+  return {xb_.slice0(0, T),   q_.slice0(0, T), k_.slice0(0, T), v_.slice0(0, T),
           proj_.slice0(0, T), a_.slice0(0, T), b_.slice0(0, T), h_.slice0(0, T)};
 }
 

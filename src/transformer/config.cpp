@@ -26,7 +26,8 @@ ZImageTransformerConfig ZImageTransformerConfig::load(const std::string& path) {
   try {
     JsonConfig j = JsonConfig::load(path);
     std::string cls = j.get_string("_class_name", "ZImageTransformer2DModel");
-    if (cls != "ZImageTransformer2DModel") j.bad("_class_name", "is '" + cls + "', expected 'ZImageTransformer2DModel'");
+    if (cls != "ZImageTransformer2DModel")
+      j.bad("_class_name", "is '" + cls + "', expected 'ZImageTransformer2DModel'");
     c.all_patch_size = j.get_int_list("all_patch_size", c.all_patch_size);
     c.all_f_patch_size = j.get_int_list("all_f_patch_size", c.all_f_patch_size);
     c.in_channels = j.get_int("in_channels", c.in_channels, 1, 1 << 16);
@@ -61,7 +62,8 @@ void ZImageTransformerConfig::validate(const std::string& origin) const {
     bad("all_patch_size ", list_str(all_patch_size), " and all_f_patch_size ", list_str(all_f_patch_size),
         " differ in length");
   for (size_t i = 0; i < all_patch_size.size(); ++i) {
-    if (all_patch_size[i] < 1 || all_patch_size[i] > 64) bad("all_patch_size entry ", all_patch_size[i], " is out of range [1, 64]");
+    if (all_patch_size[i] < 1 || all_patch_size[i] > 64)
+      bad("all_patch_size entry ", all_patch_size[i], " is out of range [1, 64]");
     if (all_f_patch_size[i] < 1 || all_f_patch_size[i] > 64)
       bad("all_f_patch_size entry ", all_f_patch_size[i], " is out of range [1, 64]");
   }
@@ -72,7 +74,8 @@ void ZImageTransformerConfig::validate(const std::string& origin) const {
   if (axes_lens.size() != axes_dims.size())
     bad("axes_lens ", list_str(axes_lens), " must have as many entries as axes_dims ", list_str(axes_dims));
   for (size_t i = 0; i < axes_dims.size(); ++i) {
-    if (axes_dims[i] <= 0 || axes_dims[i] % 2 != 0) bad("axes_dims[", i, "] = ", axes_dims[i], " must be positive and even");
+    if (axes_dims[i] <= 0 || axes_dims[i] % 2 != 0)
+      bad("axes_dims[", i, "] = ", axes_dims[i], " must be positive and even");
     // Positions per axis (Z-Image: 1024 caption tokens, 512 patch rows/columns); the RoPE tables
     // are built per call for the positions used, so this bounds ids, not memory.
     if (axes_lens[i] < 1 || axes_lens[i] > kMaxAxisLen)

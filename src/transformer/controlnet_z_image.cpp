@@ -50,14 +50,15 @@ ZImageControlNetConfig ZImageControlNetConfig::load(const std::string& path) {
   auto bad = [&](const auto&... a) { fail("[controlnet] ", path, ": ", a...); };
   const auto& places = c.control_layers_places;
   if (places.empty() || places[0] != 0)
-    bad("control_layers_places ", list_str(places), " must start with 0 (the first control layer takes the control context)");
+    bad("control_layers_places ", list_str(places),
+        " must start with 0 (the first control layer takes the control context)");
   if (places.size() > 10000) bad("control_layers_places has ", places.size(), " entries");
   for (const auto* list : {&c.control_layers_places, &c.control_refiner_layers_places}) {
     std::set<int64_t> seen;
     for (int64_t v : *list)
       if (v < 0 || v > 10000 || !seen.insert(v).second)
-        bad(list == &places ? "control_layers_places " : "control_refiner_layers_places ", list_str(*list),
-            ": entry ", v, " is negative, too large or repeated");
+        bad(list == &places ? "control_layers_places " : "control_refiner_layers_places ", list_str(*list), ": entry ",
+            v, " is negative, too large or repeated");
   }
   if (c.all_patch_size.empty() || c.all_patch_size.size() != c.all_f_patch_size.size())
     bad("all_patch_size ", list_str(c.all_patch_size), " and all_f_patch_size ", list_str(c.all_f_patch_size),
@@ -66,8 +67,7 @@ ZImageControlNetConfig ZImageControlNetConfig::load(const std::string& path) {
     if (c.all_patch_size[i] < 1 || c.all_patch_size[i] > 64 || c.all_f_patch_size[i] < 1 || c.all_f_patch_size[i] > 64)
       bad("patch size ", c.all_patch_size[i], "-", c.all_f_patch_size[i], " is out of range [1, 64]");
   if (c.dim % c.n_heads != 0) bad("dim ", c.dim, " is not divisible by n_heads ", c.n_heads);
-  if (!c.add_control_noise_refiner.empty() &&
-      int64_t(c.control_refiner_layers_places.size()) > c.refiner_hints())
+  if (!c.add_control_noise_refiner.empty() && int64_t(c.control_refiner_layers_places.size()) > c.refiner_hints())
     bad("control_refiner_layers_places ", list_str(c.control_refiner_layers_places), " has more entries than the ",
         c.refiner_hints(), " hints of its ", c.add_control_noise_refiner, " (add_control_noise_refiner)");
   return c;
@@ -170,8 +170,10 @@ std::vector<TensorSpec> ZImageControlNetModel::expected_tensors(const ZImageCont
     control_block("control_layers." + std::to_string(i) + ".", c.control_layers_places[i] == 0);
   for (int64_t i = 0; i < c.n_refiner_layers; ++i) {
     const std::string p = "control_noise_refiner." + std::to_string(i) + ".";
-    if (c.add_control_noise_refiner == "control_noise_refiner") control_block(p, i == 0);
-    else if (c.add_control_noise_refiner.empty()) transformer::block_tensor_specs(s, p, bc, true);
+    if (c.add_control_noise_refiner == "control_noise_refiner")
+      control_block(p, i == 0);
+    else if (c.add_control_noise_refiner.empty())
+      transformer::block_tensor_specs(s, p, bc, true);
   }
   return s;
 }
@@ -201,15 +203,18 @@ ZImageControlNetModel ZImageControlNetModel::load(const std::string& dir, DType 
   for (size_t i = 0; i < c.all_patch_size.size(); ++i) {
     const int64_t p = c.all_patch_size[i], f = c.all_f_patch_size[i];
     const std::string key = ZImageTransformerConfig::patch_key(p, f);
-    m.x_embedder_w_[key] = w.linear_weight("control_all_x_embedder." + key + ".weight", c.dim, f * p * p * c.control_in_dim);
+    m.x_embedder_w_[key] =
+        w.linear_weight("control_all_x_embedder." + key + ".weight", c.dim, f * p * p * c.control_in_dim);
     m.x_embedder_b_[key] = w.f32("control_all_x_embedder." + key + ".bias", {c.dim});
   }
   for (size_t i = 0; i < c.control_layers_places.size(); ++i)
     m.control_layers_.emplace_back(w, "control_layers." + std::to_string(i) + ".", bc, c.control_layers_places[i] == 0);
   for (int64_t i = 0; i < c.n_refiner_layers; ++i) {
     const std::string p = "control_noise_refiner." + std::to_string(i) + ".";
-    if (c.add_control_noise_refiner == "control_noise_refiner") m.control_refiner_.emplace_back(w, p, bc, i == 0);
-    else if (c.add_control_noise_refiner.empty()) m.plain_refiner_.emplace_back(w, p, bc, /*modulation=*/true);
+    if (c.add_control_noise_refiner == "control_noise_refiner")
+      m.control_refiner_.emplace_back(w, p, bc, i == 0);
+    else if (c.add_control_noise_refiner.empty())
+      m.plain_refiner_.emplace_back(w, p, bc, /*modulation=*/true);
   }
   return m;
 }

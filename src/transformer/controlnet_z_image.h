@@ -86,7 +86,7 @@ class ZImageControlNetModel {
   std::map<std::string, weights::LinearWeight> x_embedder_w_;  // control_all_x_embedder["{p}-{f}"]
   std::map<std::string, Tensor> x_embedder_b_;
   std::vector<transformer::ControlBlock> control_layers_;
-  std::vector<transformer::ControlBlock> control_refiner_;         // "control_noise_refiner" variant
+  std::vector<transformer::ControlBlock> control_refiner_;          // "control_noise_refiner" variant
   std::vector<transformer::ZImageTransformerBlock> plain_refiner_;  // no add_control_noise_refiner
 };
 

@@ -5,8 +5,7 @@
 namespace zimage::transformer {
 
 FinalLayer::FinalLayer(const WeightLoader& w, const std::string& prefix, int64_t hidden_size, int64_t out_channels,
-                       int64_t adaln_dim)
-{
+                       int64_t adaln_dim) {
   linear_w_ = w.linear_weight(prefix + "linear.weight", out_channels, hidden_size);
   linear_b_ = w.f32(prefix + "linear.bias", {out_channels});
   adaln_w_ = w.linear_weight(prefix + "adaLN_modulation.1.weight", hidden_size, adaln_dim);

@@ -6,8 +6,8 @@
 
 namespace zimage::transformer {
 
-TimestepEmbedder::TimestepEmbedder(const WeightLoader& w, const std::string& prefix, int64_t out_size,
-                                   int64_t mid_size, int64_t frequency_embedding_size)
+TimestepEmbedder::TimestepEmbedder(const WeightLoader& w, const std::string& prefix, int64_t out_size, int64_t mid_size,
+                                   int64_t frequency_embedding_size)
     : freq_dim_(frequency_embedding_size) {
   mlp0_w_ = w.linear_weight(prefix + "mlp.0.weight", mid_size, frequency_embedding_size);
   mlp0_b_ = w.f32(prefix + "mlp.0.bias", {mid_size});
@@ -33,7 +33,7 @@ Tensor TimestepEmbedder::timestep_embedding(const std::vector<float>& t, int64_t
 
 Tensor TimestepEmbedder::forward(ops::Precision p, const std::vector<float>& t) const {
   Tensor x = timestep_embedding(t, freq_dim_).to(mlp0_b_.device());  // [B, 256], where the weights are
-  ops::store_(p, x);  // t_freq.to(weight_dtype)
+  ops::store_(p, x);                                                 // t_freq.to(weight_dtype)
   Tensor h = weights::linear(x, mlp0_w_, &mlp0_b_);
   ops::store_(p, h);
   ops::silu_(h);

@@ -15,10 +15,10 @@ FeedForward::FeedForward(const WeightLoader& w, const std::string& prefix, int64
 
 void FeedForward::forward(ops::Precision p, BlockBuffers::Views& buf) const {
   // w2(silu(w1(x)) * w3(x)); the GEMM results stay f32 until their reader stores them.
-  weights::linear_into(buf.xb, w1_, nullptr, buf.a);     // [T, hidden] f32
-  weights::linear_into(buf.xb, w3_, nullptr, buf.b);     // [T, hidden] f32
-  ops::silu_mul_into(p, buf.a, buf.b, buf.h);            // [T, hidden]
-  weights::linear_into(buf.h, w2_, nullptr, buf.proj);   // [T, dim] f32
+  weights::linear_into(buf.xb, w1_, nullptr, buf.a);    // [T, hidden] f32
+  weights::linear_into(buf.xb, w3_, nullptr, buf.b);    // [T, hidden] f32
+  ops::silu_mul_into(p, buf.a, buf.b, buf.h);           // [T, hidden]
+  weights::linear_into(buf.h, w2_, nullptr, buf.proj);  // [T, dim] f32
 }
 
 void block_tensor_specs(std::vector<TensorSpec>& s, const std::string& p, const ZImageTransformerConfig& c,
@@ -42,7 +42,11 @@ void block_tensor_specs(std::vector<TensorSpec>& s, const std::string& p, const 
 
 ZImageTransformerBlock::ZImageTransformerBlock(const WeightLoader& w, const std::string& prefix,
                                                const ZImageTransformerConfig& cfg, bool modulation)
-    : dim_(cfg.dim), heads_(cfg.n_heads), hidden_(cfg.ffn_hidden_dim()), eps_(float(cfg.norm_eps)), modulation_(modulation) {
+    : dim_(cfg.dim),
+      heads_(cfg.n_heads),
+      hidden_(cfg.ffn_hidden_dim()),
+      eps_(float(cfg.norm_eps)),
+      modulation_(modulation) {
   attention_ = ZSingleStreamAttention(w, prefix + "attention.", cfg.dim, cfg.n_heads, cfg.qk_norm);
   feed_forward_ = FeedForward(w, prefix + "feed_forward.", cfg.dim, cfg.ffn_hidden_dim());
   attention_norm1_ = w.f32(prefix + "attention_norm1.weight", {cfg.dim});
@@ -55,8 +59,8 @@ ZImageTransformerBlock::ZImageTransformerBlock(const WeightLoader& w, const std:
   }
 }
 
-Tensor ZImageTransformerBlock::forward(ops::Precision p, Tensor x, const std::vector<int64_t>& rows,
-                                       const Tensor& rope, const Tensor& adaln, BlockBuffers& buffers) const {
+Tensor ZImageTransformerBlock::forward(ops::Precision p, Tensor x, const std::vector<int64_t>& rows, const Tensor& rope,
+                                       const Tensor& adaln, BlockBuffers& buffers) const {
   const int64_t D = dim_;
   // Without modulation the scales and gates are undefined: the ops skip them.
   Tensor scale_msa, gate_msa, scale_mlp, gate_mlp;

@@ -35,8 +35,8 @@ class ZImageTransformerBlock {
   // x: [T, dim] packed tokens (item b owns rows[b] rows); rope: [T, head_dim/2, 2];
   // adaln: [B, adaln_dim] (only with modulation).  Returns the new [T, dim] (x's storage, updated
   // in place).  buf: the activation buffers (shared by all blocks of a forward).
-  Tensor forward(ops::Precision p, Tensor x, const std::vector<int64_t>& rows, const Tensor& rope,
-                 const Tensor& adaln, BlockBuffers& buf) const;
+  Tensor forward(ops::Precision p, Tensor x, const std::vector<int64_t>& rows, const Tensor& rope, const Tensor& adaln,
+                 BlockBuffers& buf) const;
 
  private:
   int64_t dim_ = 0, heads_ = 0, hidden_ = 0;

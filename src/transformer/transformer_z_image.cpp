@@ -24,15 +24,16 @@ using transformer::PosId;
 
 ZImageTransformer2DModel ZImageTransformer2DModel::load(const std::string& dir, DType compute,
                                                         const std::string& weights_file,
-                                                        const std::vector<weights::LoraSpec>& loras,
-                                                        Device device) {
+                                                        const std::vector<weights::LoraSpec>& loras, Device device) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[transformer] compute dtype ", dtype_name(compute), " is not supported (use float32 or bfloat16)");
-  return load_with_config(ZImageTransformerConfig::load(dir + "/config.json"), dir, compute, weights_file, loras, device);
+  return load_with_config(ZImageTransformerConfig::load(dir + "/config.json"), dir, compute, weights_file, loras,
+                          device);
 }
 
-ZImageTransformer2DModel ZImageTransformer2DModel::load_with_config(const ZImageTransformerConfig& cfg, const std::string& dir,
-                                                                    DType compute, const std::string& weights_file,
+ZImageTransformer2DModel ZImageTransformer2DModel::load_with_config(const ZImageTransformerConfig& cfg,
+                                                                    const std::string& dir, DType compute,
+                                                                    const std::string& weights_file,
                                                                     const std::vector<weights::LoraSpec>& loras,
                                                                     Device device) {
   if (compute != DType::F32 && compute != DType::BF16)
@@ -56,8 +57,8 @@ ZImageTransformer2DModel ZImageTransformer2DModel::load_with_config(const ZImage
     const std::string key = ZImageTransformerConfig::patch_key(p, f);
     m.x_embedder_w_[key] = w.linear_weight("all_x_embedder." + key + ".weight", c.dim, f * p * p * c.in_channels);
     m.x_embedder_b_[key] = w.f32("all_x_embedder." + key + ".bias", {c.dim});
-    m.final_layer_[key] = transformer::FinalLayer(w, "all_final_layer." + key + ".", c.dim,
-                                                  p * p * f * c.out_channels(), c.adaln_dim());
+    m.final_layer_[key] =
+        transformer::FinalLayer(w, "all_final_layer." + key + ".", c.dim, p * p * f * c.out_channels(), c.adaln_dim());
   }
   for (int64_t i = 0; i < c.n_refiner_layers; ++i)
     m.noise_refiner_.emplace_back(w, "noise_refiner." + std::to_string(i) + ".", c, /*modulation=*/true);
@@ -186,7 +187,10 @@ WeightStore ZImageTransformer2DModel::open_weights(const std::string& dir, const
 
 namespace {
 
-int64_t padded(int64_t n) { return n + (-n % ZImageTransformerConfig::kSeqMultiOf + ZImageTransformerConfig::kSeqMultiOf) % ZImageTransformerConfig::kSeqMultiOf; }
+int64_t padded(int64_t n) {
+  return n + (-n % ZImageTransformerConfig::kSeqMultiOf + ZImageTransformerConfig::kSeqMultiOf) %
+                 ZImageTransformerConfig::kSeqMultiOf;
+}
 
 // Copies rows [src_row, src_row + n) of src ([*, D]) to rows starting at dst_row of dst.
 void copy_rows(Tensor& dst, int64_t dst_row, const Tensor& src, int64_t src_row, int64_t n) {
@@ -219,7 +223,8 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
   const ops::Precision p = prec_;
   const int64_t B = int64_t(x.size()), dim = c.dim;
   if (B == 0) fail("[transformer] forward: no latents given");
-  if (int64_t(cap.size()) != B) fail("[transformer] forward: ", B, " latents but ", cap.size(), " caption feature tensors");
+  if (int64_t(cap.size()) != B)
+    fail("[transformer] forward: ", B, " latents but ", cap.size(), " caption feature tensors");
   if (int64_t(t.size()) != B) fail("[transformer] forward: ", B, " latents but ", t.size(), " timesteps");
   if (!c.has_patch(patch_size, f_patch_size))
     fail("[transformer] forward: patch size ", ZImageTransformerConfig::patch_key(patch_size, f_patch_size),
@@ -230,7 +235,8 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
 
   // Validate the inputs and lay out the tokens of every item.
   std::vector<PatchGrid> grids(static_cast<size_t>(B));
-  std::vector<int64_t> x_len(static_cast<size_t>(B)), x_pad_len(static_cast<size_t>(B)), cap_len(static_cast<size_t>(B)), cap_pad_len(static_cast<size_t>(B));
+  std::vector<int64_t> x_len(static_cast<size_t>(B)), x_pad_len(static_cast<size_t>(B)),
+      cap_len(static_cast<size_t>(B)), cap_pad_len(static_cast<size_t>(B));
   for (int64_t i = 0; i < B; ++i) {
     const Tensor& xi = x[size_t(i)];
     const Tensor& ci = cap[size_t(i)];
@@ -243,8 +249,8 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     g = {xi.dim(0), xi.dim(1), xi.dim(2), xi.dim(3), f_patch_size, patch_size, patch_size};
     if (g.F <= 0 || g.H <= 0 || g.W <= 0) fail("[transformer] latent ", i, " is empty: ", shape_str(xi.shape()));
     if (g.H % g.pH || g.W % g.pW || g.F % g.pF)
-      fail("[transformer] latent ", i, " size ", shape_str(xi.shape()), " (F, H, W) is not a multiple of the patch size (",
-           g.pF, ", ", g.pH, ", ", g.pW, ")");
+      fail("[transformer] latent ", i, " size ", shape_str(xi.shape()),
+           " (F, H, W) is not a multiple of the patch size (", g.pF, ", ", g.pH, ", ", g.pW, ")");
     if (ci.ndim() != 2 || ci.dtype() != DType::F32 || ci.dim(1) != c.cap_feat_dim)
       fail("[transformer] caption features ", i, " must be a float32 [L, ", c.cap_feat_dim, "] tensor, got ",
            dtype_name(ci.dtype()), " ", shape_str(ci.shape()));
@@ -310,7 +316,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     }
   }
   patches = patches.to(device_);
-  ops::store_(p, patches);  // latents.to(bfloat16)
+  ops::store_(p, patches);                                                              // latents.to(bfloat16)
   Tensor xt = weights::linear(patches, x_embedder_w_.at(key), &x_embedder_b_.at(key));  // [X, dim]
   ops::store_(p, xt);
   {
@@ -399,7 +405,7 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     ct = run.cap_out;
   } else {
     ct = weights::linear(ops::rms_norm(p, capf.to(device_), cap_norm_w_, float(c.norm_eps)), cap_linear_w_,
-                     &cap_linear_b_);  // [Cp, dim]
+                         &cap_linear_b_);  // [Cp, dim]
     ops::store_(p, ct);
     {
       int64_t row = 0;
@@ -456,7 +462,8 @@ std::vector<Tensor> ZImageTransformer2DModel::forward(const std::vector<Tensor>&
     for (size_t k = 0; k < net->control_layers_.size(); ++k) {
       samples[net->cfg_.control_layers_places[k]] =
           scaled(net->control_layers_[k].forward(p, ccu, uc, u_len, u_rope, adaln, buffers));
-      debug("controlnet.hint." + std::to_string(net->cfg_.control_layers_places[k]), samples[net->cfg_.control_layers_places[k]]);
+      debug("controlnet.hint." + std::to_string(net->cfg_.control_layers_places[k]),
+            samples[net->cfg_.control_layers_places[k]]);
     }
   }
   for (size_t l = 0; l < layers_.size(); ++l) {

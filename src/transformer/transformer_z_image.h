@@ -1,12 +1,12 @@
 // ZImageTransformer2DModel, the Z-Image denoiser, following diffusers
 // models/transformers/transformer_z_image.py (basic text-to-image mode, as ZImagePipeline calls it).
 #pragma once
-#include "weights/lora.h"
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
+#include "weights/lora.h"
 
 #include "core/safetensors.h"
 #include "core/tensor.h"
@@ -30,11 +30,10 @@ class ZImageTransformer2DModel {
   // `device`: where the weights live and forward() computes (inputs and results stay on the CPU);
   // a device needs its backend registered (e.g. zimage::cuda::register_backend()).
   static ZImageTransformer2DModel load(const std::string& dir, DType compute, const std::string& weights_file = "",
-                                       const std::vector<weights::LoraSpec>& loras = {},
-                                       Device device = Device::CPU);
+                                       const std::vector<weights::LoraSpec>& loras = {}, Device device = Device::CPU);
   // The same with the config given (e.g. inferred from `weights_file`; `dir` may then be "").
-  static ZImageTransformer2DModel load_with_config(const ZImageTransformerConfig& c, const std::string& dir, DType compute,
-                                                   const std::string& weights_file = "",
+  static ZImageTransformer2DModel load_with_config(const ZImageTransformerConfig& c, const std::string& dir,
+                                                   DType compute, const std::string& weights_file = "",
                                                    const std::vector<weights::LoraSpec>& loras = {},
                                                    Device device = Device::CPU);
   // Every tensor load() reads, with the shape the config implies (diffusers' state dict names).
@@ -50,8 +49,8 @@ class ZImageTransformer2DModel {
   // float32 caption features.  Returns one [C, F, H, W] float32 prediction per item.
   // `control`: a ControlNet run with this transformer's shared modules (diffusers' controlnet(...)
   // then transformer(..., controlnet_block_samples=...)), its hints added after the layers it names.
-  std::vector<Tensor> forward(const std::vector<Tensor>& x, const std::vector<float>& t,
-                              const std::vector<Tensor>& cap, int64_t patch_size = 2, int64_t f_patch_size = 1,
+  std::vector<Tensor> forward(const std::vector<Tensor>& x, const std::vector<float>& t, const std::vector<Tensor>& cap,
+                              int64_t patch_size = 2, int64_t f_patch_size = 1,
                               const ControlInput* control = nullptr) const;
 
   // Called with every named intermediate of forward ("t_embedder", "x_embedder", "noise_refiner.0",
@@ -81,7 +80,7 @@ class ZImageTransformer2DModel {
   Device device_ = Device::CPU;
   std::shared_ptr<WeightStore> store_;  // keeps the mapped weights alive
   std::map<std::string, weights::LinearWeight> x_embedder_w_;
-  std::map<std::string, Tensor> x_embedder_b_;  // all_x_embedder["{p}-{f}"]
+  std::map<std::string, Tensor> x_embedder_b_;                  // all_x_embedder["{p}-{f}"]
   std::map<std::string, transformer::FinalLayer> final_layer_;  // all_final_layer["{p}-{f}"]
   std::vector<transformer::ZImageTransformerBlock> noise_refiner_, context_refiner_, layers_;
   transformer::TimestepEmbedder t_embedder_;

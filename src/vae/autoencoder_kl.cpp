@@ -11,8 +11,8 @@ namespace zimage {
 AutoencoderKL AutoencoderKL::load(const std::string& dir, DType compute, const std::string& weights_file) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[vae] compute dtype must be float32 or bfloat16, got ", dtype_name(compute));
-  return load_with_config(AutoencoderKLConfig::load((std::filesystem::path(dir) / "config.json").string()), dir, compute,
-                          weights_file);
+  return load_with_config(AutoencoderKLConfig::load((std::filesystem::path(dir) / "config.json").string()), dir,
+                          compute, weights_file);
 }
 
 AutoencoderKL AutoencoderKL::load_with_config(const AutoencoderKLConfig& cfg, const std::string& dir, DType compute,
@@ -117,9 +117,12 @@ std::string ldm_to_diffusers(const std::string& k, int64_t n_blocks) {
   for (const char* top : {"quant_conv.", "post_quant_conv."})
     if (starts_with(k, top)) return k;
   std::string part;
-  if (starts_with(k, "encoder.")) part = "encoder";
-  else if (starts_with(k, "decoder.")) part = "decoder";
-  else return "";
+  if (starts_with(k, "encoder."))
+    part = "encoder";
+  else if (starts_with(k, "decoder."))
+    part = "decoder";
+  else
+    return "";
   const std::string r = k.substr(part.size() + 1), p = part + ".";
   for (const char* same : {"conv_in.", "conv_out."})
     if (starts_with(r, same)) return k;
@@ -164,7 +167,8 @@ void AutoencoderKL::convert_ldm_layout(WeightStore& ws, const AutoencoderKLConfi
   for (const std::string& n : names) {
     if (!starts_with(n, prefix)) continue;
     const std::string k = n.substr(prefix.size());
-    for (const char* mark : {"encoder.down.", "decoder.up.", "encoder.mid.", "decoder.mid.", "encoder.norm_out.", "decoder.norm_out."})
+    for (const char* mark :
+         {"encoder.down.", "decoder.up.", "encoder.mid.", "decoder.mid.", "encoder.norm_out.", "decoder.norm_out."})
       ldm = ldm || starts_with(k, mark);
   }
   if (!ldm) return;
@@ -177,8 +181,9 @@ void AutoencoderKL::convert_ldm_layout(WeightStore& ws, const AutoencoderKLConfi
       continue;
     }
     const Shape s = ws.info(n).shape;
-    const bool attn_weight = d.find(".attentions.0.") != std::string::npos && d.find("group_norm") == std::string::npos &&
-                             d.size() > 7 && d.compare(d.size() - 7, 7, ".weight") == 0;
+    const bool attn_weight = d.find(".attentions.0.") != std::string::npos &&
+                             d.find("group_norm") == std::string::npos && d.size() > 7 &&
+                             d.compare(d.size() - 7, 7, ".weight") == 0;
     // conv_attn_to_linear: [C, C, 1, 1] (or [C, C, 1]) -> [C, C]
     if (attn_weight && (s.size() == 3 || s.size() == 4) && shape_numel(s) == s[0] * s[1])
       ws.alias_reshaped(n, d, {s[0], s[1]});
@@ -288,7 +293,8 @@ Tensor AutoencoderKL::decode(const Tensor& z, const VaeDecodeOptions& opt) const
       return decode_tiled(z, tile_latent, tile_sample, opt.tile_overlap_factor);
     return decode_untiled(z);
   }
-  const int64_t tile = opt.tile_latent_size ? opt.tile_latent_size : seamless_tile_size(z.dim(0), z.dim(2), z.dim(3), budget);
+  const int64_t tile =
+      opt.tile_latent_size ? opt.tile_latent_size : seamless_tile_size(z.dim(0), z.dim(2), z.dim(3), budget);
   if (z.dim(2) > tile || z.dim(3) > tile) return decode_tiled_seamless(z, tile);
   return decode_untiled(z);
 }
@@ -317,13 +323,15 @@ LatentDistribution AutoencoderKL::encode(const Tensor& x) const {
 
 Tensor LatentDistribution::std() const {
   Tensor s = Tensor::empty(DType::F32, logvar.shape());
-  for (int64_t i = 0; i < s.numel(); ++i) s.f32()[i] = precision.store(std::exp(precision.store(0.5f * logvar.f32()[i])));
+  for (int64_t i = 0; i < s.numel(); ++i)
+    s.f32()[i] = precision.store(std::exp(precision.store(0.5f * logvar.f32()[i])));
   return s;
 }
 
 Tensor LatentDistribution::sample(const Tensor& noise) const {
   if (noise.shape() != mean.shape())
-    fail("[vae] sample: noise shape ", shape_str(noise.shape()), " does not match the latents ", shape_str(mean.shape()));
+    fail("[vae] sample: noise shape ", shape_str(noise.shape()), " does not match the latents ",
+         shape_str(mean.shape()));
   Tensor n = noise.to(DType::F32);
   Tensor s = std(), out = Tensor::empty(DType::F32, mean.shape());
   const ops::Precision pr = precision;

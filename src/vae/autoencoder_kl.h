@@ -13,8 +13,8 @@ namespace zimage {
 
 // DiagonalGaussianDistribution(parameters) with parameters = [mean | logvar] along channels.
 struct LatentDistribution {
-  Tensor mean;    // [B, latent_channels, h, w] f32
-  Tensor logvar;  // clamped to [-30, 20]
+  Tensor mean;               // [B, latent_channels, h, w] f32
+  Tensor logvar;             // clamped to [-30, 20]
   ops::Precision precision;  // how the run holds tensors (bf16 rounds std, products, sums)
 
   Tensor mode() const { return mean; }
@@ -58,8 +58,8 @@ class AutoencoderKL {
   // as diffusers' convert_ldm_vae_checkpoint does (convert_ldm_layout).
   static AutoencoderKL load(const std::string& dir, DType compute = DType::F32, const std::string& weights_file = "");
   // The same with the config given (e.g. inferred from `weights_file`; `dir` may then be "").
-  static AutoencoderKL load_with_config(const AutoencoderKLConfig& c, const std::string& dir, DType compute = DType::F32,
-                                        const std::string& weights_file = "");
+  static AutoencoderKL load_with_config(const AutoencoderKLConfig& c, const std::string& dir,
+                                        DType compute = DType::F32, const std::string& weights_file = "");
   // Every tensor load() reads, with the shape the config implies (diffusers' state dict names).
   static std::vector<TensorSpec> expected_tensors(const AutoencoderKLConfig& c);
   // Opens the weights in `dir` and checks them against expected_tensors(c) from the safetensors

@@ -48,7 +48,8 @@ AutoencoderKLConfig AutoencoderKLConfig::parse(const JsonConfig& c) {
       a.sample_size = c.get_int("sample_size", 32);
     }
     if (a.sample_size < 1 || a.sample_size > kMaxCh)
-      c.bad("sample_size", "= " + std::to_string(a.sample_size) + " is out of range [1, " + std::to_string(kMaxCh) + "]");
+      c.bad("sample_size",
+            "= " + std::to_string(a.sample_size) + " is out of range [1, " + std::to_string(kMaxCh) + "]");
     a.scaling_factor = c.get_float("scaling_factor", 0.18215);
     a.has_shift_factor = c.has("shift_factor");
     a.shift_factor = c.get_float("shift_factor", 0.0);
@@ -63,21 +64,24 @@ AutoencoderKLConfig AutoencoderKLConfig::parse(const JsonConfig& c) {
       c.bad("block_out_channels", "must list 1 to " + std::to_string(kMaxBlocks) + " channel counts, got " +
                                       (n <= 16 ? list_str(a.block_out_channels) : std::to_string(n) + " entries"));
     if (a.down_block_types.size() != n)
-      c.bad("down_block_types", "has " + std::to_string(a.down_block_types.size()) + " entries but block_out_channels " +
-                                    list_str(a.block_out_channels) + " has " + std::to_string(n));
+      c.bad("down_block_types", "has " + std::to_string(a.down_block_types.size()) +
+                                    " entries but block_out_channels " + list_str(a.block_out_channels) + " has " +
+                                    std::to_string(n));
     if (a.up_block_types.size() != n)
       c.bad("up_block_types", "has " + std::to_string(a.up_block_types.size()) + " entries but block_out_channels " +
                                   list_str(a.block_out_channels) + " has " + std::to_string(n));
     for (auto& t : a.down_block_types)
-      if (t != "DownEncoderBlock2D") c.bad("down_block_types", "entry \"" + t + "\" is not supported (only \"DownEncoderBlock2D\")");
+      if (t != "DownEncoderBlock2D")
+        c.bad("down_block_types", "entry \"" + t + "\" is not supported (only \"DownEncoderBlock2D\")");
     for (auto& t : a.up_block_types)
-      if (t != "UpDecoderBlock2D") c.bad("up_block_types", "entry \"" + t + "\" is not supported (only \"UpDecoderBlock2D\")");
+      if (t != "UpDecoderBlock2D")
+        c.bad("up_block_types", "entry \"" + t + "\" is not supported (only \"UpDecoderBlock2D\")");
     if (a.act_fn != "silu") c.bad("act_fn", "= \"" + a.act_fn + "\" is not supported (only \"silu\")");
     for (int64_t ch : a.block_out_channels) {
       if (ch < 1 || ch > kMaxCh) c.bad("block_out_channels", "entry " + std::to_string(ch) + " is out of range");
       if (ch % a.norm_num_groups != 0)
-        c.bad("block_out_channels", "entry " + std::to_string(ch) + " is not divisible by norm_num_groups = " +
-                                        std::to_string(a.norm_num_groups));
+        c.bad("block_out_channels", "entry " + std::to_string(ch) +
+                                        " is not divisible by norm_num_groups = " + std::to_string(a.norm_num_groups));
     }
     if (!(a.scaling_factor != 0.0)) c.bad("scaling_factor", "must not be 0");
     return a;

@@ -30,13 +30,9 @@ void Decoder::load(const Loader& l, const AutoencoderKLConfig& cfg, const std::s
   conv_out_.load(l, p + ".conv_out", boc.front(), cfg.out_channels, 3, 1, ops::Padding2d::same(1));
 }
 
-Tensor Decoder::forward(const Tensor& z, ops::Precision p) const {
-  return forward_nhwc(z, p);
-}
+Tensor Decoder::forward(const Tensor& z, ops::Precision p) const { return forward_nhwc(z, p); }
 
-Tensor Decoder::forward_nhwc(const Tensor& z, ops::Precision p) const {
-  return forward_up(forward_head(z, p));
-}
+Tensor Decoder::forward_nhwc(const Tensor& z, ops::Precision p) const { return forward_up(forward_head(z, p)); }
 
 Tensor Decoder::forward_head(const Tensor& z, ops::Precision p) const {
   ops::ScratchSlots scratch;

@@ -22,8 +22,8 @@ class Decoder {
   void load(const Loader& l, const AutoencoderKLConfig& cfg, const std::string& prefix);
   // z: [B, latent_channels, h, w] -> [B, out_channels, h * 2^(n-1), w * 2^(n-1)]
   Tensor forward(const Tensor& z, ops::Precision p) const;
-  Tensor forward_plain(const Tensor& z, ops::Precision p) const;    // NCHW float32 throughout
-  Tensor forward_nhwc(const Tensor& z, ops::Precision p) const;  // the same, channels-last inside
+  Tensor forward_plain(const Tensor& z, ops::Precision p) const;  // NCHW float32 throughout
+  Tensor forward_nhwc(const Tensor& z, ops::Precision p) const;   // the same, channels-last inside
 
   // forward_nhwc in two parts, for seamless tiled decoding: the head (conv_in and the mid block,
   // at latent resolution; z [B, L, h, w] -> channels-last [B, h, w, C]) and the up path (up

@@ -66,8 +66,7 @@ Tensor crop(const Tensor& z, int64_t i, int64_t j, int64_t th, int64_t tw) {
   const int64_t BC = z.dim(0) * z.dim(1), H = z.dim(2), W = z.dim(3);
   Tensor t = Tensor::empty(DType::F32, {z.dim(0), z.dim(1), th, tw});  // [B, C, th, tw]
   for (int64_t p = 0; p < BC; ++p)
-    for (int64_t y = 0; y < th; ++y)
-      std::copy_n(z.f32() + (p * H + i + y) * W + j, tw, t.f32() + (p * th + y) * tw);
+    for (int64_t y = 0; y < th; ++y) std::copy_n(z.f32() + (p * H + i + y) * W + j, tw, t.f32() + (p * th + y) * tw);
   return t;
 }
 
@@ -80,15 +79,16 @@ Tensor AutoencoderKL::decode_tiled(const Tensor& z_in, int64_t tile_latent, int6
   const int64_t blend_extent = int64_t(double(tile_sample) * overlap_factor);
   const int64_t row_limit = tile_sample - blend_extent;
   if (tile_latent < 1 || overlap_size < 1 || row_limit < 1)
-    fail("[vae] tiled decode: latent tile ", tile_latent, " with overlap factor ", overlap_factor,
-         " gives a step of ", overlap_size, " latents and a kept tile of ", row_limit, " pixels; both must be >= 1");
+    fail("[vae] tiled decode: latent tile ", tile_latent, " with overlap factor ", overlap_factor, " gives a step of ",
+         overlap_size, " latents and a kept tile of ", row_limit, " pixels; both must be >= 1");
   const int64_t B = z.dim(0), h = z.dim(2), w = z.dim(3), s = cfg_.spatial_scale();
   const int64_t C = cfg_.out_channels;
 
   // Output size: the concatenated crops.
   auto kept = [&](int64_t extent) {
     int64_t total = 0;
-    for (int64_t i = 0; i < extent; i += overlap_size) total += std::min(row_limit, std::min(tile_latent, extent - i) * s);
+    for (int64_t i = 0; i < extent; i += overlap_size)
+      total += std::min(row_limit, std::min(tile_latent, extent - i) * s);
     return total;
   };
   const int64_t H = kept(h), W = kept(w);
@@ -157,8 +157,11 @@ Tensor AutoencoderKL::decode_tiled_seamless(const Tensor& z_in, int64_t tile) co
   std::vector<Tile> tiles;
   for (int64_t i = 0; i < h; i += tile)
     for (int64_t j = 0; j < w; j += tile) {
-      Tile t{std::max<int64_t>(0, i - halo), std::min(h, i + tile + halo), std::max<int64_t>(0, j - halo),
-             std::min(w, j + tile + halo), {}};
+      Tile t{std::max<int64_t>(0, i - halo),
+             std::min(h, i + tile + halo),
+             std::max<int64_t>(0, j - halo),
+             std::min(w, j + tile + halo),
+             {}};
       t.keep = {i - t.y0, std::min(h, i + tile) - t.y0, j - t.x0, std::min(w, j + tile) - t.x0};
       tiles.push_back(t);
     }
@@ -172,7 +175,7 @@ Tensor AutoencoderKL::decode_tiled_seamless(const Tensor& z_in, int64_t tile) co
   };
   norms.mode = vae::TileNorms::Mode::Record;  // pass 1: the whole image's group norm statistics
   for (const Tile& t : tiles) run(t);
-  norms.mode = vae::TileNorms::Mode::Fixed;   // pass 2: decode with them
+  norms.mode = vae::TileNorms::Mode::Fixed;  // pass 2: decode with them
   const int64_t H = h * s, W = w * s;
   Tensor out = Tensor::empty(DType::F32, {B, C, H, W});  // [B, C, H, W]
   for (const Tile& t : tiles) {

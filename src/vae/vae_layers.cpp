@@ -145,8 +145,7 @@ Tensor transpose_last2(const Tensor& x, int64_t B, int64_t R, int64_t Cc) {
 // blocks of queries (the score block is [rows, S], never [S, S] unless S is small). As torch's CPU
 // flash attention: exp(s - max) in f32, their f32 sum, the exponentials (rounded to bf16 in a
 // bf16 run) times v, divided by the sum at the end.
-void attention_one_head(const Tensor& q, const Tensor& k, const Tensor& vt, float scale, float* out,
-                        ops::Precision p) {
+void attention_one_head(const Tensor& q, const Tensor& k, const Tensor& vt, float scale, float* out, ops::Precision p) {
   const int64_t S = q.dim(0), D = q.dim(1);
   const int64_t block = std::clamp<int64_t>((int64_t(16) << 20) / std::max<int64_t>(S, 1), 1, S);
   // A bf16 run holds q, k, v and the exponentials in bf16: the products take bf16 operands (the
@@ -190,10 +189,10 @@ Tensor MidAttention::forward(const Tensor& x, ops::Precision p) const {
     fail("[vae] attention input ", shape_str(x.shape()), " does not have ", channels, " channels");
   const int64_t B = x.dim(0), C = channels, S = x.dim(2) * x.dim(3);
   Tensor h = group_norm.forward(x, /*silu=*/false, p);  // [B, C, H, W]
-  h = transpose_last2(h.reshape({B, C, S}), B, C, S);            // [B, S, C]
+  h = transpose_last2(h.reshape({B, C, S}), B, C, S);   // [B, S, C]
   // h is a transposed view in torch, so its linears run as matmul, then bias add.
   Tensor q = to_q.forward_matmul_add(h, p), k = to_k.forward_matmul_add(h, p),
-         v = to_v.forward_matmul_add(h, p);  // [B, S, C]
+         v = to_v.forward_matmul_add(h, p);            // [B, S, C]
   Tensor attn = Tensor::empty(DType::F32, {B, S, C});  // heads = 1, head_dim = C
   const float scale = 1.f / std::sqrt(float(C));
   for (int64_t b = 0; b < B; ++b) {
@@ -203,9 +202,9 @@ Tensor MidAttention::forward(const Tensor& x, ops::Precision p) const {
     attention_one_head(qb, kb, vt, scale, attn.f32() + b * S * C, p);
   }
   ops::store_(p, attn);
-  Tensor o = to_out.forward(attn, p);                              // [B, S, C]; to_out[1] is dropout
-  Tensor y = transpose_last2(o, B, S, C).reshape(x.shape());             // [B, C, H, W]
-  ops::add_(y, x);  // residual_connection; rescale_output_factor 1.0
+  Tensor o = to_out.forward(attn, p);                         // [B, S, C]; to_out[1] is dropout
+  Tensor y = transpose_last2(o, B, S, C).reshape(x.shape());  // [B, C, H, W]
+  ops::add_(y, x);                                            // residual_connection; rescale_output_factor 1.0
   ops::store_(p, y);
   return y;
 }

@@ -38,10 +38,10 @@ struct Conv2d {
 struct TileNorms {
   enum class Mode { Record, Fixed };
   Mode mode = Mode::Record;
-  int64_t tile_h = 0, tile_w = 0;  // the tile's size in latent pixels
-  ops::PixelWindow keep;           // its kept window, in latent pixels
+  int64_t tile_h = 0, tile_w = 0;          // the tile's size in latent pixels
+  ops::PixelWindow keep;                   // its kept window, in latent pixels
   std::vector<ops::GroupNormStats> stats;  // one per group norm, in forward order
-  size_t next = 0;                 // the next group norm's index: reset to 0 for each tile
+  size_t next = 0;                         // the next group norm's index: reset to 0 for each tile
 };
 
 struct GroupNorm {

@@ -57,8 +57,9 @@ LinearWeight Loader::linear_weight(const std::string& name, int64_t out, int64_t
     lora_->attach_to(name, *w.lora);
   }
   if (device_ != Device::CPU)
-    fail("[", component_, "] ", name, " is quantized (", store_.info(name).dtype, "): only the CPU takes quantized weights, not ",
-         device_name(device_), " (use a non-quantized transformer file)");
+    fail("[", component_, "] ", name, " is quantized (", store_.info(name).dtype,
+         "): only the CPU takes quantized weights, not ", device_name(device_),
+         " (use a non-quantized transformer file)");
   QuantizedTensor q = with_component(component_.c_str(), [&] { return store_.quantized(name, {out, in}); });
   auto m = std::make_shared<ops::QuantizedMatrix>();
   m->ggml_type = q.ggml_type;

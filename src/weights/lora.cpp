@@ -4,8 +4,8 @@
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "ops/ops.h"
@@ -61,9 +61,12 @@ std::string kohya_module(const std::string& m) {
 }
 
 std::string fixups(std::string k) {
-  for (auto [d, u] : {std::pair{"context.refiner.", "context_refiner."}, {"noise.refiner.", "noise_refiner."},
-                      {"adaLN.modulation.", "adaLN_modulation."}, {"all.final.layer.", "all_final_layer."},
-                      {"all.x.embedder.", "all_x_embedder."}, {"cap.embedder.", "cap_embedder."},
+  for (auto [d, u] : {std::pair{"context.refiner.", "context_refiner."},
+                      {"noise.refiner.", "noise_refiner."},
+                      {"adaLN.modulation.", "adaLN_modulation."},
+                      {"all.final.layer.", "all_final_layer."},
+                      {"all.x.embedder.", "all_x_embedder."},
+                      {"cap.embedder.", "cap_embedder."},
                       {"t.embedder.", "t_embedder."}})
     replace_all(k, d, u);
   return k;
@@ -108,13 +111,19 @@ LoraSet LoraSet::load(const std::vector<LoraSpec>& files, const std::vector<Tens
     for (const auto& [key, info] : file.tensors()) {
       std::string k = key;
       bool kohya = false;
-      if (starts(k, "transformer.")) k = k.substr(12);
-      else if (starts(k, "diffusion_model.")) k = k.substr(16);
-      else if (starts(k, "lora_unet_")) k = k.substr(10), kohya = true;
+      if (starts(k, "transformer."))
+        k = k.substr(12);
+      else if (starts(k, "diffusion_model."))
+        k = k.substr(16);
+      else if (starts(k, "lora_unet_"))
+        k = k.substr(10), kohya = true;
       replace_all(k, "default.", "");
       std::string role;
-      for (auto [suf, r] : {std::pair{".lora_A.weight", "A"}, {".lora_B.weight", "B"}, {".lora_down.weight", "A"},
-                            {".lora_up.weight", "B"}, {".alpha", "alpha"}})
+      for (auto [suf, r] : {std::pair{".lora_A.weight", "A"},
+                            {".lora_B.weight", "B"},
+                            {".lora_down.weight", "A"},
+                            {".lora_up.weight", "B"},
+                            {".alpha", "alpha"}})
         if (ends(k, suf)) {
           role = r;
           k = k.substr(0, k.size() - std::string(suf).size());
@@ -136,8 +145,10 @@ LoraSet LoraSet::load(const std::vector<LoraSpec>& files, const std::vector<Tens
       Tensor t = stored.to(DType::F32).clone();
       if (!finite_all(t)) fail("[lora] ", f.path, ": ", key, " holds a NaN or infinite value");
       Parts& p = mods[k];
-      if (role == "A") p.a = t, p.a_dtype = stored.dtype();
-      else if (role == "B") p.b = t, p.b_dtype = stored.dtype();
+      if (role == "A")
+        p.a = t, p.a_dtype = stored.dtype();
+      else if (role == "B")
+        p.b = t, p.b_dtype = stored.dtype();
       else {
         if (t.numel() != 1) fail("[lora] ", f.path, ": ", key, " has ", t.numel(), " values (an alpha is one number)");
         p.has_alpha = true;
@@ -231,8 +242,8 @@ void LoraSet::attach_to(const std::string& name, LoraSlot& slot) const {
   if (!ds) return;
   merged_.insert(name);
   for (const auto& d : *ds)
-    slot.branches.push_back({d.adapter, ops::prepare_weight(d.a, slot.compute), ops::prepare_weight(d.b, slot.compute),
-                             d.scale, true});
+    slot.branches.push_back(
+        {d.adapter, ops::prepare_weight(d.a, slot.compute), ops::prepare_weight(d.b, slot.compute), d.scale, true});
 }
 
 void LoraSet::attach(const LoraSlots& slots) const {
@@ -300,7 +311,9 @@ void LoraSet::check_all_merged(const std::string& component) const {
   size_t n = 0;
   for (const auto& [name, d] : deltas_)
     if (!merged_.count(name) && n++ < 5) missing += (missing.empty() ? "" : ", ") + name;
-  if (n) fail("[lora] ", n, " LoRA target", n == 1 ? "" : "s", " of the ", component, " are not linear layers it loads: ", missing);
+  if (n)
+    fail("[lora] ", n, " LoRA target", n == 1 ? "" : "s", " of the ", component,
+         " are not linear layers it loads: ", missing);
 }
 
 std::string file_sha256(const std::string& path) {

@@ -125,8 +125,8 @@ TEST_P(BackendOps, LinearRowsDoNotDependOnM) {
           const Tensor xi = x.slice0(i, i + 1);
           const Tensor yi = ops::linear(xi, wp, &b);
           ASSERT_EQ(std::memcmp(yi.raw(), static_cast<const float*>(y.raw()) + i * N, size_t(N) * 4), 0)
-              << dtype_name(wt) << " weights, row " << i << " of M=" << M << ", N=" << N << ", K=" << K
-              << ": max diff " << max_abs_diff(yi, y.slice0(i, i + 1).reshape({1, N}));
+              << dtype_name(wt) << " weights, row " << i << " of M=" << M << ", N=" << N << ", K=" << K << ": max diff "
+              << max_abs_diff(yi, y.slice0(i, i + 1).reshape({1, N}));
           if (wt == DType::BF16) {
             Tensor yib = Tensor::empty(DType::BF16, {1, N});
             ops::linear_into(xi.to(DType::BF16), wp, &b, yib);
@@ -145,9 +145,9 @@ struct AttnCase {
   std::vector<int64_t> valid;
 };
 const std::vector<AttnCase> kAttn = {
-    {1, 70, 600, 4, 2, 64, false, {}},      // two bf16 key blocks, grouped-query heads
+    {1, 70, 600, 4, 2, 64, false, {}},        // two bf16 key blocks, grouped-query heads
     {2, 50, 130, 2, 1, 40, true, {130, 77}},  // causal, padding mask, head-dim tail
-    {1, 40, 20, 2, 2, 16, true, {}},        // causal with Sq > Sk: the first rows see no key
+    {1, 40, 20, 2, 2, 16, true, {}},          // causal with Sq > Sk: the first rows see no key
 };
 
 TEST_P(BackendOps, AttentionF32) {
@@ -155,7 +155,8 @@ TEST_P(BackendOps, AttentionF32) {
     Tensor q = randt({c.B, c.Sq, c.Hq, c.D}, 4), k = randt({c.B, c.Sk, c.Hkv, c.D}, 5),
            v = randt({c.B, c.Sk, c.Hkv, c.D}, 6);
     const float scale = 1.f / std::sqrt(float(c.D));
-    Tensor y = ops::attention(q, k, v, scale, c.causal, c.valid), r = ops::ref::attention(q, k, v, scale, c.causal, c.valid);
+    Tensor y = ops::attention(q, k, v, scale, c.causal, c.valid),
+           r = ops::ref::attention(q, k, v, scale, c.causal, c.valid);
     EXPECT_LT(rel_l2(y, r), 1e-6) << c.Sq << "x" << c.Sk;
     EXPECT_LT(max_abs_diff(y, r), 1e-5) << c.Sq << "x" << c.Sk;
   }
@@ -273,8 +274,8 @@ TEST_P(BackendOps, Conv) {
 // The CPU backend's two memory layouts of the oneDNN convolution (cpu::ConvLayout, its own choice:
 // ops::conv2d takes the default), f32 and bf16 weights (x rounded to bf16, f32 accumulation).
 cpu::ConvShape conv_shape(const ConvCase& c) {
-  return {c.x[0], c.x[1], c.x[2], c.x[3], c.w[0], c.w[2], c.w[3], c.stride, c.stride,
-          c.pad.top, c.pad.bottom, c.pad.left, c.pad.right};
+  return {c.x[0],   c.x[1],   c.x[2],    c.x[3],       c.w[0],     c.w[2],     c.w[3],
+          c.stride, c.stride, c.pad.top, c.pad.bottom, c.pad.left, c.pad.right};
 }
 TEST_P(BackendOps, ConvBothLayouts) {
   for (const ConvCase& c : kConv) {
@@ -315,10 +316,10 @@ TEST_P(BackendOps, UpsampleAndAdd) {
   Tensor x = randt({2, 24, 5, 3}, 30);
   const Tensor r = ops::ref::upsample_nearest2x(x);
   EXPECT_EQ(max_abs_diff(ops::upsample_nearest2x(x), r), 0.0);
-  EXPECT_EQ(max_abs_diff(ops::from_channels_last(ops::upsample_nearest2x_channels_last(
-                             ops::to_channels_last(x, DType::F32))),
-                         r),
-            0.0);
+  EXPECT_EQ(
+      max_abs_diff(ops::from_channels_last(ops::upsample_nearest2x_channels_last(ops::to_channels_last(x, DType::F32))),
+                   r),
+      0.0);
   // bf16 residual add (the table's add_bf16): bf16(a + b), exactly; 2 x 1500 elements cross the
   // 1024-element blocks and the vector tails.
   Tensor a = ops::to_channels_last(randt({2, 25, 6, 10}, 31), DType::BF16),
@@ -385,8 +386,8 @@ TEST(CpuLevel, EnvValueChoosesOrRefuses) {
       cpu::level_from_env_value(cpu::level_name(l));
       FAIL() << "no error for " << cpu::level_name(l);
     } catch (const Error& e) {
-      const std::string want = std::string("[cpu] ZIMAGE_CPU=") + cpu::level_name(l) + ": this CPU lacks " +
-                               cpu::missing_feature(l);
+      const std::string want =
+          std::string("[cpu] ZIMAGE_CPU=") + cpu::level_name(l) + ": this CPU lacks " + cpu::missing_feature(l);
       EXPECT_EQ(std::string(e.what()).rfind(want, 0), 0u) << e.what();
     }
   }

@@ -64,8 +64,10 @@ TEST_F(CudaOps, Attention) {
   const Tensor v = random_tensor({1, 40, H, D}, 6, -1, 1, true);
   const float s = 1.f / std::sqrt(float(D));
   EXPECT_LE(err(ops::attention(d(q), d(k), d(v), s, false), ops::attention(q, k, v, s, false)), kF32);
-  EXPECT_LE(err(ops::attention_torch_bf16(d(q), d(k), d(v), s, false), ops::attention_torch_bf16(q, k, v, s, false)), kBf);
-  const Tensor q128 = random_tensor({1, 70, 2, 128}, 7, -1, 1, true), k128 = random_tensor({1, 70, 2, 128}, 8, -1, 1, true);
+  EXPECT_LE(err(ops::attention_torch_bf16(d(q), d(k), d(v), s, false), ops::attention_torch_bf16(q, k, v, s, false)),
+            kBf);
+  const Tensor q128 = random_tensor({1, 70, 2, 128}, 7, -1, 1, true),
+               k128 = random_tensor({1, 70, 2, 128}, 8, -1, 1, true);
   const Tensor v128 = random_tensor({1, 70, 2, 128}, 9, -1, 1, true);  // the flash kernel
   const float s128 = 1.f / std::sqrt(128.f);
   EXPECT_LE(err(ops::attention_torch_bf16(d(q128), d(k128), d(v128), s128, false),

@@ -135,8 +135,8 @@ struct Shape3 {
 void check_case(GgmlType t, Shape3 sh, bool bf16_in, bool bf16_out, bool with_bias, uint32_t seed) {
   const auto [M, N, K] = sh;
   const gguf::TypeTraits* tt = gguf::type_traits(uint32_t(t));
-  SCOPED_TRACE(std::string(tt->name) + " M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" +
-               std::to_string(K) + (bf16_in ? " x bf16" : " x f32") + (bf16_out ? " y bf16" : " y f32"));
+  SCOPED_TRACE(std::string(tt->name) + " M=" + std::to_string(M) + " N=" + std::to_string(N) +
+               " K=" + std::to_string(K) + (bf16_in ? " x bf16" : " x f32") + (bf16_out ? " y bf16" : " y f32"));
   const std::string bytes = test::random_blocks(uint32_t(t), N * K, seed, scale_of(t));
   const Unpacked u = unpack(t, bytes, N, K);
   const int G = u.G;
@@ -235,7 +235,8 @@ TEST_P(Qgemm, NonFiniteActivationsGiveNan) {
 
 // ---- the packed copy ops::linear keeps with a quantized matrix (ops/quantized.h) ----
 
-ops::QuantizedMatrix int_matrix(GgmlType t, int64_t N, int64_t K, std::shared_ptr<const void> keep, const uint8_t* data) {
+ops::QuantizedMatrix int_matrix(GgmlType t, int64_t N, int64_t K, std::shared_ptr<const void> keep,
+                                const uint8_t* data) {
   const gguf::TypeTraits* tt = gguf::type_traits(uint32_t(t));
   ops::QuantizedMatrix q;
   q.ggml_type = uint32_t(t);
@@ -349,7 +350,9 @@ TEST(QgemmPacked, FileMappingPagesAreReleasedAfterPacking) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Levels, Qgemm, ::testing::ValuesIn(cpu::supported_levels()),
-                         [](const ::testing::TestParamInfo<Level>& i) { return std::string(cpu::level_name(i.param)); });
+                         [](const ::testing::TestParamInfo<Level>& i) {
+                           return std::string(cpu::level_name(i.param));
+                         });
 
 }  // namespace
 }  // namespace zimage

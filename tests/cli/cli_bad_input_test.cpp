@@ -28,8 +28,8 @@ class CliBadInput : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir); }
   // Runs generate with extra args and expects failure mentioning `what`, one line, no output file.
   void expect_fail(std::vector<std::string> extra, const std::string& what, const std::string& m = "") {
-    std::vector<std::string> args{"generate", "-m", m.empty() ? model : m, "-p", "a cat", "-W", "64", "-H", "64",
-                                  "-s", "2", "-o", dir + "/out.png", "-q"};
+    std::vector<std::string> args{"generate", "-m", m.empty() ? model : m, "-p", "a cat", "-W", "64", "-H", "64", "-s",
+                                  "2",        "-o", dir + "/out.png",      "-q"};
     args.insert(args.end(), extra.begin(), extra.end());
     CliResult r = run_cli(args);
     EXPECT_NE(r.code, 0) << r.err;
@@ -60,12 +60,19 @@ TEST_F(CliBadInput, FolderMissingVae) {
   EXPECT_NE(r.err.find("missing the 'vae/' folder"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir + "/out.png"));
 }
-TEST_F(CliBadInput, UnknownAttentionBackend) { expect_fail({"--attention", "warp-drive"}, "unknown attention backend 'warp-drive'"); }
-TEST_F(CliBadInput, UnknownVaeTiling) { expect_fail({"--vae-tiling", "sometimes"}, "tiling 'sometimes' is not one of auto, on, off"); }
+TEST_F(CliBadInput, UnknownAttentionBackend) {
+  expect_fail({"--attention", "warp-drive"}, "unknown attention backend 'warp-drive'");
+}
+TEST_F(CliBadInput, UnknownVaeTiling) {
+  expect_fail({"--vae-tiling", "sometimes"}, "tiling 'sometimes' is not one of auto, on, off");
+}
 TEST_F(CliBadInput, UnknownVaeTileMode) { expect_fail({"--vae-tile-mode", "fancy"}, "tile mode 'fancy'"); }
-TEST_F(CliBadInput, VaeTileTooSmall) { expect_fail({"--vae-tile-size", "3"}, "tile size 3 latents is below the seamless minimum of 8"); }
+TEST_F(CliBadInput, VaeTileTooSmall) {
+  expect_fail({"--vae-tile-size", "3"}, "tile size 3 latents is below the seamless minimum of 8");
+}
 TEST_F(CliBadInput, OutputFolderMissing) {
-  CliResult r = run_cli({"generate", "-m", model, "-p", "x", "-W", "64", "-H", "64", "-o", dir + "/nope/out.png", "-q"});
+  CliResult r =
+      run_cli({"generate", "-m", model, "-p", "x", "-W", "64", "-H", "64", "-o", dir + "/nope/out.png", "-q"});
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir + "/nope"));
@@ -81,7 +88,8 @@ TEST_F(CliBadInput, NegativeThreads) { expect_fail({"-t", "-5"}, "hardware threa
 // Seeds above 2^64-1 were clamped to 2^64-1 (item 7).
 TEST_F(CliBadInput, SeedAbove64Bits) {
   expect_fail({"--seed", "18446744073709551616"},
-              "[generate] --seed '18446744073709551616' is not a seed: give an integer in [0, 18446744073709551615], or -1 for a random seed");
+              "[generate] --seed '18446744073709551616' is not a seed: give an integer in [0, 18446744073709551615], "
+              "or -1 for a random seed");
 }
 TEST_F(CliBadInput, SeedNotAnInteger) { expect_fail({"--seed", "1,2.5"}, "--seed '2.5' is not a seed"); }
 // The "use <nearest multiple of 16>" hint overflowed to -2147483648 (item 8).
@@ -91,21 +99,26 @@ TEST_F(CliBadInput, WidthHintDoesNotOverflow) {
 TEST_F(CliBadInput, HeightHintIsTheNearestMultiple) { expect_fail({"-H", "1001"}, "(got 1001); use 1008"); }
 // float16 computed in float32 while the PNG said float16.
 TEST_F(CliBadInput, Float16IsRefused) {
-  expect_fail({"--dtype", "float16"}, "[from_pretrained] torch_dtype 'float16' is not supported: no backend of this build computes "
-                                      "in float16; use bfloat16 (same memory, float32 range) or float32");
+  expect_fail({"--dtype", "float16"},
+              "[from_pretrained] torch_dtype 'float16' is not supported: no backend of this build computes "
+              "in float16; use bfloat16 (same memory, float32 range) or float32");
 }
 TEST_F(CliBadInput, Float16VaeIsRefused) { expect_fail({"--vae-dtype", "fp16"}, "vae_dtype 'fp16' is not supported"); }
-TEST_F(CliBadInput, UnknownDtype) { expect_fail({"--dtype", "int8"}, "torch_dtype 'int8' is not a dtype (use bfloat16 or float32)"); }
+TEST_F(CliBadInput, UnknownDtype) {
+  expect_fail({"--dtype", "int8"}, "torch_dtype 'int8' is not a dtype (use bfloat16 or float32)");
+}
 // An output path that exists but is not a regular file was skipped (numbered out-1.png, exit 0),
 // or replaced with --overwrite; `-o /dev/full` wrote /dev/full-1.
 TEST_F(CliBadInput, OutputIsAPipe) {
   for (bool overwrite : {false, true}) {
     ASSERT_EQ(::mkfifo((dir + "/out.png").c_str(), 0644), 0);
-    std::vector<std::string> args{"generate", "-m", model, "-p", "a cat", "-W", "64", "-H", "64", "-s", "1", "-o", dir + "/out.png", "-q"};
+    std::vector<std::string> args{"generate", "-m", model, "-p", "a cat",          "-W", "64", "-H",
+                                  "64",       "-s", "1",   "-o", dir + "/out.png", "-q"};
     if (overwrite) args.push_back("--overwrite");
     CliResult r = run_cli(args);
     EXPECT_EQ(r.code, 1) << r.err;
-    EXPECT_NE(r.err.find("[output] output '" + dir + "/out.png' exists and is not a regular file"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("[output] output '" + dir + "/out.png' exists and is not a regular file"), std::string::npos)
+        << r.err;
     EXPECT_TRUE(fs::is_fifo(dir + "/out.png"));
     EXPECT_FALSE(fs::exists(dir + "/out-1.png"));
     fs::remove(dir + "/out.png");
@@ -122,8 +135,8 @@ TEST_F(CliBadInput, FailingSaveLatentsLeavesNoPng) {
 }
 TEST_F(CliBadInput, SaveLatentsExistingNeedsOverwrite) {
   test::write_file(dir + "/lat.safetensors", "keep");
-  CliResult r = run_cli({"generate", "-m", model, "-p", "a cat", "-W", "64", "-H", "64", "-s", "1", "-o", dir + "/out.png", "-q",
-                         "--save-latents", dir + "/lat.safetensors"});
+  CliResult r = run_cli({"generate", "-m", model, "-p", "a cat", "-W", "64", "-H", "64", "-s", "1", "-o",
+                         dir + "/out.png", "-q", "--save-latents", dir + "/lat.safetensors"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("exists (give --overwrite to replace it)"), std::string::npos) << r.err;
   EXPECT_EQ(test::read_file(dir + "/lat.safetensors"), "keep");
@@ -135,13 +148,17 @@ TEST_F(CliBadInput, NulInPromptFailsBeforeLoading) {
   PngMetadata meta;
   meta.zimage = {{"prompt", std::string("a\0b", 3)}, {"width", 64}, {"height", 64}, {"num_inference_steps", 1}};
   write_png(dir + "/in.png", Image{16, 16, 3, std::vector<uint8_t>(16 * 16 * 3)}, meta);
-  CliResult r = run_cli({"generate", "-m", dir + "/no-such-model", "--from-png", dir + "/in.png", "-o", dir + "/out.png", "-q"});
+  CliResult r =
+      run_cli({"generate", "-m", dir + "/no-such-model", "--from-png", dir + "/in.png", "-o", dir + "/out.png", "-q"});
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("[generate] prompt contains a NUL character (at byte 1), which PNG text cannot hold"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("[generate] prompt contains a NUL character (at byte 1), which PNG text cannot hold"),
+            std::string::npos)
+      << r.err;
   EXPECT_FALSE(fs::exists(dir + "/out.png"));
 }
 TEST_F(CliBadInput, InvalidUtf8PromptFailsBeforeLoading) {
-  CliResult r = run_cli({"generate", "-m", dir + "/no-such-model", "-p", "ok", "-n", "bad \xff", "-g", "2", "-o", dir + "/out.png"});
+  CliResult r = run_cli(
+      {"generate", "-m", dir + "/no-such-model", "-p", "ok", "-n", "bad \xff", "-g", "2", "-o", dir + "/out.png"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("[generate] negative prompt is not valid UTF-8"), std::string::npos) << r.err;
 }

@@ -91,17 +91,34 @@ TEST_F(CliControlNet, ControlNetParityAndFromPng) {
   EXPECT_NE(read_png(dir + "/scaled.png").pixels, read_png(dir + "/out.png").pixels);
 
   fs::remove(ctrl);
-  expect_error({"--from-png", dir + "/out.png", "-o", dir + "/out3.png"},
-               "the control image '" + ctrl + "' (sha256 " + j["control_image"]["sha256"].get<std::string>() +
-                   ") is missing");
+  expect_error(
+      {"--from-png", dir + "/out.png", "-o", dir + "/out3.png"},
+      "the control image '" + ctrl + "' (sha256 " + j["control_image"]["sha256"].get<std::string>() + ") is missing");
 }
 
 TEST_F(CliControlNet, ControlNetInpaintParityAndFromPng) {
   const std::string ctrl = copy_input("controlnet/ctrl_32.png"), init = copy_input("edit/rgb_48.png"),
                     mask = copy_input("edit/mask_holes_48.png");
   // The output size defaults to the init image's (48x48); the 32x32 control image is resized to it.
-  Run r = generate({"-m", model, "-p", "a photo of a cat", "--controlnet", nets + "cn_refiner", "--control-image", ctrl,
-                    "--init-image", init, "--mask", mask, "--control-scale", "0.8", "-s", "3", "--seed", "7", "-o",
+  Run r = generate({"-m",
+                    model,
+                    "-p",
+                    "a photo of a cat",
+                    "--controlnet",
+                    nets + "cn_refiner",
+                    "--control-image",
+                    ctrl,
+                    "--init-image",
+                    init,
+                    "--mask",
+                    mask,
+                    "--control-scale",
+                    "0.8",
+                    "-s",
+                    "3",
+                    "--seed",
+                    "7",
+                    "-o",
                     dir + "/out.png"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_LE(max_diff(dir + "/out.png", "inpaint_holes"), 1);
@@ -122,16 +139,20 @@ TEST_F(CliControlNet, BadInputIsRefusedBeforeLoading) {
   expect_error({"-m", nomodel, "-p", "x", "--controlnet", net, "--control-image",
                 test::fixture("edit/modes.safetensors"), "-o", out},
                "is neither a PNG nor a JPEG file");
-  expect_error({"-m", nomodel, "-p", "x", "--controlnet", net, "--control-image", ctrl, "--control-scale", "1e9", "-o", out},
-               "[pipeline] controlnet_conditioning_scale must be a finite number in [-1000, 1000], got 1e+09");
+  expect_error(
+      {"-m", nomodel, "-p", "x", "--controlnet", net, "--control-image", ctrl, "--control-scale", "1e9", "-o", out},
+      "[pipeline] controlnet_conditioning_scale must be a finite number in [-1000, 1000], got 1e+09");
   expect_error({"-m", nomodel, "-p", "x", "--control-image", ctrl, "-o", out},
                "[generate] --control-image needs --controlnet MODEL");
-  expect_error({"-m", nomodel, "-p", "x", "--controlnet", net, "-o", out}, "[generate] --controlnet needs --control-image FILE");
-  expect_error({"-m", nomodel, "-p", "x", "--control-scale", "0.5", "-o", out}, "[generate] --control-scale needs --control-image");
+  expect_error({"-m", nomodel, "-p", "x", "--controlnet", net, "-o", out},
+               "[generate] --controlnet needs --control-image FILE");
+  expect_error({"-m", nomodel, "-p", "x", "--control-scale", "0.5", "-o", out},
+               "[generate] --control-scale needs --control-image");
   expect_error({"-m", nomodel, "-p", "x", "--controlnet", dir + "/no-net", "--control-image", ctrl, "-o", out},
                "[controlnet] folder '" + dir + "/no-net' does not exist");
-  expect_error({"-m", nomodel, "-p", "x", "--controlnet", net, "--control-image", ctrl, "--init-image", ctrl, "-o", out},
-               "[pipeline] control_image with an init image but no mask_image");
+  expect_error(
+      {"-m", nomodel, "-p", "x", "--controlnet", net, "--control-image", ctrl, "--init-image", ctrl, "-o", out},
+      "[pipeline] control_image with an init image but no mask_image");
   expect_error({"-m", nomodel, "-p", "x", "--controlnet", net, "--control-image", ctrl, "--init-image", ctrl, "--mask",
                 ctrl, "--strength", "0.5", "-o", out},
                "[pipeline] strength is not a parameter of the ControlNet pipelines");
@@ -141,13 +162,14 @@ TEST_F(CliControlNet, BadInputIsRefusedBeforeLoading) {
 // single file (no config) and inpainting with a ControlNet that cannot inpaint.
 TEST_F(CliControlNet, MismatchedControlNetIsRefused) {
   const std::string ctrl = test::fixture("controlnet/ctrl_32.png"), out = dir + "/out.png";
-  expect_error({"-m", model, "-p", "x", "--controlnet", test::fixture("controlnet/tiny-bf16/cn_plain"), "--control-image",
-                ctrl, "-o", out},
+  expect_error({"-m", model, "-p", "x", "--controlnet", test::fixture("controlnet/tiny-bf16/cn_plain"),
+                "--control-image", ctrl, "-o", out},
                "this ControlNet does not match the transformer: dim 64 != the transformer's dim 72");
   expect_error({"-m", model, "-p", "x", "--controlnet", nets + "cn_plain/diffusion_pytorch_model.safetensors",
                 "--control-image", ctrl, "-o", out},
                "is a file: a ControlNet loads from its diffusers folder");
-  expect_error({"-m", model, "-p", "x", "--controlnet", nets + "cn_plain", "--control-image", ctrl, "--init-image",
-                test::fixture("edit/rgb_48.png"), "--mask", test::fixture("edit/mask_holes_48.png"), "-s", "1", "-o", out},
-               "[pipeline] ControlNet inpainting needs a ControlNet with control_in_dim 33");
+  expect_error(
+      {"-m", model, "-p", "x", "--controlnet", nets + "cn_plain", "--control-image", ctrl, "--init-image",
+       test::fixture("edit/rgb_48.png"), "--mask", test::fixture("edit/mask_holes_48.png"), "-s", "1", "-o", out},
+      "[pipeline] ControlNet inpainting needs a ControlNet with control_in_dim 33");
 }

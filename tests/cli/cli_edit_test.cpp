@@ -59,8 +59,8 @@ class CliEdit : public ::testing::Test {
 
 TEST_F(CliEdit, Img2ImgEditParityAndFromPng) {
   const std::string init = copy_input("rgb_48.png");
-  test::CommandResult r = generate({"-m", model, "-p", "a photo of a cat", "--init-image", init, "--strength", "0.6", "-s", "5", "--seed", "42",
-                    "-o", dir + "/out.png"});
+  test::CommandResult r = generate({"-m", model, "-p", "a photo of a cat", "--init-image", init, "--strength", "0.6",
+                                    "-s", "5", "--seed", "42", "-o", dir + "/out.png"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_LE(max_diff(dir + "/out.png", "i2i_s06"), 1);
   json j = json::parse(read_png_metadata(dir + "/out.png").at("zimage"));
@@ -80,16 +80,17 @@ TEST_F(CliEdit, Img2ImgEditParityAndFromPng) {
   ASSERT_EQ(generate({"--from-png", dir + "/elsewhere/out.png", "-o", dir + "/third.png"}).code, 0);
   EXPECT_EQ(read_png(dir + "/third.png").pixels, read_png(dir + "/out.png").pixels);
   fs::remove(dir + "/elsewhere/rgb_48.png");
-  expect_error({"--from-png", dir + "/elsewhere/out.png", "-o", dir + "/out4.png"},
-               "the init image '" + init + "' (sha256 " + j["init_image"]["sha256"].get<std::string>() + ") is missing");
+  expect_error(
+      {"--from-png", dir + "/elsewhere/out.png", "-o", dir + "/out4.png"},
+      "the init image '" + init + "' (sha256 " + j["init_image"]["sha256"].get<std::string>() + ") is missing");
   fs::copy_file(test::fixture("edit/rgba_48.png"), init);
   expect_error({"--from-png", dir + "/elsewhere/out.png", "-o", dir + "/out4.png"}, "the PNG records");
 }
 
 TEST_F(CliEdit, InpaintEditParityAndFromPng) {
   const std::string init = copy_input("rgb_48.png"), mask = copy_input("mask_holes_48.png");
-  test::CommandResult r = generate({"-m", model, "-p", "a photo of a cat", "--init-image", init, "--mask", mask, "-s", "4", "--seed", "5",
-                    "-o", dir + "/out.png"});
+  test::CommandResult r = generate({"-m", model, "-p", "a photo of a cat", "--init-image", init, "--mask", mask, "-s",
+                                    "4", "--seed", "5", "-o", dir + "/out.png"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_LE(max_diff(dir + "/out.png", "inp_holes"), 1);
   json j = json::parse(read_png_metadata(dir + "/out.png").at("zimage"));
@@ -105,8 +106,8 @@ TEST_F(CliEdit, InpaintEditParityAndFromPng) {
 // batch again and keeps that image: the noise follows the image's latent sample in the stream).
 TEST_F(CliEdit, BatchImageRegeneratesFromPng) {
   const std::string init = copy_input("rgb_48.png");
-  test::CommandResult r = generate({"-m", model, "-p", "a photo of a cat", "--init-image", init, "--strength", "0.75", "-s", "4", "--seed", "8",
-                    "--num-images", "2", "-o", dir + "/out.png"});
+  test::CommandResult r = generate({"-m", model, "-p", "a photo of a cat", "--init-image", init, "--strength", "0.75",
+                                    "-s", "4", "--seed", "8", "--num-images", "2", "-o", dir + "/out.png"});
   ASSERT_EQ(r.code, 0) << r.err;
   json j = json::parse(read_png_metadata(dir + "/out-1.png").at("zimage"));
   EXPECT_EQ(j["noise_batch_size"], 2);
@@ -129,8 +130,9 @@ TEST_F(CliEdit, BadInputIsRefusedBeforeLoading) {
   expect_error({"-m", nomodel, "-p", "x", "--init-image", init, "--strength", "0", "-o", out},
                "[pipeline] After adjusting the num_inference_steps by strength parameter: 0, the number of pipeline "
                "steps is 0 which is < 1 and not appropriate for this pipeline.");
-  expect_error({"-m", nomodel, "-p", "x", "--init-image", init, "--mask", test::fixture("edit/rgb_32x64.jpg"), "-o", out},
-               "[pipeline] mask image is 64x32 but the init image is 48x48; they must be the same size");
+  expect_error(
+      {"-m", nomodel, "-p", "x", "--init-image", init, "--mask", test::fixture("edit/rgb_32x64.jpg"), "-o", out},
+      "[pipeline] mask image is 64x32 but the init image is 48x48; they must be the same size");
   expect_error({"-m", nomodel, "-p", "x", "--init-image", test::fixture("edit/mode_l.png"), "-o", out},
                "[pipeline] init image is 7x5: its sides must be at least 16 pixels");
   expect_error({"-m", nomodel, "-p", "x", "--init-image", init, "-W", "64", "-o", out},

@@ -27,8 +27,15 @@ class CliLora : public ::testing::Test {
     return r.code;
   }
   std::vector<std::string> base(const std::string& out) {
-    return {"-m", test::fixture("models/tiny-fp32"), "-p", "a cat", "-W", "32", "-H", "32", "--seed", "3",
-            "--steps", "2", "-o", out, "-q", "--dtype", "float32", "--overwrite"};
+    return {"-m",      test::fixture("models/tiny-fp32"),
+            "-p",      "a cat",
+            "-W",      "32",
+            "-H",      "32",
+            "--seed",  "3",
+            "--steps", "2",
+            "-o",      out,
+            "-q",      "--dtype",
+            "float32", "--overwrite"};
   }
   std::vector<std::string> with(std::vector<std::string> a, std::vector<std::string> extra) {
     a.insert(a.end(), extra.begin(), extra.end());
@@ -39,7 +46,8 @@ class CliLora : public ::testing::Test {
 }  // namespace
 
 TEST_F(CliLora, LorasChangeTheImageAndAreRecorded) {
-  const std::string peft = test::fixture("lora/tiny-fp32_peft.safetensors"), kohya = test::fixture("lora/tiny-fp32_kohya.safetensors");
+  const std::string peft = test::fixture("lora/tiny-fp32_peft.safetensors"),
+                    kohya = test::fixture("lora/tiny-fp32_kohya.safetensors");
   ASSERT_EQ(run(base(dir + "/plain.png")), 0);
   ASSERT_EQ(run(with(base(dir + "/l.png"), {"--lora", peft + ":0.8", "--lora", kohya})), 0);
   EXPECT_NE(read_png(dir + "/plain.png").pixels, read_png(dir + "/l.png").pixels);
@@ -62,7 +70,8 @@ TEST_F(CliLora, LorasChangeTheImageAndAreRecorded) {
 TEST_F(CliLora, BadLorasAreClearErrors) {
   std::string err;
   EXPECT_EQ(run(with(base(dir + "/x.png"), {"--lora", dir + "/missing.safetensors:0.5"}), &err), 1);
-  EXPECT_NE(err.find("[lora] " + dir + "/missing.safetensors does not exist or is not a file"), std::string::npos) << err;
+  EXPECT_NE(err.find("[lora] " + dir + "/missing.safetensors does not exist or is not a file"), std::string::npos)
+      << err;
   // A LoRA made for another model (tiny-bf16 is 64 wide, tiny-fp32 72).
   EXPECT_EQ(run(with(base(dir + "/x.png"), {"--lora", test::fixture("lora/tiny-bf16_peft.safetensors")}), &err), 1);
   EXPECT_NE(err.find("do not fit the weight [72, 72]"), std::string::npos) << err;

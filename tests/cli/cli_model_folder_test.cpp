@@ -43,7 +43,8 @@ class CliModelFolder : public ::testing::Test {
   }
   CliRun info(const std::string& m) { return run({"info", m}); }
   CliRun generate(const std::string& m, std::vector<std::string> extra = {}) {
-    std::vector<std::string> a{"generate", "-m", m, "-p", "a cat", "-W", "64", "-H", "64", "-s", "1", "-o", dir + "/out.png", "-q"};
+    std::vector<std::string> a{"generate", "-m", m,   "-p", "a cat",          "-W", "64", "-H",
+                               "64",       "-s", "1", "-o", dir + "/out.png", "-q"};
     a.insert(a.end(), extra.begin(), extra.end());
     return run(a);
   }
@@ -56,7 +57,8 @@ class CliModelFolder : public ::testing::Test {
     EXPECT_FALSE(fs::exists(dir + "/out.png"));
   }
   // info and generate fail with the same message.
-  void expect_both(const std::string& m, const std::vector<std::string>& parts, std::vector<std::string> gen_extra = {}) {
+  void expect_both(const std::string& m, const std::vector<std::string>& parts,
+                   std::vector<std::string> gen_extra = {}) {
     const CliRun i = info(m), g = generate(m, gen_extra);
     expect_error(i, parts);
     expect_error(g, parts);
@@ -76,7 +78,8 @@ TEST_F(CliModelFolder, DeeplyNestedConfig) {
   const std::string m = copy_model();
   const std::string p = m + "/transformer/config.json";
   const std::string body = test::read_file(p);
-  test::write_file(p, "{\"x\": " + std::string(100000, '[') + std::string(100000, ']') + ", " + body.substr(body.find('{') + 1));
+  test::write_file(
+      p, "{\"x\": " + std::string(100000, '[') + std::string(100000, ']') + ", " + body.substr(body.find('{') + 1));
   expect_both(m, {"[transformer]", p, "nested deeper than 128 levels"});
 }
 
@@ -92,7 +95,8 @@ TEST_F(CliModelFolder, VaeBlockOutChannelsOutOfRange) {
       j["down_block_types"] = std::vector<std::string>(n, "DownEncoderBlock2D");
       j["up_block_types"] = std::vector<std::string>(n, "UpDecoderBlock2D");
     });
-    expect_both(m, {"[vae]", m + "/vae/config.json", "'block_out_channels' must list 1 to 8 channel counts"}, {"--low-memory"});
+    expect_both(m, {"[vae]", m + "/vae/config.json", "'block_out_channels' must list 1 to 8 channel counts"},
+                {"--low-memory"});
   }
 }
 
@@ -114,7 +118,8 @@ TEST_F(CliModelFolder, FifoIndexShard) {
   fs::rename(vae + "/diffusion_pytorch_model.safetensors", vae + "/part-1.safetensors");
   SafeTensorsFile f(vae + "/part-1.safetensors");
   nlohmann::json wm;
-  for (auto& [name, ti] : f.tensors()) wm[name] = name.rfind("decoder.", 0) == 0 ? "part-2.safetensors" : "part-1.safetensors";
+  for (auto& [name, ti] : f.tensors())
+    wm[name] = name.rfind("decoder.", 0) == 0 ? "part-2.safetensors" : "part-1.safetensors";
   test::write_file(vae + "/diffusion_pytorch_model.safetensors.index.json", nlohmann::json{{"weight_map", wm}}.dump());
   ASSERT_EQ(mkfifo((vae + "/part-2.safetensors").c_str(), 0600), 0);
   expect_both(m, {"part-2.safetensors", "is a FIFO"});
@@ -199,7 +204,9 @@ TEST_F(CliModelFolder, WrongClassNames) {
     j["_class_name"] = "ZImagePipeline";
     j["vae"] = {"diffusers", "AutoencoderTiny"};
   });
-  expect_both(m, {"'vae' = [\"diffusers\",\"AutoencoderTiny\"] is not supported (expected [\"diffusers\", \"AutoencoderKL\"])"});
+  expect_both(
+      m,
+      {"'vae' = [\"diffusers\",\"AutoencoderTiny\"] is not supported (expected [\"diffusers\", \"AutoencoderKL\"])"});
   edit_json(m + "/model_index.json", [](nlohmann::json& j) { j["vae"] = {"diffusers", "AutoencoderKL"}; });
   edit_json(m + "/vae/config.json", [](nlohmann::json& j) { j["_class_name"] = "AutoencoderTiny"; });
   expect_both(m, {"[vae]", "'_class_name' = \"AutoencoderTiny\" is not supported"});

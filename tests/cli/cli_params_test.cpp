@@ -50,7 +50,8 @@ TEST(ParamsTable, DocsAreTheTablesPrintout) {
   ASSERT_TRUE(f) << doc;
   std::stringstream ss;
   ss << f.rdbuf();
-  EXPECT_EQ(ss.str(), r.out) << "docs/PARAMETERS.md differs from the table: run ./build/zimage params > docs/PARAMETERS.md";
+  EXPECT_EQ(ss.str(), r.out)
+      << "docs/PARAMETERS.md differs from the table: run ./build/zimage params > docs/PARAMETERS.md";
 }
 
 TEST(ParamsTable, EveryGenerateOptionIsARow) {
@@ -81,8 +82,9 @@ class ParamsRecord : public ::testing::Test {
 // Every key the table records "always" is in a text-to-image PNG, and every recorded key of that PNG
 // is a row's key (or one the seed row and the table add: noise, image index, generator, version).
 TEST_F(ParamsRecord, APngHoldsExactlyTheTablesKeys) {
-  auto r = test::run_command({ZIMAGE_CLI_PATH, "generate", "-q", "--dtype", "float32", "-m", test::fixture("models/tiny-fp32"), "-p",
-                              "a cat", "-W", "32", "-H", "32", "-s", "1", "--seed", "5", "-o", dir + "/a.png"});
+  auto r = test::run_command({ZIMAGE_CLI_PATH, "generate", "-q", "--dtype", "float32", "-m",
+                              test::fixture("models/tiny-fp32"), "-p", "a cat", "-W", "32", "-H", "32", "-s", "1",
+                              "--seed", "5", "-o", dir + "/a.png"});
   ASSERT_EQ(r.code, 0) << r.err;
   const json meta = json::parse(read_png_metadata(dir + "/a.png").at("zimage"));
   std::set<std::string> keys{"noise_batch_size", "noise_index", "image_index", "generator", "version"};
@@ -93,17 +95,50 @@ TEST_F(ParamsRecord, APngHoldsExactlyTheTablesKeys) {
       EXPECT_TRUE(meta.contains(row["key"].get<std::string>())) << row.dump() << "\n" << meta.dump();
     }
   }
-  for (auto& [k, v] : meta.items()) EXPECT_TRUE(keys.count(k)) << "the PNG records '" << k << "', no row of the table does";
+  for (auto& [k, v] : meta.items())
+    EXPECT_TRUE(keys.count(k)) << "the PNG records '" << k << "', no row of the table does";
 }
 
 // A value of every restored row, given on the command line, comes back from the PNG: the
 // regenerated PNG records the same JSON.
 TEST_F(ParamsRecord, FromPngRestoresEveryRestoredRow) {
   const std::string model = test::fixture("models/tiny-fp32");
-  auto r = test::run_command({ZIMAGE_CLI_PATH, "generate", "-q", "--dtype", "float32", "-m", model, "-p", "a cat", "-n", "dull", "-W",
-                              "48", "-H", "32", "-s", "2", "-g", "1.5", "--cfg-normalization", "--cfg-truncation", "0.8", "--seed",
-                              "77", "--max-sequence-length", "64", "--vae-dtype", "float32", "--vae-tiling", "off", "--vae-tile-mode",
-                              "diffusers", "--vae-tile-size", "32", "-o", dir + "/a.png"});
+  auto r = test::run_command({ZIMAGE_CLI_PATH,
+                              "generate",
+                              "-q",
+                              "--dtype",
+                              "float32",
+                              "-m",
+                              model,
+                              "-p",
+                              "a cat",
+                              "-n",
+                              "dull",
+                              "-W",
+                              "48",
+                              "-H",
+                              "32",
+                              "-s",
+                              "2",
+                              "-g",
+                              "1.5",
+                              "--cfg-normalization",
+                              "--cfg-truncation",
+                              "0.8",
+                              "--seed",
+                              "77",
+                              "--max-sequence-length",
+                              "64",
+                              "--vae-dtype",
+                              "float32",
+                              "--vae-tiling",
+                              "off",
+                              "--vae-tile-mode",
+                              "diffusers",
+                              "--vae-tile-size",
+                              "32",
+                              "-o",
+                              dir + "/a.png"});
   ASSERT_EQ(r.code, 0) << r.err;
   r = test::run_command({ZIMAGE_CLI_PATH, "generate", "-q", "--from-png", dir + "/a.png", "-o", dir + "/b.png"});
   ASSERT_EQ(r.code, 0) << r.err;

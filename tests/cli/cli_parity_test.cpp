@@ -36,7 +36,8 @@ TEST_P(CliParity, MatchesDiffusers) {
     if (e["name"] == GetParam()) c = e;
   ASSERT_FALSE(c.is_null());
   std::string dir = test::temp_dir("cliparity");
-  std::string cmd = std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32 -m " + q(test::fixture("models/tiny-fp32"));
+  std::string cmd =
+      std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32 -m " + q(test::fixture("models/tiny-fp32"));
   for (auto& p : as_list(c["prompt"])) cmd += " -p " + q(p);
   for (auto& n : as_list(c["negative_prompt"])) cmd += " -n " + q(n);
   cmd += " -W " + std::to_string(c["width"].get<int>()) + " -H " + std::to_string(c["height"].get<int>());
@@ -69,24 +70,28 @@ TEST_P(CliParity, MatchesDiffusers) {
     std::string path = dir + (i == 0 ? "/img.png" : "/img-" + std::to_string(i) + ".png");
     Image im = read_png(path);
     ASSERT_EQ(int64_t(im.pixels.size()), per) << path;
-    for (int64_t k = 0; k < per; ++k, ++total) ok += std::fabs(float(im.pixels[size_t(k)]) - rv[size_t(i * per + k)]) <= 1.f;
+    for (int64_t k = 0; k < per; ++k, ++total)
+      ok += std::fabs(float(im.pixels[size_t(k)]) - rv[size_t(i * per + k)]) <= 1.f;
     auto meta = read_png_metadata(path);
     ASSERT_TRUE(meta.count("zimage") && meta.count("parameters")) << path;
     auto j = json::parse(meta["zimage"]);
-    EXPECT_EQ(j["seed"].get<uint64_t>(), c.contains("seeds") ? c["seeds"][size_t(i)].get<uint64_t>() : c["seed"].get<uint64_t>());
+    EXPECT_EQ(j["seed"].get<uint64_t>(),
+              c.contains("seeds") ? c["seeds"][size_t(i)].get<uint64_t>() : c["seed"].get<uint64_t>());
   }
   EXPECT_GE(double(ok) / double(total), 0.999);
   fs::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, CliParity,
-                         ::testing::Values("basic", "cfg", "cfg_trunc", "cfg_norm", "multi", "plist", "nonsquare", "seedlist"));
+                         ::testing::Values("basic", "cfg", "cfg_trunc", "cfg_norm", "multi", "plist", "nonsquare",
+                                           "seedlist"));
 
 TEST(CliNumbering, ExistingFilesAreNotOverwritten) {
   std::string dir = test::temp_dir("clinum");
   test::write_file(dir + "/x.png", "keep");
-  std::string cmd = std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32 -m " + q(test::fixture("models/tiny-fp32")) +
-                    " -p cat -W 32 -H 32 -s 1 --seed 1 --num-images 2 -o " + q(dir + "/x.png");
+  std::string cmd = std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32 -m " +
+                    q(test::fixture("models/tiny-fp32")) + " -p cat -W 32 -H 32 -s 1 --seed 1 --num-images 2 -o " +
+                    q(dir + "/x.png");
   const test::CommandResult r = test::run_command(cmd);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(test::read_file(dir + "/x.png"), "keep");
@@ -98,8 +103,9 @@ TEST(CliNumbering, ExistingFilesAreNotOverwritten) {
 TEST(CliFromPng, RegeneratesTheSameImageFromItsMetadata) {
   std::string dir = test::temp_dir("clipng");
   std::string base = std::string(ZIMAGE_CLI_PATH) + " generate -q --dtype float32";
-  std::string first = base + " -m " + q(test::fixture("models/tiny-fp32")) +
-                      " -p " + q("a red fox, 狐狸\nsecond line") + " -W 48 -H 32 -s 3 -g 1.5 -n blurry --seed 77 -o " + q(dir + "/a.png");
+  std::string first = base + " -m " + q(test::fixture("models/tiny-fp32")) + " -p " +
+                      q("a red fox, 狐狸\nsecond line") + " -W 48 -H 32 -s 3 -g 1.5 -n blurry --seed 77 -o " +
+                      q(dir + "/a.png");
   test::CommandResult r = test::run_command(first);
   ASSERT_EQ(r.code, 0) << r.err;
   r = test::run_command(base + " --from-png " + q(dir + "/a.png") + " -o " + q(dir + "/b.png"));

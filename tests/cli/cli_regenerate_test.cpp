@@ -34,7 +34,8 @@ class CliRegenerate : public ::testing::Test {
 
   // A PNG whose zimage JSON is a valid tiny-model generation with `key` set to `value`.
   std::string png_with(const std::string& key, const json& value) {
-    json j = {{"prompt", "a cat"}, {"width", 64}, {"height", 64}, {"num_inference_steps", 1}, {"seed", 3}, {"model", model}};
+    json j = {{"prompt", "a cat"},        {"width", 64}, {"height", 64},
+              {"num_inference_steps", 1}, {"seed", 3},   {"model", model}};
     j[key] = value;
     PngMetadata meta;
     meta.zimage = j;
@@ -69,7 +70,8 @@ TEST_F(CliRegenerate, WrongTypesNameFileAndKey) {
 // Item 6: numbers were silently truncated or wrapped.
 TEST_F(CliRegenerate, OutOfRangeAndFractionalNumbersAreErrors) {
   expect_png_error("width", 4294967360ull, "'width' is 4294967360, expected an integer in [1, 2147483647]");
-  expect_png_error("num_inference_steps", 4294967298ull, "'num_inference_steps' is 4294967298, expected an integer in [1, 2147483647]");
+  expect_png_error("num_inference_steps", 4294967298ull,
+                   "'num_inference_steps' is 4294967298, expected an integer in [1, 2147483647]");
   expect_png_error("seed", 1.5e30, "'seed' is 1.5e+30, expected an integer in [0, 18446744073709551615]");
   expect_png_error("seed", -1, "'seed' is -1, expected an integer in [0, 18446744073709551615]");
   expect_png_error("width", 64.9, "'width' is 64.9, expected an integer in [1, 2147483647]");
@@ -92,7 +94,8 @@ TEST_F(CliRegenerate, NotAnObject) {
   write_png(dir + "/in.png", Image{16, 16, 3, std::vector<uint8_t>(16 * 16 * 3)}, meta);
   CliRun r = generate({"--from-png", dir + "/in.png", "-m", model, "-o", dir + "/out.png"});
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("[from-png] " + dir + "/in.png: zimage parameters are not a JSON object"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("[from-png] " + dir + "/in.png: zimage parameters are not a JSON object"), std::string::npos)
+      << r.err;
 }
 
 // A PNG's zimage JSON is untrusted: deep nesting is refused while parsing (before, a value nested
@@ -103,14 +106,15 @@ TEST_F(CliRegenerate, DeeplyNestedJsonIsRefused) {
   write_png(dir + "/in.png", Image{16, 16, 3, std::vector<uint8_t>(16 * 16 * 3)}, meta);
   CliRun r = generate({"--from-png", dir + "/in.png", "-m", model, "-o", dir + "/out.png"});
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("[from-png] " + dir + "/in.png: zimage parameters: JSON nested deeper than 128 levels"), std::string::npos)
+  EXPECT_NE(r.err.find("[from-png] " + dir + "/in.png: zimage parameters: JSON nested deeper than 128 levels"),
+            std::string::npos)
       << r.err;
 }
 
 // Item 11: every image of a batch recorded the same seed and --from-png rebuilt image 0.
 TEST_F(CliRegenerate, EachImageOfAOneSeedBatchRegeneratesItself) {
-  ASSERT_EQ(generate({"-m", model, "-p", "a cat", "-W", "64", "-H", "48", "-s", "2", "--num-images", "2", "--seed", "7", "-o",
-                      dir + "/a.png"})
+  ASSERT_EQ(generate({"-m", model, "-p", "a cat", "-W", "64", "-H", "48", "-s", "2", "--num-images", "2", "--seed", "7",
+                      "-o", dir + "/a.png"})
                 .code,
             0);
   const std::vector<std::string> outs{dir + "/a.png", dir + "/a-1.png"};
@@ -135,10 +139,12 @@ TEST_F(CliRegenerate, EachImageOfAOneSeedBatchRegeneratesItself) {
 }
 
 TEST_F(CliRegenerate, EachImageOfASeedListRegeneratesItself) {
-  ASSERT_EQ(generate({"-m", model, "-p", "a cat", "-p", "a dog on a red sofa", "-W", "48", "-H", "64", "-s", "2", "-g", "2", "-n",
-                      "blurry", "--seed", "11,12", "-o", dir + "/b.png"})
-                .code,
-            0);
+  ASSERT_EQ(
+      generate(
+          {"-m", model,    "-p",     "a cat", "-p", "a dog on a red sofa", "-W", "48", "-H", "64", "-s", "2", "-g", "2",
+           "-n", "blurry", "--seed", "11,12", "-o", dir + "/b.png"})
+          .code,
+      0);
   const std::vector<std::string> outs{dir + "/b.png", dir + "/b-1.png"};
   EXPECT_EQ(zimage_json(outs[1])["seed"], 12);
   EXPECT_EQ(zimage_json(outs[1])["prompt"], "a dog on a red sofa");
@@ -167,13 +173,14 @@ TEST_F(CliRegenerate, EachPromptOfAOneSeedBatchRegeneratesItself) {
 // A PNG with only the A1111 "parameters" text was "not written by zimage".
 TEST_F(CliRegenerate, ReadsA1111Parameters) {
   PngMetadata meta;
-  meta.text = {{"parameters", "a red fox\nNegative prompt: ugly\nSteps: 2, Sampler: Euler, CFG scale: 1.5, Seed: 42, "
-                              "Size: 48x64, Model: tiny-fp32"}};
+  meta.text = {{"parameters",
+                "a red fox\nNegative prompt: ugly\nSteps: 2, Sampler: Euler, CFG scale: 1.5, Seed: 42, "
+                "Size: 48x64, Model: tiny-fp32"}};
   write_png(dir + "/a1111.png", Image{16, 16, 3, std::vector<uint8_t>(16 * 16 * 3)}, meta);
   CliRun r = generate({"--from-png", dir + "/a1111.png", "-m", model, "-o", dir + "/x.png"});
   ASSERT_EQ(r.code, 0) << r.err;
-  ASSERT_EQ(generate({"-m", model, "-p", "a red fox", "-n", "ugly", "-s", "2", "-g", "1.5", "--seed", "42", "-W", "48", "-H", "64",
-                      "-o", dir + "/y.png"})
+  ASSERT_EQ(generate({"-m", model, "-p", "a red fox", "-n", "ugly", "-s", "2", "-g", "1.5", "--seed", "42", "-W", "48",
+                      "-H", "64", "-o", dir + "/y.png"})
                 .code,
             0);
   EXPECT_EQ(read_png(dir + "/x.png").pixels, read_png(dir + "/y.png").pixels);
@@ -208,8 +215,14 @@ TEST_F(CliRegenerate, MalformedA1111ParametersNameFileAndKey) {
 
 // --seed -1 means a random seed, recorded in the metadata (so the image regenerates).
 TEST_F(CliRegenerate, SeedMinusOneIsRandomAndRecorded) {
-  ASSERT_EQ(generate({"-m", model, "-p", "a cat", "-W", "32", "-H", "32", "-s", "1", "--seed", "-1", "-o", dir + "/r.png"}).code, 0);
-  ASSERT_EQ(generate({"-m", model, "-p", "a cat", "-W", "32", "-H", "32", "-s", "1", "--seed", "-1", "-o", dir + "/s.png"}).code, 0);
+  ASSERT_EQ(
+      generate({"-m", model, "-p", "a cat", "-W", "32", "-H", "32", "-s", "1", "--seed", "-1", "-o", dir + "/r.png"})
+          .code,
+      0);
+  ASSERT_EQ(
+      generate({"-m", model, "-p", "a cat", "-W", "32", "-H", "32", "-s", "1", "--seed", "-1", "-o", dir + "/s.png"})
+          .code,
+      0);
   const uint64_t a = zimage_json(dir + "/r.png")["seed"], b = zimage_json(dir + "/s.png")["seed"];
   EXPECT_NE(a, b);  // two 63-bit random seeds
   EXPECT_NE(a, 18446744073709551615ull);
@@ -225,20 +238,27 @@ TEST_F(CliRegenerate, ModelNameIsTheHubIdOrTheFolderName) {
   fs::create_directories(repo + "/snapshots");
   test::write_file(repo + "/refs/main", commit);
   fs::create_directory_symlink(fs::absolute(model), repo + "/snapshots/" + commit);
-  CliRun r = generate({"-m", "Tiny-Org/tiny-fp32", "-p", "a cat", "-W", "32", "-H", "32", "-s", "1", "--seed", "1", "-o", dir + "/h.png"},
-                   "HF_HUB_CACHE=" + test::shell_quote(dir + "/hub"));
+  CliRun r = generate({"-m", "Tiny-Org/tiny-fp32", "-p", "a cat", "-W", "32", "-H", "32", "-s", "1", "--seed", "1",
+                       "-o", dir + "/h.png"},
+                      "HF_HUB_CACHE=" + test::shell_quote(dir + "/hub"));
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(infotext(dir + "/h.png").find(", Model: Tiny-Org/tiny-fp32,"), std::string::npos) << infotext(dir + "/h.png");
-  ASSERT_EQ(generate({"-m", model + "/", "-p", "a cat", "-W", "32", "-H", "32", "-s", "1", "--seed", "1", "-o", dir + "/f.png"}).code, 0);
+  EXPECT_NE(infotext(dir + "/h.png").find(", Model: Tiny-Org/tiny-fp32,"), std::string::npos)
+      << infotext(dir + "/h.png");
+  ASSERT_EQ(generate({"-m", model + "/", "-p", "a cat", "-W", "32", "-H", "32", "-s", "1", "--seed", "1", "-o",
+                      dir + "/f.png"})
+                .code,
+            0);
   EXPECT_NE(infotext(dir + "/f.png").find(", Model: tiny-fp32,"), std::string::npos) << infotext(dir + "/f.png");
 }
 
 // A negative prompt with guidance 0 was dropped without a word.
 TEST_F(CliRegenerate, NegativePromptWithoutGuidanceWarns) {
-  CliRun r = generate({"-m", model, "-p", "a cat", "-n", "blurry", "-W", "32", "-H", "32", "-s", "1", "-o", dir + "/w.png"});
+  CliRun r =
+      generate({"-m", model, "-p", "a cat", "-n", "blurry", "-W", "32", "-H", "32", "-s", "1", "-o", dir + "/w.png"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("zimage: warning: the negative prompt is ignored: guidance is 0"), std::string::npos) << r.err;
-  r = generate({"-m", model, "-p", "a cat", "-n", "blurry", "-g", "2", "-W", "32", "-H", "32", "-s", "1", "-o", dir + "/v.png"});
+  r = generate(
+      {"-m", model, "-p", "a cat", "-n", "blurry", "-g", "2", "-W", "32", "-H", "32", "-s", "1", "-o", dir + "/v.png"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
 }

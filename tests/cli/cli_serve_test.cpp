@@ -48,8 +48,10 @@ TEST_F(CliServe, LimitsAndDefaultsAreChecked) {
 
 TEST_F(CliServe, ApiKeySources) {
   test::write_file(dir + "/empty.key", "\n");
-  expect_fail({"--api-key-file", dir + "/empty.key"}, "[serve] the API key from --api-key-file '" + dir + "/empty.key' is empty");
-  expect_fail({"--api-key", "two words"}, "[serve] the API key from --api-key holds a space, control or non-ASCII character");
+  expect_fail({"--api-key-file", dir + "/empty.key"},
+              "[serve] the API key from --api-key-file '" + dir + "/empty.key' is empty");
+  expect_fail({"--api-key", "two words"},
+              "[serve] the API key from --api-key holds a space, control or non-ASCII character");
   expect_fail({}, "[serve] the API key from ZIMAGE_API_KEY holds a space", "ZIMAGE_API_KEY='a b'");
 }
 

@@ -19,7 +19,9 @@ namespace {
 
 class CliSingleFile : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { files_ = new test::SingleFiles(test::write_single_files(test::temp_dir("cli_single"))); }
+  static void SetUpTestSuite() {
+    files_ = new test::SingleFiles(test::write_single_files(test::temp_dir("cli_single")));
+  }
   static void TearDownTestSuite() {
     fs::remove_all(files_->dir);
     delete files_;
@@ -85,7 +87,8 @@ TEST_F(CliSingleFile, ErrorsSayWhatToPass) {
       << r.err;
   r = run(cat({"--transformer", f().transformer, "--text-encoder", f().text_encoder}, common(out)));
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("[generate] no model (-m): every component must then be a single file; missing --vae"), std::string::npos)
+  EXPECT_NE(r.err.find("[generate] no model (-m): every component must then be a single file; missing --vae"),
+            std::string::npos)
       << r.err;
   // a .safetensors text encoder carries no tokenizer: --tokenizer DIR
   const std::string te = test::fixture("models/tiny-fp32/text_encoder/model.safetensors");

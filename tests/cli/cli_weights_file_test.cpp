@@ -27,8 +27,8 @@ class CliWeightsFile : public ::testing::Test {
   std::string model = test::fixture("models/tiny-fp32");
   void TearDown() override { fs::remove_all(dir); }
   int run(std::vector<std::string> extra, const std::string& out, std::string* err = nullptr) {
-    std::vector<std::string> a{"generate", "-m", model, "-p", "a cat", "-W", "64", "-H", "64",
-                               "--seed", "3", "--steps", "2", "-o", out, "-q", "--dtype", "bfloat16"};
+    std::vector<std::string> a{"generate", "-m", model,     "-p", "a cat", "-W", "64", "-H",      "64",
+                               "--seed",   "3",  "--steps", "2",  "-o",    out,  "-q", "--dtype", "bfloat16"};
     a.insert(a.end(), extra.begin(), extra.end());
     a.insert(a.begin(), ZIMAGE_CLI_PATH);
     const test::CommandResult r = test::run_command(a, env + "timeout 300");
@@ -87,7 +87,8 @@ TEST_F(CliWeightsFile, BadFileIsAnError) {
 
 TEST_F(CliWeightsFile, TextEncoderFile) {
   ASSERT_EQ(run({}, dir + "/a.png"), 0);
-  ASSERT_EQ(run({"--text-encoder", test::fixture("models/tiny-fp32/text_encoder/model.safetensors")}, dir + "/b.png"), 0);
+  ASSERT_EQ(run({"--text-encoder", test::fixture("models/tiny-fp32/text_encoder/model.safetensors")}, dir + "/b.png"),
+            0);
   EXPECT_EQ(pixels(dir + "/a.png"), pixels(dir + "/b.png"));
   std::string err;
   test::write_file(dir + "/te.gguf", std::string("GGUF\x03\0\0\0", 8));
@@ -103,7 +104,8 @@ TEST_F(CliWeightsFile, VaeFileInLdmLayout) {
   EXPECT_EQ(pixels(dir + "/a.png"), pixels(dir + "/b.png"));
   std::string err;
   EXPECT_EQ(run({"--vae", test::fixture("fp8/codes.safetensors")}, dir + "/x.png", &err), 1);
-  EXPECT_NE(err.find("[vae] weights: " + test::fixture("fp8/codes.safetensors") + ": missing tensor 'encoder.conv_in.weight' (196 of the 196 expected tensors are missing: "),
+  EXPECT_NE(err.find("[vae] weights: " + test::fixture("fp8/codes.safetensors") +
+                     ": missing tensor 'encoder.conv_in.weight' (196 of the 196 expected tensors are missing: "),
             std::string::npos)
       << err;
   EXPECT_FALSE(fs::exists(dir + "/x.png"));

@@ -22,11 +22,14 @@ void expect_error(const std::function<void()>& f, const std::vector<std::string>
     f();
     ADD_FAILURE() << "no error; expected one containing '" << parts.front() << "'";
   } catch (const Error& e) {
-    for (auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "'" << p << "' not in: " << e.what();
+    for (auto& p : parts)
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "'" << p << "' not in: " << e.what();
   }
 }
 
-std::string nested(int depth) { return "{\"x\": " + std::string(size_t(depth), '[') + std::string(size_t(depth), ']') + "}"; }
+std::string nested(int depth) {
+  return "{\"x\": " + std::string(size_t(depth), '[') + std::string(size_t(depth), ']') + "}";
+}
 
 std::string le64(uint64_t n) {
   std::string s(8, '\0');
@@ -106,17 +109,21 @@ TEST_F(FileIo, DataOffsetsErrorsSayWhatIsWrong) {
     test::write_file(p, le64(h.size()) + h + std::string(4, '\0'));
     return p;
   };
-  expect_error([&] { SafeTensorsFile f(write("[-1,4]")); }, {"tensor 't' has data_offsets [-1,4]: begin -1 is not a non-negative integer"});
-  expect_error([&] { SafeTensorsFile f(write("[0,4.5]")); }, {"tensor 't' has data_offsets [0,4.5]: end 4.5 is not a non-negative integer"});
+  expect_error([&] { SafeTensorsFile f(write("[-1,4]")); },
+               {"tensor 't' has data_offsets [-1,4]: begin -1 is not a non-negative integer"});
+  expect_error([&] { SafeTensorsFile f(write("[0,4.5]")); },
+               {"tensor 't' has data_offsets [0,4.5]: end 4.5 is not a non-negative integer"});
   expect_error([&] { SafeTensorsFile f(write("[\"0\",4]")); }, {"begin \"0\" is not a non-negative integer"});
-  expect_error([&] { SafeTensorsFile f(write("[0]")); }, {"tensor 't' has data_offsets [0], expected a [begin, end] pair"});
+  expect_error([&] { SafeTensorsFile f(write("[0]")); },
+               {"tensor 't' has data_offsets [0], expected a [begin, end] pair"});
   const std::string h = R"({"t":{"dtype":"F32","shape":[1]}})";
   test::write_file(dir + "/n.safetensors", le64(h.size()) + h);
   expect_error([&] { SafeTensorsFile f(dir + "/n.safetensors"); }, {"tensor 't' has no data_offsets"});
 }
 
 TEST_F(FileIo, WeightStoreCheckReadsHeadersOnly) {
-  const std::string h = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"i":{"dtype":"I32","shape":[1],"data_offsets":[8,12]}})";
+  const std::string h =
+      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"i":{"dtype":"I32","shape":[1],"data_offsets":[8,12]}})";
   test::write_file(dir + "/model.safetensors", le64(h.size()) + h + std::string(12, '\0'));
   WeightStore ws = WeightStore::open_dir(dir);
   ws.check({{"a", {2}}});

@@ -140,11 +140,13 @@ TEST_F(Fp8File, BadFilesAreErrors) {
       << open_error(shape);
   const auto dt = write_raw(dir + "/d.safetensors", {{"l.weight", "F8_E4M3", "[2,3]", kW},
                                                      {"l.scale_weight", "I32", "[]", std::string(4, '\0')}});
-  EXPECT_NE(open_error(dt).find("fp8 scale 'l.scale_weight' has dtype I32, expected F32, BF16 or F16"), std::string::npos)
+  EXPECT_NE(open_error(dt).find("fp8 scale 'l.scale_weight' has dtype I32, expected F32, BF16 or F16"),
+            std::string::npos)
       << open_error(dt);
   const auto nf = write_raw(dir + "/f.safetensors", {{"l.weight", "F8_E4M3", "[2,3]", kW},
                                                      {"l.weight_scale", "F32", "[2]", f32_bytes({1.0f, NAN})}});
-  EXPECT_NE(open_error(nf).find("fp8 scale 'l.weight_scale' holds a non-finite value (nan at index 1)"), std::string::npos)
+  EXPECT_NE(open_error(nf).find("fp8 scale 'l.weight_scale' holds a non-finite value (nan at index 1)"),
+            std::string::npos)
       << open_error(nf);
   const auto lone = write_raw(dir + "/l.safetensors", {{"m.weight", "F8_E4M3", "[2,3]", kW},
                                                        {"l.scale_weight", "F32", "[]", f32_bytes({1.0f})}});

@@ -23,8 +23,15 @@ struct Bytes {
   Bytes& u64(uint64_t v) { return raw(&v, 8); }
   Bytes& i64(int64_t v) { return raw(&v, 8); }
   Bytes& u8(uint8_t v) { return raw(&v, 1); }
-  Bytes& str(const std::string& t) { u64(t.size()); s += t; return *this; }
-  Bytes& raw(const void* p, size_t n) { s.append(static_cast<const char*>(p), n); return *this; }
+  Bytes& str(const std::string& t) {
+    u64(t.size());
+    s += t;
+    return *this;
+  }
+  Bytes& raw(const void* p, size_t n) {
+    s.append(static_cast<const char*>(p), n);
+    return *this;
+  }
 };
 
 struct TI {
@@ -163,7 +170,11 @@ TEST(GgufBad, Header) {
   expect_bad("", "not a GGUF file");
   expect_bad("GGML" + good_file().substr(4), "not a GGUF file");
   std::string g = good_file();
-  auto with_version = [&](uint32_t v) { std::string s = g; std::memcpy(&s[4], &v, 4); return s; };
+  auto with_version = [&](uint32_t v) {
+    std::string s = g;
+    std::memcpy(&s[4], &v, 4);
+    return s;
+  };
   expect_bad(with_version(1), "GGUF version 1 is not supported");
   expect_bad(with_version(4), "unknown GGUF version 4");
   expect_bad(with_version(0x03000000u), "big-endian GGUF files are not supported");
@@ -185,7 +196,8 @@ TEST(GgufBad, HugeCounts) {
 TEST(GgufBad, Metadata) {
   const std::vector<TI> none;
   // a key whose length runs past the end
-  expect_bad(gguf_file(Bytes().u64(uint64_t(1) << 62).s + std::string(32, 'k'), 1, none, 0), "truncated: a metadata key");
+  expect_bad(gguf_file(Bytes().u64(uint64_t(1) << 62).s + std::string(32, 'k'), 1, none, 0),
+             "truncated: a metadata key");
   expect_bad(gguf_file(Bytes().str("").u32(4).u32(1).s, 1, none, 0), "metadata key #0 is empty");
   expect_bad(gguf_file(kv_str("k", "v") + kv_str("k", "w"), 2, none, 0), "duplicate metadata key 'k'");
   expect_bad(gguf_file(Bytes().str("k").u32(13).u32(0).s, 1, none, 0), "metadata 'k' has unknown type 13");
@@ -205,7 +217,10 @@ TEST(GgufBad, Alignment) {
   auto with_align = [](uint32_t type, uint64_t v) {
     Bytes b;
     b.str("general.alignment").u32(type);
-    if (type == 4) b.u32(uint32_t(v)); else b.u64(v);
+    if (type == 4)
+      b.u32(uint32_t(v));
+    else
+      b.u64(v);
     return gguf_file(b.s, 1, {{"a", {4}, 0, 0}}, 16, type == 4 && v == 64 ? 64 : 32);
   };
   expect_bad(with_align(4, 0), "general.alignment 0 is not a power of two");
@@ -231,13 +246,15 @@ TEST(GgufBad, TensorInfos) {
   expect_bad(one({"t", {4}, 1000, 0}), "unknown ggml type 1000");
   expect_bad(one({"t", {48}, 8, 0}), "tensor 't' has row length 48, not a multiple of the Q8_0 block size 32");
   expect_bad(one({"t", {4}, 0, 16}), "tensor 't' offset 16 is not a multiple of the alignment 32");
-  expect_bad(one({"t", {4}, 0, 4096}), "tensor 't' (16 bytes at data offset 4096) runs past the end of the 4096-byte data section");
+  expect_bad(one({"t", {4}, 0, 4096}),
+             "tensor 't' (16 bytes at data offset 4096) runs past the end of the 4096-byte data section");
   EXPECT_EQ(parse(one({"t", {1024}, 0, 0})).find("t")->nbytes, 4096u);  // exactly fills the data section
   expect_bad(one({"t", {1025}, 0, 0}), "tensor 't' (4100 bytes at data offset 0) runs past the end");
   // offset + size would wrap around 2^64
   expect_bad(one({"t", {64}, 0, ~uint64_t(31)}), "runs past the end");
   expect_bad(gguf_file("", 0, {{"t", {4}, 0, 0}, {"t", {4}, 0, 32}}, 64), "duplicate tensor name 't'");
-  expect_bad(gguf_file("", 0, {{"a", {16}, 0, 0}, {"b", {4}, 0, 32}}, 64), "tensor 'b' at data offset 32 overlaps tensor 'a' (0 .. 64)");
+  expect_bad(gguf_file("", 0, {{"a", {16}, 0, 0}, {"b", {4}, 0, 32}}, 64),
+             "tensor 'b' at data offset 32 overlaps tensor 'a' (0 .. 64)");
   expect_bad(gguf_file("", 0, {{"a", {4}, 0, 0}, {"b", {4}, 0, 0}}, 64), "overlaps");
   // a data section that would start past the end of the file
   const std::string f = gguf_file("", 0, {{"a", {4}, 0, 0}}, 0);

@@ -51,8 +51,9 @@ TEST_F(SafeTensorsBad, GoodFileLoads) {
   std::string data(4 * 6, '\0');
   float* f = reinterpret_cast<float*>(data.data());
   for (int i = 0; i < 6; ++i) f[i] = float(i) * 0.5f;
-  auto p = write_st(dir, "ok.safetensors",
-                    st_bytes(R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}})", data));
+  auto p = write_st(
+      dir, "ok.safetensors",
+      st_bytes(R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}})", data));
   SafeTensorsFile st(p);
   EXPECT_EQ(st.metadata().at("format"), "pt");
   Tensor t = st.get("a");
@@ -63,72 +64,84 @@ TEST_F(SafeTensorsBad, GoodFileLoads) {
 
 TEST_F(SafeTensorsBad, ShorterThan8Bytes) { expect_bad(write_st(dir, "s", "abc"), "shorter than the 8-byte"); }
 
-TEST_F(SafeTensorsBad, HeaderLengthPastEnd) {
-  expect_bad(write_st(dir, "h", le64(1000) + "{}"), "runs past the end");
-}
+TEST_F(SafeTensorsBad, HeaderLengthPastEnd) { expect_bad(write_st(dir, "h", le64(1000) + "{}"), "runs past the end"); }
 
-TEST_F(SafeTensorsBad, HeaderLengthOverCap) {
-  expect_bad(write_st(dir, "cap", le64(200'000'000) + "{}"), "exceeds");
-}
+TEST_F(SafeTensorsBad, HeaderLengthOverCap) { expect_bad(write_st(dir, "cap", le64(200'000'000) + "{}"), "exceeds"); }
 
 TEST_F(SafeTensorsBad, HeaderNotJson) { expect_bad(write_st(dir, "nj", st_bytes("{not json", "")), "not valid JSON"); }
 
 TEST_F(SafeTensorsBad, HeaderNotObject) { expect_bad(write_st(dir, "no", st_bytes("[1,2]", "")), "not a JSON object"); }
 
 TEST_F(SafeTensorsBad, UnknownDtype) {
-  expect_bad(write_st(dir, "ud", st_bytes(R"({"a":{"dtype":"F17","shape":[1],"data_offsets":[0,4]}})", std::string(4, '\0'))),
-             "unknown dtype 'F17'");
+  expect_bad(
+      write_st(dir, "ud", st_bytes(R"({"a":{"dtype":"F17","shape":[1],"data_offsets":[0,4]}})", std::string(4, '\0'))),
+      "unknown dtype 'F17'");
 }
 
 TEST_F(SafeTensorsBad, OverlappingOffsets) {
-  expect_bad(write_st(dir, "ov",
-                      st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-                               std::string(12, '\0'))),
-             "overlaps");
+  expect_bad(
+      write_st(
+          dir, "ov",
+          st_bytes(
+              R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+              std::string(12, '\0'))),
+      "overlaps");
 }
 
 TEST_F(SafeTensorsBad, Gap) {
-  expect_bad(write_st(dir, "gap",
-                      st_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
-                               std::string(12, '\0'))),
-             "gap");
+  expect_bad(
+      write_st(
+          dir, "gap",
+          st_bytes(
+              R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+              std::string(12, '\0'))),
+      "gap");
 }
 
 TEST_F(SafeTensorsBad, TrailingBytes) {
-  expect_bad(write_st(dir, "tr", st_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(9, '\0'))),
-             "trailing bytes");
+  expect_bad(
+      write_st(dir, "tr", st_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(9, '\0'))),
+      "trailing bytes");
 }
 
 TEST_F(SafeTensorsBad, DataPastEnd) {
-  expect_bad(write_st(dir, "pe", st_bytes(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", std::string(4, '\0'))),
-             "past the end");
+  expect_bad(
+      write_st(dir, "pe", st_bytes(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", std::string(4, '\0'))),
+      "past the end");
 }
 
 TEST_F(SafeTensorsBad, ShapeTimesDtypeNotBytes) {
-  expect_bad(write_st(dir, "sz", st_bytes(R"({"a":{"dtype":"BF16","shape":[3],"data_offsets":[0,4]}})", std::string(4, '\0'))),
-             "needs 6 bytes");
+  expect_bad(
+      write_st(dir, "sz", st_bytes(R"({"a":{"dtype":"BF16","shape":[3],"data_offsets":[0,4]}})", std::string(4, '\0'))),
+      "needs 6 bytes");
 }
 
 TEST_F(SafeTensorsBad, ShapeProductOverflows) {
   expect_bad(write_st(dir, "of",
-                      st_bytes(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}})", std::string(4, '\0'))),
+                      st_bytes(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}})",
+                               std::string(4, '\0'))),
              "overflows");
 }
 
 TEST_F(SafeTensorsBad, DuplicateName) {
-  expect_bad(write_st(dir, "dup",
-                      st_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
-                               std::string(8, '\0'))),
-             "duplicate tensor name 'a'");
+  expect_bad(
+      write_st(
+          dir, "dup",
+          st_bytes(
+              R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+              std::string(8, '\0'))),
+      "duplicate tensor name 'a'");
 }
 
 TEST_F(SafeTensorsBad, NegativeOrFractionalShape) {
-  expect_bad(write_st(dir, "neg", st_bytes(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", std::string(4, '\0'))),
+  expect_bad(write_st(dir, "neg",
+                      st_bytes(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", std::string(4, '\0'))),
              "not a non-negative integer");
 }
 
 TEST_F(SafeTensorsBad, NonFloatTensorGetIsAClearError) {
-  auto p = write_st(dir, "i64", st_bytes(R"({"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", std::string(8, '\0')));
+  auto p =
+      write_st(dir, "i64", st_bytes(R"({"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", std::string(8, '\0')));
   SafeTensorsFile st(p);
   EXPECT_THROW(st.get("a"), Error);
   EXPECT_THROW(st.get("missing"), Error);
@@ -142,8 +155,10 @@ class ShardIndex : public ::testing::Test {
   std::string comp = dir + "/transformer";
   void SetUp() override {
     fs::create_directories(comp);
-    write_st(comp, "part-1.safetensors", st_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(4, '\0')));
-    write_st(dir, "outside.safetensors", st_bytes(R"({"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(4, '\0')));
+    write_st(comp, "part-1.safetensors",
+             st_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(4, '\0')));
+    write_st(dir, "outside.safetensors",
+             st_bytes(R"({"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(4, '\0')));
   }
   void TearDown() override { fs::remove_all(dir); }
   std::string index(const nlohmann::json& wm) {
@@ -206,7 +221,8 @@ TEST_F(ShardIndex, TensorNotInShard) { expect_bad({{"zzz", "part-1.safetensors"}
 
 TEST(WeightStoreGet, WrongShapeNamesTensorExpectedAndActual) {
   std::string dir = test::temp_dir("ws");
-  write_st(dir, "model.safetensors", st_bytes(R"({"w":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]}})", std::string(12, '\0')));
+  write_st(dir, "model.safetensors",
+           st_bytes(R"({"w":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]}})", std::string(12, '\0')));
   auto w = WeightStore::open_dir(dir);
   try {
     w.get("w", {3, 2});

@@ -24,10 +24,14 @@ enum class Path { FlashLdmatrix, FlashPlainLoads, NativeBF16, NativeF32 };
 
 std::string path_name(Path p) {
   switch (p) {
-    case Path::FlashLdmatrix: return "FlashLdmatrix";
-    case Path::FlashPlainLoads: return "FlashPlainLoads";
-    case Path::NativeBF16: return "NativeBF16";
-    default: return "NativeF32";
+    case Path::FlashLdmatrix:
+      return "FlashLdmatrix";
+    case Path::FlashPlainLoads:
+      return "FlashPlainLoads";
+    case Path::NativeBF16:
+      return "NativeBF16";
+    default:
+      return "NativeF32";
   }
 }
 
@@ -43,8 +47,8 @@ void check(const AttnCase& c, Path path, uint64_t seed) {
   const AttentionBackend be = (path == Path::FlashLdmatrix || path == Path::FlashPlainLoads) ? AttentionBackend::Flash
                                                                                              : AttentionBackend::Native;
   set_flash_use_ldmatrix(path != Path::FlashPlainLoads);
-  const DeviceTensor got = attention(DeviceTensor::upload(q, dt), DeviceTensor::upload(k, dt), DeviceTensor::upload(v, dt),
-                                     scale, c.causal, c.key_valid, be);
+  const DeviceTensor got = attention(DeviceTensor::upload(q, dt), DeviceTensor::upload(k, dt),
+                                     DeviceTensor::upload(v, dt), scale, c.causal, c.key_valid, be);
   set_flash_use_ldmatrix(true);
   EXPECT_EQ(got.dtype(), dt);
   EXPECT_LE(test::rel_err(got, want), test::tol_for(dt))
@@ -79,13 +83,14 @@ TEST_P(CudaAttention, ItemWithNoKeysGivesZeros) {
   check({2, 40, 64, 2, 2, 128, false, {0, 64}}, GetParam(), 5);
   const Tensor q = random_tensor({1, 8, 2, 128}, 6), k = random_tensor({1, 8, 2, 128}, 7);
   const DType dt = GetParam() == Path::NativeF32 ? DType::F32 : DType::BF16;
-  const DeviceTensor o = attention(DeviceTensor::upload(q, dt), DeviceTensor::upload(k, dt), DeviceTensor::upload(k, dt),
-                                   0.1f, false, {0});
+  const DeviceTensor o = attention(DeviceTensor::upload(q, dt), DeviceTensor::upload(k, dt),
+                                   DeviceTensor::upload(k, dt), 0.1f, false, {0});
   for (float x : o.download().to_vector()) ASSERT_EQ(x, 0.f);
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, CudaAttention,
-                         ::testing::Values(Path::FlashLdmatrix, Path::FlashPlainLoads, Path::NativeBF16, Path::NativeF32),
+                         ::testing::Values(Path::FlashLdmatrix, Path::FlashPlainLoads, Path::NativeBF16,
+                                           Path::NativeF32),
                          [](const auto& info) { return path_name(info.param); });
 
 TEST(CudaAttentionNative, OtherHeadDims) {  // the tiny fixtures use head dim 32
@@ -97,7 +102,8 @@ TEST(CudaAttentionNative, OtherHeadDims) {  // the tiny fixtures use head dim 32
 TEST(CudaAttentionFlash, LongSequenceAgainstCpuFlash) {  // several key tiles per block, 1k tokens
   ZI_REQUIRE_GPU();
   const int64_t S = 1100, H = 2, D = 128;
-  const Tensor q = random_tensor({1, S, H, D}, 10, -1.f, 1.f, true), k = random_tensor({1, S, H, D}, 11, -1.f, 1.f, true);
+  const Tensor q = random_tensor({1, S, H, D}, 10, -1.f, 1.f, true),
+               k = random_tensor({1, S, H, D}, 11, -1.f, 1.f, true);
   const Tensor v = random_tensor({1, S, H, D}, 12, -1.f, 1.f, true);
   const float scale = 1.f / std::sqrt(float(D));
   const Tensor want = ops::attention(q, k, v, scale, false);

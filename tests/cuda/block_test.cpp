@@ -53,7 +53,8 @@ TEST_P(CudaBlock, MatchesCpuBlock) {
   const transformer::WeightLoader loader(store, compute, "transformer");
   const transformer::ZImageTransformerBlock cpu(loader, c.prefix, cfg, c.modulation);
   transformer::BlockBuffers cpu_buf;
-  const Tensor want = cpu.forward(ops::Precision::of(compute, "test"), x.clone(), c.rows, rope, c.modulation ? adaln : Tensor(), cpu_buf);
+  const Tensor want = cpu.forward(ops::Precision::of(compute, "test"), x.clone(), c.rows, rope,
+                                  c.modulation ? adaln : Tensor(), cpu_buf);
 
   register_backend();
   transformer::WeightLoader gpu_loader(store, compute, "transformer");
@@ -68,14 +69,18 @@ TEST_P(CudaBlock, MatchesCpuBlock) {
   EXPECT_LE(rel_l2(host, want), test::tol_for(compute)) << c.model << " " << c.prefix;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    TinyFixtures, CudaBlock,
-    ::testing::Values(BlockCase{"tiny-fp32", "layers.0.", true, {40}}, BlockCase{"tiny-fp32", "layers.1.", true, {24, 40}},
-                      BlockCase{"tiny-fp32", "noise_refiner.0.", true, {32, 16}},
-                      BlockCase{"tiny-fp32", "context_refiner.0.", false, {20, 12}},
-                      BlockCase{"tiny-bf16", "layers.0.", true, {40}}, BlockCase{"tiny-bf16", "layers.1.", true, {24, 40}},
-                      BlockCase{"tiny-bf16", "context_refiner.0.", false, {20, 12}}),
-    [](const auto& info) { return std::string(info.param.model == "tiny-bf16" ? "BF16_" : "F32_") + std::to_string(info.index); });
+INSTANTIATE_TEST_SUITE_P(TinyFixtures, CudaBlock,
+                         ::testing::Values(BlockCase{"tiny-fp32", "layers.0.", true, {40}},
+                                           BlockCase{"tiny-fp32", "layers.1.", true, {24, 40}},
+                                           BlockCase{"tiny-fp32", "noise_refiner.0.", true, {32, 16}},
+                                           BlockCase{"tiny-fp32", "context_refiner.0.", false, {20, 12}},
+                                           BlockCase{"tiny-bf16", "layers.0.", true, {40}},
+                                           BlockCase{"tiny-bf16", "layers.1.", true, {24, 40}},
+                                           BlockCase{"tiny-bf16", "context_refiner.0.", false, {20, 12}}),
+                         [](const auto& info) {
+                           return std::string(info.param.model == "tiny-bf16" ? "BF16_" : "F32_") +
+                                  std::to_string(info.index);
+                         });
 
 // The whole tiny transformer loaded onto the GPU (ZImageTransformer2DModel::load(..., Device::CUDA))
 // against the CPU model: two items of different sizes, twice (the second run takes the cached

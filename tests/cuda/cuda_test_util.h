@@ -15,8 +15,8 @@ namespace zimage::cuda::test {
 constexpr double kF32Tol = 1e-4;
 constexpr double kBF16Tol = 2e-2;
 
-#define ZI_REQUIRE_GPU()                                               \
-  do {                                                                 \
+#define ZI_REQUIRE_GPU()                                                \
+  do {                                                                  \
     if (!::zimage::cuda::available()) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 

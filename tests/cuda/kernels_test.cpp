@@ -19,7 +19,9 @@ class CudaKernels : public ::testing::TestWithParam<DType> {
  protected:
   DType dt() const { return GetParam(); }
   bool bf() const { return GetParam() == DType::BF16; }
-  Tensor rnd(Shape s, uint64_t seed, float lo = -2.f, float hi = 2.f) { return random_tensor(std::move(s), seed, lo, hi, bf()); }
+  Tensor rnd(Shape s, uint64_t seed, float lo = -2.f, float hi = 2.f) {
+    return random_tensor(std::move(s), seed, lo, hi, bf());
+  }
   DeviceTensor up(const Tensor& t) { return DeviceTensor::upload(t, dt()); }
   double tol() const { return test::tol_for(dt()); }
 };

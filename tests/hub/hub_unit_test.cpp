@@ -28,7 +28,8 @@ TEST(HubNames, SafeRepoPaths) {
   EXPECT_TRUE(is_safe_repo_path("model_index.json"));
   EXPECT_TRUE(is_safe_repo_path("vae/diffusion_pytorch_model.safetensors"));
   EXPECT_TRUE(is_safe_repo_path("a..b/c"));  // ".." only as a whole component is special
-  for (const char* bad : {"", "/etc/passwd", "../x", "a/../../x", "a/..", "./a", "a//b", "a/", "a\\..\\b", "a\nb", ".."})
+  for (const char* bad :
+       {"", "/etc/passwd", "../x", "a/../../x", "a/..", "./a", "a//b", "a/", "a\\..\\b", "a\nb", ".."})
     EXPECT_FALSE(is_safe_repo_path(bad)) << bad;
 }
 
@@ -36,7 +37,8 @@ TEST(HubNames, RepoIdsAndCacheFolder) {
   EXPECT_EQ(repo_folder_name("Tongyi-MAI/Z-Image-Turbo"), "models--Tongyi-MAI--Z-Image-Turbo");
   EXPECT_TRUE(is_repo_id("a/b"));
   for (const char* bad : {"a", "a/b/c", "../b", "a/..", "a/b c", "/a/b"}) EXPECT_FALSE(is_repo_id(bad)) << bad;
-  EXPECT_NE(error_of([] { repo_folder_name("a/../b"); }).find("'a/../b' is not a hub repository id"), std::string::npos);
+  EXPECT_NE(error_of([] { repo_folder_name("a/../b"); }).find("'a/../b' is not a hub repository id"),
+            std::string::npos);
 }
 
 TEST(HubSelect, GlobsMatchLikeFnmatch) {
@@ -47,38 +49,63 @@ TEST(HubSelect, GlobsMatchLikeFnmatch) {
 }
 
 TEST(HubSelect, PipelineFilesSkipVariantsDuplicatesAndDocs) {
-  const std::vector<std::string> listing = {
-      ".gitattributes", "README.md", "assets/fox.png", "model_index.json",
-      "scheduler/scheduler_config.json",
-      "text_encoder/config.json", "text_encoder/generation_config.json", "text_encoder/model.safetensors.index.json",
-      "text_encoder/model-00001-of-00002.safetensors", "text_encoder/model-00002-of-00002.safetensors",
-      "text_encoder/pytorch_model.bin", "text_encoder/model.safetensors.index.fp16.json",
-      "text_encoder/model.fp16-00001-of-00001.safetensors",
-      "tokenizer/merges.txt", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
-      "tokenizer/chat_template.jinja", "tokenizer/README.md",
-      "transformer/config.json", "transformer/diffusion_pytorch_model.safetensors",
-      "transformer/diffusion_pytorch_model.fp16.safetensors", "transformer/diffusion_pytorch_model.bin",
-      "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.bf16.safetensors",
-      "vae/sample.png", "unrelated/config.json"};
+  const std::vector<std::string> listing = {".gitattributes",
+                                            "README.md",
+                                            "assets/fox.png",
+                                            "model_index.json",
+                                            "scheduler/scheduler_config.json",
+                                            "text_encoder/config.json",
+                                            "text_encoder/generation_config.json",
+                                            "text_encoder/model.safetensors.index.json",
+                                            "text_encoder/model-00001-of-00002.safetensors",
+                                            "text_encoder/model-00002-of-00002.safetensors",
+                                            "text_encoder/pytorch_model.bin",
+                                            "text_encoder/model.safetensors.index.fp16.json",
+                                            "text_encoder/model.fp16-00001-of-00001.safetensors",
+                                            "tokenizer/merges.txt",
+                                            "tokenizer/tokenizer.json",
+                                            "tokenizer/tokenizer_config.json",
+                                            "tokenizer/vocab.json",
+                                            "tokenizer/chat_template.jinja",
+                                            "tokenizer/README.md",
+                                            "transformer/config.json",
+                                            "transformer/diffusion_pytorch_model.safetensors",
+                                            "transformer/diffusion_pytorch_model.fp16.safetensors",
+                                            "transformer/diffusion_pytorch_model.bin",
+                                            "vae/config.json",
+                                            "vae/diffusion_pytorch_model.safetensors",
+                                            "vae/diffusion_pytorch_model.bf16.safetensors",
+                                            "vae/sample.png",
+                                            "unrelated/config.json"};
   auto sel = pipeline_files(listing, {"scheduler", "text_encoder", "tokenizer", "transformer", "vae"});
   std::sort(sel.begin(), sel.end());
-  const std::vector<std::string> want = {
-      "model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
-      "text_encoder/generation_config.json", "text_encoder/model.safetensors.index.json", "tokenizer/chat_template.jinja",
-      "tokenizer/merges.txt", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
-      "transformer/config.json", "transformer/diffusion_pytorch_model.safetensors", "vae/config.json",
-      "vae/diffusion_pytorch_model.safetensors"};
+  const std::vector<std::string> want = {"model_index.json",
+                                         "scheduler/scheduler_config.json",
+                                         "text_encoder/config.json",
+                                         "text_encoder/generation_config.json",
+                                         "text_encoder/model.safetensors.index.json",
+                                         "tokenizer/chat_template.jinja",
+                                         "tokenizer/merges.txt",
+                                         "tokenizer/tokenizer.json",
+                                         "tokenizer/tokenizer_config.json",
+                                         "tokenizer/vocab.json",
+                                         "transformer/config.json",
+                                         "transformer/diffusion_pytorch_model.safetensors",
+                                         "vae/config.json",
+                                         "vae/diffusion_pytorch_model.safetensors"};
   EXPECT_EQ(sel, want);
 }
 
 TEST(HubSelect, IndexShards) {
-  auto s = index_shards("text_encoder/model.safetensors.index.json",
-                        R"({"metadata":{},"weight_map":{"a":"model-00002-of-00002.safetensors","b":"model-00001-of-00002.safetensors",)"
-                        R"("c":"model-00001-of-00002.safetensors"}})");
+  auto s = index_shards(
+      "text_encoder/model.safetensors.index.json",
+      R"({"metadata":{},"weight_map":{"a":"model-00002-of-00002.safetensors","b":"model-00001-of-00002.safetensors",)"
+      R"("c":"model-00001-of-00002.safetensors"}})");
   EXPECT_EQ(s, (std::vector<std::string>{"text_encoder/model-00001-of-00002.safetensors",
                                          "text_encoder/model-00002-of-00002.safetensors"}));
-  EXPECT_NE(error_of([] { index_shards("x/i.json", R"({"weight_map":{"a":"../../evil.safetensors"}})"); })
-                .find("refusing shard name '../../evil.safetensors'"),
+  EXPECT_NE(error_of([] {
+              index_shards("x/i.json", R"({"weight_map":{"a":"../../evil.safetensors"}})");
+            }).find("refusing shard name '../../evil.safetensors'"),
             std::string::npos);
   EXPECT_NE(error_of([] { index_shards("x/i.json", "[1"); }).find("x/i.json: not valid JSON"), std::string::npos);
 }
@@ -103,11 +130,13 @@ TEST(HubHttp, HostPolicy) {
   HostPolicy hub = HostPolicy::from_endpoint("https://huggingface.co");
   EXPECT_NO_THROW(hub.check(parse_url("https://cdn-lfs-us-1.hf.co/repos/x"), "t"));
   EXPECT_NO_THROW(hub.check(parse_url("https://cas-bridge.xethub.hf.co/x"), "t"));
-  EXPECT_NE(error_of([&] { hub.check(parse_url("https://evil.com/x"), "the redirect"); })
-                .find("refusing the redirect: https://evil.com/x is on host 'evil.com'"),
+  EXPECT_NE(error_of([&] {
+              hub.check(parse_url("https://evil.com/x"), "the redirect");
+            }).find("refusing the redirect: https://evil.com/x is on host 'evil.com'"),
             std::string::npos);
   EXPECT_NE(error_of([&] { hub.check(parse_url("https://nothf.co/x"), "t"); }).find("refusing"), std::string::npos);
-  EXPECT_NE(error_of([&] { hub.check(parse_url("http://cdn-lfs.hf.co/x"), "t"); }).find("is not HTTPS"), std::string::npos);
+  EXPECT_NE(error_of([&] { hub.check(parse_url("http://cdn-lfs.hf.co/x"), "t"); }).find("is not HTTPS"),
+            std::string::npos);
   EXPECT_TRUE(hub.same_origin_as_endpoint(parse_url("https://huggingface.co/a")));
   EXPECT_FALSE(hub.same_origin_as_endpoint(parse_url("https://cdn-lfs.hf.co/a")));
   // A mirror: its own host (and subdomains) only; http only on loopback.

@@ -27,8 +27,9 @@ const char* kRepo = "tiny-org/zimage-tiny";
 class FakeHub {
  public:
   FakeHub(const std::string& repo_dir, const std::string& log, const std::vector<std::string>& extra) {
-    std::vector<std::string> args = {ZIMAGE_PYTHON3, ZIMAGE_FAKE_HUB, "--repo", std::string(kRepo) + "=" + repo_dir,
-                                      "--log", log, "--lifetime", "240"};
+    std::vector<std::string> args = {
+        ZIMAGE_PYTHON3, ZIMAGE_FAKE_HUB, "--repo", std::string(kRepo) + "=" + repo_dir, "--log", log, "--lifetime",
+        "240"};
     args.insert(args.end(), extra.begin(), extra.end());
     int in[2], out[2];
     if (pipe(in) != 0 || pipe(out) != 0) throw std::runtime_error("pipe");
@@ -95,8 +96,10 @@ class HubPull : public ::testing::Test {
     // index whose only shard is the fixture's file.
     for (auto& e : fs::recursive_directory_iterator(fixture)) {
       fs::path rel = e.path().lexically_relative(fixture);
-      if (e.is_directory()) fs::create_directories(repo / rel);
-      else if (rel != "vae/diffusion_pytorch_model.safetensors") fs::create_symlink(fs::canonical(e.path()), repo / rel);
+      if (e.is_directory())
+        fs::create_directories(repo / rel);
+      else if (rel != "vae/diffusion_pytorch_model.safetensors")
+        fs::create_symlink(fs::canonical(e.path()), repo / rel);
     }
     fs::create_directories(repo + "/assets");
     test::write_file(repo + "/README.md", "# tiny\n");
@@ -114,18 +117,20 @@ class HubPull : public ::testing::Test {
 
   // Runs the CLI with a clean hub environment (cache in `cache`, no token, no proxy) plus `env`.
   CliRun cli(const FakeHub* hub, const std::vector<std::string>& args, const std::string& env = "") {
-    std::string cmd = "env -u HF_TOKEN -u HF_TOKEN_PATH -u HF_HUB_OFFLINE -u HUGGINGFACE_HUB_CACHE -u http_proxy "
-                      "-u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY -u all_proxy -u NO_PROXY -u no_proxy "
-                      "-u ZIMAGE_HUB_TRUSTED_HOSTS -u ZIMAGE_HUB_ALLOW_HTTP HF_HOME=" +
-                      test::shell_quote(dir + "/home") + " HF_HUB_CACHE=" + test::shell_quote(cache) +
-                      " HF_ENDPOINT=" + test::shell_quote(hub ? hub->endpoint() : "http://127.0.0.1:9") + " " + env;
+    std::string cmd =
+        "env -u HF_TOKEN -u HF_TOKEN_PATH -u HF_HUB_OFFLINE -u HUGGINGFACE_HUB_CACHE -u http_proxy "
+        "-u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY -u all_proxy -u NO_PROXY -u no_proxy "
+        "-u ZIMAGE_HUB_TRUSTED_HOSTS -u ZIMAGE_HUB_ALLOW_HTTP HF_HOME=" +
+        test::shell_quote(dir + "/home") + " HF_HUB_CACHE=" + test::shell_quote(cache) +
+        " HF_ENDPOINT=" + test::shell_quote(hub ? hub->endpoint() : "http://127.0.0.1:9") + " " + env;
     std::vector<std::string> a{ZIMAGE_CLI_PATH};
     a.insert(a.end(), args.begin(), args.end());
     return test::run_command(a, cmd);
   }
   CliRun generate(const FakeHub* hub, const std::string& env, std::vector<std::string> extra = {}) {
-    std::vector<std::string> a = {"generate", "-m", kRepo, "-p", "a cat", "-W", "64", "-H", "64", "-s", "2",
-                                  "--seed", "1", "-o", dir + "/img.png", "-q", "--overwrite"};
+    std::vector<std::string> a = {
+        "generate", "-m",     kRepo, "-p", "a cat",          "-W", "64",         "-H", "64", "-s",
+        "2",        "--seed", "1",   "-o", dir + "/img.png", "-q", "--overwrite"};
     a.insert(a.end(), extra.begin(), extra.end());
     return cli(hub, a, env);
   }
@@ -158,11 +163,17 @@ class HubPull : public ::testing::Test {
   }
 };
 
-const std::set<std::string> kPipelineFiles = {
-    "model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json", "text_encoder/model.safetensors",
-    "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json", "transformer/config.json",
-    "transformer/diffusion_pytorch_model.safetensors", "vae/config.json",
-    "vae/diffusion_pytorch_model.safetensors.index.json", "vae/diffusion_pytorch_model-00001-of-00001.safetensors"};
+const std::set<std::string> kPipelineFiles = {"model_index.json",
+                                              "scheduler/scheduler_config.json",
+                                              "text_encoder/config.json",
+                                              "text_encoder/model.safetensors",
+                                              "tokenizer/tokenizer.json",
+                                              "tokenizer/tokenizer_config.json",
+                                              "transformer/config.json",
+                                              "transformer/diffusion_pytorch_model.safetensors",
+                                              "vae/config.json",
+                                              "vae/diffusion_pytorch_model.safetensors.index.json",
+                                              "vae/diffusion_pytorch_model-00001-of-00001.safetensors"};
 
 }  // namespace
 
@@ -179,8 +190,9 @@ TEST_F(HubPull, FullPullThenGenerateOfflineThenNothingToTransfer) {
     fs::path target = fs::read_symlink(p);
     EXPECT_TRUE(target.is_relative()) << target;
     EXPECT_EQ(fs::canonical(p).parent_path(), fs::canonical(storage() / "blobs")) << f;
-    const std::string src = f.starts_with("vae/diffusion_pytorch_model-") ? fixture + "/vae/diffusion_pytorch_model.safetensors"
-                                                                          : repo + "/" + f;
+    const std::string src = f.starts_with("vae/diffusion_pytorch_model-")
+                                ? fixture + "/vae/diffusion_pytorch_model.safetensors"
+                                : repo + "/" + f;
     EXPECT_EQ(test::read_file(p.string()), test::read_file(src)) << f;
   }
   EXPECT_EQ(fs::read_symlink(snapshot() / "transformer/config.json").string().substr(0, 15), "../../../blobs/");
@@ -292,7 +304,8 @@ TEST_F(HubPull, UnsafeFileNameIsRefused) {
     FakeHub hub(repo, log, {"--bad-name", bad});
     CliRun r = cli(&hub, {"pull", kRepo, "--include", "*"});
     ASSERT_EQ(r.code, 1) << bad;
-    EXPECT_NE(r.err.find("refusing the listing of tiny-org/zimage-tiny: unsafe file name '" + bad + "'"), std::string::npos)
+    EXPECT_NE(r.err.find("refusing the listing of tiny-org/zimage-tiny: unsafe file name '" + bad + "'"),
+              std::string::npos)
         << r.err;
     EXPECT_EQ(requests().size(), 1u);  // nothing downloaded after the listing
     EXPECT_FALSE(fs::exists(dir + "/escaped.json"));
@@ -380,7 +393,8 @@ TEST_F(HubPull, BadArgumentsAreClearErrors) {
       {{"pull", kRepo, "--revision", "../../x"}, "[hub] invalid revision '../../x'"},
       {{"pull", kRepo, "../outside.json"}, "[hub] refusing file name '../outside.json'"},
       {{"pull", "tiny-org/no-such-repo"}, "not found (HTTP 404 RepoNotFound)"},
-      {{"pull", kRepo, "--revision", "v9"}, "revision 'v9' of tiny-org/zimage-tiny: not found (HTTP 404 RevisionNotFound)"},
+      {{"pull", kRepo, "--revision", "v9"},
+       "revision 'v9' of tiny-org/zimage-tiny: not found (HTTP 404 RevisionNotFound)"},
       {{"pull", kRepo, "--include", "nothing*", "--exclude", "*"}, "no file matches the selection"},
       {{"info", kRepo}, "run `zimage pull tiny-org/zimage-tiny`"},  // info never downloads
   };

@@ -55,8 +55,8 @@ TEST(ImageInputParity, LanczosResizeIsPilBitForBit) {
     const char* file;
     int w, h, max_diff;
   };
-  for (R r : {R{"mode_rgb.jpg", 16, 16, 0}, R{"rgb_32x64.jpg", 17, 50, 0}, R{"mask_50x44.png", 48, 40, 0}, R{"mode_l.png", 3, 9, 0},
-              R{"rgb_48.png", 40, 24, 1}, R{"rgb_50x44.png", 48, 32, 1}}) {
+  for (R r : {R{"mode_rgb.jpg", 16, 16, 0}, R{"rgb_32x64.jpg", 17, 50, 0}, R{"mask_50x44.png", 48, 40, 0},
+              R{"mode_l.png", 3, 9, 0}, R{"rgb_48.png", 40, 24, 1}, R{"rgb_50x44.png", 48, 32, 1}}) {
     Image rgb = to_rgb(read_image(test::fixture(std::string("edit/") + r.file)));
     Image out = resize_lanczos(rgb, r.w, r.h);
     const std::string key = std::string(r.file) + ".resize" + std::to_string(r.w) + "x" + std::to_string(r.h);

@@ -62,11 +62,13 @@ TEST(ReadInfotext, MalformedValuesNameKeyAndValue) {
   EXPECT_EQ(error_of([&] { read_infotext("p\nSteps: 8.5" + tail); }),
             "[image] infotext Steps '8.5' is not an integer in [-2147483648, 2147483647]");
   EXPECT_NE(error_of([&] { read_infotext("p\nSteps: many" + tail); }).find("Steps 'many'"), std::string::npos);
-  EXPECT_NE(error_of([&] { read_infotext("p\nSteps: 99999999999" + tail); }).find("Steps '99999999999'"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_infotext("p\nSteps: 99999999999" + tail); }).find("Steps '99999999999'"),
+            std::string::npos);
   EXPECT_EQ(error_of([&] { read_infotext("p\nSteps: 2, Sampler: Euler, Seed: -1, Size: 64x64"); }),
             "[image] infotext Seed '-1' is not an integer in [0, 18446744073709551615]");
-  EXPECT_NE(error_of([&] { read_infotext("p\nSteps: 2, Sampler: Euler, Seed: 18446744073709551616, Size: 64x64"); })
-                .find("Seed '18446744073709551616'"),
+  EXPECT_NE(error_of([&] {
+              read_infotext("p\nSteps: 2, Sampler: Euler, Seed: 18446744073709551616, Size: 64x64");
+            }).find("Seed '18446744073709551616'"),
             std::string::npos);
   EXPECT_NE(error_of([&] { read_infotext("p\nSteps: 2, Sampler: Euler, Seed: 1e5, Size: 64x64"); }).find("Seed '1e5'"),
             std::string::npos);
@@ -127,8 +129,9 @@ TEST(StagedFiles, NonRegularTargetsAreRefused) {
   ASSERT_EQ(::mkfifo((dir + "/fifo.png").c_str(), 0644), 0);
   for (bool overwrite : {false, true}) {
     StagedFiles f(overwrite);
-    EXPECT_EQ(error_of([&] { f.add(dir + "/fifo.png", "A", 1); }),
-              "[image] cannot write '" + dir + "/fifo.png': it exists and is not a regular file (a device, pipe or socket)");
+    EXPECT_EQ(
+        error_of([&] { f.add(dir + "/fifo.png", "A", 1); }),
+        "[image] cannot write '" + dir + "/fifo.png': it exists and is not a regular file (a device, pipe or socket)");
     EXPECT_NE(error_of([&] { write_file_atomic(dir + "/fifo.png", "A", 1, overwrite); }).find("not a regular file"),
               std::string::npos);
   }

@@ -156,7 +156,8 @@ TEST(Png, LatinOnlyParametersUseTextChunk) {
   for (auto& c : chunks)
     if (c.type == "tEXt") {
       ++texts;
-      EXPECT_EQ(c.data, std::string("parameters\0", 11) + "a cat\nSteps: 8, Sampler: Euler, CFG scale: 0, Seed: 1, Size: 64x64");
+      EXPECT_EQ(c.data, std::string("parameters\0", 11) +
+                            "a cat\nSteps: 8, Sampler: Euler, CFG scale: 0, Seed: 1, Size: 64x64");
     }
   EXPECT_EQ(texts, 1);
   fs::remove_all(dir);
@@ -191,8 +192,8 @@ TEST(Infotext, ParseRoundTrip) {
   EXPECT_EQ(parsed.prompt, p.prompt);
   EXPECT_EQ(parsed.negative_prompt, p.negative_prompt);
   std::vector<std::pair<std::string, std::string>> want = {
-      {"Steps", "8"}, {"Sampler", "Euler (flow match)"}, {"CFG scale", "0"}, {"Seed", "42"},
-      {"Size", "1024x768"}, {"Model", "Z-Image-Turbo"}, {"Shift", "3"}, {"Version", "zimage.cpp 0.1.0"},
+      {"Steps", "8"},       {"Sampler", "Euler (flow match)"}, {"CFG scale", "0"}, {"Seed", "42"},
+      {"Size", "1024x768"}, {"Model", "Z-Image-Turbo"},        {"Shift", "3"},     {"Version", "zimage.cpp 0.1.0"},
       {"Note", "x, y: z"}};
   EXPECT_EQ(parsed.params, want);
   // A prompt with no parameter line stays a prompt.
@@ -442,9 +443,7 @@ uint32_t png_crc(const std::string& bytes) {
   }
   return c ^ 0xffffffffu;
 }
-std::string be32(uint32_t v) {
-  return {char(v >> 24), char((v >> 16) & 0xff), char((v >> 8) & 0xff), char(v & 0xff)};
-}
+std::string be32(uint32_t v) { return {char(v >> 24), char((v >> 16) & 0xff), char((v >> 8) & 0xff), char(v & 0xff)}; }
 std::string png_chunk(const std::string& type, const std::string& data) {
   return be32(uint32_t(data.size())) + type + data + be32(png_crc(type + data));
 }
@@ -457,9 +456,9 @@ std::string png_chunk(const std::string& type, const std::string& data) {
 TEST(PngRead, HeaderClaimingMoreThanTheFileCanHoldIsAnError) {
   auto dir = test::temp_dir("png_claim");
   const std::string ihdr = be32(2000) + be32(2000) + std::string("\x08\x06\x00\x00\x00", 5);  // 8-bit RGBA
-  const std::string idat("\x78\x9c\x63\x00\x00\x00\x01\x00\x01", 9);                        // zlib of one 0 byte
-  const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr) + png_chunk("IDAT", idat) +
-                          png_chunk("IEND", "");
+  const std::string idat("\x78\x9c\x63\x00\x00\x00\x01\x00\x01", 9);                          // zlib of one 0 byte
+  const std::string png =
+      std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr) + png_chunk("IDAT", idat) + png_chunk("IEND", "");
   test::write_file(dir + "/claim.png", png);
   const std::string err = error_of([&] { read_png(dir + "/claim.png"); });
   EXPECT_EQ(err, "[image] PNG '" + dir + "/claim.png' is truncated or corrupt: " + std::to_string(png.size()) +
@@ -478,7 +477,7 @@ TEST(PngRead, HeaderClaimingMoreThanTheFileCanHoldIsAnError) {
 TEST(PngRead, ChunkLongerThanTheFileIsAnError) {
   auto dir = test::temp_dir("png_chunk");
   const std::string ihdr = be32(1) + be32(1) + std::string("\x08\x00\x00\x00\x00", 5);  // 8-bit gray
-  const std::string idat("\x78\x9c\x63\x60\x00\x00\x00\x02\x00\x01", 10);                // zlib of two 0 bytes
+  const std::string idat("\x78\x9c\x63\x60\x00\x00\x00\x02\x00\x01", 10);               // zlib of two 0 bytes
   const std::string head = std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr);
   const std::string huge = be32(1946157155) + "iTXt" + "parameters" + std::string(20, '\0');
   for (const std::string& png : {head + huge, head + png_chunk("IDAT", idat) + huge}) {
@@ -506,7 +505,8 @@ TEST(PngRead, FifoOrFolderInPlaceOfAPngIsAnError) {
       read(fifo);
       ADD_FAILURE() << "expected an error";
     } catch (const zimage::Error& e) {
-      EXPECT_NE(std::string(e.what()).find(fifo + ": is a FIFO (named pipe), not a regular file"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(fifo + ": is a FIFO (named pipe), not a regular file"), std::string::npos)
+          << e.what();
     }
   }
   try {

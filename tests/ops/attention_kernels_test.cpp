@@ -32,20 +32,24 @@ std::string describe(const Case& c) {
   // Appended piece by piece: GCC 12 reports a false -Wrestrict in `"literal" + std::string&&`
   // (the insert at position 0) at -O3 (GCC bug 105329).
   std::string s;
-  for (auto [label, v] : {std::pair<const char*, int64_t>{"B", c.B}, {" Sq", c.Sq}, {" Sk", c.Sk}, {" H", c.Hq},
-                          {"/", c.Hkv}, {" D", c.D}})
+  for (auto [label, v] : {std::pair<const char*, int64_t>{"B", c.B},
+                          {" Sq", c.Sq},
+                          {" Sk", c.Sk},
+                          {" H", c.Hq},
+                          {"/", c.Hkv},
+                          {" D", c.D}})
     s.append(label).append(std::to_string(v));
   if (c.causal) s += " causal";
   return s;
 }
 
 const std::vector<Case> kCases = {
-    {1, 600, 600, 2, 2, 128, false, {}},      // two key blocks, query tail of 600 % 48
-    {1, 600, 600, 4, 2, 128, true, {}},       // causal, grouped-query heads
+    {1, 600, 600, 2, 2, 128, false, {}},           // two key blocks, query tail of 600 % 48
+    {1, 600, 600, 4, 2, 128, true, {}},            // causal, grouped-query heads
     {2, 130, 1100, 2, 1, 40, false, {1100, 517}},  // three key blocks, head dim 40 (vector tail), padding mask
-    {1, 50, 530, 3, 3, 8, true, {}},          // causal with Sk > Sq (offset), tiny head dim
-    {1, 70, 40, 2, 2, 16, true, {}},          // causal with Sq > Sk: the first rows see no key
-    {2, 33, 33, 2, 2, 32, false, {0, 5}},     // a batch item with every key masked
+    {1, 50, 530, 3, 3, 8, true, {}},               // causal with Sk > Sq (offset), tiny head dim
+    {1, 70, 40, 2, 2, 16, true, {}},               // causal with Sq > Sk: the first rows see no key
+    {2, 33, 33, 2, 2, 32, false, {0, 5}},          // a batch item with every key masked
 };
 
 TEST(AttentionKernels, F32MatchesDoubleReference) {

@@ -73,14 +73,16 @@ TEST(DeviceDispatch, MissingOpsAndBackendsAreErrors) {
     const Tensor d = x.to(Device::CUDA);
     const std::string e = error_of([&] { ops::rms_norm(d, Tensor(), 1e-6f); });
     EXPECT_NE(e.find("[ops] rms_norm is not implemented for cuda tensors (the fake backend has no such op)"),
-              std::string::npos) << e;
+              std::string::npos)
+        << e;
   }
   {
     test::NoDevice none;  // a CPU-only build
     std::vector<float> mem(8);
     Tensor d = Tensor::from_storage(DType::F32, {2, 4}, Device::CUDA, mem.data(), nullptr);
     const std::string e = error_of([&] { ops::silu_(d); });
-    EXPECT_NE(e.find("[ops] silu_: the tensor is on cuda but no cuda backend is in this process"), std::string::npos) << e;
+    EXPECT_NE(e.find("[ops] silu_: the tensor is on cuda but no cuda backend is in this process"), std::string::npos)
+        << e;
   }
   {
     // A CPU op (x on the CPU) handed a device weight fails at its first host access.

@@ -33,9 +33,9 @@ struct Case {
 TEST(GemmAmx, MatchesReference) {
   if (!cpu::amx_available()) GTEST_SKIP() << "no AMX on this CPU (or ZIMAGE_GEMM=onednn)";
   const Case cases[] = {
-      {1, 32, 32, 0, 0, false, DType::F32},       {17, 64, 64, 3, 5, true, DType::F32},
-      {33, 96, 288, 0, 0, true, DType::BF16},     {100, 256, 544, 8, 0, false, DType::BF16},
-      {1056, 320, 512, 0, 0, true, DType::F32},   {1700, 64, 96, 0, 7, true, DType::BF16},
+      {1, 32, 32, 0, 0, false, DType::F32},     {17, 64, 64, 3, 5, true, DType::F32},
+      {33, 96, 288, 0, 0, true, DType::BF16},   {100, 256, 544, 8, 0, false, DType::BF16},
+      {1056, 320, 512, 0, 0, true, DType::F32}, {1700, 64, 96, 0, 7, true, DType::BF16},
   };
   for (const Case& c : cases) {
     const int64_t ldx = c.K + c.ldx_pad, ldy = c.N + c.ldy_pad;
@@ -45,13 +45,16 @@ TEST(GemmAmx, MatchesReference) {
     std::vector<float> yf(size_t(c.M * ldy), -7.f);
     std::vector<uint16_t> yb(size_t(c.M * ldy), 0x1234);
     void* y = c.yt == DType::F32 ? static_cast<void*>(yf.data()) : static_cast<void*>(yb.data());
-    ASSERT_TRUE(cpu::gemm_amx_bf16(c.M, c.N, c.K, x.data(), ldx, w.data(), c.bias ? bias.data() : nullptr, y, ldy, c.yt));
+    ASSERT_TRUE(
+        cpu::gemm_amx_bf16(c.M, c.N, c.K, x.data(), ldx, w.data(), c.bias ? bias.data() : nullptr, y, ldy, c.yt));
     double max_err = 0;
     for (int64_t m = 0; m < c.M; ++m)
       for (int64_t n = 0; n < ldy; ++n) {
         if (n >= c.N) {  // padding columns untouched
-          if (c.yt == DType::F32) EXPECT_EQ(yf[size_t(m * ldy + n)], -7.f);
-          else EXPECT_EQ(yb[size_t(m * ldy + n)], 0x1234);
+          if (c.yt == DType::F32)
+            EXPECT_EQ(yf[size_t(m * ldy + n)], -7.f);
+          else
+            EXPECT_EQ(yb[size_t(m * ldy + n)], 0x1234);
           continue;
         }
         double ref = c.bias ? bias[size_t(n)] : 0.0, mag = std::fabs(ref);
@@ -66,10 +69,11 @@ TEST(GemmAmx, MatchesReference) {
         const double acc_tol = 1e-6 * mag;
         const double tol = c.yt == DType::F32 ? acc_tol : std::fabs(ref) * 0.0040 + acc_tol;
         max_err = std::max(max_err, std::fabs(got - ref) / (std::fabs(ref) + 1e-2));
-        ASSERT_LE(std::fabs(got - ref), tol) << "M " << c.M << " N " << c.N << " K " << c.K << " at (" << m << ", " << n << ")";
+        ASSERT_LE(std::fabs(got - ref), tol)
+            << "M " << c.M << " N " << c.N << " K " << c.K << " at (" << m << ", " << n << ")";
       }
-    std::printf("AMX GEMM %lldx%lldx%lld (%s out%s): max rel err %.2g\n", (long long)c.M, (long long)c.N, (long long)c.K,
-                dtype_name(c.yt), c.bias ? ", bias" : "", max_err);
+    std::printf("AMX GEMM %lldx%lldx%lld (%s out%s): max rel err %.2g\n", (long long)c.M, (long long)c.N,
+                (long long)c.K, dtype_name(c.yt), c.bias ? ", bias" : "", max_err);
   }
 }
 

@@ -53,7 +53,8 @@ class AttentionTest : public ::testing::TestWithParam<AttnCase> {};
 
 TEST_P(AttentionTest, MatchesReference) {
   auto c = GetParam();
-  Tensor q = randt({c.B, c.Sq, c.Hq, c.D}, 7), k = randt({c.B, c.Sk, c.Hkv, c.D}, 8), v = randt({c.B, c.Sk, c.Hkv, c.D}, 9);
+  Tensor q = randt({c.B, c.Sq, c.Hq, c.D}, 7), k = randt({c.B, c.Sk, c.Hkv, c.D}, 8),
+         v = randt({c.B, c.Sk, c.Hkv, c.D}, 9);
   float scale = 1.f / std::sqrt(float(c.D));
   Tensor y = ops::attention(q, k, v, scale, c.causal, c.valid);
   Tensor r = ops::ref::attention(q, k, v, scale, c.causal, c.valid);

@@ -87,7 +87,9 @@ TEST(QuantizedLinear, TilesEqualTheDenseGemm) {
 
 TEST(QuantizedLinear, BadShapesAreErrors) {
   auto bytes = std::make_shared<std::string>(test::random_blocks(uint32_t(gguf::GgmlType::Q8_0), 64, 1, 1e-2f));
-  ops::QuantizedMatrix q{uint32_t(gguf::GgmlType::Q8_0), 2, 32, reinterpret_cast<const uint8_t*>(bytes->data()), 34, bytes, DType::F32, ops::QuantCompute::Auto, {}};
+  ops::QuantizedMatrix q{
+      uint32_t(gguf::GgmlType::Q8_0), 2, 32, reinterpret_cast<const uint8_t*>(bytes->data()), 34, bytes, DType::F32,
+      ops::QuantCompute::Auto,        {}};
   EXPECT_THROW(ops::linear(test::randn({3, 31}, 1), q), Error);
   const Tensor b = test::randn({3}, 1);
   EXPECT_THROW(ops::linear(test::randn({3, 32}, 1), q, &b), Error);
@@ -127,6 +129,8 @@ TEST(QuantizedLinear, Fp8TilesEqualTheDenseGemm) {
       }
   // a scale that is neither per tensor nor per row is refused
   auto bytes = std::make_shared<std::string>(64, '\0');
-  ops::QuantizedMatrix q{fp8::kE4M3Type, 2, 32, reinterpret_cast<const uint8_t*>(bytes->data()), 32, bytes, DType::F32, ops::QuantCompute::Auto, {1, 2, 3}};
+  ops::QuantizedMatrix q{
+      fp8::kE4M3Type,          2,        32, reinterpret_cast<const uint8_t*>(bytes->data()), 32, bytes, DType::F32,
+      ops::QuantCompute::Auto, {1, 2, 3}};
   EXPECT_THROW(ops::linear(test::randn({3, 32}, 1), q), Error);
 }

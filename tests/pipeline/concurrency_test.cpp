@@ -46,8 +46,7 @@ TEST(PipelineConcurrency, SharedPipelineGivesEachCallItsOwnPixels) {
   for (int trial = 0; trial < 2; ++trial) {
     std::vector<PipelineOutput> together(kCalls);
     std::vector<std::thread> threads;
-    for (int k = 0; k < kCalls; ++k)
-      threads.emplace_back([&, k] { together[size_t(k)] = pipe(case_params(k)); });
+    for (int k = 0; k < kCalls; ++k) threads.emplace_back([&, k] { together[size_t(k)] = pipe(case_params(k)); });
     for (auto& t : threads) t.join();
     for (int k = 0; k < kCalls; ++k) {
       ASSERT_EQ(together[size_t(k)].images.size(), 1u);

@@ -61,7 +61,8 @@ Result compare(const PipelineOutput& out, const std::string& model, const json& 
   EXPECT_EQ(out.latents.shape(), ref_lat.shape());
   if (out.latents.shape() != ref_lat.shape()) return r;
   r.rel_l2 = rel_l2(out.latents, ref_lat);
-  SafeTensorsFile ref_img(test::fixture("ref/" + model + "/controlnet_" + c["name"].get<std::string>() + "_image.safetensors"));
+  SafeTensorsFile ref_img(
+      test::fixture("ref/" + model + "/controlnet_" + c["name"].get<std::string>() + "_image.safetensors"));
   auto ref_px = ref_img.get("image_u8").to_vector();
   std::vector<uint8_t> px;
   for (auto& im : out.images) px.insert(px.end(), im.pixels.begin(), im.pixels.end());
@@ -210,7 +211,8 @@ TEST(ControlNetApi, ControlImageWithoutAControlNetIsAnError) {
 TEST(ControlNetApi, ConfigErrorsNameTheField) {
   const std::string dir = test::temp_dir("cncfg");
   const std::string src = test::fixture("controlnet/tiny-fp32/cn_layers");
-  std::filesystem::copy_file(src + "/diffusion_pytorch_model.safetensors", dir + "/diffusion_pytorch_model.safetensors");
+  std::filesystem::copy_file(src + "/diffusion_pytorch_model.safetensors",
+                             dir + "/diffusion_pytorch_model.safetensors");
   std::ifstream f(src + "/config.json");
   const json good = json::parse(f);
   PretrainedOptions o;
@@ -229,16 +231,24 @@ TEST(ControlNetApi, ConfigErrorsNameTheField) {
   };
   expect([](json& j) { j["dim"] = 96; }, "does not match the transformer: dim 96 != the transformer's dim 72");
   expect([](json& j) { j["n_heads"] = 2; }, "n_heads 2 != the transformer's n_heads 3");
-  expect([](json& j) { j["control_layers_places"] = {0, 3}; },
-         "control_layers_places [0, 3] names layer 3 but the transformer has 3 layers");
+  expect(
+      [](json& j) {
+        j["control_layers_places"] = {0, 3};
+      },
+      "control_layers_places [0, 3] names layer 3 but the transformer has 3 layers");
   expect([](json& j) { j["control_layers_places"] = {2, 0}; }, "control_layers_places [2, 0] must start with 0");
-  expect([](json& j) { j["control_refiner_layers_places"] = {0, 2}; },
-         "control_refiner_layers_places [0, 2] names noise_refiner layer 2 but the transformer has 2");
-  expect([](json& j) { j["control_refiner_layers_places"] = {0, 1, 2}; },
-         "control_refiner_layers_places [0, 1, 2] has more entries than the 2 hints");
+  expect(
+      [](json& j) {
+        j["control_refiner_layers_places"] = {0, 2};
+      },
+      "control_refiner_layers_places [0, 2] names noise_refiner layer 2 but the transformer has 2");
+  expect(
+      [](json& j) {
+        j["control_refiner_layers_places"] = {0, 1, 2};
+      },
+      "control_refiner_layers_places [0, 1, 2] has more entries than the 2 hints");
   expect([](json& j) { j["control_in_dim"] = 8; }, "control_in_dim 8 is below the transformer's in_channels 16");
-  expect([](json& j) { j["add_control_noise_refiner"] = "both"; },
-         "add_control_noise_refiner");
+  expect([](json& j) { j["add_control_noise_refiner"] = "both"; }, "add_control_noise_refiner");
   expect([](json& j) { j["all_patch_size"] = {4}; }, "no control_all_x_embedder for the transformer's patch size 2-1");
   expect([](json& j) { j["_class_name"] = "ZImageTransformer2DModel"; }, "expected 'ZImageControlNetModel'");
   expect([](json& j) { j["add_control_noise_refiner"] = nullptr; },  // then it expects control_noise_refiner weights

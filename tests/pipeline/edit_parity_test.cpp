@@ -63,7 +63,8 @@ Result run_case(ZImagePipeline& pipe, const std::string& model, const json& c) {
   if (out.latents.shape() != ref_lat.shape()) return r;
   r.rel_l2 = rel_l2(out.latents, ref_lat);
   const std::string img_file = c["file"].get<std::string>();
-  SafeTensorsFile ref_img(test::fixture("ref/" + model + "/" + img_file.substr(0, img_file.size() - 12) + "_image.safetensors"));
+  SafeTensorsFile ref_img(
+      test::fixture("ref/" + model + "/" + img_file.substr(0, img_file.size() - 12) + "_image.safetensors"));
   auto ref_px = ref_img.get("image_u8").to_vector();
   std::vector<uint8_t> px;
   for (auto& im : out.images) px.insert(px.end(), im.pixels.begin(), im.pixels.end());
@@ -114,8 +115,7 @@ TEST(EditParityFp32LowMemory, SameLatentsAsTheSharedPipeline) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, EditParityFp32,
                          ::testing::Values("i2i_s06", "i2i_s09_cfg", "i2i_nonsquare_jpg", "i2i_resize", "inp_holes",
-                                           "inp_rgba", "inp_mil", "inp_resize", "i2i_batch_seeds",
-                                           "inp_batch_seed"));
+                                           "inp_rgba", "inp_mil", "inp_resize", "i2i_batch_seeds", "inp_batch_seed"));
 
 TEST(EditParityBf16, LatentsCloseToDiffusersBf16Run) {
   PretrainedOptions o;
@@ -165,7 +165,8 @@ TEST(EditApi, ValidationErrorsNameTheValue) {
   p.mask_image = std::nullopt;
   p.image = Image{40, 32, 3, std::vector<uint8_t>(40 * 32 * 3)};  // resized to 32x32 (multiples of 16)
   p.width = 40;
-  expect(p, "[pipeline] the requested size 40x32 (width x height) differs from the init image's 40x32 (resized to 32x32)");
+  expect(p,
+         "[pipeline] the requested size 40x32 (width x height) differs from the init image's 40x32 (resized to 32x32)");
   p.width = std::nullopt;
   EXPECT_NO_THROW(validate_call_params(p));
   p.image = Image{15, 32, 3, std::vector<uint8_t>(15 * 32 * 3)};

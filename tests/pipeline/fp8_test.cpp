@@ -77,7 +77,7 @@ TEST(Fp8Parity, LinearWeightsStayFp8) {
   EXPECT_EQ(w.param("layers.0.attention.norm_q.weight", {32}).dtype(), DType::F32);
   WeightStore s = WeightStore::open_file(test::fixture("fp8/transformer_fp8_scaled.safetensors"));
   const weights::Loader ls(s, DType::F32, "transformer");
-  EXPECT_EQ(ls.linear_weight("layers.0.attention.to_k.weight", 64, 64).quantized->scale.size(), 1u);  // scale_weight
+  EXPECT_EQ(ls.linear_weight("layers.0.attention.to_k.weight", 64, 64).quantized->scale.size(), 1u);   // scale_weight
   EXPECT_EQ(ls.linear_weight("layers.0.attention.to_v.weight", 64, 64).quantized->scale.size(), 64u);  // weight_scale
   EXPECT_FALSE(s.has("layers.0.attention.to_k.scale_weight"));
   EXPECT_FALSE(s.has("scaled_fp8"));
@@ -92,7 +92,8 @@ TEST(Fp8Parity, LoraMergesIntoTheUpcastWeight) {
   const auto lora = weights::LoraSet::load({{test::fixture("lora/tiny-bf16_peft.safetensors"), 0.8, ""}}, specs);
   weights::Loader w(s, DType::F32, "transformer");
   w.set_lora(&lora);
-  for (const char* name : {"layers.0.attention.to_k.weight", "layers.0.attention.to_v.weight"}) {  // per tensor, per row
+  for (const char* name :
+       {"layers.0.attention.to_k.weight", "layers.0.attention.to_v.weight"}) {  // per tensor, per row
     ASSERT_NE(lora.find(name), nullptr) << name;
     const weights::LinearWeight lw = w.linear_weight(name, 64, 64);
     ASSERT_FALSE(lw.is_quantized()) << name;

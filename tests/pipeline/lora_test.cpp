@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "core/safetensors.h"
@@ -71,7 +71,8 @@ void parity(const std::string& model, double tol, const std::string& mode = "mer
     EXPECT_LE(err, tol) << name;
     if (name != "none") {  // the LoRA changes the result well beyond the tolerance
       const double effect = rel_l2(ref(model, "none"), want);
-      std::printf("[%s %s] the LoRA's effect (rel L2 none vs LoRA, diffusers) %.3g\n", model.c_str(), name.c_str(), effect);
+      std::printf("[%s %s] the LoRA's effect (rel L2 none vs LoRA, diffusers) %.3g\n", model.c_str(), name.c_str(),
+                  effect);
       EXPECT_GT(effect, 10 * tol) << name;
     }
     ++n;
@@ -130,27 +131,36 @@ TEST(LoraFile, MergeIsWPlusScaleAlphaOverRankBA) {
 }
 
 TEST(LoraFile, UnknownNamesAreListed) {
-  auto p = write_lora("unknown", {{"transformer.layers.9.attention.to_q.lora_A.weight", Tensor::zeros(DType::F32, {2, 72})},
-                                  {"transformer.layers.9.attention.to_q.lora_B.weight", Tensor::zeros(DType::F32, {72, 2})}});
+  auto p = write_lora("unknown",
+                      {{"transformer.layers.9.attention.to_q.lora_A.weight", Tensor::zeros(DType::F32, {2, 72})},
+                       {"transformer.layers.9.attention.to_q.lora_B.weight", Tensor::zeros(DType::F32, {72, 2})}});
   const std::string e = load_error(p);
   EXPECT_NE(e.find("[lora] "), std::string::npos) << e;
-  EXPECT_NE(e.find("2 keys match no transformer module: transformer.layers.9.attention.to_q.lora_A.weight"), std::string::npos) << e;
+  EXPECT_NE(e.find("2 keys match no transformer module: transformer.layers.9.attention.to_q.lora_A.weight"),
+            std::string::npos)
+      << e;
 }
 
 TEST(LoraFile, WrongShapeNanAlphaRankAndScaleAreErrors) {
-  auto wrong = write_lora("shape", {{"transformer.layers.0.attention.to_q.lora_A.weight", Tensor::zeros(DType::F32, {2, 70})},
-                                    {"transformer.layers.0.attention.to_q.lora_B.weight", Tensor::zeros(DType::F32, {72, 2})}});
+  auto wrong =
+      write_lora("shape", {{"transformer.layers.0.attention.to_q.lora_A.weight", Tensor::zeros(DType::F32, {2, 70})},
+                           {"transformer.layers.0.attention.to_q.lora_B.weight", Tensor::zeros(DType::F32, {72, 2})}});
   EXPECT_NE(load_error(wrong).find("do not fit the weight [72, 72]"), std::string::npos) << load_error(wrong);
-  auto nan = write_lora("nan", {{"transformer.layers.0.attention.to_q.lora_A.weight", Tensor::zeros(DType::F32, {2, 72})},
-                                {"transformer.layers.0.attention.to_q.lora_B.weight", Tensor::zeros(DType::F32, {72, 2})},
-                                {"transformer.layers.0.attention.to_q.alpha", Tensor::from_f32({}, {NAN})}});
-  EXPECT_NE(load_error(nan).find("transformer.layers.0.attention.to_q.alpha holds a NaN"), std::string::npos) << load_error(nan);
-  auto big = write_lora("rank", {{"transformer.layers.0.attention.to_q.lora_A.weight", Tensor::zeros(DType::F32, {80, 72})},
-                                 {"transformer.layers.0.attention.to_q.lora_B.weight", Tensor::zeros(DType::F32, {72, 80})}});
+  auto nan =
+      write_lora("nan", {{"transformer.layers.0.attention.to_q.lora_A.weight", Tensor::zeros(DType::F32, {2, 72})},
+                         {"transformer.layers.0.attention.to_q.lora_B.weight", Tensor::zeros(DType::F32, {72, 2})},
+                         {"transformer.layers.0.attention.to_q.alpha", Tensor::from_f32({}, {NAN})}});
+  EXPECT_NE(load_error(nan).find("transformer.layers.0.attention.to_q.alpha holds a NaN"), std::string::npos)
+      << load_error(nan);
+  auto big =
+      write_lora("rank", {{"transformer.layers.0.attention.to_q.lora_A.weight", Tensor::zeros(DType::F32, {80, 72})},
+                          {"transformer.layers.0.attention.to_q.lora_B.weight", Tensor::zeros(DType::F32, {72, 80})}});
   EXPECT_NE(load_error(big).find("rank 80 is larger than the layer [72, 72]"), std::string::npos) << load_error(big);
-  auto lone = write_lora("lone", {{"transformer.layers.0.attention.to_q.lora_A.weight", Tensor::zeros(DType::F32, {2, 72})}});
+  auto lone =
+      write_lora("lone", {{"transformer.layers.0.attention.to_q.lora_A.weight", Tensor::zeros(DType::F32, {2, 72})}});
   EXPECT_NE(load_error(lone).find("lora_A without lora_B"), std::string::npos) << load_error(lone);
-  EXPECT_NE(load_error(test::fixture("lora/tiny-fp32_peft.safetensors"), INFINITY).find("is not finite"), std::string::npos);
+  EXPECT_NE(load_error(test::fixture("lora/tiny-fp32_peft.safetensors"), INFINITY).find("is not finite"),
+            std::string::npos);
 }
 
 TEST(LoraFile, ParseArg) {
@@ -217,12 +227,14 @@ TEST(LoraQuantized, GgufTransformerRunsTheLoraAtRunTime) {
   {
     const WeightStore ws = WeightStore::open_file(q.gguf);
     for (const auto& s : specs())
-      on_quantized += ws.is_quantized(s.name) && s.name.rfind("layers.", 0) == 0 &&
-                      (s.name.find("feed_forward") != std::string::npos || s.name.find("attention") != std::string::npos);
+      on_quantized +=
+          ws.is_quantized(s.name) && s.name.rfind("layers.", 0) == 0 &&
+          (s.name.find("feed_forward") != std::string::npos || s.name.find("attention") != std::string::npos);
   }
   EXPECT_GT(on_quantized, 0);
   for (const std::string dtype : {"float32", "bfloat16"}) {
-    std::vector<PretrainedOptions::Lora> loras = {{lora_file("tiny-fp32", "peft"), 0.8, ""}, {lora_file("tiny-fp32", "kohya"), 0.5, ""}};
+    std::vector<PretrainedOptions::Lora> loras = {{lora_file("tiny-fp32", "peft"), 0.8, ""},
+                                                  {lora_file("tiny-fp32", "kohya"), 0.5, ""}};
     auto with = [&](const std::string& file, const std::string& mode, bool lora) {
       PretrainedOptions o = opts("tiny-fp32", lora ? loras : std::vector<PretrainedOptions::Lora>{}, mode);
       o.torch_dtype = dtype;
@@ -233,8 +245,10 @@ TEST(LoraQuantized, GgufTransformerRunsTheLoraAtRunTime) {
     const Tensor gguf_runtime = with(q.gguf, "runtime", true), gguf_mixed = with(q.gguf, "merge", true);
     const Tensor gguf_plain = with(q.gguf, "merge", false), dense_runtime = with(dense, "runtime", true);
     const double effect = rel_l2(gguf_runtime, gguf_plain), mixed = rel_l2(gguf_mixed, dense_runtime);
-    std::printf("[%s] GGUF + LoRA: effect of the LoRA %.3g; run time vs dense run time %.3g; merge mode vs dense run time %.3g\n",
-                dtype.c_str(), effect, rel_l2(gguf_runtime, dense_runtime), mixed);
+    std::printf(
+        "[%s] GGUF + LoRA: effect of the LoRA %.3g; run time vs dense run time %.3g; merge mode vs dense run time "
+        "%.3g\n",
+        dtype.c_str(), effect, rel_l2(gguf_runtime, dense_runtime), mixed);
     EXPECT_TRUE(same_bits(gguf_runtime, dense_runtime)) << dtype;
     EXPECT_GT(effect, 1e-2) << dtype;
     EXPECT_LE(mixed, dtype == "float32" ? 1e-5 : 2e-2) << dtype;
@@ -261,7 +275,8 @@ TEST(LoraApi, SetAdaptersGivesTheImageOfLoadingWithThoseScales) {
     auto both = ZImagePipeline::from_pretrained(test::fixture("models/" + model),
                                                 opts(model, {{peft, 0.3, ""}, {kohya, 0.7, ""}}, "runtime"));
     const Tensor want_both = latents(both);
-    auto one = ZImagePipeline::from_pretrained(test::fixture("models/" + model), opts(model, {{kohya, -0.4, ""}}, "runtime"));
+    auto one =
+        ZImagePipeline::from_pretrained(test::fixture("models/" + model), opts(model, {{kohya, -0.4, ""}}, "runtime"));
     const Tensor want_one = latents(one);
 
     // Loaded after the pipeline; first run at the default scale 1 (fills the caption cache).

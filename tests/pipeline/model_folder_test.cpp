@@ -88,7 +88,8 @@ TEST(ModelFolder, MissingModelOfflineSaysHowToGetIt) {
   ResolveOptions o;
   o.cache_dir = test::temp_dir("empty");
   o.local_files_only = true;
-  expect_error([&] { resolve_model_folder("Tongyi-MAI/Z-Image-Turbo", o); }, "run `zimage pull Tongyi-MAI/Z-Image-Turbo`");
+  expect_error([&] { resolve_model_folder("Tongyi-MAI/Z-Image-Turbo", o); },
+               "run `zimage pull Tongyi-MAI/Z-Image-Turbo`");
   expect_error([&] { resolve_model_folder("/no/such/folder", o); }, "does not exist");
   o.force_download = true;
   expect_error([&] { resolve_model_folder("Tongyi-MAI/Z-Image-Turbo", o); }, "force_download cannot be used offline");
@@ -133,10 +134,12 @@ TEST(ModelFolder, ModelIndexClassNamesAreChecked) {
     std::string index, what;
   };
   const std::vector<Case> cases = {
-      {R"({"_class_name":5,)" + kComponents + R"(,"vae":["diffusers","AutoencoderKL"]})", "'_class_name' should be a string, got 5"},
+      {R"({"_class_name":5,)" + kComponents + R"(,"vae":["diffusers","AutoencoderKL"]})",
+       "'_class_name' should be a string, got 5"},
       {"{" + kComponents + R"(,"vae":["diffusers","AutoencoderKL"]})", "'_class_name' is missing"},
       {R"({"_class_name":"FluxPipeline",)" + kComponents + R"(,"vae":["diffusers","AutoencoderKL"]})",
-       "'_class_name' = \"FluxPipeline\" is not a Z-Image pipeline (expected \"ZImagePipeline\", \"ZImageImg2ImgPipeline\" or \"ZImageInpaintPipeline\")"},
+       "'_class_name' = \"FluxPipeline\" is not a Z-Image pipeline (expected \"ZImagePipeline\", "
+       "\"ZImageImg2ImgPipeline\" or \"ZImageInpaintPipeline\")"},
       {R"({"_class_name":"ZImagePipeline",)" + kComponents + R"(,"vae":["diffusers","AutoencoderTiny"]})",
        "'vae' = [\"diffusers\",\"AutoencoderTiny\"] is not supported (expected [\"diffusers\", \"AutoencoderKL\"])"},
       {R"({"_class_name":"ZImagePipeline",)" + kComponents + R"(,"vae":["transformers","AutoencoderKL"]})",

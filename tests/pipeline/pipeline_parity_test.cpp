@@ -90,7 +90,8 @@ TEST_P(PipelineParityFp32, LatentsAndImageMatchDiffusers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, PipelineParityFp32,
-                         ::testing::Values("basic", "cfg", "cfg_trunc", "cfg_norm", "multi", "plist", "nonsquare", "seedlist"));
+                         ::testing::Values("basic", "cfg", "cfg_trunc", "cfg_norm", "multi", "plist", "nonsquare",
+                                           "seedlist"));
 
 TEST(PipelineParityBf16, LatentsCloseToDiffusersBf16Run) {
   PretrainedOptions o;
@@ -102,7 +103,8 @@ TEST(PipelineParityBf16, LatentsCloseToDiffusersBf16Run) {
     PipelineOutput out = pipe(params_from_case(c));
     double err = rel_l2(out.latents, ref.get("latents"));
     double frac = frac_within_1(out.images, ref.get("image_u8"));
-    std::printf("[bf16 %s] latents rel L2 %.3g, pixels within ±1: %.5f\n", c["name"].get<std::string>().c_str(), err, frac);
+    std::printf("[bf16 %s] latents rel L2 %.3g, pixels within ±1: %.5f\n", c["name"].get<std::string>().c_str(), err,
+                frac);
     EXPECT_LE(err, 2e-2) << c["name"];
   }
 }
@@ -253,14 +255,16 @@ TEST(PipelineApi, PretrainedOptionsAreChecked) {
   EXPECT_GE(max_num_threads(), 4);
   for (int bad : {-5, -1, max_num_threads() + 1, 100000}) {
     o.num_threads = bad;
-    EXPECT_NE(error_of(o).find("[from_pretrained] num_threads must be 0 (all cores) or 1.." + std::to_string(max_num_threads())),
+    EXPECT_NE(error_of(o).find("[from_pretrained] num_threads must be 0 (all cores) or 1.." +
+                               std::to_string(max_num_threads())),
               std::string::npos);
     EXPECT_NE(error_of(o).find("got " + std::to_string(bad)), std::string::npos) << error_of(o);
   }
   o.num_threads = 0;
   for (const char* dt : {"float16", "fp16", "half"}) {
     o.torch_dtype = dt;
-    EXPECT_NE(error_of(o).find(std::string("torch_dtype '") + dt + "' is not supported"), std::string::npos) << error_of(o);
+    EXPECT_NE(error_of(o).find(std::string("torch_dtype '") + dt + "' is not supported"), std::string::npos)
+        << error_of(o);
     EXPECT_NE(error_of(o).find("use bfloat16 (same memory, float32 range) or float32"), std::string::npos);
   }
   o.torch_dtype = "float32";

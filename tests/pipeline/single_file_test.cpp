@@ -36,7 +36,8 @@ std::string transformer_variant(const std::string& name, const std::function<boo
   gguf::File g(files().transformer);
   std::vector<test::GgufEntry> es;
   for (const gguf::TensorInfo& t : g.tensors()) {
-    test::GgufEntry e{t.name, t.shape(), t.type, std::string(reinterpret_cast<const char*>(g.data(t)), size_t(t.nbytes))};
+    test::GgufEntry e{t.name, t.shape(), t.type,
+                      std::string(reinterpret_cast<const char*>(g.data(t)), size_t(t.nbytes))};
     if (edit(e)) es.push_back(std::move(e));
   }
   const std::string path = files().dir + "/" + name;
@@ -67,19 +68,25 @@ TEST(SingleFileConfig, TransformerErrorsNameFileAndTensor) {
   {  // the tiny fixture: head_dim 24, whose RoPE split is not Z-Image-Turbo's
     const std::string f = test::fixture("models/tiny-fp32/transformer/diffusion_pytorch_model.safetensors");
     EXPECT_EQ(test::error_of([&] { infer_transformer_config(f); }),
-              "[transformer] " + f + ": head_dim is 24 (the length of 'layers.0.attention.norm_q.weight'), not Z-Image-Turbo's "
-              "128: its RoPE axes_dims cannot be inferred (give -m MODEL for the config)" + tail);
+              "[transformer] " + f +
+                  ": head_dim is 24 (the length of 'layers.0.attention.norm_q.weight'), not Z-Image-Turbo's "
+                  "128: its RoPE axes_dims cannot be inferred (give -m MODEL for the config)" +
+                  tail);
   }
   {
-    const std::string f = transformer_variant("no_cap.gguf", [](test::GgufEntry& e) { return e.name != "cap_embedder.0.weight"; });
+    const std::string f =
+        transformer_variant("no_cap.gguf", [](test::GgufEntry& e) { return e.name != "cap_embedder.0.weight"; });
     EXPECT_EQ(test::error_of([&] { infer_transformer_config(f); }),
               "[transformer] " + f + ": missing tensor 'cap_embedder.0.weight'" + tail);
   }
   {  // a context refiner layer missing
-    const std::string f = transformer_variant("no_ctx.gguf", [](test::GgufEntry& e) { return e.name.rfind("context_refiner.0.", 0) != 0; });
+    const std::string f = transformer_variant(
+        "no_ctx.gguf", [](test::GgufEntry& e) { return e.name.rfind("context_refiner.0.", 0) != 0; });
     EXPECT_EQ(test::error_of([&] { infer_transformer_config(f); }),
-              "[transformer] " + f + ": it has 1 noise_refiner and 0 context_refiner layers (missing tensor "
-              "'context_refiner.0.attention.to_q.weight')" + tail);
+              "[transformer] " + f +
+                  ": it has 1 noise_refiner and 0 context_refiner layers (missing tensor "
+                  "'context_refiner.0.attention.to_q.weight')" +
+                  tail);
   }
   {  // x_embedder columns that are no multiple of the patch
     const std::string f = transformer_variant("bad_x.gguf", [](test::GgufEntry& e) {
@@ -91,7 +98,8 @@ TEST(SingleFileConfig, TransformerErrorsNameFileAndTensor) {
       return true;
     });
     EXPECT_EQ(test::error_of([&] { infer_transformer_config(f); }),
-              "[transformer] " + f + ": tensor 'all_x_embedder.2-1.weight' columns (patch 2-1): 62 is not a multiple of 4" + tail);
+              "[transformer] " + f +
+                  ": tensor 'all_x_embedder.2-1.weight' columns (patch 2-1): 62 is not a multiple of 4" + tail);
   }
   {  // a layer whose FFN disagrees with dim: the component's own check names the tensor
     const std::string f = transformer_variant("bad_ffn.gguf", [](test::GgufEntry& e) {
@@ -134,7 +142,8 @@ TEST(SingleFileConfig, TextEncoderFromGgufMetadataAndShapes) {
 
 TEST(SingleFileConfig, TextEncoderMetadataDisagreeingWithShapesIsAnError) {
   namespace kv = test::gguf_kv;
-  auto variant = [&](const std::string& name, const std::string& key, const test::GgufKv& repl, bool drop_q_norm = false) {
+  auto variant = [&](const std::string& name, const std::string& key, const test::GgufKv& repl,
+                     bool drop_q_norm = false) {
     std::vector<test::GgufKv> kvs;
     for (const test::GgufKv& e : test::tiny_qwen3_kvs()) kvs.push_back(e.key == key ? repl : e);
     std::vector<test::GgufEntry> es;
@@ -147,13 +156,16 @@ TEST(SingleFileConfig, TextEncoderMetadataDisagreeingWithShapesIsAnError) {
   {
     const std::string f = variant("te_emb.gguf", "qwen3.embedding_length", kv::u32("qwen3.embedding_length", 64));
     EXPECT_EQ(test::error_of([&] { infer_text_encoder_config(f); }),
-              "[text_encoder] " + f + ": metadata qwen3.embedding_length = 64 disagrees with the tensors (token_embd.weight columns: 32)");
+              "[text_encoder] " + f +
+                  ": metadata qwen3.embedding_length = 64 disagrees with the tensors (token_embd.weight columns: 32)");
   }
   {
-    const std::string f = variant("te_heads.gguf", "qwen3.attention.head_count", kv::u32("qwen3.attention.head_count", 8));
+    const std::string f =
+        variant("te_heads.gguf", "qwen3.attention.head_count", kv::u32("qwen3.attention.head_count", 8));
     EXPECT_EQ(test::error_of([&] { infer_text_encoder_config(f); }),
-              "[text_encoder] " + f + ": metadata qwen3.attention.head_count = 8 disagrees with the tensors (blk.0.attn_q.weight "
-              "rows / key_length: 4)");
+              "[text_encoder] " + f +
+                  ": metadata qwen3.attention.head_count = 8 disagrees with the tensors (blk.0.attn_q.weight "
+                  "rows / key_length: 4)");
   }
   {
     const std::string f = variant("te_blocks.gguf", "qwen3.block_count", kv::u32("qwen3.block_count", 4));
@@ -168,15 +180,17 @@ TEST(SingleFileConfig, TextEncoderMetadataDisagreeingWithShapesIsAnError) {
   {
     const std::string f = variant("te_noqn.gguf", "", {}, /*drop_q_norm=*/true);
     EXPECT_EQ(test::error_of([&] { infer_text_encoder_config(f); }),
-              "[text_encoder] " + f + ": missing tensor 'layers.0.self_attn.q_norm.weight' (inferring the config from the file "
-              "without -m)");
+              "[text_encoder] " + f +
+                  ": missing tensor 'layers.0.self_attn.q_norm.weight' (inferring the config from the file "
+                  "without -m)");
   }
 }
 
 TEST(SingleFileConfig, VaeFromLdmAndDiffusersLayouts) {
   // The tiny fixture VAE in both layouts gives the same inferred config.json.
   const nlohmann::json ldm = infer_vae_config_json(test::fixture("single_file/vae_ldm.safetensors"));
-  const nlohmann::json dif = infer_vae_config_json(test::fixture("models/tiny-fp32/vae/diffusion_pytorch_model.safetensors"));
+  const nlohmann::json dif =
+      infer_vae_config_json(test::fixture("models/tiny-fp32/vae/diffusion_pytorch_model.safetensors"));
   EXPECT_EQ(ldm, dif);
   EXPECT_EQ(ldm["block_out_channels"], nlohmann::json({8, 16, 16}));
   EXPECT_EQ(ldm["layers_per_block"], 2);
@@ -188,7 +202,9 @@ TEST(SingleFileConfig, VaeFromLdmAndDiffusersLayouts) {
   // ... which the Flux VAE's 32 norm groups cannot divide: an error naming the file
   const std::string f = test::fixture("single_file/vae_ldm.safetensors");
   const std::string e = test::error_of([&] { infer_vae_config(f); });
-  EXPECT_TRUE(contains(e, "[vae]") && contains(e, f) && contains(e, "block_out_channels") && contains(e, "norm_num_groups = 32")) << e;
+  EXPECT_TRUE(contains(e, "[vae]") && contains(e, f) && contains(e, "block_out_channels") &&
+              contains(e, "norm_num_groups = 32"))
+      << e;
   // The generated 32-channel VAE: its config, every field as the folder's.
   const AutoencoderKLConfig c = infer_vae_config(files().vae);
   const AutoencoderKLConfig want = AutoencoderKLConfig::load(files().model + "/vae/config.json");
@@ -214,17 +230,20 @@ TEST(SingleFileConfig, VaeErrors) {
     const std::string f = files().dir + "/vae4.safetensors";
     save_safetensors(f, v);
     EXPECT_EQ(test::error_of([&] { infer_vae_config(f); }),
-              "[vae] " + f + ": the latent has 4 channels (decoder.conv_in.weight); without -m only the Flux VAE's 16 are known "
-              "(scaling_factor 0.3611, shift_factor 0.1159): give -m MODEL for another VAE's config (inferring the config "
-              "from the file without -m)");
+              "[vae] " + f +
+                  ": the latent has 4 channels (decoder.conv_in.weight); without -m only the Flux VAE's 16 are known "
+                  "(scaling_factor 0.3611, shift_factor 0.1159): give -m MODEL for another VAE's config (inferring the "
+                  "config "
+                  "from the file without -m)");
   }
   {
     std::map<std::string, Tensor> v = t;
     v.erase("decoder.conv_in.weight");
     const std::string f = files().dir + "/vae_noin.safetensors";
     save_safetensors(f, v);
-    EXPECT_EQ(test::error_of([&] { infer_vae_config(f); }),
-              "[vae] " + f + ": missing tensor 'decoder.conv_in.weight' (inferring the config from the file without -m)");
+    EXPECT_EQ(
+        test::error_of([&] { infer_vae_config(f); }),
+        "[vae] " + f + ": missing tensor 'decoder.conv_in.weight' (inferring the config from the file without -m)");
   }
 }
 

@@ -32,10 +32,10 @@ TEST(TorchGenerator, ScalarPathMatchesTorchSeed0) {
 
 TEST(TorchGenerator, VectorPathWithTailMatchesTorchSeed0) {
   TorchGenerator g(0);
-  const std::vector<uint32_t> want = {
-      0xbf901b85u, 0xbf93808au, 0xbe804bd6u, 0xbede255du, 0x3f194d8bu, 0xbfc70d5bu, 0xbeaec6cau,
-      0x3fed2f4eu, 0x3eefaa55u, 0xbe217f5fu, 0x3fb8c9dbu, 0x3e8837a1u, 0x3fb1d6c0u, 0x3fcb0d00u,
-      0x3f72409cu, 0xbf57fb33u, 0x3f6e8c30u, 0x3fa12737u, 0x4000519au, 0x3d5c1b3au};
+  const std::vector<uint32_t> want = {0xbf901b85u, 0xbf93808au, 0xbe804bd6u, 0xbede255du, 0x3f194d8bu,
+                                      0xbfc70d5bu, 0xbeaec6cau, 0x3fed2f4eu, 0x3eefaa55u, 0xbe217f5fu,
+                                      0x3fb8c9dbu, 0x3e8837a1u, 0x3fb1d6c0u, 0x3fcb0d00u, 0x3f72409cu,
+                                      0xbf57fb33u, 0x3f6e8c30u, 0x3fa12737u, 0x4000519au, 0x3d5c1b3au};
   EXPECT_EQ(bits_of(g.randn({4, 5})), want);
 }
 

@@ -95,7 +95,8 @@ TEST(FlowMatchEulerFixture, StepMatchesDiffusers) {
   const auto& st = fx.at("step");
   Sched s(config_from(fx.at("configs").at(st.at("config_name").get<std::string>())));
   const int64_t n = st.at("num_inference_steps");
-  s.set_timesteps_sigmas(Sched::default_zimage_sigmas(n), s.mu_for_image_seq_len(st.at("image_seq_len").get<int64_t>()), n);
+  s.set_timesteps_sigmas(Sched::default_zimage_sigmas(n), s.mu_for_image_seq_len(st.at("image_seq_len").get<int64_t>()),
+                         n);
   size_t checked = 0;
   for (const auto& e : st.at("steps")) {
     const int64_t i = e.at("index");

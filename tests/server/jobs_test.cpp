@@ -115,7 +115,7 @@ TEST(JobQueue, CancelBeforeStartNeverRuns) {
   f.gate = true;
   wait_done(q, first);
   std::this_thread::sleep_for(20ms);
-  EXPECT_EQ(f.runs, 1);  // the cancelled job never reached the runner
+  EXPECT_EQ(f.runs, 1);                // the cancelled job never reached the runner
   EXPECT_FALSE(q.cancel(second->id));  // finished: nothing to cancel
   EXPECT_EQ(q.stats().cancelled, 1u);
 }

@@ -50,7 +50,8 @@ TEST(ServerLoras, TagsAreTakenOutOfThePrompt) {
   EXPECT_TRUE(extract_lora_tags(plain).empty());
   EXPECT_EQ(plain, "no tags <lora here");
   // The request parsers take them out too.
-  GenerateRequest r = parse_job(R"({"prompt": "<lora:x:-0.25> a dog", "width": 32, "height": 32})", Defaults{}, Limits{});
+  GenerateRequest r =
+      parse_job(R"({"prompt": "<lora:x:-0.25> a dog", "width": 32, "height": 32})", Defaults{}, Limits{});
   EXPECT_EQ(r.prompt, "a dog");
   ASSERT_EQ(r.loras.size(), 1u);
   EXPECT_DOUBLE_EQ(r.loras[0].scale, -0.25);
@@ -87,9 +88,11 @@ TEST(ServerLoras, CatalogResolvesOnlyItsOwnFiles) {
   EXPECT_EQ(c.resolve("a"), fs::canonical(dir + "/a.safetensors").string());
   EXPECT_EQ(c.resolve("sub/b.safetensors"), fs::canonical(dir + "/sub/b.safetensors").string());
   const std::string none = "the server has no LoRA of that name (--lora: style; --lora-dir: its .safetensors files)";
-  EXPECT_NE(resolve_error(c, "missing").find("<lora:missing>: " + none), std::string::npos) << resolve_error(c, "missing");
-  EXPECT_NE(resolve_error(c, "link").find(none), std::string::npos) << resolve_error(c, "link");  // a symlink out of the dir
-  EXPECT_NE(resolve_error(c, "d").find(none), std::string::npos);                                 // not a regular file
+  EXPECT_NE(resolve_error(c, "missing").find("<lora:missing>: " + none), std::string::npos)
+      << resolve_error(c, "missing");
+  EXPECT_NE(resolve_error(c, "link").find(none), std::string::npos)
+      << resolve_error(c, "link");                                 // a symlink out of the dir
+  EXPECT_NE(resolve_error(c, "d").find(none), std::string::npos);  // not a regular file
   EXPECT_NE(resolve_error(c, "../secret").find("'..'"), std::string::npos);
   LoraCatalog files_only({{"style", "/somewhere/style.safetensors", 0.8, ""}}, "");
   EXPECT_NE(resolve_error(files_only, "a").find("(--lora: style; --lora-dir: none)"), std::string::npos);

@@ -68,7 +68,8 @@ TEST(ServerRequest, OpenAIDefaultsAndOverrides) {
   EXPECT_EQ(cp.num_images_per_prompt, 3);
   ASSERT_EQ(cp.generator.size(), 1u);  // one generator draws the batch, as `generate --seed 42 --num-images 3`
   EXPECT_EQ(cp.generator[0].seed, 42u);
-  EXPECT_EQ(parse_openai_generation(R"({"prompt":"x","seed":18446744073709551615})", D(), L()).seeds[0], 18446744073709551615ull);
+  EXPECT_EQ(parse_openai_generation(R"({"prompt":"x","seed":18446744073709551615})", D(), L()).seeds[0],
+            18446744073709551615ull);
   EXPECT_EQ(parse_openai_generation(R"({"prompt":"x","size":"auto"})", D(), L()).width, 64);
 }
 
@@ -84,7 +85,7 @@ TEST(ServerRequest, OpenAIBadFieldsAreNamed) {
   EXPECT_EQ(openai_field(R"({"prompt":"x","n":"2"})"), "n");
   EXPECT_EQ(openai_field(R"({"prompt":"x","size":"64"})"), "size");
   EXPECT_EQ(openai_field(R"({"prompt":"x","size":"64x-64"})"), "size");
-  EXPECT_EQ(openai_field(R"({"prompt":"x","size":"100x64"})"), "size");  // not a multiple of 16
+  EXPECT_EQ(openai_field(R"({"prompt":"x","size":"100x64"})"), "size");   // not a multiple of 16
   EXPECT_EQ(openai_field(R"({"prompt":"x","size":"512x512"})"), "size");  // --max-size 256
   EXPECT_EQ(openai_field(R"({"prompt":"x","size":" 64x64"})"), "size");
   EXPECT_EQ(openai_field(R"({"prompt":"x","response_format":"png"})"), "response_format");
@@ -101,7 +102,8 @@ TEST(ServerRequest, OpenAIBadFieldsAreNamed) {
   EXPECT_EQ(openai_field(R"({"prompt":"x","cfg_normalization":1})"), "cfg_normalization");
   EXPECT_EQ(openai_field(R"({"prompt":"x","n":1,"steps":3,"seed":-1,"guidance":0})"), "<accepted>");
   EXPECT_EQ(openai_field(R"({"prompt":")" + std::string(65537, 'a') + R"("})"), "prompt");
-  EXPECT_EQ(openai_field(R"({"prompt":"x","negative_prompt":")" + std::string(65537, 'a') + R"("})"), "negative_prompt");
+  EXPECT_EQ(openai_field(R"({"prompt":"x","negative_prompt":")" + std::string(65537, 'a') + R"("})"),
+            "negative_prompt");
   EXPECT_EQ(openai_field(R"({"prompt":")" + std::string(65536, 'a') + R"("})"), "<accepted>");
   std::string msg;
   int status = 0;
@@ -184,7 +186,7 @@ TEST(ServerRequest, Img2imgFieldsAreValidated) {
   EXPECT_EQ(img2img(R"({"init_images":"abc"})"), "init_images");
   EXPECT_EQ(img2img(R"({"init_images":["@@@"]})"), "init_images[0]");
   EXPECT_EQ(img2img(R"({"init_images":[")" + base64_encode("GIF89a", 6) + R"("]})"), "init_images[0]");
-  EXPECT_EQ(img2img(R"({"init_images":[")" + broken + R"("]})"), "init_images[0]");  // not decodable
+  EXPECT_EQ(img2img(R"({"init_images":[")" + broken + R"("]})"), "init_images[0]");             // not decodable
   EXPECT_EQ(img2img(R"({"init_images":[")" + png + R"(",")" + png + R"("]})"), "init_images");  // one per request
   EXPECT_EQ(img2img(R"({"init_images":[")" + png + R"("],"denoising_strength":1.5})"), "denoising_strength");
   EXPECT_EQ(img2img(R"({"init_images":[")" + png + R"("],"mask":"!!"})"), "mask");
@@ -192,11 +194,16 @@ TEST(ServerRequest, Img2imgFieldsAreValidated) {
   EXPECT_EQ(img2img(R"({"init_images":[")" + png + R"("],"steps":0})"), "steps");
   // A strength that leaves no step is the pipeline's error, before anything is queued.
   std::string msg;
-  EXPECT_EQ(refused_field([&] { parse_sdapi_img2img(R"({"init_images":[")" + png + R"("],"steps":2,"denoising_strength":0})", D(), L()); },
-                          nullptr, &msg),
+  EXPECT_EQ(refused_field(
+                [&] {
+                  parse_sdapi_img2img(R"({"init_images":[")" + png + R"("],"steps":2,"denoising_strength":0})", D(),
+                                      L());
+                },
+                nullptr, &msg),
             "<none>");
   EXPECT_NE(msg.find("strength"), std::string::npos) << msg;
-  GenerateRequest r = parse_sdapi_img2img(R"({"init_images":["data:image/png;base64,)" + png + R"("],"denoising_strength":0.5})", D(), L());
+  GenerateRequest r = parse_sdapi_img2img(
+      R"({"init_images":["data:image/png;base64,)" + png + R"("],"denoising_strength":0.5})", D(), L());
   EXPECT_TRUE(r.img2img);
   ASSERT_EQ(r.init_images.size(), 1u);
   EXPECT_EQ(r.init_images[0], png_raw);
@@ -218,23 +225,31 @@ TEST(ServerRequest, OpenAIEditsFormFields) {
   auto edit = [&](std::vector<FormField> f) { return refused_field([&] { parse_openai_edit(f, D(), L()); }); };
   EXPECT_EQ(edit({{"prompt", "", "", "x"}}), "image");
   EXPECT_EQ(edit({{"image", "a.gif", "image/gif", "GIF89a"}, {"prompt", "", "", "x"}}), "image");
-  EXPECT_EQ(edit({{"image", "a.png", "image/png", std::string("\x89PNG\r\n\x1a\nxx", 10)}, {"prompt", "", "", "x"}}), "image");
-  EXPECT_EQ(edit({{"image", "a.png", "image/png", png}, {"mask", "m.png", "", "nope"}, {"prompt", "", "", "x"}}), "mask");
+  EXPECT_EQ(edit({{"image", "a.png", "image/png", std::string("\x89PNG\r\n\x1a\nxx", 10)}, {"prompt", "", "", "x"}}),
+            "image");
+  EXPECT_EQ(edit({{"image", "a.png", "image/png", png}, {"mask", "m.png", "", "nope"}, {"prompt", "", "", "x"}}),
+            "mask");
   EXPECT_EQ(edit({{"image", "a.png", "image/png", png}, {"prompt", "", "", "x"}, {"n", "", "", "two"}}), "n");
   EXPECT_EQ(edit({{"image", "a.png", "image/png", png}, {"prompt", "", "", "x"}, {"n", "", "", "[[[[1]]]]"}}), "n");
   EXPECT_EQ(edit({{"image", "a.png", "image/png", png}, {"prompt", "", "", "x"}, {"size", "", "", "7x7"}}), "size");
-  EXPECT_EQ(edit({{"image", "a.png", "image/png", png}, {"prompt", "", "", "x"}, {"strength", "", "", "1.5"}}), "strength");
+  EXPECT_EQ(edit({{"image", "a.png", "image/png", png}, {"prompt", "", "", "x"}, {"strength", "", "", "1.5"}}),
+            "strength");
   EXPECT_EQ(edit({{"image", "a.png", "image/png", png}}), "prompt");
-  GenerateRequest r = parse_openai_edit({{"image", "a.png", "image/png", png}, {"mask", "m.png", "image/png", mask}, {"prompt", "", "", "x"}, {"n", "", "", "2"}}, D(), L());
+  GenerateRequest r = parse_openai_edit({{"image", "a.png", "image/png", png},
+                                         {"mask", "m.png", "image/png", mask},
+                                         {"prompt", "", "", "x"},
+                                         {"n", "", "", "2"}},
+                                        D(), L());
   EXPECT_TRUE(r.img2img);
   EXPECT_EQ(r.num_images, 2);
   EXPECT_EQ(r.mask, mask);
   EXPECT_DOUBLE_EQ(r.denoising_strength, 1.0);  // inpainting repaints the masked area entirely
   ASSERT_TRUE(r.mask_image.has_value());
   ASSERT_EQ(r.mask_image->channels, 1);
-  EXPECT_EQ(r.mask_image->pixels[0], 255);   // transparent: repaint
-  EXPECT_EQ(r.mask_image->pixels[20], 0);    // opaque: keep
-  GenerateRequest r2 = parse_openai_edit({{"image", "a.png", "image/png", png}, {"prompt", "", "", "x"}, {"strength", "", "", "0.5"}}, D(), L());
+  EXPECT_EQ(r.mask_image->pixels[0], 255);  // transparent: repaint
+  EXPECT_EQ(r.mask_image->pixels[20], 0);   // opaque: keep
+  GenerateRequest r2 = parse_openai_edit(
+      {{"image", "a.png", "image/png", png}, {"prompt", "", "", "x"}, {"strength", "", "", "0.5"}}, D(), L());
   EXPECT_FALSE(r2.mask_image.has_value());
   EXPECT_DOUBLE_EQ(r2.denoising_strength, 0.5);
 }
@@ -259,7 +274,9 @@ TEST(ServerParams, SharedWithTheCli) {
     params::parse_seed("4x", "--seed", "[generate] ");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "[generate] --seed '4x' is not a seed: give an integer in [0, 18446744073709551615], or -1 for a random seed");
+    EXPECT_STREQ(
+        e.what(),
+        "[generate] --seed '4x' is not a seed: give an integer in [0, 18446744073709551615], or -1 for a random seed");
   }
   try {
     params::check_prompt_text({std::string("a\0b", 3)}, "prompt", "[generate] ");

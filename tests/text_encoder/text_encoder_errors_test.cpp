@@ -150,9 +150,15 @@ std::string safetensors_f32(const std::vector<TinyTensor>& ts) {
 }
 
 json tiny_config() {
-  return json{{"vocab_size", 10},        {"hidden_size", 8},         {"intermediate_size", 12},
-              {"num_hidden_layers", 2},  {"num_attention_heads", 2}, {"num_key_value_heads", 1},
-              {"head_dim", 4},           {"rms_norm_eps", 1e-6},     {"hidden_act", "silu"},
+  return json{{"vocab_size", 10},
+              {"hidden_size", 8},
+              {"intermediate_size", 12},
+              {"num_hidden_layers", 2},
+              {"num_attention_heads", 2},
+              {"num_key_value_heads", 1},
+              {"head_dim", 4},
+              {"rms_norm_eps", 1e-6},
+              {"hidden_act", "silu"},
               {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", 10000.0}}}};
 }
 
@@ -204,8 +210,9 @@ TEST(TextEncoderErrors, WrongWeightShape) {
 
 TEST(TextEncoderErrors, MissingWeight) {
   auto w = tiny_weights();
-  w.erase(std::remove_if(w.begin(), w.end(), [](const TinyTensor& t) { return t.name == "layers.0.mlp.down_proj.weight"; }),
-          w.end());
+  w.erase(
+      std::remove_if(w.begin(), w.end(), [](const TinyTensor& t) { return t.name == "layers.0.mlp.down_proj.weight"; }),
+      w.end());
   const std::string dir = tiny_dir(w);
   expect_contains(error_of([&] { Qwen3TextEncoder::load(dir, DType::F32); }), {"layers.0.mlp.down_proj.weight"});
   fs::remove_all(dir);
@@ -214,9 +221,10 @@ TEST(TextEncoderErrors, MissingWeight) {
 TEST(TextEncoderErrors, LastLayerIsNotNeeded) {
   // hidden_states[-2] never uses the last layer or the final norm: a checkpoint without them loads.
   auto w = tiny_weights();
-  w.erase(std::remove_if(w.begin(), w.end(),
-                         [](const TinyTensor& t) { return t.name.rfind("layers.1.", 0) == 0 || t.name == "norm.weight"; }),
-          w.end());
+  w.erase(
+      std::remove_if(w.begin(), w.end(),
+                     [](const TinyTensor& t) { return t.name.rfind("layers.1.", 0) == 0 || t.name == "norm.weight"; }),
+      w.end());
   const std::string dir = tiny_dir(w);
   EXPECT_NO_THROW(Qwen3TextEncoder::load(dir, DType::BF16));
   fs::remove_all(dir);

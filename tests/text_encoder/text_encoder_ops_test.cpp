@@ -78,7 +78,8 @@ std::vector<float> plain_row(const float* q, const Tensor& k, const Tensor& v, i
 
 TEST(TextEncoderOps, AttentionTorchBf16SingleBlockMatchesPlain) {
   const int64_t B = 2, Sq = 37, Sk = 37, Hq = 4, Hkv = 2, D = 16;
-  Tensor q = randn({B, Sq, Hq, D}, 10, true), k = randn({B, Sk, Hkv, D}, 11, true), v = randn({B, Sk, Hkv, D}, 12, true);
+  Tensor q = randn({B, Sq, Hq, D}, 10, true), k = randn({B, Sk, Hkv, D}, 11, true),
+         v = randn({B, Sk, Hkv, D}, 12, true);
   const float scale = 0.25f;
   for (bool causal : {true, false}) {
     const std::vector<int64_t> valid = {Sk, 20};

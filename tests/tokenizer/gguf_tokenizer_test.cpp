@@ -39,8 +39,10 @@ std::vector<test::GgufKv> with(const std::string& key, const test::GgufKv& kv) {
   static const std::vector<test::GgufKv> base = test::qwen3_tokenizer_kvs();
   std::vector<test::GgufKv> out;
   for (const test::GgufKv& e : base) {
-    if (e.key != key) out.push_back(e);
-    else if (!kv.key.empty()) out.push_back(kv);
+    if (e.key != key)
+      out.push_back(e);
+    else if (!kv.key.empty())
+      out.push_back(kv);
   }
   return out;
 }
@@ -64,8 +66,10 @@ TEST(GgufTokenizer, CorpusIdsEqualTheFolderTokenizers) {
   for (const json& e : corpus) {
     const std::string text = e["text"];
     const std::vector<int32_t> ids = gguf_tokenizer().encode(text);
-    if (ids == e["ids"].get<std::vector<int32_t>>() && ids == test::qwen3_tokenizer().encode(text)) ++same;
-    else ADD_FAILURE() << "ids differ for " << json(text).dump();
+    if (ids == e["ids"].get<std::vector<int32_t>>() && ids == test::qwen3_tokenizer().encode(text))
+      ++same;
+    else
+      ADD_FAILURE() << "ids differ for " << json(text).dump();
     EXPECT_EQ(gguf_tokenizer().decode(ids), test::qwen3_tokenizer().decode(ids));
   }
   EXPECT_EQ(same, corpus.size());
@@ -76,7 +80,8 @@ TEST(GgufTokenizer, PromptsEqualTheFolderTokenizers) {
   ASSERT_FALSE(prompts.empty());
   for (const json& p : prompts) {
     SCOPED_TRACE(p.value("name", std::string("?")));
-    const TokenizedPrompt tp = gguf_tokenizer().encode_prompt(p["prompt"].get<std::string>(), p["max_length"].get<int>());
+    const TokenizedPrompt tp =
+        gguf_tokenizer().encode_prompt(p["prompt"].get<std::string>(), p["max_length"].get<int>());
     EXPECT_EQ(tp.input_ids, p["input_ids"].get<std::vector<int32_t>>());
     EXPECT_EQ(tp.attention_mask, p["attention_mask"].get<std::vector<int32_t>>());
   }
@@ -90,19 +95,23 @@ TEST(GgufTokenizer, BadMetadataIsAClearError) {
   };
   {
     auto [p, e] = err("llama.gguf", with("tokenizer.ggml.model", kv::str("tokenizer.ggml.model", "llama")));
-    EXPECT_EQ(e, "[tokenizer] " + p + ": tokenizer.ggml.model is 'llama', expected 'gpt2' (the byte-level BPE of Qwen2/Qwen3)");
+    EXPECT_EQ(e, "[tokenizer] " + p +
+                     ": tokenizer.ggml.model is 'llama', expected 'gpt2' (the byte-level BPE of Qwen2/Qwen3)");
   }
   {
     auto [p, e] = err("pre.gguf", with("tokenizer.ggml.pre", kv::str("tokenizer.ggml.pre", "llama-bpe")));
-    EXPECT_EQ(e, "[tokenizer] " + p + ": tokenizer.ggml.pre is 'llama-bpe', expected 'qwen2' (the Qwen2/Qwen3 pre-tokenizer)");
+    EXPECT_EQ(e, "[tokenizer] " + p +
+                     ": tokenizer.ggml.pre is 'llama-bpe', expected 'qwen2' (the Qwen2/Qwen3 pre-tokenizer)");
   }
   {
     auto [p, e] = err("notok.gguf", with("tokenizer.ggml.model", {}));
-    EXPECT_EQ(e, "[tokenizer] " + p + ": no 'tokenizer.ggml.model' in the GGUF metadata (a GGUF text encoder without a "
-                 "tokenizer: give --tokenizer DIR)");
+    EXPECT_EQ(e, "[tokenizer] " + p +
+                     ": no 'tokenizer.ggml.model' in the GGUF metadata (a GGUF text encoder without a "
+                     "tokenizer: give --tokenizer DIR)");
   }
   {
-    auto [p, e] = err("types.gguf", with("tokenizer.ggml.token_type", kv::i32s("tokenizer.ggml.token_type", {1, 1, 1})));
+    auto [p, e] =
+        err("types.gguf", with("tokenizer.ggml.token_type", kv::i32s("tokenizer.ggml.token_type", {1, 1, 1})));
     EXPECT_EQ(e, "[tokenizer] " + p + ": tokenizer.ggml.token_type has 3 entries but tokenizer.ggml.tokens has 151936");
   }
   {
@@ -110,7 +119,8 @@ TEST(GgufTokenizer, BadMetadataIsAClearError) {
     EXPECT_EQ(e, "[tokenizer] " + p + ": 'tokenizer.ggml.eos_token_id' = 200000 is not a token id (151936 tokens)");
   }
   {  // a merge naming a token that is not in the vocab: the BPE model's own check, naming the file
-    auto [p, e] = err("merges.gguf", with("tokenizer.ggml.merges", kv::strs("tokenizer.ggml.merges", {"no_such_token x"})));
+    auto [p, e] =
+        err("merges.gguf", with("tokenizer.ggml.merges", kv::strs("tokenizer.ggml.merges", {"no_such_token x"})));
     EXPECT_NE(e.find("[tokenizer] " + p), std::string::npos) << e;
     EXPECT_NE(e.find("no_such_token"), std::string::npos) << e;
   }

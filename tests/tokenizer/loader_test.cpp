@@ -10,8 +10,8 @@
 #include "tokenizer/tokenizer.h"
 #include "util/test_util.h"
 
-using zimage::Qwen2Tokenizer;
 using nlohmann::json;
+using zimage::Qwen2Tokenizer;
 
 namespace {
 // A tiny byte-level BPE with added tokens exercising single_word, lstrip/rstrip and normalized.
@@ -49,9 +49,13 @@ TEST(TokenizerLoader, AddedTokenFlagsMatchTokenizersLibrary) {
   EXPECT_EQ(t.encode("<m> ab<m>c [L]  ab  [L]\n e\xCC\x81 abc"),
             (std::vector<int32_t>{10, 3, 4, 7, 9, 8, 2, 11, 4, 11, 12, 3, 5}));
   EXPECT_EQ(t.encode("a<m>b <m>"), (std::vector<int32_t>{0, 7, 9, 8, 1, 3, 10}));
-  EXPECT_EQ(t.encode("ab\t[L]\t\xE2\x80\x80" "c"), (std::vector<int32_t>{4, 11, 2}));
+  EXPECT_EQ(t.encode("ab\t[L]\t\xE2\x80\x80"
+                     "c"),
+            (std::vector<int32_t>{4, 11, 2}));
   EXPECT_EQ(t.encode("xyz abcab"), (std::vector<int32_t>{3, 5, 4}));  // unknown characters are dropped
-  EXPECT_EQ(t.encode("e\xCC\x81" "e\xCC\x81\xC3\xA9"), (std::vector<int32_t>{12, 12, 12}));
+  EXPECT_EQ(t.encode("e\xCC\x81"
+                     "e\xCC\x81\xC3\xA9"),
+            (std::vector<int32_t>{12, 12, 12}));
   EXPECT_EQ(t.encode("[L][L]<m><m>"), (std::vector<int32_t>{11, 11, 10, 10}));
   EXPECT_TRUE(t.encode("").empty());
   EXPECT_EQ(t.decode({10, 3, 4, 7, 9, 8, 2, 11, 4, 11, 12, 3, 5}), "<m> ab<m>c[L]ab[L]\xEF\xBF\xBD abc");
@@ -81,9 +85,13 @@ TEST(TokenizerLoader, BrokenTokenizerJsonGivesClearErrors) {
   EXPECT_EQ(with([](json& j) { j["model"].erase("merges"); }), "[tokenizer] mini/tokenizer.json: missing model.merges");
   EXPECT_EQ(with([](json& j) { j["model"]["type"] = "WordPiece"; }),
             "[tokenizer] mini/tokenizer.json: unsupported model type 'WordPiece' (supported: BPE)");
-  EXPECT_EQ(with([](json& j) { j["model"]["merges"].push_back(json::array({"a", "zz"})); }),
+  EXPECT_EQ(with([](json& j) {
+              j["model"]["merges"].push_back(json::array({"a", "zz"}));
+            }),
             "[tokenizer] mini/tokenizer.json: merge 2 ('a' 'zz') names unknown token 'zz'");
-  EXPECT_EQ(with([](json& j) { j["model"]["merges"].push_back(json::array({"c", "a"})); }),
+  EXPECT_EQ(with([](json& j) {
+              j["model"]["merges"].push_back(json::array({"c", "a"}));
+            }),
             "[tokenizer] mini/tokenizer.json: merge 2 ('c' 'a') makes 'ca' which is not in model.vocab");
   EXPECT_EQ(with([](json& j) { j["model"]["merges"] = json::array({"a b c"}); }),
             "[tokenizer] mini/tokenizer.json: merge 0 'a b c' is not two tokens separated by one space");
@@ -99,34 +107,56 @@ TEST(TokenizerLoader, BrokenTokenizerJsonGivesClearErrors) {
             "[tokenizer] mini/tokenizer.json: model.vocab['a'] has id -3 out of range");
   EXPECT_EQ(with([](json& j) { j["model"]["unk_token"] = "a"; }),
             "[tokenizer] mini/tokenizer.json: unsupported model.unk_token \"a\"");
-  EXPECT_EQ(with([](json& j) { j["normalizer"] = {{"type", "Lowercase"}}; }),
-            "[tokenizer] mini/tokenizer.json: unsupported normalizer {\"type\":\"Lowercase\"} (supported: NFC, NFD, NFKC, NFKD, Sequence)");
-  EXPECT_EQ(with([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "MergedWithNext"; }),
-            "[tokenizer] mini/tokenizer.json: unsupported Split behavior 'MergedWithNext' (supported: Isolated, Removed)");
-  EXPECT_EQ(with([](json& j) { j["pre_tokenizer"] = {{"type", "Whitespace"}}; }),
-            "[tokenizer] mini/tokenizer.json: unsupported pre_tokenizer type 'Whitespace' (supported: Sequence, Split, ByteLevel)");
-  EXPECT_EQ(with([](json& j) { j["decoder"] = {{"type", "WordPiece"}}; }),
-            "[tokenizer] mini/tokenizer.json: unsupported decoder {\"type\":\"WordPiece\"} (supported: ByteLevel, null)");
+  EXPECT_EQ(with([](json& j) {
+              j["normalizer"] = {{"type", "Lowercase"}};
+            }),
+            "[tokenizer] mini/tokenizer.json: unsupported normalizer {\"type\":\"Lowercase\"} (supported: NFC, NFD, "
+            "NFKC, NFKD, Sequence)");
+  EXPECT_EQ(
+      with([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "MergedWithNext"; }),
+      "[tokenizer] mini/tokenizer.json: unsupported Split behavior 'MergedWithNext' (supported: Isolated, Removed)");
+  EXPECT_EQ(with([](json& j) {
+              j["pre_tokenizer"] = {{"type", "Whitespace"}};
+            }),
+            "[tokenizer] mini/tokenizer.json: unsupported pre_tokenizer type 'Whitespace' (supported: Sequence, Split, "
+            "ByteLevel)");
+  EXPECT_EQ(
+      with([](json& j) {
+        j["decoder"] = {{"type", "WordPiece"}};
+      }),
+      "[tokenizer] mini/tokenizer.json: unsupported decoder {\"type\":\"WordPiece\"} (supported: ByteLevel, null)");
   // Wrongly typed values are errors naming the key (they were nlohmann type errors: "internal error").
-  EXPECT_EQ(with([](json& j) { j["decoder"] = {{"type", 5}}; }), "[tokenizer] mini/tokenizer.json decoder: 'type' must be a string, got 5");
-  EXPECT_EQ(with([](json& j) { j["post_processor"] = {{"type", true}}; }),
+  EXPECT_EQ(with([](json& j) {
+              j["decoder"] = {{"type", 5}};
+            }),
+            "[tokenizer] mini/tokenizer.json decoder: 'type' must be a string, got 5");
+  EXPECT_EQ(with([](json& j) {
+              j["post_processor"] = {{"type", true}};
+            }),
             "[tokenizer] mini/tokenizer.json post_processor: 'type' must be a string, got true");
   EXPECT_EQ(with([](json& j) { j["normalizer"] = {{"type", 5}}; }).rfind("[tokenizer] mini/tokenizer.json", 0), 0u);
   EXPECT_EQ(with([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = 5; }),
             "[tokenizer] mini/tokenizer.json: Split pre_tokenizer 'behavior' must be a string, got 5");
-  EXPECT_EQ(with([](json& j) { j["post_processor"] = {{"type", "TemplateProcessing"}}; }),
-            "[tokenizer] mini/tokenizer.json: unsupported post_processor {\"type\":\"TemplateProcessing\"} (supported: ByteLevel, null)");
-  EXPECT_NE(with([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(a"; })
-                .find("[tokenizer] mini/tokenizer.json: cannot compile regex '(a'"),
+  EXPECT_EQ(with([](json& j) {
+              j["post_processor"] = {{"type", "TemplateProcessing"}};
+            }),
+            "[tokenizer] mini/tokenizer.json: unsupported post_processor {\"type\":\"TemplateProcessing\"} (supported: "
+            "ByteLevel, null)");
+  EXPECT_NE(with([](json& j) {
+              j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(a";
+            }).find("[tokenizer] mini/tokenizer.json: cannot compile regex '(a'"),
             std::string::npos);
-  EXPECT_NE(with([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\w+"; })
-                .find("escape \\w is not supported"),
+  EXPECT_NE(with([](json& j) {
+              j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\w+";
+            }).find("escape \\w is not supported"),
             std::string::npos);
-  EXPECT_NE(load_error(good, "{\"pad_token\": ").find("[tokenizer] mini/tokenizer_config.json: not valid JSON"), std::string::npos);
+  EXPECT_NE(load_error(good, "{\"pad_token\": ").find("[tokenizer] mini/tokenizer_config.json: not valid JSON"),
+            std::string::npos);
   EXPECT_EQ(load_error(good, R"({"pad_token":"<nope>"})"),
             "[tokenizer] mini/tokenizer_config.json: pad_token '<nope>' is not a token of tokenizer.json");
   EXPECT_EQ(load_error(good, R"({"tokenizer_class":"LlamaTokenizer"})"),
-            "[tokenizer] mini/tokenizer_config.json: unsupported tokenizer_class 'LlamaTokenizer' (supported: Qwen2Tokenizer)");
+            "[tokenizer] mini/tokenizer_config.json: unsupported tokenizer_class 'LlamaTokenizer' (supported: "
+            "Qwen2Tokenizer)");
   EXPECT_NE(load_error(good, R"({"pad_token":"<m>","eos_token":"<m>","chat_template":"{{ messages }}"})")
                 .find("unsupported chat_template"),
             std::string::npos);
@@ -146,7 +176,8 @@ TEST(TokenizerLoader, MissingFolderOrFilesAreErrors) {
     Qwen2Tokenizer::from_folder(dir);
     FAIL() << "expected an error";
   } catch (const zimage::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("[tokenizer] " + dir + "/tokenizer.json: not valid JSON"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[tokenizer] " + dir + "/tokenizer.json: not valid JSON"), std::string::npos)
+        << e.what();
   }
   zimage::test::write_file(dir + "/tokenizer.json", kMini);
   const Qwen2Tokenizer t = Qwen2Tokenizer::from_folder(dir);
@@ -167,12 +198,19 @@ TEST(TokenizerLoader, NonStringTypeFieldsAreClearErrors) {
     edit(j);
     return load_error(j);
   };
-  EXPECT_EQ(with([](json& j) { j["decoder"] = {{"type", 1}}; }),
+  EXPECT_EQ(with([](json& j) {
+              j["decoder"] = {{"type", 1}};
+            }),
             "[tokenizer] mini/tokenizer.json decoder: 'type' must be a string, got 1");
-  EXPECT_EQ(with([](json& j) { j["post_processor"] = {{"type", nullptr}}; }),
+  EXPECT_EQ(with([](json& j) {
+              j["post_processor"] = {{"type", nullptr}};
+            }),
             "[tokenizer] mini/tokenizer.json: unsupported post_processor {\"type\":null} (supported: ByteLevel, null)");
-  EXPECT_EQ(with([](json& j) { j["normalizer"] = {{"type", json::array()}}; }),
-            "[tokenizer] mini/tokenizer.json: unsupported normalizer {\"type\":[]} (supported: NFC, NFD, NFKC, NFKD, Sequence)");
+  EXPECT_EQ(with([](json& j) {
+              j["normalizer"] = {{"type", json::array()}};
+            }),
+            "[tokenizer] mini/tokenizer.json: unsupported normalizer {\"type\":[]} (supported: NFC, NFD, NFKC, NFKD, "
+            "Sequence)");
   EXPECT_EQ(with([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = 3; }),
             "[tokenizer] mini/tokenizer.json: Split pre_tokenizer 'behavior' must be a string, got 3");
   EXPECT_EQ(load_error(good, R"({"pad_token":"<m>","eos_token":"<m>","chat_template":[{"name":1,"template":"x"}]})"),

@@ -7,12 +7,12 @@
 #include <nlohmann/json.hpp>
 
 #include "tokenizer/normalizer.h"
-#include "tokenizer/tokenizer.h"
 #include "tokenizer/qwen3_fixture.h"
+#include "tokenizer/tokenizer.h"
 #include "util/test_util.h"
 
-using zimage::Qwen2Tokenizer;
 using nlohmann::json;
+using zimage::Qwen2Tokenizer;
 
 namespace {
 const Qwen2Tokenizer& qwen3() { return zimage::test::qwen3_tokenizer(); }
@@ -51,11 +51,20 @@ TEST(TokenizerParity, CorpusIdsAndDecodeMatchTransformers) {
     const std::vector<int32_t> ids = qwen3().encode(text);
     secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     tokens += ids.size();
-    if (ids == ref) ++ids_ok; else ADD_FAILURE() << "ids differ for " << show(text);
+    if (ids == ref)
+      ++ids_ok;
+    else
+      ADD_FAILURE() << "ids differ for " << show(text);
     const std::string dec = qwen3().decode(ref);
-    if (dec == decoded) ++decode_ok; else ADD_FAILURE() << "decode differs for " << show(text) << ": " << show(dec);
+    if (dec == decoded)
+      ++decode_ok;
+    else
+      ADD_FAILURE() << "decode differs for " << show(text) << ": " << show(dec);
     // Round trip: decode(encode(s)) is the NFC form of s.
-    if (qwen3().decode(ids) == nfc.apply(text)) ++round_ok; else ADD_FAILURE() << "round trip fails for " << show(text);
+    if (qwen3().decode(ids) == nfc.apply(text))
+      ++round_ok;
+    else
+      ADD_FAILURE() << "round trip fails for " << show(text);
   }
   std::printf("corpus: ids %zu/%zu, decode %zu/%zu, round trip %zu/%zu; %.0f tokens/s\n", ids_ok, corpus.size(),
               decode_ok, corpus.size(), round_ok, corpus.size(), double(tokens) / secs);
@@ -102,11 +111,13 @@ TEST(TokenizerParity, UnicodeVersionQuirksMatchTokenizers) {
   // U+08CA/U+08CB are newer: not reordered), splits with Oniguruma's Unicode 15 classes
   // (U+1D2C2 KAKTOVIK NUMERAL is \p{N}; U+2EBF0 is unassigned there) and its \s is White_Space
   // (U+180E is not a space).
-  EXPECT_EQ(qwen3().encode("a\xE1\xB7\xB6\xCC\x96 e\xCC\x81"), (std::vector<int32_t>{64, 157, 115, 114, 136, 244, 3958}));
+  EXPECT_EQ(qwen3().encode("a\xE1\xB7\xB6\xCC\x96 e\xCC\x81"),
+            (std::vector<int32_t>{64, 157, 115, 114, 136, 244, 3958}));
   EXPECT_EQ(qwen3().encode("x \xE1\xA0\x8E y"), (std::vector<int32_t>{87, 86089, 254, 236, 379}));
   EXPECT_EQ(qwen3().encode("a \xF0\x9D\x8B\x82 1"), (std::vector<int32_t>{64, 220, 56252, 233, 224, 220, 16}));
   EXPECT_EQ(qwen3().encode("it'\xC5\xBF"), (std::vector<int32_t>{275, 6, 144815}));
-  EXPECT_EQ(qwen3().encode("\xE0\xA3\x8A\xCC\x96\xE0\xA3\x8B"), (std::vector<int32_t>{156, 96, 232, 136, 244, 156, 96, 233}));
+  EXPECT_EQ(qwen3().encode("\xE0\xA3\x8A\xCC\x96\xE0\xA3\x8B"),
+            (std::vector<int32_t>{156, 96, 232, 136, 244, 156, 96, 233}));
   EXPECT_EQ(qwen3().encode("\xF0\xAE\xAF\xB0\xF0\xAE\xAF\xB1 z"),
             (std::vector<int32_t>{172, 106, 107, 108, 172, 106, 107, 109, 1147}));
 }

@@ -6,13 +6,13 @@
 
 #include <chrono>
 #include <map>
-#include <thread>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/error.h"
 #include "tokenizer/byte_level.h"
-#include "tokenizer/tokenizer.h"
 #include "tokenizer/qwen3_fixture.h"
+#include "tokenizer/tokenizer.h"
 #include "util/test_util.h"
 
 using zimage::Qwen2Tokenizer;
@@ -61,7 +61,8 @@ double growth_ratio(size_t n, MakeText&& text) {
 class NaiveBpe {
  public:
   NaiveBpe() {
-    const auto j = nlohmann::json::parse(zimage::test::read_file(zimage::test::fixture("qwen3_tokenizer/tokenizer.json")));
+    const auto j =
+        nlohmann::json::parse(zimage::test::read_file(zimage::test::fixture("qwen3_tokenizer/tokenizer.json")));
     for (const auto& [k, v] : j["model"]["vocab"].items()) vocab_[k] = v.get<int32_t>();
     int rank = 0;
     for (const auto& m : j["model"]["merges"]) ranks_[{m[0].get<std::string>(), m[1].get<std::string>()}] = rank++;
@@ -98,11 +99,13 @@ std::string repeat(const std::string& s, size_t n) {
 }  // namespace
 
 TEST(TokenizerRobustness, InvalidUtf8IsAnErrorNamingTheByte) {
-  EXPECT_EQ(error_of(std::string("ab\x80", 3)), "[tokenizer] prompt is not valid UTF-8 at byte 2");   // lone continuation
-  EXPECT_EQ(error_of(std::string("\xC3", 1)), "[tokenizer] prompt is not valid UTF-8 at byte 0");     // truncated
-  EXPECT_EQ(error_of(std::string("ok\xC0\xAF", 4)), "[tokenizer] prompt is not valid UTF-8 at byte 2");  // overlong
+  EXPECT_EQ(error_of(std::string("ab\x80", 3)),
+            "[tokenizer] prompt is not valid UTF-8 at byte 2");                                    // lone continuation
+  EXPECT_EQ(error_of(std::string("\xC3", 1)), "[tokenizer] prompt is not valid UTF-8 at byte 0");  // truncated
+  EXPECT_EQ(error_of(std::string("ok\xC0\xAF", 4)), "[tokenizer] prompt is not valid UTF-8 at byte 2");     // overlong
   EXPECT_EQ(error_of(std::string("x\xED\xA0\x80", 4)), "[tokenizer] prompt is not valid UTF-8 at byte 1");  // surrogate
-  EXPECT_EQ(error_of(std::string("\xF4\x90\x80\x80", 4)), "[tokenizer] prompt is not valid UTF-8 at byte 0");  // > U+10FFFF
+  EXPECT_EQ(error_of(std::string("\xF4\x90\x80\x80", 4)),
+            "[tokenizer] prompt is not valid UTF-8 at byte 0");  // > U+10FFFF
   EXPECT_EQ(error_of(std::string("\xFF", 1)), "[tokenizer] prompt is not valid UTF-8 at byte 0");
   EXPECT_EQ(error_of("caf\xC3\xA9 \xE6\x97\xA5\xF0\x9F\x98\x80"), "");  // valid multi-byte text
   EXPECT_THROW(qwen3().encode_prompt(std::string("a\x80", 2), 16), zimage::Error);
@@ -168,8 +171,14 @@ TEST(TokenizerRobustness, LongWordsMatchPlainQuadraticBpe) {
 
 TEST(TokenizerRobustness, OneMegabytePromptCostGrowsLinearly) {
   std::string text;
-  const char* pieces[] = {"A photograph of a cat, ", "\xE4\xB8\xAD\xE6\x96\x87 ", "  \n\t", "12345 ", "<|im_end|>",
-                          "\xF0\x9F\x98\x80!? ", "don't ", "\xC3\xA9t\xC3\xA9 "};
+  const char* pieces[] = {"A photograph of a cat, ",
+                          "\xE4\xB8\xAD\xE6\x96\x87 ",
+                          "  \n\t",
+                          "12345 ",
+                          "<|im_end|>",
+                          "\xF0\x9F\x98\x80!? ",
+                          "don't ",
+                          "\xC3\xA9t\xC3\xA9 "};
   auto mixed = [&](size_t bytes) {
     std::string t;
     for (size_t i = 0; t.size() < bytes; ++i) t += pieces[(i * 7) % 8];
@@ -183,7 +192,8 @@ TEST(TokenizerRobustness, OneMegabytePromptCostGrowsLinearly) {
   EXPECT_EQ(tp.num_real, 512);
   EXPECT_EQ(tp.num_dropped, int(ids.size()) + 8 - 512);  // + the template's 8 tokens
   // Huge runs of whitespace and of punctuation (regex backtracking paths).
-  for (const std::string& unit : {std::string(" "), std::string("\n"), std::string(" \n"), std::string("!"), std::string("\xE3\x80\x80")}) {
+  for (const std::string& unit :
+       {std::string(" "), std::string("\n"), std::string(" \n"), std::string("!"), std::string("\xE3\x80\x80")}) {
     const std::string big = repeat(unit, (1u << 20) / unit.size());
     const auto big_ids = qwen3().encode(big);
     EXPECT_EQ(qwen3().decode(big_ids), big);
@@ -213,8 +223,8 @@ TEST(TokenizerRobustness, ConcurrentEncodesAgree) {
   // One tokenizer shared by threads (the word cache is shared): results equal the serial ones.
   std::vector<std::string> texts;
   for (int i = 0; i < 300; ++i)
-    texts.push_back("prompt " + std::to_string(i) + " with words w" + std::to_string(i % 17) + " \xE6\x97\xA5\xE6\x9C\xAC " +
-                    repeat("ab", size_t(i % 50)));
+    texts.push_back("prompt " + std::to_string(i) + " with words w" + std::to_string(i % 17) +
+                    " \xE6\x97\xA5\xE6\x9C\xAC " + repeat("ab", size_t(i % 50)));
   std::vector<std::vector<int32_t>> serial;
   for (const auto& t : texts) serial.push_back(qwen3().encode(t));
   std::vector<int> mismatches(4, 0);
@@ -223,7 +233,8 @@ TEST(TokenizerRobustness, ConcurrentEncodesAgree) {
     threads.emplace_back([&, th] {
       for (int rep = 0; rep < 5; ++rep)
         for (size_t i = 0; i < texts.size(); ++i)
-          if (qwen3().encode(texts[(i + size_t(th) * 37) % texts.size()]) != serial[(i + size_t(th) * 37) % texts.size()])
+          if (qwen3().encode(texts[(i + size_t(th) * 37) % texts.size()]) !=
+              serial[(i + size_t(th) * 37) % texts.size()])
             ++mismatches[size_t(th)];
     });
   for (auto& t : threads) t.join();

@@ -76,17 +76,15 @@ TEST_P(DeviceBlock, RunsThroughOpsOnlyAndMatchesCpuBitForBit) {
   EXPECT_EQ(std::memcmp(cpu_again.raw(), want.raw(), want.nbytes()), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(TinyFixtures, DeviceBlock,
-                         ::testing::Values(Case{"tiny-fp32", "layers.0.", true, {40}},
-                                           Case{"tiny-fp32", "layers.1.", true, {24, 40}},
-                                           Case{"tiny-fp32", "context_refiner.0.", false, {20, 12}},
-                                           Case{"tiny-bf16", "layers.0.", true, {40}},
-                                           Case{"tiny-bf16", "layers.1.", true, {24, 40}},
-                                           Case{"tiny-bf16", "context_refiner.0.", false, {20, 12}}),
-                         [](const auto& info) {
-                           return std::string(std::string(info.param.model) == "tiny-bf16" ? "BF16_" : "F32_") +
-                                  std::to_string(info.index);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    TinyFixtures, DeviceBlock,
+    ::testing::Values(Case{"tiny-fp32", "layers.0.", true, {40}}, Case{"tiny-fp32", "layers.1.", true, {24, 40}},
+                      Case{"tiny-fp32", "context_refiner.0.", false, {20, 12}},
+                      Case{"tiny-bf16", "layers.0.", true, {40}}, Case{"tiny-bf16", "layers.1.", true, {24, 40}},
+                      Case{"tiny-bf16", "context_refiner.0.", false, {20, 12}}),
+    [](const auto& info) {
+      return std::string(std::string(info.param.model) == "tiny-bf16" ? "BF16_" : "F32_") + std::to_string(info.index);
+    });
 
 TEST(DeviceTransformer, WholeForwardRunsThroughOpsAndMatchesCpuBitForBit) {
   for (const char* model : {"tiny-fp32", "tiny-bf16"}) {

@@ -60,8 +60,8 @@ TEST(DitOps, ModulateAndGateAddUseEachItemsRows) {
       EXPECT_EQ(xbf.f32()[r * N + i], round_bf16(xv + round_bf16(gv * yv)));
     }
   }
-  EXPECT_THROW(ops::modulate(x, s, {2, 2}, DType::F32), Error);      // rows do not cover x
-  EXPECT_THROW(ops::gate_add_(xa, g, y, {5}, DType::F32), Error);     // 1 row count for 2 gates
+  EXPECT_THROW(ops::modulate(x, s, {2, 2}, DType::F32), Error);    // rows do not cover x
+  EXPECT_THROW(ops::gate_add_(xa, g, y, {5}, DType::F32), Error);  // 1 row count for 2 gates
 }
 
 TEST(DitOps, Bf16StorageRoundsIntermediates) {
@@ -77,7 +77,8 @@ TEST(DitOps, Bf16StorageRoundsIntermediates) {
       const float av = a.f32()[r * 7 + i];
       EXPECT_EQ(sm.f32()[r * 7 + i], round_bf16(round_bf16(av / (1.f + std::exp(-av))) * b.f32()[r * 7 + i]));
       EXPECT_NEAR(rn32.f32()[r * 7 + i], av * inv * w.f32()[i], 1e-5);
-      EXPECT_NEAR(rn.f32()[r * 7 + i], round_bf16(round_bf16(av * inv) * w.f32()[i]), 1e-2 * std::fabs(rn32.f32()[r * 7 + i]) + 1e-6);
+      EXPECT_NEAR(rn.f32()[r * 7 + i], round_bf16(round_bf16(av * inv) * w.f32()[i]),
+                  1e-2 * std::fabs(rn32.f32()[r * 7 + i]) + 1e-6);
       EXPECT_EQ(rn.f32()[r * 7 + i], round_bf16(rn.f32()[r * 7 + i]));  // holds bf16 values
     }
   }

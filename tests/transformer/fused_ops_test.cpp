@@ -40,8 +40,7 @@ TEST(FusedOps, RmsNormModulateEqualsComposition) {
     for (const bool with_weight : {false, true})
       for (const DType in : {DType::F32, DType::BF16}) {
         Tensor out = Tensor::empty(DType::BF16, {kT, kN});
-        ops::rms_norm_modulate_bf16(x.to(in), with_weight ? w : Tensor(), with_scale ? s : Tensor(), kRows, 1e-5f,
-                                    out);
+        ops::rms_norm_modulate_bf16(x.to(in), with_weight ? w : Tensor(), with_scale ? s : Tensor(), kRows, 1e-5f, out);
         Tensor want = ops::rms_norm_as(x, with_weight ? w : Tensor(), 1e-5f, DType::BF16);
         if (with_scale) want = ops::modulate(want, s, kRows, DType::BF16);
         EXPECT_EQ(bit_diffs(out, want), 0) << with_scale << with_weight << dtype_name(in);

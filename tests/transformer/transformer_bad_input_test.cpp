@@ -58,28 +58,47 @@ Tensor filled(Shape s, float v = 0.1f) {
 }
 
 TEST(TransformerBadInput, LatentNotMultipleOfPatch) {
-  expect_error([] { tiny().forward({filled({16, 1, 7, 8})}, {0.5f}, {filled({5, 32})}); },
-               {"latent 0", "[16, 1, 7, 8]", "not a multiple of the patch size"});
+  expect_error(
+      [] {
+        tiny().forward({filled({16, 1, 7, 8})}, {0.5f}, {filled({5, 32})});
+      },
+      {"latent 0", "[16, 1, 7, 8]", "not a multiple of the patch size"});
   expect_error([] { tiny().forward({filled({16, 1, 8, 9})}, {0.5f}, {filled({5, 32})}); }, {"[16, 1, 8, 9]"});
 }
 
 TEST(TransformerBadInput, WrongChannelCount) {
-  expect_error([] { tiny().forward({filled({8, 1, 8, 8})}, {0.5f}, {filled({5, 32})}); },
-               {"latent 0 has 8 channels", "in_channels = 16"});
+  expect_error(
+      [] {
+        tiny().forward({filled({8, 1, 8, 8})}, {0.5f}, {filled({5, 32})});
+      },
+      {"latent 0 has 8 channels", "in_channels = 16"});
 }
 
 TEST(TransformerBadInput, WrongRankOrCaptionWidth) {
   expect_error([] { tiny().forward({filled({16, 8, 8})}, {0.5f}, {filled({5, 32})}); }, {"[16, 8, 8]"});
-  expect_error([] { tiny().forward({filled({16, 1, 8, 8})}, {0.5f}, {filled({5, 31})}); },
-               {"caption features 0", "[5, 31]", "32"});
-  expect_error([] { tiny().forward({filled({16, 1, 8, 8})}, {0.5f}, {filled({0, 32})}); }, {"caption features 0", "empty"});
+  expect_error(
+      [] {
+        tiny().forward({filled({16, 1, 8, 8})}, {0.5f}, {filled({5, 31})});
+      },
+      {"caption features 0", "[5, 31]", "32"});
+  expect_error(
+      [] {
+        tiny().forward({filled({16, 1, 8, 8})}, {0.5f}, {filled({0, 32})});
+      },
+      {"caption features 0", "empty"});
 }
 
 TEST(TransformerBadInput, MismatchedListLengths) {
-  expect_error([] { tiny().forward({filled({16, 1, 8, 8}), filled({16, 1, 8, 8})}, {0.5f, 0.5f}, {filled({5, 32})}); },
-               {"2 latents but 1 caption"});
-  expect_error([] { tiny().forward({filled({16, 1, 8, 8})}, {0.5f, 0.2f}, {filled({5, 32})}); },
-               {"1 latents but 2 timesteps"});
+  expect_error(
+      [] {
+        tiny().forward({filled({16, 1, 8, 8}), filled({16, 1, 8, 8})}, {0.5f, 0.5f}, {filled({5, 32})});
+      },
+      {"2 latents but 1 caption"});
+  expect_error(
+      [] {
+        tiny().forward({filled({16, 1, 8, 8})}, {0.5f, 0.2f}, {filled({5, 32})});
+      },
+      {"1 latents but 2 timesteps"});
   expect_error([] { tiny().forward({}, {}, {}); }, {"no latents"});
 }
 
@@ -91,14 +110,18 @@ TEST(TransformerBadInput, PositionBeyondAxesLens) {
   // Caption of 7 tokens is padded to 32 positions (1..32), the image frame sits at 33; axes_lens[0] = 20.
   const std::string dir = edited_model([](nlohmann::json& c) { c["axes_lens"] = {20, 512, 512}; });
   auto m = ZImageTransformer2DModel::load(dir, DType::F32);
-  expect_error([&] { m.forward({filled({16, 1, 8, 8})}, {0.5f}, {filled({7, 32})}); },
-               {"position id 33 on axis 0", "axes_lens[0] = 20"});
+  expect_error(
+      [&] {
+        m.forward({filled({16, 1, 8, 8})}, {0.5f}, {filled({7, 32})});
+      },
+      {"position id 33 on axis 0", "axes_lens[0] = 20"});
   std::filesystem::remove_all(dir);
 }
 
 TEST(TransformerBadInput, ConfigAxesDimsSum) {
   const std::string dir = edited_model([](nlohmann::json& c) { c["axes_dims"] = {8, 12, 8}; });
-  expect_error([&] { ZImageTransformer2DModel::load(dir, DType::F32); }, {"axes_dims [8, 12, 8] sum 28 != head_dim 32"});
+  expect_error([&] { ZImageTransformer2DModel::load(dir, DType::F32); },
+               {"axes_dims [8, 12, 8] sum 28 != head_dim 32"});
   std::filesystem::remove_all(dir);
 }
 
@@ -116,7 +139,8 @@ TEST(TransformerBadInput, ConfigDimNotDivisibleByHeads) {
 
 TEST(TransformerBadInput, ConfigBadValues) {
   const std::string d1 = edited_model([](nlohmann::json& c) { c["all_f_patch_size"] = {1, 1}; });
-  expect_error([&] { ZImageTransformer2DModel::load(d1, DType::F32); }, {"all_patch_size [2]", "all_f_patch_size [1, 1]"});
+  expect_error([&] { ZImageTransformer2DModel::load(d1, DType::F32); },
+               {"all_patch_size [2]", "all_f_patch_size [1, 1]"});
   const std::string d2 = edited_model([](nlohmann::json& c) { c["dim"] = "sixty-four"; });
   expect_error([&] { ZImageTransformer2DModel::load(d2, DType::F32); }, {"dim", "sixty-four"});
   const std::string d3 = edited_model([](nlohmann::json& c) { c["_class_name"] = "FluxTransformer2DModel"; });

@@ -10,9 +10,9 @@
 
 #include <cmath>
 #include <cstdio>
-#include <functional>
-#include <filesystem>
 #include <cstdlib>
+#include <filesystem>
+#include <functional>
 #include <map>
 
 #include "core/gguf.h"
@@ -94,7 +94,8 @@ TEST(TransformerGguf, QuantizedEqualsDequantizedFolder) {
 // tiny model chains ~10 GEMMs (with residuals): 3 % rel L2 leaves room for that growth, and it is
 // an order of magnitude below what Q4 weights themselves change (their quantization is ~10 %).
 TEST(TransformerGguf, IntegerGemmIsUsedAndNearTheDequantizePath) {
-  const test::QuantizedTiny m = test::write_quantized_tiny_transformer(test::temp_dir("tgguf-int"), test::quantize_linears);
+  const test::QuantizedTiny m =
+      test::write_quantized_tiny_transformer(test::temp_dir("tgguf-int"), test::quantize_linears);
   const std::string fix = test::fixture("models/tiny-fp32/transformer");
   for (DType compute : {DType::BF16, DType::F32}) {
     const auto model = ZImageTransformer2DModel::load(fix, compute, m.gguf);
@@ -157,7 +158,8 @@ TEST(TransformerGguf, BadFilesAreErrors) {
     EXPECT_NE(std::string(e.what()).find("[transformer] weights: " + dir + "/one.gguf: missing"), std::string::npos)
         << e.what();
   }
-  test::write_file(dir + "/trunc.gguf", test::gguf_bytes({{"x_pad_token", {1, 72}, 0, std::string(288, '\0')}}).substr(0, 60));
+  test::write_file(dir + "/trunc.gguf",
+                   test::gguf_bytes({{"x_pad_token", {1, 72}, 0, std::string(288, '\0')}}).substr(0, 60));
   try {
     ZImageTransformer2DModel::load(fix, DType::F32, dir + "/trunc.gguf");
     FAIL();
@@ -238,7 +240,8 @@ TEST(TransformerSingleFile, OriginalLayoutEqualsFolder) {
     for (const std::string f : {"/orig.safetensors", "/orig.gguf"}) {
       const auto got = run_single(ZImageTransformer2DModel::load(fix, compute, dir + f));
       ASSERT_EQ(got.size(), want.size());
-      for (size_t j = 0; j < got.size(); ++j) EXPECT_EQ(rel_l2(got[j], want[j]), 0.0) << f << " " << dtype_name(compute);
+      for (size_t j = 0; j < got.size(); ++j)
+        EXPECT_EQ(rel_l2(got[j], want[j]), 0.0) << f << " " << dtype_name(compute);
     }
   }
   // a fused qkv whose rows are not 3 x dim

@@ -79,7 +79,7 @@ TEST(TransformerMemory, WholeModelPeakGrowsLinearly) {
     return vm_hwm_bytes() - before;
   };
   if (!reset_peak()) GTEST_SKIP() << "/proc/self/clear_refs is not writable";
-  run(16);  // warm-up: primitive caches, thread pools
+  run(16);                                   // warm-up: primitive caches, thread pools
   const int64_t S1 = 32 * 32, S2 = 64 * 64;  // image tokens of 64x64 and 128x128 latents
   const int64_t g1 = run(64), g2 = run(128);
   const int64_t scores2 = S2 * S2 * 4 * c.n_heads;  // one layer's materialised scores at S2

@@ -55,8 +55,8 @@ void run_cases(const std::string& name, DType compute, const std::string& suffix
       const Tensor want = ref.get(c.name + ".out" + std::to_string(j) + suffix);
       ASSERT_EQ(outs[size_t(j)].shape(), want.shape()) << c.name;
       const double err = rel_l2(outs[size_t(j)], want.to(DType::F32));
-      std::printf("  %-10s %s compute=%s item %lld: rel L2 %.3g\n", name.c_str(), c.name.c_str(),
-                  dtype_name(compute), (long long)j, err);
+      std::printf("  %-10s %s compute=%s item %lld: rel L2 %.3g\n", name.c_str(), c.name.c_str(), dtype_name(compute),
+                  (long long)j, err);
       EXPECT_LE(err, tol) << name << " " << c.name << " item " << j;
     }
   }

@@ -26,8 +26,10 @@ struct PrefetchEnv {
     if (const char* e = std::getenv("ZIMAGE_PREFETCH")) saved = e, had = true;
   }
   ~PrefetchEnv() {
-    if (had) setenv("ZIMAGE_PREFETCH", saved.c_str(), 1);
-    else unsetenv("ZIMAGE_PREFETCH");
+    if (had)
+      setenv("ZIMAGE_PREFETCH", saved.c_str(), 1);
+    else
+      unsetenv("ZIMAGE_PREFETCH");
     pf::use_environment();
   }
   std::string saved;

@@ -41,7 +41,8 @@ struct ForwardingOps {
       Tensor hb, hy = host(y);
       ops::linear_into(host(x), host(w), opt(b, hb), hy);
     };
-    t.attention = [](const Tensor& q, const Tensor& k, const Tensor& v, float s, bool c, const std::vector<int64_t>& kv) {
+    t.attention = [](const Tensor& q, const Tensor& k, const Tensor& v, float s, bool c,
+                     const std::vector<int64_t>& kv) {
       ++calls();
       return dev(ops::attention(host(q), host(k), host(v), s, c, kv));
     };

@@ -32,10 +32,14 @@ inline std::vector<GgufKv> qwen3_tokenizer_kvs(int64_t n_tokens = 151936) {
   for (const auto& m : j["model"]["merges"])
     merges.push_back(m.is_string() ? m.get<std::string>() : m[0].get<std::string>() + " " + m[1].get<std::string>());
   namespace kv = gguf_kv;
-  return {kv::str("tokenizer.ggml.model", "gpt2"), kv::str("tokenizer.ggml.pre", "qwen2"),
-          kv::strs("tokenizer.ggml.tokens", tokens),  kv::i32s("tokenizer.ggml.token_type", types),
-          kv::strs("tokenizer.ggml.merges", merges),  kv::u32("tokenizer.ggml.eos_token_id", 151645),
-          kv::u32("tokenizer.ggml.padding_token_id", 151643), kv::u32("tokenizer.ggml.bos_token_id", 151643),
+  return {kv::str("tokenizer.ggml.model", "gpt2"),
+          kv::str("tokenizer.ggml.pre", "qwen2"),
+          kv::strs("tokenizer.ggml.tokens", tokens),
+          kv::i32s("tokenizer.ggml.token_type", types),
+          kv::strs("tokenizer.ggml.merges", merges),
+          kv::u32("tokenizer.ggml.eos_token_id", 151645),
+          kv::u32("tokenizer.ggml.padding_token_id", 151643),
+          kv::u32("tokenizer.ggml.bos_token_id", 151643),
           kv::boolean("tokenizer.ggml.add_bos_token", false)};
 }
 

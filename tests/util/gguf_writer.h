@@ -101,12 +101,28 @@ inline std::string random_blocks(uint32_t type, int64_t n, uint32_t seed, float 
   for (size_t i = 0; i < b.size(); i += size_t(tt->bytes)) {
     char* blk = &b[i];
     switch (gguf::GgmlType(type)) {
-      case gguf::GgmlType::Q4_0: case gguf::GgmlType::Q5_0: case gguf::GgmlType::Q8_0: std::memcpy(blk, &d, 2); break;
-      case gguf::GgmlType::Q4_K: case gguf::GgmlType::Q5_K: std::memcpy(blk, &d, 2); std::memcpy(blk + 2, &m, 2); break;
-      case gguf::GgmlType::Q2_K: std::memcpy(blk + 80, &d, 2); std::memcpy(blk + 82, &m, 2); break;
-      case gguf::GgmlType::Q3_K: std::memcpy(blk + 108, &d, 2); break;
-      case gguf::GgmlType::Q6_K: std::memcpy(blk + 208, &d, 2); break;
-      default: break;
+      case gguf::GgmlType::Q4_0:
+      case gguf::GgmlType::Q5_0:
+      case gguf::GgmlType::Q8_0:
+        std::memcpy(blk, &d, 2);
+        break;
+      case gguf::GgmlType::Q4_K:
+      case gguf::GgmlType::Q5_K:
+        std::memcpy(blk, &d, 2);
+        std::memcpy(blk + 2, &m, 2);
+        break;
+      case gguf::GgmlType::Q2_K:
+        std::memcpy(blk + 80, &d, 2);
+        std::memcpy(blk + 82, &m, 2);
+        break;
+      case gguf::GgmlType::Q3_K:
+        std::memcpy(blk + 108, &d, 2);
+        break;
+      case gguf::GgmlType::Q6_K:
+        std::memcpy(blk + 208, &d, 2);
+        break;
+      default:
+        break;
     }
   }
   return b;

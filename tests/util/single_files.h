@@ -25,11 +25,11 @@ namespace zimage::test {
 // transformers' Qwen3 name -> llama.cpp's
 inline std::string llama_name(const std::string& n) {
   static const std::pair<const char*, const char*> kBlk[] = {
-      {"input_layernorm.weight", "attn_norm.weight"},     {"post_attention_layernorm.weight", "ffn_norm.weight"},
-      {"self_attn.q_proj.weight", "attn_q.weight"},       {"self_attn.k_proj.weight", "attn_k.weight"},
-      {"self_attn.v_proj.weight", "attn_v.weight"},       {"self_attn.o_proj.weight", "attn_output.weight"},
-      {"self_attn.q_norm.weight", "attn_q_norm.weight"},  {"self_attn.k_norm.weight", "attn_k_norm.weight"},
-      {"mlp.gate_proj.weight", "ffn_gate.weight"},        {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"input_layernorm.weight", "attn_norm.weight"},    {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"self_attn.q_proj.weight", "attn_q.weight"},      {"self_attn.k_proj.weight", "attn_k.weight"},
+      {"self_attn.v_proj.weight", "attn_v.weight"},      {"self_attn.o_proj.weight", "attn_output.weight"},
+      {"self_attn.q_norm.weight", "attn_q_norm.weight"}, {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},       {"mlp.up_proj.weight", "ffn_up.weight"},
       {"mlp.down_proj.weight", "ffn_down.weight"}};
   if (n == "embed_tokens.weight") return "token_embd.weight";
   if (n == "norm.weight") return "output_norm.weight";
@@ -45,16 +45,11 @@ inline std::string llama_name(const std::string& n) {
 // The qwen3.* metadata of the tiny fixture text encoder.
 inline std::vector<GgufKv> tiny_qwen3_kvs() {
   namespace kv = gguf_kv;
-  return {kv::str("general.architecture", "qwen3"),
-          kv::u32("qwen3.block_count", 3),
-          kv::u32("qwen3.context_length", 40960),
-          kv::u32("qwen3.embedding_length", 32),
-          kv::u32("qwen3.feed_forward_length", 48),
-          kv::u32("qwen3.attention.head_count", 4),
-          kv::u32("qwen3.attention.head_count_kv", 1),
-          kv::u32("qwen3.attention.key_length", 8),
-          kv::f32("qwen3.rope.freq_base", 10000.0f),
-          kv::f32("qwen3.attention.layer_norm_rms_epsilon", 1e-6f)};
+  return {kv::str("general.architecture", "qwen3"),    kv::u32("qwen3.block_count", 3),
+          kv::u32("qwen3.context_length", 40960),      kv::u32("qwen3.embedding_length", 32),
+          kv::u32("qwen3.feed_forward_length", 48),    kv::u32("qwen3.attention.head_count", 4),
+          kv::u32("qwen3.attention.head_count_kv", 1), kv::u32("qwen3.attention.key_length", 8),
+          kv::f32("qwen3.rope.freq_base", 10000.0f),   kv::f32("qwen3.attention.layer_norm_rms_epsilon", 1e-6f)};
 }
 
 // The tiny fixture text encoder under llama.cpp's names with 2-D weights as random Q8_0 blocks.
@@ -108,7 +103,8 @@ inline std::map<std::string, Tensor> random_weights(const std::vector<TensorSpec
     Tensor t = randn(s.shape, seed++);
     const bool norm = s.shape.size() == 1 && (s.name.find("norm") != std::string::npos);
     const double fan_in = s.shape.size() >= 2 ? double(shape_numel(s.shape) / s.shape[0]) : 50.0;
-    for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = norm ? 1.0f + 0.1f * t.f32()[i] : float(t.f32()[i] / std::sqrt(fan_in));
+    for (int64_t i = 0; i < t.numel(); ++i)
+      t.f32()[i] = norm ? 1.0f + 0.1f * t.f32()[i] : float(t.f32()[i] / std::sqrt(fan_in));
     out[s.name] = t;
   }
   return out;
@@ -116,7 +112,8 @@ inline std::map<std::string, Tensor> random_weights(const std::vector<TensorSpec
 
 inline SingleFiles write_single_files(const std::string& dir) {
   namespace fs = std::filesystem;
-  SingleFiles f{dir, dir + "/z.gguf", dir + "/qwen.gguf", dir + "/ae.safetensors", dir + "/a.safetensors", dir + "/model"};
+  SingleFiles f{dir,           dir + "/z.gguf", dir + "/qwen.gguf", dir + "/ae.safetensors", dir + "/a.safetensors",
+                dir + "/model"};
   // Transformer: original layout, Q8_0 where the rows are whole blocks.
   const ZImageTransformerConfig tc = single_file_transformer_config();
   std::map<std::string, Tensor> w = random_weights(ZImageTransformer2DModel::expected_tensors(tc), 1000);
@@ -132,11 +129,14 @@ inline SingleFiles write_single_files(const std::string& dir) {
     }
     es.push_back(std::move(e));
   };
-  static const std::pair<const char*, const char*> kOrig[] = {
-      {"all_x_embedder.2-1.", "x_embedder."}, {"all_final_layer.2-1.", "final_layer."}, {".attention.to_out.0.", ".attention.out."},
-      {".attention.norm_q.", ".attention.q_norm."}, {".attention.norm_k.", ".attention.k_norm."}};
+  static const std::pair<const char*, const char*> kOrig[] = {{"all_x_embedder.2-1.", "x_embedder."},
+                                                              {"all_final_layer.2-1.", "final_layer."},
+                                                              {".attention.to_out.0.", ".attention.out."},
+                                                              {".attention.norm_q.", ".attention.q_norm."},
+                                                              {".attention.norm_k.", ".attention.k_norm."}};
   for (auto& [name, t] : w) {
-    if (name.find(".attention.to_k.") != std::string::npos || name.find(".attention.to_v.") != std::string::npos) continue;
+    if (name.find(".attention.to_k.") != std::string::npos || name.find(".attention.to_v.") != std::string::npos)
+      continue;
     std::string n = name;
     if (const size_t q = n.find(".attention.to_q.weight"); q != std::string::npos) {  // fused qkv
       add(n.substr(0, q) + ".attention.qkv.weight", {3 * tc.dim, tc.dim}, nullptr);
@@ -166,24 +166,46 @@ inline SingleFiles write_single_files(const std::string& dir) {
   save_safetensors(f.lora, lora);
   // The model folder with these configs (weights come from the files).
   const std::string tiny = fixture("models/tiny-fp32");
-  for (const char* d : {"scheduler", "text_encoder", "tokenizer", "transformer", "vae"}) fs::create_directories(f.model + "/" + d);
+  for (const char* d : {"scheduler", "text_encoder", "tokenizer", "transformer", "vae"})
+    fs::create_directories(f.model + "/" + d);
   fs::copy_file(tiny + "/model_index.json", f.model + "/model_index.json");
   fs::copy_file(tiny + "/scheduler/scheduler_config.json", f.model + "/scheduler/scheduler_config.json");
   fs::copy_file(tiny + "/text_encoder/config.json", f.model + "/text_encoder/config.json");
   for (const char* t : {"tokenizer.json", "tokenizer_config.json"})
     fs::copy_file(fixture(std::string("qwen3_tokenizer/") + t), f.model + "/tokenizer/" + t);
-  const nlohmann::json tj = {{"_class_name", "ZImageTransformer2DModel"}, {"all_patch_size", {2}}, {"all_f_patch_size", {1}},
-                             {"in_channels", 16}, {"dim", 128}, {"n_layers", 1}, {"n_refiner_layers", 1}, {"n_heads", 1},
-                             {"n_kv_heads", 1}, {"norm_eps", 1e-5}, {"qk_norm", true}, {"cap_feat_dim", 32},
-                             {"rope_theta", 256.0}, {"t_scale", 1000.0}, {"axes_dims", {32, 48, 48}},
+  const nlohmann::json tj = {{"_class_name", "ZImageTransformer2DModel"},
+                             {"all_patch_size", {2}},
+                             {"all_f_patch_size", {1}},
+                             {"in_channels", 16},
+                             {"dim", 128},
+                             {"n_layers", 1},
+                             {"n_refiner_layers", 1},
+                             {"n_heads", 1},
+                             {"n_kv_heads", 1},
+                             {"norm_eps", 1e-5},
+                             {"qk_norm", true},
+                             {"cap_feat_dim", 32},
+                             {"rope_theta", 256.0},
+                             {"t_scale", 1000.0},
+                             {"axes_dims", {32, 48, 48}},
                              {"axes_lens", {1024, 512, 512}}};
   write_file(f.model + "/transformer/config.json", tj.dump(2));
-  const nlohmann::json vj = {{"_class_name", "AutoencoderKL"}, {"act_fn", "silu"}, {"block_out_channels", {32, 32}},
-                             {"down_block_types", {"DownEncoderBlock2D", "DownEncoderBlock2D"}}, {"force_upcast", true},
-                             {"in_channels", 3}, {"latent_channels", 16}, {"layers_per_block", 1},
-                             {"mid_block_add_attention", true}, {"norm_num_groups", 32}, {"out_channels", 3},
-                             {"sample_size", 1024}, {"scaling_factor", 0.3611}, {"shift_factor", 0.1159},
-                             {"up_block_types", {"UpDecoderBlock2D", "UpDecoderBlock2D"}}, {"use_post_quant_conv", false},
+  const nlohmann::json vj = {{"_class_name", "AutoencoderKL"},
+                             {"act_fn", "silu"},
+                             {"block_out_channels", {32, 32}},
+                             {"down_block_types", {"DownEncoderBlock2D", "DownEncoderBlock2D"}},
+                             {"force_upcast", true},
+                             {"in_channels", 3},
+                             {"latent_channels", 16},
+                             {"layers_per_block", 1},
+                             {"mid_block_add_attention", true},
+                             {"norm_num_groups", 32},
+                             {"out_channels", 3},
+                             {"sample_size", 1024},
+                             {"scaling_factor", 0.3611},
+                             {"shift_factor", 0.1159},
+                             {"up_block_types", {"UpDecoderBlock2D", "UpDecoderBlock2D"}},
+                             {"use_post_quant_conv", false},
                              {"use_quant_conv", false}};
   write_file(f.model + "/vae/config.json", vj.dump(2));
   return f;

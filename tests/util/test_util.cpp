@@ -22,7 +22,8 @@ std::string fixture(const std::string& rel) {
   const std::string path = std::string(ZIMAGE_FIXTURES_DIR) + "/" + rel;
   // A lost fixture fails the test that needs it; it is never a silent skip.
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) ADD_FAILURE() << "missing test fixture " << path << " (tests/fixtures is committed)";
+  if (!std::filesystem::exists(path, ec))
+    ADD_FAILURE() << "missing test fixture " << path << " (tests/fixtures is committed)";
   return path;
 }
 

@@ -20,7 +20,8 @@ std::string copy_model(const std::string& tag, const std::function<void(nlohmann
   auto j = nlohmann::json::parse(test::read_file(kModel + "/config.json"));
   edit(j);
   test::write_file(dir + "/config.json", j.dump(2));
-  std::filesystem::copy_file(kModel + "/diffusion_pytorch_model.safetensors", dir + "/diffusion_pytorch_model.safetensors");
+  std::filesystem::copy_file(kModel + "/diffusion_pytorch_model.safetensors",
+                             dir + "/diffusion_pytorch_model.safetensors");
   return dir;
 }
 
@@ -64,10 +65,15 @@ TEST(VaeBadInput, UnsupportedConfigValues) {
     expect_has(msg, part);
     std::filesystem::remove_all(dir);
   };
-  check("vae_act", [](nlohmann::json& j) { j["act_fn"] = "gelu"; }, "act_fn");
-  check("vae_up", [](nlohmann::json& j) { j["up_block_types"][1] = "AttnUpDecoderBlock2D"; }, "\"AttnUpDecoderBlock2D\" is not supported");
-  check("vae_len", [](nlohmann::json& j) { j["down_block_types"] = {"DownEncoderBlock2D"}; }, "down_block_types");
-  check("vae_type", [](nlohmann::json& j) { j["latent_channels"] = "sixteen"; }, "latent_channels");
+  check(
+      "vae_act", [](nlohmann::json& j) { j["act_fn"] = "gelu"; }, "act_fn");
+  check(
+      "vae_up", [](nlohmann::json& j) { j["up_block_types"][1] = "AttnUpDecoderBlock2D"; },
+      "\"AttnUpDecoderBlock2D\" is not supported");
+  check(
+      "vae_len", [](nlohmann::json& j) { j["down_block_types"] = {"DownEncoderBlock2D"}; }, "down_block_types");
+  check(
+      "vae_type", [](nlohmann::json& j) { j["latent_channels"] = "sixteen"; }, "latent_channels");
 }
 
 TEST(VaeBadInput, LatentsWithWrongChannelCount) {
@@ -134,7 +140,8 @@ TEST(VaeBadInput, BlockOutChannelsLengthIsBounded) {
     std::filesystem::remove_all(dir);
   }
   std::string dir = copy_model("vae_ss", [&](nlohmann::json& j) { j["sample_size"] = 1 << 30; });
-  expect_has(error_of([&] { AutoencoderKLConfig::load(dir + "/config.json"); }), "'sample_size' = 1073741824 is out of range");
+  expect_has(error_of([&] { AutoencoderKLConfig::load(dir + "/config.json"); }),
+             "'sample_size' = 1073741824 is out of range");
   std::filesystem::remove_all(dir);
   dir = copy_model("vae_cls", [&](nlohmann::json& j) { j["_class_name"] = "AutoencoderTiny"; });
   expect_has(error_of([&] { AutoencoderKLConfig::load(dir + "/config.json"); }),

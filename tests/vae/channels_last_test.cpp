@@ -8,9 +8,9 @@
 #include <cstdio>
 #include <random>
 
+#include "core/safetensors.h"
 #include "ops/channels_last.h"
 #include "util/test_util.h"
-#include "core/safetensors.h"
 #include "vae/autoencoder_kl.h"
 #include "vae/decoder.h"
 
@@ -61,9 +61,9 @@ TEST(ChannelsLast, ConvMatchesNchwConv) {
   const Case cases[] = {
       {{1, 16, 8, 12}, {32, 16, 3, 3}, 1, ops::Padding2d::same(1)},
       {{2, 64, 21, 19}, {48, 64, 3, 3}, 1, ops::Padding2d::same(1)},  // batch 2, odd sizes
-      {{2, 8, 9, 7}, {24, 8, 3, 3}, 1, ops::Padding2d::same(1)},  // channels not a multiple of 16
-      {{1, 32, 5, 6}, {16, 32, 1, 1}, 1, {}},                      // conv_shortcut
-      {{1, 16, 16, 24}, {16, 16, 3, 3}, 2, {0, 1, 0, 1}},          // Downsample2D
+      {{2, 8, 9, 7}, {24, 8, 3, 3}, 1, ops::Padding2d::same(1)},      // channels not a multiple of 16
+      {{1, 32, 5, 6}, {16, 32, 1, 1}, 1, {}},                         // conv_shortcut
+      {{1, 16, 16, 24}, {16, 16, 3, 3}, 2, {0, 1, 0, 1}},             // Downsample2D
   };
   for (const auto& c : cases) {
     Tensor x = randt(c.x, 2), w = randt(c.w, 3, 0.2f), b = randt({c.w[0]}, 4);
@@ -89,13 +89,15 @@ TEST(ChannelsLast, ConvMatchesNchwConv) {
       }
       // NCHW float32 output (conv_out), any channel count.
       Tensor yn = conv.forward_nchw(ops::to_channels_last(x, dt));
-      if (dt == DType::F32) EXPECT_LE(rel_l2(yn, ref), 1e-6);
-      else EXPECT_LE(max_bf16_ulps(yn, bf16_rounded(ref)), 1.0);
+      if (dt == DType::F32)
+        EXPECT_LE(rel_l2(yn, ref), 1e-6);
+      else
+        EXPECT_LE(max_bf16_ulps(yn, bf16_rounded(ref)), 1.0);
     }
   }
   ops::ChannelsLastConv2d conv;
   conv.init(randt({8, 16, 3, 3}, 6), randt({8}, 7), 1, ops::Padding2d::same(1));
-  EXPECT_THROW(conv.forward(ops::to_channels_last(randt({1, 8, 4, 4}, 8), DType::F32)), Error);   // channels
+  EXPECT_THROW(conv.forward(ops::to_channels_last(randt({1, 8, 4, 4}, 8), DType::F32)), Error);    // channels
   EXPECT_THROW(conv.forward(ops::to_channels_last(randt({1, 16, 4, 4}, 8), DType::BF16)), Error);  // dtype
 }
 
@@ -105,7 +107,8 @@ TEST(ChannelsLast, GroupNormMatchesNchwGroupNorm) {
     float mean;
   };
   // Channel tails (24, 40 channels), one channel per group, and a large mean (variance accuracy).
-  const Case cases[] = {{2, 24, 5, 7, 8, 0.f}, {1, 40, 9, 11, 5, 0.f}, {1, 16, 33, 35, 16, 0.f}, {1, 32, 12, 12, 8, 500.f}};
+  const Case cases[] = {
+      {2, 24, 5, 7, 8, 0.f}, {1, 40, 9, 11, 5, 0.f}, {1, 16, 33, 35, 16, 0.f}, {1, 32, 12, 12, 8, 500.f}};
   for (const auto& c : cases) {
     Tensor x = randt({c.B, c.C, c.H, c.W}, 11, 2.f, c.mean), w = randt({c.C}, 12), b = randt({c.C}, 13);
     for (bool silu : {false, true}) {
@@ -194,7 +197,8 @@ TEST(ChannelsLastBench, DISABLED_GroupNormConv512x512x128) {
       auto t3 = clock();
       gn = std::min(gn, secs(t0, t1)), cv = std::min(cv, secs(t1, t2)), nchw = std::min(nchw, secs(t2, t3));
     }
-    std::printf("%s 512x512x128: channels-last group norm+silu %.1f ms, conv %.1f ms (%.0f GFLOP/s); NCHW ops %.1f ms\n",
-                dtype_name(dt), gn * 1e3, cv * 1e3, 2.0 * C * C * 9 * H * W / cv / 1e9, nchw * 1e3);
+    std::printf(
+        "%s 512x512x128: channels-last group norm+silu %.1f ms, conv %.1f ms (%.0f GFLOP/s); NCHW ops %.1f ms\n",
+        dtype_name(dt), gn * 1e3, cv * 1e3, 2.0 * C * C * 9 * H * W / cv / 1e9, nchw * 1e3);
   }
 }

@@ -107,6 +107,5 @@ TEST(Upsample, Nearest2x) {
   ASSERT_EQ(y.shape(), (Shape{1, 2, 6, 8}));
   for (int64_t c = 0; c < 2; ++c)
     for (int64_t h = 0; h < 6; ++h)
-      for (int64_t w = 0; w < 8; ++w)
-        EXPECT_EQ(y.f32()[(c * 6 + h) * 8 + w], x.f32()[(c * 3 + h / 2) * 4 + w / 2]);
+      for (int64_t w = 0; w < 8; ++w) EXPECT_EQ(y.f32()[(c * 6 + h) * 8 + w], x.f32()[(c * 3 + h / 2) * 4 + w / 2]);
 }

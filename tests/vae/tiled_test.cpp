@@ -84,13 +84,15 @@ TEST(TiledDecode, DiffusersModeTilesAreDecodedSeparatelyAndBlended) {
     for (int64_t c = 0; c < C; ++c)
       for (int64_t y = 0; y < 24; ++y)
         for (int64_t x = 0; x < 24; ++x)
-          max_diff = std::max(max_diff, double(std::fabs(tiled.f32()[(c * H + y) * W + x] - d00.f32()[(c * 32 + y) * 32 + x])));
+          max_diff = std::max(max_diff,
+                              double(std::fabs(tiled.f32()[(c * H + y) * W + x] - d00.f32()[(c * 32 + y) * 32 + x])));
     EXPECT_EQ(max_diff, 0.0);
     // Seams are blended: just past the first tile's kept block the image is a mix of both tiles,
     // so it differs from tile (0, 0)'s own decode there.
     double seam = 0;
     for (int64_t c = 0; c < C; ++c)
-      for (int64_t y = 0; y < 24; ++y) seam += std::fabs(tiled.f32()[(c * H + y) * W + 25] - d00.f32()[(c * 32 + y) * 32 + 25]);
+      for (int64_t y = 0; y < 24; ++y)
+        seam += std::fabs(tiled.f32()[(c * H + y) * W + 25] - d00.f32()[(c * 32 + y) * 32 + 25]);
     EXPECT_GT(seam, 0.0);
   }
   // A tile at least as large as the latent means no tiling (as diffusers' _decode), in both modes.
@@ -124,7 +126,7 @@ TEST(TiledDecode, MarginedTilesWithWholeImageStatisticsAreExact) {
   norms.keep = {0, 36, 0, 40};
   // forward_up consumes (overwrites) its input: each call gets a copy of the head.
   EXPECT_FALSE(dec.forward_up(head.clone(), &norms).defined());  // record mode stops before conv_out
-  ASSERT_EQ(norms.stats.size(), 19u);                         // 3 x 3 resnets x 2 norms + norm_out
+  ASSERT_EQ(norms.stats.size(), 19u);                            // 3 x 3 resnets x 2 norms + norm_out
   norms.mode = vae::TileNorms::Mode::Fixed;
   EXPECT_LE(rel_l2(dec.forward_up(head.clone(), &norms), full), 1e-5);
   // head[:, y0 : y0 + h, x0 : x0 + w, :] copied
@@ -155,7 +157,8 @@ TEST(TiledDecode, MarginedTilesWithWholeImageStatisticsAreExact) {
   double edge = 0;
   for (int64_t p = 0; p < 6; ++p)
     for (int64_t y = 0; y < 32; ++y)
-      edge = std::max(edge, double(std::fabs(t2.f32()[(p * 128 + 48 + y) * 96 + 16] - full.f32()[(p * 144 + 56 + y) * 160 + 64])));
+      edge = std::max(
+          edge, double(std::fabs(t2.f32()[(p * 128 + 48 + y) * 96 + 16] - full.f32()[(p * 144 + 56 + y) * 160 + 64])));
   std::printf("margin 4 instead of %lld: window edge differs by %.3g\n", (long long)halo, edge);
   EXPECT_GT(edge, 1e-4 * max_abs);
 }
@@ -242,7 +245,8 @@ TEST(TiledDecode, PeakWorkingMemoryBoundedByTileNotImage) {
   auto cfg = nlohmann::json::parse(test::read_file(kModel + "/config.json"));
   cfg["mid_block_add_attention"] = false;
   test::write_file(dir + "/config.json", cfg.dump(2));
-  std::filesystem::copy_file(kModel + "/diffusion_pytorch_model.safetensors", dir + "/diffusion_pytorch_model.safetensors",
+  std::filesystem::copy_file(kModel + "/diffusion_pytorch_model.safetensors",
+                             dir + "/diffusion_pytorch_model.safetensors",
                              std::filesystem::copy_options::overwrite_existing);
   auto vae = AutoencoderKL::load(dir);
   VaeDecodeOptions seamless, diff, untiled;
@@ -266,11 +270,12 @@ TEST(TiledDecode, PeakWorkingMemoryBoundedByTileNotImage) {
     peak_seamless[i] = peak_of([&] { vae.decode(z, seamless); });
     peak_diff[i] = peak_of([&] { vae.decode(z, diff); });
     peak_untiled[i] = peak_of([&] { vae.decode(z, untiled); });
-    std::printf("latent %lldx%lld: peak tensor bytes seamless %.2f MiB, diffusers-mode %.2f MiB, untiled %.2f MiB "
-                "(estimate %.2f MiB), output %.2f MiB\n",
-                (long long)sizes[i], (long long)sizes[i], peak_seamless[i] / 1048576.0, peak_diff[i] / 1048576.0,
-                peak_untiled[i] / 1048576.0, vae.decode_working_bytes(1, sizes[i], sizes[i]) / 1048576.0,
-                out_bytes[i] / 1048576.0);
+    std::printf(
+        "latent %lldx%lld: peak tensor bytes seamless %.2f MiB, diffusers-mode %.2f MiB, untiled %.2f MiB "
+        "(estimate %.2f MiB), output %.2f MiB\n",
+        (long long)sizes[i], (long long)sizes[i], peak_seamless[i] / 1048576.0, peak_diff[i] / 1048576.0,
+        peak_untiled[i] / 1048576.0, vae.decode_working_bytes(1, sizes[i], sizes[i]) / 1048576.0,
+        out_bytes[i] / 1048576.0);
   }
   // The image grows 16x in area: the untiled working set grows with it, the tiled ones only by
   // the output and, seamless, the latent-resolution head (16 channels per latent pixel here, a

@@ -32,7 +32,8 @@ TEST(VaeSingleFile, LdmLayoutEqualsFolder) {
   EXPECT_EQ(n, 196);
   // attention projections were 1x1 convolutions [C, C, 1, 1] in the file
   EXPECT_EQ(b.info("decoder.mid_block.attentions.0.to_q.weight").shape, (Shape{16, 16}));
-  const AutoencoderKL va = AutoencoderKL::load(test::fixture(kDir)), vb = AutoencoderKL::load(test::fixture(kDir), DType::F32, ldm());
+  const AutoencoderKL va = AutoencoderKL::load(test::fixture(kDir)),
+                      vb = AutoencoderKL::load(test::fixture(kDir), DType::F32, ldm());
   const Tensor z = test::randn({1, 16, 4, 4}, 5);
   EXPECT_EQ(va.decode(z).to_vector(), vb.decode(z).to_vector());
 }
@@ -55,9 +56,12 @@ TEST(VaeSingleFile, PrefixedLdmKeysAndMissingKeys) {
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     const std::string m = e.what();
-    EXPECT_NE(m.find("[vae] weights: " + dir + "/missing.safetensors: missing tensor 'encoder.conv_in.bias' (27 of "
-                     "the 196 expected tensors are missing: encoder.conv_in.bias, decoder.up_blocks.0.resnets.0.norm1.weight, "),
-              std::string::npos)
+    EXPECT_NE(
+        m.find(
+            "[vae] weights: " + dir +
+            "/missing.safetensors: missing tensor 'encoder.conv_in.bias' (27 of "
+            "the 196 expected tensors are missing: encoder.conv_in.bias, decoder.up_blocks.0.resnets.0.norm1.weight, "),
+        std::string::npos)
         << m;
     EXPECT_NE(m.find(", ...)"), std::string::npos) << m;
   }

@@ -100,7 +100,8 @@ TEST(AutoencoderKL, Bf16ComputeMatchesBf16Run) {
   const double e = rel_l2(out, r.get("decode.out"));
   LatentDistribution d = vae.encode(r.get("encode.x"));
   const double em = rel_l2(d.mean, r.get("encode.mean")), el = rel_l2(d.logvar, r.get("encode.logvar"));
-  std::printf("tiny-bf16 bf16 compute vs bf16 diffusers: decode rel L2 %.3g, encode mean %.3g logvar %.3g\n", e, em, el);
+  std::printf("tiny-bf16 bf16 compute vs bf16 diffusers: decode rel L2 %.3g, encode mean %.3g logvar %.3g\n", e, em,
+              el);
   EXPECT_LE(e, 2e-2);
   EXPECT_LE(em, 2e-2);
   EXPECT_LE(el, 2e-2);
@@ -124,7 +125,8 @@ std::pair<double, float> postprocess_agreement(const std::string& model, DType c
   }
   const double frac = double(close) / double(u8.size());
   std::printf("%s (%s compute) post-processed uint8: %.4f%% within +-1, %.4f%% exact, max diff %.0f of %zu values\n",
-              model.c_str(), dtype_name(compute), 100 * frac, 100.0 * double(exact) / double(u8.size()), worst, u8.size());
+              model.c_str(), dtype_name(compute), 100 * frac, 100.0 * double(exact) / double(u8.size()), worst,
+              u8.size());
   return {frac, worst};
 }
 }  // namespace

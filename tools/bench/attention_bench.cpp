@@ -52,7 +52,9 @@ struct Timing {
 Timing time_kernel(Kernel f, const Shape& s, const std::vector<float>& q, const std::vector<float>& k,
                    const std::vector<float>& v, std::vector<float>& out, double min_seconds) {
   const float scale = 1.f / std::sqrt(float(s.D));
-  auto call = [&] { f(q.data(), k.data(), v.data(), out.data(), 1, s.S, s.S, s.Hq, s.Hkv, s.D, scale, s.causal, nullptr); };
+  auto call = [&] {
+    f(q.data(), k.data(), v.data(), out.data(), 1, s.S, s.S, s.Hq, s.Hkv, s.D, scale, s.causal, nullptr);
+  };
   call();
   int reps = 0;
   const auto t0 = std::chrono::steady_clock::now();

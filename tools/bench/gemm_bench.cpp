@@ -31,8 +31,8 @@
 #include "backend/cpu/peak.h"
 #include "core/error.h"
 #include "core/gguf.h"
-#include "ops/quantized.h"
 #include "ops/ops.h"
+#include "ops/quantized.h"
 
 using namespace zimage;
 
@@ -154,10 +154,11 @@ int run_peak(bool json) {
     if (bf16) b = std::max(b, peak(loop_bf16, 64));
   }
   if (json)
-    std::printf("{\"threads\": %d, \"int8_vpdpbusd_gops\": %.1f, \"bf16_vdpbf16ps_gflops\": %.1f}\n", ops::num_threads(), v, b);
+    std::printf("{\"threads\": %d, \"int8_vpdpbusd_gops\": %.1f, \"bf16_vdpbf16ps_gflops\": %.1f}\n",
+                ops::num_threads(), v, b);
   else
-    std::printf("threads %d: int8 vpdpbusd zmm %.1f GOP/s%s, bf16 vdpbf16ps zmm %.1f GFLOP/s%s\n", ops::num_threads(), v,
-                vnni ? "" : " (no AVX-512 VNNI)", b, bf16 ? "" : " (no AVX-512 BF16)");
+    std::printf("threads %d: int8 vpdpbusd zmm %.1f GOP/s%s, bf16 vdpbf16ps zmm %.1f GFLOP/s%s\n", ops::num_threads(),
+                v, vnni ? "" : " (no AVX-512 VNNI)", b, bf16 ? "" : " (no AVX-512 BF16)");
   return 0;
 }
 
@@ -185,11 +186,16 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) usage();
       return argv[++i];
     };
-    if (a == "--threads") threads = std::atoi(next().c_str());
-    else if (a == "--min-seconds") min_seconds = std::atof(next().c_str());
-    else if (a == "--dtype") dtype = next();
-    else if (a == "--json") json = true;
-    else if (a == "--peak") peak_only = true;
+    if (a == "--threads")
+      threads = std::atoi(next().c_str());
+    else if (a == "--min-seconds")
+      min_seconds = std::atof(next().c_str());
+    else if (a == "--dtype")
+      dtype = next();
+    else if (a == "--json")
+      json = true;
+    else if (a == "--peak")
+      peak_only = true;
     else if (a == "--kernel-level") {
       try {
         std::printf("{\"cpu_kernel_level\": \"%s\"}\n", ops::cpu_kernel_level());
@@ -198,15 +204,16 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "bench_gemm: error: %s\n", e.what());
         return 1;
       }
-    }
-    else if (a == "--shape") {
+    } else if (a == "--shape") {
       Shape3 s{};
       std::string v = next();
       if (std::sscanf(v.c_str(), "%ldx%ldx%ld", &s.M, &s.K, &s.N) != 3 || s.M <= 0 || s.K <= 0 || s.N <= 0) usage();
       shapes.push_back(s);
-    } else usage();
+    } else
+      usage();
   }
-  const std::vector<std::string> known = {"bf16", "f32", "both", "quant", "q8_0", "q8_0-dequant", "q4_k", "q4_k-dequant"};
+  const std::vector<std::string> known = {"bf16", "f32",          "both", "quant",
+                                          "q8_0", "q8_0-dequant", "q4_k", "q4_k-dequant"};
   if (std::find(known.begin(), known.end(), dtype) == known.end()) usage();
   ops::set_num_threads(threads);
   if (peak_only) return run_peak(json);
@@ -216,9 +223,12 @@ int main(int argc, char** argv) {
       shapes.insert(shapes.end(), {{1024, 10240, 3840}, {4096, 10240, 3840}});
   }
   std::vector<std::string> kinds;
-  if (dtype == "both") kinds = {"bf16", "f32"};
-  else if (dtype == "quant") kinds = {"bf16", "q8_0", "q8_0-dequant", "q4_k", "q4_k-dequant"};
-  else kinds = {dtype};
+  if (dtype == "both")
+    kinds = {"bf16", "f32"};
+  else if (dtype == "quant")
+    kinds = {"bf16", "q8_0", "q8_0-dequant", "q4_k", "q4_k-dequant"};
+  else
+    kinds = {dtype};
   // quant: the kinds interleaved per shape (a shared machine's load hits them alike)
   std::vector<std::pair<std::string, Shape3>> runs;
   if (dtype == "quant")
@@ -228,27 +238,30 @@ int main(int argc, char** argv) {
     for (const std::string& k : kinds)
       for (const Shape3& s : shapes) runs.push_back({k, s});
   try {
-    if (json) std::printf("{\"threads\": %d, \"cpu_kernel_level\": \"%s\", \"results\": [\n", ops::num_threads(),
-                          ops::cpu_kernel_level());
-    else std::printf("threads %d, CPU kernel level %s\n%-12s %6s %6s %6s %10s %12s %12s %5s %10s %12s\n", ops::num_threads(),
-                     ops::cpu_kernel_level(), "dtype", "M", "K", "N", "ms(med)", "GFLOP/s(med)", "GFLOP/s(best)", "reps",
-                     "ms(first)", "GFLOP/s(cpu)");
+    if (json)
+      std::printf("{\"threads\": %d, \"cpu_kernel_level\": \"%s\", \"results\": [\n", ops::num_threads(),
+                  ops::cpu_kernel_level());
+    else
+      std::printf("threads %d, CPU kernel level %s\n%-12s %6s %6s %6s %10s %12s %12s %5s %10s %12s\n",
+                  ops::num_threads(), ops::cpu_kernel_level(), "dtype", "M", "K", "N", "ms(med)", "GFLOP/s(med)",
+                  "GFLOP/s(best)", "reps", "ms(first)", "GFLOP/s(cpu)");
     bool first = true;
     for (const auto& [kind, s] : runs) {
-        Result r = run(s, kind, min_seconds);
-        const char* name = kind.c_str();
-        if (json) {
-          std::printf("%s  {\"dtype\": \"%s\", \"M\": %ld, \"K\": %ld, \"N\": %ld, \"ms_median\": %.4f, "
-                      "\"gflops_median\": %.2f, \"gflops_best\": %.2f, \"reps\": %d, \"ms_first\": %.2f, "
-                      "\"gflops_cpu_time\": %.2f}",
-                      first ? "" : ",\n", name, s.M, s.K, s.N, r.ms_median, r.gflops_median, r.gflops_best, r.reps,
-                      r.ms_first, r.gflops_cpu);
-        } else {
-          std::printf("%-12s %6ld %6ld %6ld %10.2f %12.1f %12.1f %5d %10.1f %12.1f\n", name, s.M, s.K, s.N, r.ms_median,
-                      r.gflops_median, r.gflops_best, r.reps, r.ms_first, r.gflops_cpu);
-        }
-        std::fflush(stdout);
-        first = false;
+      Result r = run(s, kind, min_seconds);
+      const char* name = kind.c_str();
+      if (json) {
+        std::printf(
+            "%s  {\"dtype\": \"%s\", \"M\": %ld, \"K\": %ld, \"N\": %ld, \"ms_median\": %.4f, "
+            "\"gflops_median\": %.2f, \"gflops_best\": %.2f, \"reps\": %d, \"ms_first\": %.2f, "
+            "\"gflops_cpu_time\": %.2f}",
+            first ? "" : ",\n", name, s.M, s.K, s.N, r.ms_median, r.gflops_median, r.gflops_best, r.reps, r.ms_first,
+            r.gflops_cpu);
+      } else {
+        std::printf("%-12s %6ld %6ld %6ld %10.2f %12.1f %12.1f %5d %10.1f %12.1f\n", name, s.M, s.K, s.N, r.ms_median,
+                    r.gflops_median, r.gflops_best, r.reps, r.ms_first, r.gflops_cpu);
+      }
+      std::fflush(stdout);
+      first = false;
     }
     if (json) std::printf("\n]}\n");
   } catch (const Error& e) {

@@ -36,12 +36,18 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) usage();
       return argv[++i];
     };
-    if (a == "--prompt") prompt = next();
-    else if (a == "--dtype") dtype = next();
-    else if (a == "--threads") threads = std::atoi(next().c_str());
-    else if (a == "--reps") reps = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--max-sequence-length") max_len = std::atoi(next().c_str());
-    else usage();
+    if (a == "--prompt")
+      prompt = next();
+    else if (a == "--dtype")
+      dtype = next();
+    else if (a == "--threads")
+      threads = std::atoi(next().c_str());
+    else if (a == "--reps")
+      reps = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--max-sequence-length")
+      max_len = std::atoi(next().c_str());
+    else
+      usage();
   }
   if (dtype != "bf16" && dtype != "f32") usage();
   try {
@@ -60,8 +66,8 @@ int main(int argc, char** argv) {
       n_tokens = tp.num_real;
       if (h.dim(0) != tp.num_real) fail("[bench_text_encoder] got ", h.dim(0), " rows for ", tp.num_real, " tokens");
     }
-    std::printf("{\"load_s\": %.4f, \"tokens\": %d, \"layers_run\": %ld, \"threads\": %d, \"seconds\": [", load_s, n_tokens,
-                long(te.layers_run()), ops::num_threads());
+    std::printf("{\"load_s\": %.4f, \"tokens\": %d, \"layers_run\": %ld, \"threads\": %d, \"seconds\": [", load_s,
+                n_tokens, long(te.layers_run()), ops::num_threads());
     for (size_t i = 0; i < secs.size(); ++i) std::printf("%s%.5f", i ? ", " : "", secs[i]);
     std::printf("]}\n");
   } catch (const Error& e) {

@@ -52,12 +52,18 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) usage();
       return argv[++i];
     };
-    if (a == "--corpus") corpus = next();
-    else if (a == "--prompt-tokens") prompt = next(), have_prompt = true;
-    else if (a == "--threads") threads = std::atoi(next().c_str());
-    else if (a == "--reps") reps = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--max-sequence-length") max_len = std::atoi(next().c_str());
-    else usage();
+    if (a == "--corpus")
+      corpus = next();
+    else if (a == "--prompt-tokens")
+      prompt = next(), have_prompt = true;
+    else if (a == "--threads")
+      threads = std::atoi(next().c_str());
+    else if (a == "--reps")
+      reps = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--max-sequence-length")
+      max_len = std::atoi(next().c_str());
+    else
+      usage();
   }
   if (corpus.empty() == !have_prompt) usage();
   try {
@@ -93,10 +99,11 @@ int main(int argc, char** argv) {
     // The first pass fills the BPE cache; report it and the best of the rest.
     double first = secs.front();
     double best = *std::min_element(secs.begin(), secs.end());
-    std::printf("{\"corpus\": \"%s\", \"lines\": %zu, \"bytes\": %zu, \"tokens\": %lld, \"threads\": %d, \"load_s\": %.4f, "
-                "\"first_pass_s\": %.4f, \"best_pass_s\": %.4f, \"tokens_per_s\": %.1f, \"tokens_per_s_first\": %.1f}\n",
-                json_escape(corpus).c_str(), lines.size(), bytes, tokens, omp_get_max_threads(), load_s, first, best,
-                double(tokens) / best, double(tokens) / first);
+    std::printf(
+        "{\"corpus\": \"%s\", \"lines\": %zu, \"bytes\": %zu, \"tokens\": %lld, \"threads\": %d, \"load_s\": %.4f, "
+        "\"first_pass_s\": %.4f, \"best_pass_s\": %.4f, \"tokens_per_s\": %.1f, \"tokens_per_s_first\": %.1f}\n",
+        json_escape(corpus).c_str(), lines.size(), bytes, tokens, omp_get_max_threads(), load_s, first, best,
+        double(tokens) / best, double(tokens) / first);
   } catch (const Error& e) {
     std::fprintf(stderr, "bench_tokenizer: error: %s\n", e.what());
     return 1;

@@ -61,19 +61,32 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) usage();
       return argv[++i];
     };
-    if (a == "--size") width = height = std::atol(next().c_str());
-    else if (a == "--width") width = std::atol(next().c_str());
-    else if (a == "--height") height = std::atol(next().c_str());
-    else if (a == "--dtype") dtype = next();
-    else if (a == "--threads") threads = std::atoi(next().c_str());
-    else if (a == "--reps") reps = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--tiling") tiling = next();
-    else if (a == "--tile-mode") tile_mode = next();
-    else if (a == "--tile-size") tile_size = std::atol(next().c_str());
-    else if (a == "--psnr") want_psnr = true;
-    else if (a == "--psnr-vs-f32") vs_f32 = true;
-    else if (a == "--latents") latents_file = next();
-    else usage();
+    if (a == "--size")
+      width = height = std::atol(next().c_str());
+    else if (a == "--width")
+      width = std::atol(next().c_str());
+    else if (a == "--height")
+      height = std::atol(next().c_str());
+    else if (a == "--dtype")
+      dtype = next();
+    else if (a == "--threads")
+      threads = std::atoi(next().c_str());
+    else if (a == "--reps")
+      reps = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--tiling")
+      tiling = next();
+    else if (a == "--tile-mode")
+      tile_mode = next();
+    else if (a == "--tile-size")
+      tile_size = std::atol(next().c_str());
+    else if (a == "--psnr")
+      want_psnr = true;
+    else if (a == "--psnr-vs-f32")
+      vs_f32 = true;
+    else if (a == "--latents")
+      latents_file = next();
+    else
+      usage();
   }
   if ((dtype != "f32" && dtype != "bf16") || (tiling != "off" && tiling != "auto" && tiling != "on") ||
       (tile_mode != "seamless" && tile_mode != "diffusers") || tile_size < 0)
@@ -101,10 +114,11 @@ int main(int argc, char** argv) {
     for (int64_t i = 0; i < z.numel(); ++i) z.f32()[i] = nd(rng);
     if (run_latents.defined() && run_latents.numel()) z = vae.latents_to_vae_space(run_latents);
     VaeDecodeOptions opt;
-    opt.tiling = tiling == "off" ? VaeDecodeOptions::Tiling::Off
+    opt.tiling = tiling == "off"  ? VaeDecodeOptions::Tiling::Off
                  : tiling == "on" ? VaeDecodeOptions::Tiling::On
                                   : VaeDecodeOptions::Tiling::Auto;
-    opt.tile_mode = tile_mode == "diffusers" ? VaeDecodeOptions::TileMode::Diffusers : VaeDecodeOptions::TileMode::Seamless;
+    opt.tile_mode =
+        tile_mode == "diffusers" ? VaeDecodeOptions::TileMode::Diffusers : VaeDecodeOptions::TileMode::Seamless;
     opt.tile_latent_size = tile_size;
     std::vector<double> secs;
     int64_t peak = 0;
@@ -119,10 +133,11 @@ int main(int argc, char** argv) {
       last = img;
       if (img.dim(2) != height || img.dim(3) != width) fail("[bench_vae] decoded ", shape_str(img.shape()));
     }
-    std::printf("{\"load_s\": %.4f, \"width\": %ld, \"height\": %ld, \"dtype\": \"%s\", \"tiling\": \"%s\", "
-                "\"tile_mode\": \"%s\", \"tile_size\": %ld, \"threads\": %d, \"peak_tensor_bytes\": %ld, \"seconds\": [",
-                load_s, long(width), long(height), dtype.c_str(), tiling.c_str(), tile_mode.c_str(), long(tile_size),
-                ops::num_threads(), long(peak));
+    std::printf(
+        "{\"load_s\": %.4f, \"width\": %ld, \"height\": %ld, \"dtype\": \"%s\", \"tiling\": \"%s\", "
+        "\"tile_mode\": \"%s\", \"tile_size\": %ld, \"threads\": %d, \"peak_tensor_bytes\": %ld, \"seconds\": [",
+        load_s, long(width), long(height), dtype.c_str(), tiling.c_str(), tile_mode.c_str(), long(tile_size),
+        ops::num_threads(), long(peak));
     for (size_t i = 0; i < secs.size(); ++i) std::printf("%s%.5f", i ? ", " : "", secs[i]);
     std::printf("]");
     if (want_psnr) {

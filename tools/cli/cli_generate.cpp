@@ -16,8 +16,8 @@
 #include <random>
 
 #include "core/error.h"
-#include "generation_params.h"
 #include "core/file_io.h"
+#include "generation_params.h"
 #include "image/atomic_file.h"
 #include "image/text.h"
 #include "random/randn_tensor.h"
@@ -54,8 +54,8 @@ std::string version_text() {
 #else
   const char* cuda = "CUDA backend: no";
 #endif
-  return std::string("zimage.cpp ") + ZIMAGE_VERSION + "\nbuilt with " + compiler + ", C++" + std::to_string(__cplusplus / 100 % 100) +
-         ", " + ZIMAGE_BUILD_TYPE + " build\n" + cuda;
+  return std::string("zimage.cpp ") + ZIMAGE_VERSION + "\nbuilt with " + compiler + ", C++" +
+         std::to_string(__cplusplus / 100 % 100) + ", " + ZIMAGE_BUILD_TYPE + " build\n" + cuda;
 }
 
 void add_generate_options(CLI::App& g, GenerateArgs& a) {
@@ -96,7 +96,8 @@ void apply_infotext(const std::string& png, const std::string& text, GenerateArg
     a.prompt = {v.prompt};
   }
   if (!a.given.count("--negative-prompt"))
-    a.negative_prompt = v.negative_prompt.empty() ? std::vector<std::string>{} : std::vector<std::string>{v.negative_prompt};
+    a.negative_prompt =
+        v.negative_prompt.empty() ? std::vector<std::string>{} : std::vector<std::string>{v.negative_prompt};
   if (v.steps && !a.given.count("--steps")) a.steps = *v.steps;
   if (v.cfg_scale && !a.given.count("--guidance")) a.guidance = *v.cfg_scale;
   if (v.seed && !a.given.count("--seed")) a.seed = {std::to_string(*v.seed)};
@@ -113,7 +114,8 @@ void apply_png_parameters(const std::string& png, GenerateArgs& a) {
   if (it == meta.end()) {
     auto p = meta.find("parameters");
     if (p == meta.end())
-      fail("[from-png] ", png, " has no generation parameters (neither a 'zimage' nor an A1111 'parameters' text chunk)");
+      fail("[from-png] ", png,
+           " has no generation parameters (neither a 'zimage' nor an A1111 'parameters' text chunk)");
     apply_infotext(png, p->second, a);
     return;
   }
@@ -138,7 +140,8 @@ void check_output_path(const std::string& out, const char* what) {
   if (::stat(out.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) fail("[output] ", what, " '", out, "' is a folder");
     if (!S_ISREG(st.st_mode))
-      fail("[output] ", what, " '", out, "' exists and is not a regular file (a device, pipe or socket); give a file path");
+      fail("[output] ", what, " '", out,
+           "' exists and is not a regular file (a device, pipe or socket); give a file path");
   }
   if (access(dir.c_str(), W_OK) != 0) fail("[output] folder '", dir.string(), "' is not writable");
 }
@@ -176,7 +179,8 @@ class ProgressPrinter {
       int w = 30, filled = p.num_steps ? w * p.step / p.num_steps : w;
       std::string bar(size_t(filled), '#');
       bar.resize(size_t(w), '.');
-      std::fprintf(stderr, "\r\033[Kdenoise [%s] %d/%d  %.2f s/step  ETA %.0f s", bar.c_str(), p.step, p.num_steps, per, eta);
+      std::fprintf(stderr, "\r\033[Kdenoise [%s] %d/%d  %.2f s/step  ETA %.0f s", bar.c_str(), p.step, p.num_steps, per,
+                   eta);
       if (p.step == p.num_steps) std::fprintf(stderr, "\n");
     } else {
       std::fprintf(stderr, "denoise step %d/%d: %.2f s (ETA %.0f s)\n", p.step, p.num_steps, p.seconds, eta);
@@ -196,10 +200,13 @@ int run_generate(GenerateArgs a) {
   if (a.prompt.empty()) fail("[generate] no prompt: give -p/--prompt (or --from-png)");
   if (a.model.empty()) {  // single files: every component
     if (a.transformer_file.empty() && a.text_encoder_file.empty() && a.vae_file.empty())
-      fail("[generate] no model: give -m/--model, or every component as a single file (--transformer, --text-encoder, --vae)");
+      fail(
+          "[generate] no model: give -m/--model, or every component as a single file (--transformer, --text-encoder, "
+          "--vae)");
     std::string missing;
     using File = std::pair<const std::string*, const char*>;
-    for (const File& e : {File{&a.transformer_file, "--transformer"}, File{&a.text_encoder_file, "--text-encoder"}, File{&a.vae_file, "--vae"}})
+    for (const File& e : {File{&a.transformer_file, "--transformer"}, File{&a.text_encoder_file, "--text-encoder"},
+                          File{&a.vae_file, "--vae"}})
       if (e.first->empty()) {
         if (!missing.empty()) missing += ", ";
         missing += e.second;
@@ -295,8 +302,10 @@ int run_generate(GenerateArgs a) {
            " drawn from one seed and regenerates alone: drop --num-images and extra prompts, or give --seed");
   }
   if (a.guidance <= 0 && !a.negative_prompt.empty())
-    std::fprintf(stderr, "zimage: warning: the negative prompt is ignored: guidance is %g (classifier-free guidance is off; "
-                         "give -g/--guidance > 0 to use it)\n", a.guidance);
+    std::fprintf(stderr,
+                 "zimage: warning: the negative prompt is ignored: guidance is %g (classifier-free guidance is off; "
+                 "give -g/--guidance > 0 to use it)\n",
+                 a.guidance);
 
   auto t0 = std::chrono::steady_clock::now();
   ZImagePipeline pipe = ZImagePipeline::from_pretrained(a.model, po);
@@ -335,12 +344,14 @@ int run_generate(GenerateArgs a) {
     a.height = out.images[0].height;
   }
   // Without a model: the transformer file's name.
-  const std::string model = a.model.empty() ? fs::path(a.transformer_file).stem().string() : model_name(a.model, pipe.folder());
+  const std::string model =
+      a.model.empty() ? fs::path(a.transformer_file).stem().string() : model_name(a.model, pipe.folder());
   StagedFiles files(a.overwrite);
   std::vector<std::string> paths;
   for (int i = 0, k = 0; i < n; ++i) {
     const std::string& prompt = a.prompt[size_t(i / per_prompt)];
-    std::string neg = a.negative_prompt.empty() ? "" : a.negative_prompt[a.negative_prompt.size() == 1 ? 0 : size_t(i / per_prompt)];
+    std::string neg =
+        a.negative_prompt.empty() ? "" : a.negative_prompt[a.negative_prompt.size() == 1 ? 0 : size_t(i / per_prompt)];
     // Where this image's initial noise sits: one generator draws the whole batch at once.
     int noise_batch = 1, noise_index = 0;
     if (noise_slice) {
@@ -387,7 +398,9 @@ int run_generate(GenerateArgs a) {
     rec.strength = edit_strength;
     rec.inputs = inputs;
     for (size_t li = 0; li < lora_meta.size(); ++li)
-      rec.loras.push_back({{"name", lora_meta[li].name}, {"path", po.loras[li].path}, {"sha256", lora_meta[li].sha256},
+      rec.loras.push_back({{"name", lora_meta[li].name},
+                           {"path", po.loras[li].path},
+                           {"sha256", lora_meta[li].sha256},
                            {"scale", po.loras[li].scale}});
     meta.zimage = record_params(a, rec);
     std::string path;
@@ -406,15 +419,18 @@ int run_generate(GenerateArgs a) {
   if (!a.save_latents.empty()) save_latents(files.reserve(a.save_latents), out.latents);
   files.commit();
   for (int i = 0; i < n; ++i) {
-    if (!a.quiet) std::fprintf(stderr, "wrote %s (seed %llu)\n", paths[size_t(i)].c_str(), (unsigned long long)out.seeds[size_t(i)]);
+    if (!a.quiet)
+      std::fprintf(stderr, "wrote %s (seed %llu)\n", paths[size_t(i)].c_str(),
+                   (unsigned long long)out.seeds[size_t(i)]);
     std::printf("%s\n", paths[size_t(i)].c_str());
   }
   if (!a.quiet) {
     if (!a.save_latents.empty()) std::fprintf(stderr, "wrote %s\n", a.save_latents.c_str());
-    std::fprintf(stderr, "time: load %.2f s, text encoder %.2f s, denoise %.2f s (%.2f s/step), vae %.2f s, total %.2f s\n", load_s,
-                 out.times.text_encoder, out.times.denoise,
-                 out.times.step_seconds.empty() ? 0.0 : out.times.denoise / double(out.times.step_seconds.size()), out.times.vae,
-                 out.times.total + load_s);
+    std::fprintf(stderr,
+                 "time: load %.2f s, text encoder %.2f s, denoise %.2f s (%.2f s/step), vae %.2f s, total %.2f s\n",
+                 load_s, out.times.text_encoder, out.times.denoise,
+                 out.times.step_seconds.empty() ? 0.0 : out.times.denoise / double(out.times.step_seconds.size()),
+                 out.times.vae, out.times.total + load_s);
   }
   return 0;
 }

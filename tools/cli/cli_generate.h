@@ -29,13 +29,13 @@ struct GenerateArgs {
   bool overwrite = false;
   bool quiet = false;
   bool low_memory = false;
-  std::string transformer_file;  // --transformer
-  std::string text_encoder_file;  // --text-encoder
-  std::string vae_file;  // --vae
-  std::string tokenizer;  // --tokenizer DIR
-  std::vector<std::string> lora;  // --lora FILE[:SCALE], repeatable
+  std::string transformer_file;     // --transformer
+  std::string text_encoder_file;    // --text-encoder
+  std::string vae_file;             // --vae
+  std::string tokenizer;            // --tokenizer DIR
+  std::vector<std::string> lora;    // --lora FILE[:SCALE], repeatable
   std::string lora_mode = "merge";  // --lora-mode merge|runtime
-  bool local_files_only = false;  // never download a hub id (HF_HUB_OFFLINE=1 does the same)
+  bool local_files_only = false;    // never download a hub id (HF_HUB_OFFLINE=1 does the same)
   std::string vae_tiling = "auto";
   std::string vae_tile_mode = "seamless";
   int vae_tile_size = 0;
@@ -47,7 +47,7 @@ struct GenerateArgs {
   // ControlNet: the control image, the ControlNet folder, the conditioning scale (default 0.75).
   std::string control_image, controlnet;
   std::optional<double> control_scale;
-  bool size_from_png = false;  // --from-png set width and height
+  bool size_from_png = false;   // --from-png set width and height
   std::set<std::string> given;  // options given on the command line (override --from-png)
   // Where the image's initial noise sits (from --from-png): slice noise_index of one
   // torch.randn([noise_batch_size, C, h, w]) draw from the seed (a batch generated from one seed).

@@ -19,7 +19,8 @@ void add_pull_options(CLI::App& p, PullArgs& a) {
   p.add_option("--revision", a.revision, "branch, tag or commit")->capture_default_str();
   p.add_option("--include", a.include, "also download files matching this glob (repeatable)");
   p.add_option("--exclude", a.exclude, "skip files matching this glob (repeatable)");
-  p.add_option("--cache-dir", a.cache_dir, "hub cache folder (default: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)");
+  p.add_option("--cache-dir", a.cache_dir,
+               "hub cache folder (default: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)");
   p.add_flag("--force-download", a.force, "download again even what the cache has");
   p.add_option("-j,--jobs", a.jobs, "files downloaded in parallel")->capture_default_str()->check(CLI::Range(1, 64));
   p.add_flag("-q,--quiet", a.quiet, "no progress output");

@@ -28,10 +28,14 @@ namespace fs = std::filesystem;
 
 void add_serve_options(CLI::App& s, ServeArgs& a) {
   GenerateArgs& g = a.gen;
-  s.add_option("--host", a.host, "address to listen on (default loopback; another address without an API key warns)")->capture_default_str();
+  s.add_option("--host", a.host, "address to listen on (default loopback; another address without an API key warns)")
+      ->capture_default_str();
   s.add_option("--port", a.port, "TCP port (0 = any free port, printed at start)")->capture_default_str();
-  s.add_option("--api-key", a.api_key, "require 'Authorization: Bearer KEY' on every route but /health and the page (or --api-key-file, or ZIMAGE_API_KEY)");
-  s.add_option("--api-key-file", a.api_key_file, "read the API key from this file's first line")->check(CLI::ExistingFile);
+  s.add_option("--api-key", a.api_key,
+               "require 'Authorization: Bearer KEY' on every route but /health and the page (or --api-key-file, or "
+               "ZIMAGE_API_KEY)");
+  s.add_option("--api-key-file", a.api_key_file, "read the API key from this file's first line")
+      ->check(CLI::ExistingFile);
   s.add_option("--cors-origin", a.cors_origins, "allow browser calls from this origin (repeat; none by default)");
   s.add_option("--max-size", a.max_size, "largest width and height a request may ask for")->capture_default_str();
   s.add_option("--max-steps", a.max_steps, "most denoising steps a request may ask for")->capture_default_str();
@@ -40,10 +44,15 @@ void add_serve_options(CLI::App& s, ServeArgs& a) {
   s.add_option("--keep-results", a.keep_seconds, "seconds a finished job's result is kept")->capture_default_str();
   s.add_option("--keep-results-count", a.keep_count, "most finished jobs kept")->capture_default_str();
   s.add_option("--max-body", a.max_body_mb, "largest request body in MB (413 beyond)")->capture_default_str();
-  s.add_option("--read-timeout", a.read_timeout, "seconds a client may take for each read of its request (slow clients are dropped)")->capture_default_str();
-  s.add_option("--header-timeout", a.header_timeout, "seconds a client may take to send a request's headers (slowloris)")->capture_default_str();
+  s.add_option("--read-timeout", a.read_timeout,
+               "seconds a client may take for each read of its request (slow clients are dropped)")
+      ->capture_default_str();
+  s.add_option("--header-timeout", a.header_timeout,
+               "seconds a client may take to send a request's headers (slowloris)")
+      ->capture_default_str();
   s.add_option("--http-threads", a.http_threads, "connections served at once")->capture_default_str();
-  s.add_option("--grace", a.grace, "seconds SIGTERM waits for queued and running jobs before cancelling them")->capture_default_str();
+  s.add_option("--grace", a.grace, "seconds SIGTERM waits for queued and running jobs before cancelling them")
+      ->capture_default_str();
   s.add_flag("-q,--quiet", a.quiet, "no log line per request");
   s.add_option("--lora-dir", a.lora_dir,
                "directory of .safetensors LoRAs a prompt may name with <lora:NAME:SCALE> (NAME: the path below it, "
@@ -96,7 +105,9 @@ void check_range(const char* opt, double v, double lo, double hi) {
   if (!(v >= lo && v <= hi)) fail("[serve] ", opt, " ", v, " is out of range [", lo, ", ", hi, "]");
 }
 
-bool is_loopback(const std::string& host) { return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0; }
+bool is_loopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
+}
 
 std::string model_name(const std::string& given) {
   std::error_code ec;
@@ -127,7 +138,8 @@ int run_serve(ServeArgs a) {
     if (v < 16 || v > a.max_size) fail("[serve] ", opt, " ", v, " is outside [16, --max-size ", a.max_size, "]");
     if (v % 16 != 0) fail("[serve] ", opt, " ", v, " is not a multiple of 16");
   }
-  if (g.steps < 1 || g.steps > a.max_steps) fail("[serve] --steps ", g.steps, " is outside [1, --max-steps ", a.max_steps, "]");
+  if (g.steps < 1 || g.steps > a.max_steps)
+    fail("[serve] --steps ", g.steps, " is outside [1, --max-steps ", a.max_steps, "]");
   if (g.negative_prompt.size() > 1) fail("[serve] give one default --negative-prompt");
   server::ServerOptions so;
   so.api_key = resolve_key(a);
@@ -139,8 +151,14 @@ int run_serve(ServeArgs a) {
   so.header_timeout_s = a.header_timeout;
   so.http_threads = a.http_threads;
   so.log_requests = !a.quiet;
-  so.defaults = {g.width, g.height, g.steps, g.guidance, g.negative_prompt.empty() ? "" : g.negative_prompt[0], g.cfg_normalization,
-                 g.cfg_truncation, g.max_sequence_length};
+  so.defaults = {g.width,
+                 g.height,
+                 g.steps,
+                 g.guidance,
+                 g.negative_prompt.empty() ? "" : g.negative_prompt[0],
+                 g.cfg_normalization,
+                 g.cfg_truncation,
+                 g.max_sequence_length};
   so.limits = {a.max_size, a.max_steps, a.max_images};
   so.model_name = model_name(g.model);
   so.model_path = g.model;
@@ -171,9 +189,14 @@ int run_serve(ServeArgs a) {
 
   if (so.api_key.empty()) {
     if (is_loopback(a.host))
-      std::fprintf(stderr, "zimage serve: warning: no API key (--api-key, --api-key-file or ZIMAGE_API_KEY): every local user and program can use this server\n");
+      std::fprintf(stderr,
+                   "zimage serve: warning: no API key (--api-key, --api-key-file or ZIMAGE_API_KEY): every local user "
+                   "and program can use this server\n");
     else
-      std::fprintf(stderr, "zimage serve: WARNING: no API key and --host %s: anyone who can reach this address can use this server\n", a.host.c_str());
+      std::fprintf(
+          stderr,
+          "zimage serve: WARNING: no API key and --host %s: anyone who can reach this address can use this server\n",
+          a.host.c_str());
   }
 
   // SIGTERM/SIGINT go to one thread that stops the server; SIGPIPE (a client gone) is ignored.
@@ -200,7 +223,8 @@ int run_serve(ServeArgs a) {
     int s = 0;
     sigwait(&sigs, &s);
     stop_requested = true;
-    if (s == SIGTERM || s == SIGINT) std::fprintf(stderr, "zimage serve: %s: stopping (grace %.0f s)\n", s == SIGTERM ? "SIGTERM" : "SIGINT", a.grace);
+    if (s == SIGTERM || s == SIGINT)
+      std::fprintf(stderr, "zimage serve: %s: stopping (grace %.0f s)\n", s == SIGTERM ? "SIGTERM" : "SIGINT", a.grace);
     srv.begin_shutdown();
     if (server::JobQueue* q = queue.load()) q->shutdown(std::chrono::milliseconds(int64_t(a.grace * 1000)));
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let waiting requests send their answers
@@ -221,9 +245,11 @@ int run_serve(ServeArgs a) {
     pipe.emplace(ZImagePipeline::from_pretrained(g.model, po));
     pipe->set_attention_backend(g.attention);
     pipe->set_vae_tiling(tiling);
-    server::ModelInfo info{so.model_name, g.model, g.dtype, g.vae_dtype, g.vae_tiling, g.vae_tile_mode, g.vae_tile_size};
-    q = std::make_unique<server::JobQueue>(server::pipeline_runner(*pipe, info, so.loras),
-                                          server::QueueOptions{size_t(a.queue_size), a.keep_seconds, size_t(a.keep_count)});
+    server::ModelInfo info{so.model_name, g.model,         g.dtype,        g.vae_dtype,
+                           g.vae_tiling,  g.vae_tile_mode, g.vae_tile_size};
+    q = std::make_unique<server::JobQueue>(
+        server::pipeline_runner(*pipe, info, so.loras),
+        server::QueueOptions{size_t(a.queue_size), a.keep_seconds, size_t(a.keep_count)});
   } catch (...) {
     stop_all();
     throw;

@@ -27,7 +27,8 @@ using json = nlohmann::json;
 // "[from-png] <png>: '<key>' is <value>, expected <what>".
 class PngParams {
  public:
-  PngParams(const std::string& png, const json& j, const std::set<std::string>& given) : png_(png), j_(j), given_(given) {}
+  PngParams(const std::string& png, const json& j, const std::set<std::string>& given)
+      : png_(png), j_(j), given_(given) {}
 
   // The value of `key` unless it is absent or the option `opt` (e.g. "--steps") was given on the command line.
   const json* get(const char* opt, const char* key) const;
@@ -63,9 +64,9 @@ struct ImageRecord {
   // Where the image's initial noise sits: slice noise_index of one draw of noise_batch_size
   // images from the seed; image_index: its place among this run's outputs.
   int noise_batch_size = 1, noise_index = 0, image_index = 0;
-  bool edit = false;     // img2img or inpainting (an init image, no ControlNet)
-  bool control = false;  // a ControlNet run
-  double strength = 0;   // the strength that ran (edit only)
+  bool edit = false;             // img2img or inpainting (an init image, no ControlNet)
+  bool control = false;          // a ControlNet run
+  double strength = 0;           // the strength that ran (edit only)
   json inputs = json::object();  // input images: {"init_image": {"file", "sha256"}, ...}
   json loras = json::array();    // [{name, path, sha256, scale}, ...]
 };
@@ -79,20 +80,20 @@ enum ParamScope : unsigned { kGenerate = 1, kServe = 2 };
 struct GenerationParam {
   const char* flags = nullptr;  // CLI11 names, e.g. "-s,--steps"
   const char* help = nullptr;
-  ArgsField field;              // the GenerateArgs member the option fills
+  ArgsField field;  // the GenerateArgs member the option fills
   // The key in the PNG's "zimage" JSON; nullptr: not recorded (how the file is written, or where
   // it runs, does not change the pixels).
   const char* key = nullptr;
-  const char* library = "";     // where it goes in the library, e.g. "CallParams::num_inference_steps"
-  const char* diffusers = "";   // the diffusers argument, e.g. "num_inference_steps"
-  const char* server = "";      // docs: the `zimage serve` request field (JSON / sdapi)
-  const char* infotext = "";    // docs: the A1111 `parameters` text's key
-  unsigned scope = kGenerate;   // kGenerate | kServe
-  const char* serve_help = nullptr;  // help under `zimage serve` (nullptr: as generate's)
-  bool restored = false;        // --from-png restores it (a recorded key that is not restored: informative)
+  const char* library = "";              // where it goes in the library, e.g. "CallParams::num_inference_steps"
+  const char* diffusers = "";            // the diffusers argument, e.g. "num_inference_steps"
+  const char* server = "";               // docs: the `zimage serve` request field (JSON / sdapi)
+  const char* infotext = "";             // docs: the A1111 `parameters` text's key
+  unsigned scope = kGenerate;            // kGenerate | kServe
+  const char* serve_help = nullptr;      // help under `zimage serve` (nullptr: as generate's)
+  bool restored = false;                 // --from-png restores it (a recorded key that is not restored: informative)
   const char* recorded_when = "always";  // docs: when the metadata holds the key
-  int lo = 0, hi = 0;           // range of an int restored from a PNG
-  bool capture_default = true;  // show the default in --help
+  int lo = 0, hi = 0;                    // range of an int restored from a PNG
+  bool capture_default = true;           // show the default in --help
   void (*customize)(CLI::Option*) = nullptr;  // e.g. a delimiter or a file check
   // nullptr: run_generate handles it (a value that needs other options, e.g. the init image's size).
   void (*apply)(const GenerateArgs&, PipelineTargets&) = nullptr;

@@ -13,8 +13,8 @@
 #include "cli_generate.h"
 #include "cli_pull.h"
 #include "cli_serve.h"
-#include "generation_params.h"
 #include "core/error.h"
+#include "generation_params.h"
 
 namespace {
 constexpr int kExitOk = 0, kExitBadInput = 1, kExitOutOfMemory = 2, kExitInternal = 3;
@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
   zimage::cli::add_pull_options(*pull, pull_args);
   pull->footer(zimage::cli::kExitCodes);
   zimage::cli::ServeArgs serve_args;
-  auto* serve = app.add_subcommand("serve", "serve images over HTTP (OpenAI, AUTOMATIC1111 and job routes, a web page)");
+  auto* serve =
+      app.add_subcommand("serve", "serve images over HTTP (OpenAI, AUTOMATIC1111 and job routes, a web page)");
   zimage::cli::add_serve_options(*serve, serve_args);
   serve->footer(zimage::cli::kExitCodes);
   // Hidden: prints docs/PARAMETERS.md, the table of generation parameters (tools/cli/generation_params.cpp).
@@ -58,7 +59,9 @@ int main(int argc, char** argv) {
   try {
     if (g->parsed()) return zimage::cli::run_generate(gen);
     if (params->parsed()) {
-      std::fputs(params_as_json ? (zimage::cli::params_json().dump(1) + "\n").c_str() : zimage::cli::params_markdown().c_str(), stdout);
+      std::fputs(
+          params_as_json ? (zimage::cli::params_json().dump(1) + "\n").c_str() : zimage::cli::params_markdown().c_str(),
+          stdout);
       return kExitOk;
     }
     if (info->parsed()) return zimage::cli::run_info(info_model);

@@ -16,10 +16,10 @@
 #include <vector>
 
 #include "backend/cuda/allocator.h"
-#include "backend/cuda/context.h"
-#include "backend/cuda/cuda_check.h"
 #include "backend/cuda/attention_internal.h"
 #include "backend/cuda/backend.h"
+#include "backend/cuda/context.h"
+#include "backend/cuda/cuda_check.h"
 #include "backend/cuda/ops.h"
 #include "core/safetensors.h"
 #include "transformer/transformer_block.h"
@@ -76,7 +76,8 @@ transformer::ZImageTransformerBlock random_block(const ZImageTransformerConfig& 
   w["b.adaLN_modulation.0.bias"] = rand_host({4 * D}, 19, 0.1f, DType::BF16);
   for (const char* n : {"b.attention.norm_q.weight", "b.attention.norm_k.weight"})
     w[n] = rand_host({hd}, 20, 0.1f, DType::BF16);
-  for (const char* n : {"b.attention_norm1.weight", "b.attention_norm2.weight", "b.ffn_norm1.weight", "b.ffn_norm2.weight"})
+  for (const char* n :
+       {"b.attention_norm1.weight", "b.attention_norm2.weight", "b.ffn_norm1.weight", "b.ffn_norm2.weight"})
     w[n] = rand_host({D}, 21, 0.1f, DType::BF16);
   save_safetensors(path, w);
   const WeightStore store = WeightStore::open_file(path);
@@ -118,8 +119,9 @@ void report(const std::string& what, double ms, double flops) {
 void bench_gemm(int64_t M, int64_t N, int64_t K, DType out, const char* name) {
   const DeviceTensor x = rand_dev({M, K}, DType::BF16, 1), w = rand_dev({N, K}, DType::BF16, 2, 0.05f);
   const double ms = time_ms([&] { linear(x, w, nullptr, out); }, 3, 10);
-  report(std::string("gemm ") + name + " M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K),
-         ms, 2.0 * double(M) * double(N) * double(K));
+  report(
+      std::string("gemm ") + name + " M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K),
+      ms, 2.0 * double(M) * double(N) * double(K));
 }
 
 void bench_attention(int64_t S, int64_t H, AttentionBackend be, const char* name, int reps) {
@@ -169,13 +171,16 @@ int main(int argc, char** argv) {
     const Tensor adaln = rand_host({1, 256}, 9, 1.f, DType::BF16).to(DType::F32).to(Device::CUDA);
     const Tensor rope = rand_host({T, 64, 2}, 10, 1.f, DType::F32).to(Device::CUDA);
     transformer::BlockBuffers buf;
-    const double block_flops = 2.0 * double(T) * (4.0 * dim * dim + 3.0 * dim * hidden) + 4.0 * double(T) * T * 128 * heads;
-    const double block_ms = time_ms([&] { block.forward(ops::Precision::torch_bf16(), x.clone(), {T}, rope, adaln, buf); }, 2, quick ? 3 : 10);
+    const double block_flops =
+        2.0 * double(T) * (4.0 * dim * dim + 3.0 * dim * hidden) + 4.0 * double(T) * T * 128 * heads;
+    const double block_ms = time_ms(
+        [&] { block.forward(ops::Precision::torch_bf16(), x.clone(), {T}, rope, adaln, buf); }, 2, quick ? 3 : 10);
     report("DiT block (bf16) T=" + std::to_string(T), block_ms, block_flops);
     // 30 main layers over T tokens; 2 noise-refiner layers over the image tokens and 2 context-
     // refiner layers over the text tokens cost about 2 + 2 * txt/T block-equivalents.
     const double per_step = block_ms * (30.0 + 2.0 * double(img) / double(T) + 2.0 * double(txt) / double(T));
-    std::printf("estimate: %.1f ms per transformer step, %.0f ms for 8 steps (transformer only)\n", per_step, 8 * per_step);
+    std::printf("estimate: %.1f ms per transformer step, %.0f ms for 8 steps (transformer only)\n", per_step,
+                8 * per_step);
     g_rows.push_back({"estimate 8 steps transformer", 8 * per_step, 0});
 
     const AllocatorStats s = CachingAllocator::instance().stats();

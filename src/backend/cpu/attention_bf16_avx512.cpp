@@ -27,9 +27,9 @@ namespace zimage::cpu {
 namespace {
 using namespace attn;
 
-constexpr int64_t kKB = 512;     // torch's kv_split_size: the block the softmax is taken over
-constexpr int64_t kQBAvx = 48;   // query rows per block, AVX-512: a multiple of the 8- and 6-row micro-kernels
-constexpr int64_t kQBAmx = 32;   // query rows per block, AMX: two 16-row tiles
+constexpr int64_t kKB = 512;    // torch's kv_split_size: the block the softmax is taken over
+constexpr int64_t kQBAvx = 48;  // query rows per block, AVX-512: a multiple of the 8- and 6-row micro-kernels
+constexpr int64_t kQBAmx = 32;  // query rows per block, AMX: two 16-row tiles
 
 // Packs keys [0, nkeys) of one kv head (rows `stride` floats apart) into bf16, zero-padded to a
 // multiple of 32 keys and to Dk / Dv (multiples of 32) along d.
@@ -109,10 +109,18 @@ inline void pv_6xN(const uint32_t* P, int64_t ldp, const uint32_t* V, int64_t ld
 void pv_6(const uint32_t* P, int64_t ldp, const uint32_t* V, int64_t Dv, int64_t npairs, float* O) {
   for (int64_t c0 = 0; c0 < Dv; c0 += 64) {
     switch (std::min<int64_t>(4, (Dv - c0) / 16)) {
-      case 4: pv_6xN<4>(P, ldp, V + c0, Dv, npairs, O + c0, Dv); break;
-      case 3: pv_6xN<3>(P, ldp, V + c0, Dv, npairs, O + c0, Dv); break;
-      case 2: pv_6xN<2>(P, ldp, V + c0, Dv, npairs, O + c0, Dv); break;
-      default: pv_6xN<1>(P, ldp, V + c0, Dv, npairs, O + c0, Dv); break;
+      case 4:
+        pv_6xN<4>(P, ldp, V + c0, Dv, npairs, O + c0, Dv);
+        break;
+      case 3:
+        pv_6xN<3>(P, ldp, V + c0, Dv, npairs, O + c0, Dv);
+        break;
+      case 2:
+        pv_6xN<2>(P, ldp, V + c0, Dv, npairs, O + c0, Dv);
+        break;
+      default:
+        pv_6xN<1>(P, ldp, V + c0, Dv, npairs, O + c0, Dv);
+        break;
     }
   }
 }
@@ -249,12 +257,13 @@ void attention_torch_bf16_avx512(const float* q, const float* k, const float* v,
                   qk_8x32(q32.get() + i0 * half, half, kp.get() + (k0 + j0) * half, s.get() + i0 * kKB + j0, kKB);
             for (int64_t i = 0; i < nqp; ++i) {
               const int64_t cnt = i >= nq ? 0 : causal ? std::clamp<int64_t>(q0 + i + causal_off + 1 - k0, 0, nk) : nk;
-              const float corr = softmax_row(s.get() + i * kKB, cnt, nkp, scale, m.get()[i], l.get()[i],
-                                             p32.get() + i * (kKB / 2));
+              const float corr =
+                  softmax_row(s.get() + i * kKB, cnt, nkp, scale, m.get()[i], l.get()[i], p32.get() + i * (kKB / 2));
               if (corr >= 0.f && k0 > 0) {
                 float* ar = acc.get() + i * Dv;
                 const __m512 vc = _mm512_set1_ps(corr);
-                for (int64_t d = 0; d < Dv; d += 16) _mm512_storeu_ps(ar + d, _mm512_mul_ps(_mm512_loadu_ps(ar + d), vc));
+                for (int64_t d = 0; d < Dv; d += 16)
+                  _mm512_storeu_ps(ar + d, _mm512_mul_ps(_mm512_loadu_ps(ar + d), vc));
               }
             }
             if (amx)
@@ -269,7 +278,8 @@ void attention_torch_bf16_avx512(const float* q, const float* k, const float* v,
             const __m512 inv = _mm512_set1_ps(1.f / (li == 0.f ? 1.f : li));
             const float* ar = acc.get() + i * Dv;
             for (int64_t d = 0; d < D; d += 16)
-              _mm512_mask_storeu_ps(dst + d, tail_mask(D - d), round_bf16_ps(_mm512_mul_ps(_mm512_loadu_ps(ar + d), inv)));
+              _mm512_mask_storeu_ps(dst + d, tail_mask(D - d),
+                                    round_bf16_ps(_mm512_mul_ps(_mm512_loadu_ps(ar + d), inv)));
           }
         }
       }

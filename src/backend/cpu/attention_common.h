@@ -37,7 +37,8 @@ struct TaskSplit {
   TaskSplit(int64_t B, int64_t Hkv, int64_t Sq, int64_t threads, int64_t row_align) {
     const int64_t base = std::max<int64_t>(B * Hkv, 1);
     const int64_t want = 4 * threads;
-    if (base < want) chunks = std::min((want + base - 1) / base, std::max<int64_t>((Sq + row_align - 1) / row_align, 1));
+    if (base < want)
+      chunks = std::min((want + base - 1) / base, std::max<int64_t>((Sq + row_align - 1) / row_align, 1));
     chunk_rows = round_up((Sq + chunks - 1) / chunks, row_align);
     chunks = std::max<int64_t>((Sq + chunk_rows - 1) / std::max<int64_t>(chunk_rows, 1), 1);
   }

@@ -111,10 +111,18 @@ inline void pv_6xN(const float* P, int64_t ldp, const float* V, int64_t ldv, int
 void pv_6(const float* P, int64_t ldp, const float* V, int64_t Dv, int64_t nk, float* O) {
   for (int64_t c0 = 0; c0 < Dv; c0 += 64) {
     switch (std::min<int64_t>(4, (Dv - c0) / 16)) {
-      case 4: pv_6xN<4>(P, ldp, V + c0, Dv, nk, O + c0, Dv); break;
-      case 3: pv_6xN<3>(P, ldp, V + c0, Dv, nk, O + c0, Dv); break;
-      case 2: pv_6xN<2>(P, ldp, V + c0, Dv, nk, O + c0, Dv); break;
-      default: pv_6xN<1>(P, ldp, V + c0, Dv, nk, O + c0, Dv); break;
+      case 4:
+        pv_6xN<4>(P, ldp, V + c0, Dv, nk, O + c0, Dv);
+        break;
+      case 3:
+        pv_6xN<3>(P, ldp, V + c0, Dv, nk, O + c0, Dv);
+        break;
+      case 2:
+        pv_6xN<2>(P, ldp, V + c0, Dv, nk, O + c0, Dv);
+        break;
+      default:
+        pv_6xN<1>(P, ldp, V + c0, Dv, nk, O + c0, Dv);
+        break;
     }
   }
 }
@@ -203,7 +211,8 @@ void attention_avx512(const float* q, const float* k, const float* v, float* out
               if (corr >= 0.f && k0 > 0) {
                 float* ar = acc.get() + i * Dv;
                 const __m512 vc = _mm512_set1_ps(corr);
-                for (int64_t d = 0; d < Dv; d += 16) _mm512_storeu_ps(ar + d, _mm512_mul_ps(_mm512_loadu_ps(ar + d), vc));
+                for (int64_t d = 0; d < Dv; d += 16)
+                  _mm512_storeu_ps(ar + d, _mm512_mul_ps(_mm512_loadu_ps(ar + d), vc));
               }
             }
             for (int64_t i0 = 0; i0 < nqp; i0 += 6)

@@ -35,7 +35,9 @@ inline __m512i bf16_bits(V v) {
 }
 inline V round_bf16_v(V v) { return _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(v), 16)); }
 inline void store(float* p, V v, __mmask16 m) { _mm512_mask_storeu_ps(p, m, v); }
-inline void store(uint16_t* p, V v, __mmask16 m) { _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(bf16_bits(v))); }
+inline void store(uint16_t* p, V v, __mmask16 m) {
+  _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(bf16_bits(v)));
+}
 // exp(x): x = n ln2 + r, |r| <= ln2 / 2, Cephes' degree-6 polynomial for e^r, times 2^n.
 inline V exp_v(V x) {
   x = _mm512_min_ps(_mm512_set1_ps(89.f), _mm512_max_ps(_mm512_set1_ps(-104.f), x));  // NaN passes through

@@ -52,10 +52,10 @@ struct ConvNhwc::Impl {
   struct Prim {
     dnnl::convolution_forward prim;
     dnnl::memory::desc src, dst, bias;
-    dnnl::memory wei;              // weights in the primitive's layout
-    dnnl::memory::desc dst_nchw;   // Nchw mode: the f32 NCHW result
+    dnnl::memory wei;             // weights in the primitive's layout
+    dnnl::memory::desc dst_nchw;  // Nchw mode: the f32 NCHW result
     bool dst_reorder = false;
-    bool sum_separate = false;     // Accumulate mode: prim has no sum post-op, run() adds
+    bool sum_separate = false;  // Accumulate mode: prim has no sum post-op, run() adds
   };
   std::mutex mu;
   std::map<std::tuple<int64_t, int64_t, int64_t, int>, Prim> prims;  // (N, H, W, mode)
@@ -75,8 +75,8 @@ struct ConvNhwc::Impl {
     p.dst = dnnl::memory::desc({N, O, OH, OW}, nchw ? dt_t::f32 : d, nchw ? tag::any : tag::nhwc);
     p.bias = dnnl::memory::desc({O}, dt_t::f32, tag::a);
     const dnnl::memory::desc wei_any({O, C, kh, kw}, d, tag::any);
-    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                         p.src, wei_any, p.bias, p.dst, {stride, stride}, {pt, pl}, {pb, pr});
+    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, p.src,
+                                         wei_any, p.bias, p.dst, {stride, stride}, {pt, pl}, {pb, pr});
     dnnl::primitive_attr attr;
     if (mode == Mode::Accumulate) {
       dnnl::post_ops po;
@@ -120,8 +120,7 @@ struct ConvNhwc::Impl {
   }
 };
 
-ConvNhwc::ConvNhwc(const Tensor& w, const Tensor& bias, int64_t stride, int64_t pt, int64_t pb, int64_t pl,
-                   int64_t pr)
+ConvNhwc::ConvNhwc(const Tensor& w, const Tensor& bias, int64_t stride, int64_t pt, int64_t pb, int64_t pl, int64_t pr)
     : impl_(std::make_unique<Impl>()) {
   ZI_ASSERT(w.ndim() == 4 && bias.dtype() == DType::F32 && bias.numel() == w.dim(0), "conv weights");
   Impl& m = *impl_;

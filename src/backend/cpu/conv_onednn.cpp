@@ -17,8 +17,8 @@
 namespace zimage::cpu {
 namespace {
 
-using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                       int64_t, int64_t, int64_t, int64_t, int, bool, bool>;
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                       int64_t, int64_t, int64_t, int, bool, bool>;
 
 struct Cached {
   dnnl::convolution_forward prim;
@@ -49,12 +49,12 @@ Cached& primitive(const ConvShape& s, DType dt, bool has_bias, bool blocked) {
   dnnl::memory::desc dst_any = blocked ? dnnl::memory::desc({s.N, s.O, OH, OW}, dt_t::f32, tag::any) : c.dst_plain;
   const dnnl::memory::dims strides{s.sh, s.sw}, pad_l{s.pt, s.pl}, pad_r{s.pb, s.pr};
   const dnnl::engine& eng = onednn::engine();
-  auto desc = has_bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                         dnnl::algorithm::convolution_direct, src_any, wei_any,
-                                                         c.bias, dst_any, strides, pad_l, pad_r)
-                       : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                         dnnl::algorithm::convolution_direct, src_any, wei_any,
-                                                         dst_any, strides, pad_l, pad_r);
+  auto desc =
+      has_bias
+          ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                            src_any, wei_any, c.bias, dst_any, strides, pad_l, pad_r)
+          : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                            src_any, wei_any, dst_any, strides, pad_l, pad_r);
   dnnl::convolution_forward::primitive_desc pd(desc, eng);
   c.src = pd.src_desc();
   c.wei = pd.weights_desc();

@@ -21,10 +21,14 @@ namespace zimage::cpu {
 
 const char* level_name(Level l) {
   switch (l) {
-    case Level::Portable: return "portable";
-    case Level::Avx2: return "avx2";
-    case Level::Avx512: return "avx512";
-    case Level::Amx: return "amx";
+    case Level::Portable:
+      return "portable";
+    case Level::Avx2:
+      return "avx2";
+    case Level::Avx512:
+      return "avx512";
+    case Level::Amx:
+      return "amx";
   }
   return "?";
 }
@@ -95,9 +99,8 @@ void attention_bf16_avx512(const float* q, const float* k, const float* v, float
                            const int64_t* key_valid) {
   attention_torch_bf16_avx512(q, k, v, out, B, Sq, Sk, Hq, Hkv, D, scale, causal, key_valid, false);
 }
-void attention_bf16_amx(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq,
-                        int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
-                        const int64_t* key_valid) {
+void attention_bf16_amx(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
+                        int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid) {
   attention_torch_bf16_avx512(q, k, v, out, B, Sq, Sk, Hq, Hkv, D, scale, causal, key_valid, true);
 }
 
@@ -106,11 +109,10 @@ bool gemm_onednn_forced() {
   return e && std::strcmp(e, "onednn") == 0;
 }
 
-#define ZI_PLAIN_TABLE(ns, lvl)                                                                                    \
-  Kernels {                                                                                                        \
-    lvl, ns::attention_f32, ns::attention_bf16, ns::exp_f32, gemm_onednn_forced() ? nullptr : ns::gemm_f32, false, \
-        ns::cl_sums_f32, ns::cl_sums_bf16,                                                                         \
-        ns::cl_apply_f32, ns::cl_apply_bf16, ns::add_bf16, ns::qgemm_tile, false                                   \
+#define ZI_PLAIN_TABLE(ns, lvl)                                                                                     \
+  Kernels {                                                                                                         \
+    lvl, ns::attention_f32, ns::attention_bf16, ns::exp_f32, gemm_onednn_forced() ? nullptr : ns::gemm_f32, false,  \
+        ns::cl_sums_f32, ns::cl_sums_bf16, ns::cl_apply_f32, ns::cl_apply_bf16, ns::add_bf16, ns::qgemm_tile, false \
   }
 
 const Kernels& table(Level l) {
@@ -119,8 +121,9 @@ const Kernels& table(Level l) {
       ZI_PLAIN_TABLE(avx2, Level::Avx2),
       {Level::Avx512, attention_avx512, attention_bf16_avx512, exp_avx512, nullptr, false, avx512::cl_sums_f32,
        avx512::cl_sums_bf16, avx512::cl_apply_f32, avx512::cl_apply_bf16, avx512::add_bf16, avx512::qgemm_tile, true},
-      {Level::Amx, attention_avx512, attention_bf16_amx, exp_avx512, nullptr, !gemm_onednn_forced(), avx512::cl_sums_f32,
-       avx512::cl_sums_bf16, avx512::cl_apply_f32, avx512::cl_apply_bf16, avx512::add_bf16, avx512::qgemm_tile, true},
+      {Level::Amx, attention_avx512, attention_bf16_amx, exp_avx512, nullptr, !gemm_onednn_forced(),
+       avx512::cl_sums_f32, avx512::cl_sums_bf16, avx512::cl_apply_f32, avx512::cl_apply_bf16, avx512::add_bf16,
+       avx512::qgemm_tile, true},
   };
   return tables[int(l)];
 }
@@ -148,7 +151,8 @@ Level level_from_env_value(const char* e) {
 }
 
 Level active_level() {
-  static const Level l = level_from_env_value(std::getenv("ZIMAGE_CPU"));  // a throw leaves it unset: the next call throws again
+  static const Level l =
+      level_from_env_value(std::getenv("ZIMAGE_CPU"));  // a throw leaves it unset: the next call throws again
   return l;
 }
 
@@ -185,9 +189,8 @@ void attention(const float* q, const float* k, const float* v, float* out, int64
                int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid) {
   kernels().attention_f32(q, k, v, out, B, Sq, Sk, Hq, Hkv, D, scale, causal, key_valid);
 }
-void attention_torch_bf16(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq,
-                          int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
-                          const int64_t* key_valid) {
+void attention_torch_bf16(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
+                          int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid) {
   kernels().attention_bf16(q, k, v, out, B, Sq, Sk, Hq, Hkv, D, scale, causal, key_valid);
 }
 void attention_generic(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,

@@ -42,12 +42,10 @@ Level active_level();
 struct Kernels {
   Level level;
   // Attention ([B, S, H, D] f32 pointers), see ops::attention / ops::attention_torch_bf16.
-  void (*attention_f32)(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq,
-                        int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
-                        const int64_t* key_valid);
-  void (*attention_bf16)(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq,
-                         int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
-                         const int64_t* key_valid);
+  void (*attention_f32)(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
+                        int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
+  void (*attention_bf16)(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
+                         int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
   // y[i] = exp(x[i]) (vectorised polynomial at avx512/amx, std::exp otherwise); y may be x.
   void (*exp_f32)(const float* x, float* y, int64_t n);
   // The f32 GEMM y[M,N] = x[M,K] · w[N,K]^T (+ bias[N]) with row strides ldx, ldy, whose row

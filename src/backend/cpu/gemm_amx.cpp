@@ -100,10 +100,12 @@ __attribute__((target("avx512f"))) void pack_b(const uint16_t* w, int64_t K, int
 // C[32 x 32] (row stride ldc floats) = (accumulate ? C : 0) + A[32 rows, kts * 32] · B^T, A as two
 // packed 16-row tile columns a0, a1, B as two packed 16-column tile columns b0, b1.
 __attribute__((target("amx-tile,amx-bf16"))) void block_32x32(const uint16_t* a0, const uint16_t* a1,
-                                                                 const uint32_t* b0, const uint32_t* b1, int64_t kts,
-                                                                 float* c, int64_t ldc, bool accumulate) {
-  if (accumulate) amx_load_c(c, ldc);
-  else amx_zero_c();
+                                                              const uint32_t* b0, const uint32_t* b1, int64_t kts,
+                                                              float* c, int64_t ldc, bool accumulate) {
+  if (accumulate)
+    amx_load_c(c, ldc);
+  else
+    amx_zero_c();
   for (int64_t kk = 0; kk < kts; ++kk) amx_step_2x2(a0 + kk * 512, a1 + kk * 512, 64, b0 + kk * 256, b1 + kk * 256, 64);
   amx_store_c(c, ldc);
 }

@@ -50,8 +50,8 @@ Cached& primitive(int64_t M, int64_t N, int64_t K, DType dt, bool has_bias, DTyp
 
 }  // namespace
 
-void gemm_nt_ex(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, const void* w, DType dt,
-                const float* bias, void* y, int64_t ldy, DType yt) {
+void gemm_nt_ex(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, const void* w, DType dt, const float* bias,
+                void* y, int64_t ldy, DType yt) {
   ZI_ASSERT(dt == DType::F32 || dt == DType::BF16, "gemm_nt: dtype ", dtype_name(dt));
   ZI_ASSERT(yt == DType::F32 || (yt == DType::BF16 && dt == DType::BF16), "gemm_nt: output dtype ", dtype_name(yt));
   if (M == 0 || N == 0) return;
@@ -86,8 +86,7 @@ void gemm_nt_ex(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, con
   onednn::execute(c.prim, args);
 }
 
-void gemm_nt(int64_t M, int64_t N, int64_t K, const void* x, const void* w, DType dt,
-             const float* bias, float* y) {
+void gemm_nt(int64_t M, int64_t N, int64_t K, const void* x, const void* w, DType dt, const float* bias, float* y) {
   gemm_nt_ex(M, N, K, x, K, w, dt, bias, y, N, DType::F32);
 }
 

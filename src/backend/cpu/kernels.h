@@ -8,18 +8,15 @@
 namespace zimage::cpu {
 
 // y[M,N] = x[M,K] · w[N,K]^T (+ bias[N] f32).  x and w of dtype `dt` (F32 or BF16); y f32.
-void gemm_nt(int64_t M, int64_t N, int64_t K, const void* x, const void* w, DType dt,
-             const float* bias, float* y);
+void gemm_nt(int64_t M, int64_t N, int64_t K, const void* x, const void* w, DType dt, const float* bias, float* y);
 
 // Flash-style attention, see ops::attention. Pointers are [B, S, H, D] contiguous.
-void attention(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq,
-               int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
-               const int64_t* key_valid);
+void attention(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
+               int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
 
 // Attention as torch's CPU flash kernel computes it for bf16 tensors, see ops::attention_torch_bf16.
-void attention_torch_bf16(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq,
-                          int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
-                          const int64_t* key_valid);
+void attention_torch_bf16(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
+                          int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
 
 // The attention kernels behind the two above (the table of the avx512 and amx levels; `generic`:
 // the portable level's plain loops).
@@ -28,11 +25,12 @@ void attention_avx512(const float* q, const float* k, const float* v, float* out
 void attention_generic(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
                        int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
 // amx: products on AMX tiles (needs cpu_has_amx_bf16()), else AVX-512 BF16 dot products.
-void attention_torch_bf16_avx512(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
-                                 int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid,
-                                 bool amx);
-void attention_torch_bf16_generic(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,
-                                  int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);
+void attention_torch_bf16_avx512(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq,
+                                 int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
+                                 const int64_t* key_valid, bool amx);
+void attention_torch_bf16_generic(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq,
+                                  int64_t Sk, int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal,
+                                  const int64_t* key_valid);
 // What the CPU has (cpu_level.h features()), whatever the active level.
 bool cpu_has_avx512();
 bool cpu_has_avx512_bf16();

@@ -3,23 +3,22 @@
 #pragma once
 #include <cstdint>
 
-#define ZI_PLAIN_KERNEL_DECLS                                                                                       \
-  void attention_f32(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk, \
-                     int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);       \
+#define ZI_PLAIN_KERNEL_DECLS                                                                                        \
+  void attention_f32(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk,  \
+                     int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);        \
   void attention_bf16(const float* q, const float* k, const float* v, float* out, int64_t B, int64_t Sq, int64_t Sk, \
-                      int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);      \
+                      int64_t Hq, int64_t Hkv, int64_t D, float scale, bool causal, const int64_t* key_valid);       \
   void exp_f32(const float* x, float* y, int64_t n);                                                                 \
-  void gemm_f32(int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx, const float* w, const float* bias,   \
+  void gemm_f32(int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx, const float* w, const float* bias,     \
                 float* y, int64_t ldy);
 
-#define ZI_CL_KERNEL_DECLS                                                                                           \
-  void cl_sums_f32(const float* x, int64_t C, const float* shift, int64_t p0, int64_t p1, double* s1, double* s2);  \
-  void cl_sums_bf16(const uint16_t* x, int64_t C, const float* shift, int64_t p0, int64_t p1, double* s1,           \
-                    double* s2);                                                                                     \
-  void cl_apply_f32(const float* x, float* y, int64_t C, const float* a, const float* sh, int64_t p0, int64_t p1,   \
-                    bool silu);                                                                                      \
-  void cl_apply_bf16(const uint16_t* x, uint16_t* y, int64_t C, const float* a, const float* sh, int64_t p0,        \
-                     int64_t p1, bool silu);                                                                         \
+#define ZI_CL_KERNEL_DECLS                                                                                             \
+  void cl_sums_f32(const float* x, int64_t C, const float* shift, int64_t p0, int64_t p1, double* s1, double* s2);     \
+  void cl_sums_bf16(const uint16_t* x, int64_t C, const float* shift, int64_t p0, int64_t p1, double* s1, double* s2); \
+  void cl_apply_f32(const float* x, float* y, int64_t C, const float* a, const float* sh, int64_t p0, int64_t p1,      \
+                    bool silu);                                                                                        \
+  void cl_apply_bf16(const uint16_t* x, uint16_t* y, int64_t C, const float* a, const float* sh, int64_t p0,           \
+                     int64_t p1, bool silu);                                                                           \
   void add_bf16(uint16_t* y, const uint16_t* x, int64_t n);
 
 namespace zimage::cpu {

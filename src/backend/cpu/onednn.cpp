@@ -13,10 +13,17 @@ namespace {
 bool cap_isa() {
   dnnl::cpu_isa isa = dnnl::cpu_isa::all;
   switch (active_level()) {
-    case Level::Portable: isa = dnnl::cpu_isa::sse41; break;
-    case Level::Avx2: isa = dnnl::cpu_isa::avx2; break;
-    case Level::Avx512: isa = dnnl::cpu_isa::avx512_core_bf16; break;
-    case Level::Amx: return true;
+    case Level::Portable:
+      isa = dnnl::cpu_isa::sse41;
+      break;
+    case Level::Avx2:
+      isa = dnnl::cpu_isa::avx2;
+      break;
+    case Level::Avx512:
+      isa = dnnl::cpu_isa::avx512_core_bf16;
+      break;
+    case Level::Amx:
+      return true;
   }
   return dnnl::set_max_cpu_isa(isa) == dnnl::status::success;
 }

@@ -150,15 +150,24 @@ const Format* format(uint32_t type) {
       q5_k{32, 256, 176, true, unpack_q5_k}, q6_k{16, 256, 210, false, unpack_q6_k},
       q3_k{16, 256, 110, false, unpack_q3_k}, q2_k{16, 256, 84, true, unpack_q2_k};
   switch (GgmlType(type)) {
-    case GgmlType::Q8_0: return &q8_0;
-    case GgmlType::Q4_0: return &q4_0;
-    case GgmlType::Q5_0: return &q5_0;
-    case GgmlType::Q4_K: return &q4_k;
-    case GgmlType::Q5_K: return &q5_k;
-    case GgmlType::Q6_K: return &q6_k;
-    case GgmlType::Q3_K: return &q3_k;
-    case GgmlType::Q2_K: return &q2_k;
-    default: return nullptr;
+    case GgmlType::Q8_0:
+      return &q8_0;
+    case GgmlType::Q4_0:
+      return &q4_0;
+    case GgmlType::Q5_0:
+      return &q5_0;
+    case GgmlType::Q4_K:
+      return &q4_k;
+    case GgmlType::Q5_K:
+      return &q5_k;
+    case GgmlType::Q6_K:
+      return &q6_k;
+    case GgmlType::Q3_K:
+      return &q3_k;
+    case GgmlType::Q2_K:
+      return &q2_k;
+    default:
+      return nullptr;
   }
 }
 
@@ -387,8 +396,8 @@ void qgemm_nt_packed(int64_t M, const void* x, DType xt, int64_t ldx, const QPac
   }
 }
 
-void qgemm_nt(int64_t M, int64_t N, int64_t K, const void* x, DType xt, int64_t ldx, const uint8_t* w,
-              size_t row_bytes, uint32_t type, const float* bias, void* y, int64_t ldy, DType yt) {
+void qgemm_nt(int64_t M, int64_t N, int64_t K, const void* x, DType xt, int64_t ldx, const uint8_t* w, size_t row_bytes,
+              uint32_t type, const float* bias, void* y, int64_t ldy, DType yt) {
   checked_format(type, K);
   if (M <= 0 || N <= 0) return;
   const std::unique_ptr<QPacked> p = qgemm_pack(N, K, w, row_bytes, type);

@@ -13,8 +13,8 @@
 // terms summed in float32 in block order (kernels.h's levels: AVX-512 VNNI, AVX2, plain loops).
 // Only src/ops calls this; shapes are validated there.
 #pragma once
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "core/dtype.h"
@@ -57,8 +57,8 @@ void qgemm_nt_packed(int64_t M, const void* x, DType xt, int64_t ldx, const QPac
                      int64_t ldy, DType yt);
 
 // The same on W in ggml type `type` as stored (packs it for this call: tests, one-off calls).
-void qgemm_nt(int64_t M, int64_t N, int64_t K, const void* x, DType xt, int64_t ldx, const uint8_t* w,
-              size_t row_bytes, uint32_t type, const float* bias, void* y, int64_t ldy, DType yt);
+void qgemm_nt(int64_t M, int64_t N, int64_t K, const void* x, DType xt, int64_t ldx, const uint8_t* w, size_t row_bytes,
+              uint32_t type, const float* bias, void* y, int64_t ldy, DType yt);
 
 // One weight row (K elements of `type`) as its blocks: q[K] integers, s[K / G] scales and
 // mn[K / G] offsets, with float(s * q) - (-mn) == gguf::dequantize_rows bit for bit (tests).

@@ -27,7 +27,8 @@ void half(const QTile& t, int m0, int j) {
   for (int64_t b = 0; b < t.nb; ++b) {
     __m256i ia[MR][2];
     for (int m = 0; m < MR; ++m)
-      ia[m][0] = ia[m][1] = OFF ? _mm256_set1_epi32(-t.off * int32_t(t.xs[(m0 + m) * t.ldxd + b])) : _mm256_setzero_si256();
+      ia[m][0] = ia[m][1] =
+          OFF ? _mm256_set1_epi32(-t.off * int32_t(t.xs[(m0 + m) * t.ldxd + b])) : _mm256_setzero_si256();
     const int8_t* wq = p.q + b * QB;
     // unsigned weights u (NIB) or signed ones with s = sign: maddubs(|w|, sign(x, w))
     auto group = [&](__m256i u0, __m256i u1, __m256i s0, __m256i s1, bool sgn, int g) {

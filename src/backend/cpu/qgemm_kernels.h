@@ -19,11 +19,11 @@ struct QPanel {
 };
 
 struct QTile {
-  int mr = 1, np = 1;  // 1..4 activation rows, 1..2 panels
-  int G = 32;          // block size (16 or 32)
-  bool nib = false;    // 4-bit panels (G = 32)
-  int off = 0;         // the weights are stored as q + off (the sums subtract off * xs)
-  int64_t nb = 0;      // blocks per row
+  int mr = 1, np = 1;         // 1..4 activation rows, 1..2 panels
+  int G = 32;                 // block size (16 or 32)
+  bool nib = false;           // 4-bit panels (G = 32)
+  int off = 0;                // the weights are stored as q + off (the sums subtract off * xs)
+  int64_t nb = 0;             // blocks per row
   const int8_t* x = nullptr;  // quantized activations, row stride ldx; q + 128 as uint8 for an act_u8 level
   int64_t ldx = 0;
   const float* xd = nullptr;  // block scales d [row][nb]
@@ -39,8 +39,14 @@ struct QTile {
 // terms added in block order.
 using QTileKernel = void (*)(const QTile&);
 
-namespace portable { void qgemm_tile(const QTile& t); }  // qgemm_portable.cpp (plain loops)
-namespace avx2 { void qgemm_tile(const QTile& t); }      // qgemm_avx2.cpp (maddubs)
-namespace avx512 { void qgemm_tile(const QTile& t); }    // qgemm_avx512.cpp (VNNI vpdpbusd, u8 activations)
+namespace portable {
+void qgemm_tile(const QTile& t);
+}  // namespace portable
+namespace avx2 {
+void qgemm_tile(const QTile& t);
+}  // namespace avx2
+namespace avx512 {
+void qgemm_tile(const QTile& t);
+}  // namespace avx512
 
 }  // namespace zimage::cpu

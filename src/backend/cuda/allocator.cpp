@@ -51,8 +51,9 @@ void* CachingAllocator::allocate(size_t bytes, const char* component) {
       cudaGetLastError();
       size_t free_b = 0, total_b = 0;
       cudaMemGetInfo(&free_b, &total_b);
-      fail("[", component, "] CUDA out of memory: asked for ", bytes, " bytes (", bytes / kMiB, " MiB); this process holds ",
-           stats_.bytes_in_use / kMiB, " MiB, the device has ", free_b / kMiB, " MiB free of ", total_b / kMiB, " MiB");
+      fail("[", component, "] CUDA out of memory: asked for ", bytes, " bytes (", bytes / kMiB,
+           " MiB); this process holds ", stats_.bytes_in_use / kMiB, " MiB, the device has ", free_b / kMiB,
+           " MiB free of ", total_b / kMiB, " MiB");
     }
     if (e != cudaSuccess) throw_cuda_error(e, "cudaMalloc", __FILE__, __LINE__);
     ++stats_.device_mallocs;

@@ -17,13 +17,13 @@
 namespace zimage::cuda {
 
 struct AllocatorStats {
-  size_t bytes_in_use = 0;       // handed out (bucket sizes)
-  size_t bytes_cached = 0;       // in free lists
+  size_t bytes_in_use = 0;  // handed out (bucket sizes)
+  size_t bytes_cached = 0;  // in free lists
   size_t peak_bytes_in_use = 0;
-  uint64_t allocations = 0;      // allocate() calls
-  uint64_t cache_hits = 0;       // served from a free list
-  uint64_t device_mallocs = 0;   // cudaMalloc calls
-  uint64_t device_frees = 0;     // cudaFree calls
+  uint64_t allocations = 0;     // allocate() calls
+  uint64_t cache_hits = 0;      // served from a free list
+  uint64_t device_mallocs = 0;  // cudaMalloc calls
+  uint64_t device_frees = 0;    // cudaFree calls
 };
 
 class CachingAllocator {

@@ -39,8 +39,8 @@ DeviceTensor attention(const DeviceTensor& q, const DeviceTensor& k, const Devic
     fail("[attention] ", key_valid.size(), " key lengths for batch ", B);
   if (Hq > 65535 || Sq > int64_t(1) << 30) fail("[attention] ", Hq, " heads x ", Sq, " queries is too large");
 
-  const bool flash_ok = q.dtype() == DType::BF16 && D == 128 && aligned16(q.data()) && aligned16(k.data()) &&
-                        aligned16(v.data());
+  const bool flash_ok =
+      q.dtype() == DType::BF16 && D == 128 && aligned16(q.data()) && aligned16(k.data()) && aligned16(v.data());
   bool flash = false;
   switch (backend) {
     case AttentionBackend::Flash:
@@ -49,8 +49,12 @@ DeviceTensor attention(const DeviceTensor& q, const DeviceTensor& k, const Devic
              dtype_name(q.dtype()), " head dim ", D);
       flash = true;
       break;
-    case AttentionBackend::Native: flash = false; break;
-    case AttentionBackend::Auto: flash = flash_ok; break;
+    case AttentionBackend::Native:
+      flash = false;
+      break;
+    case AttentionBackend::Auto:
+      flash = flash_ok;
+      break;
   }
   if (!flash) {
     if (D > 256) fail("[attention] the native kernel takes head dim <= 256, got ", D);

@@ -31,11 +31,11 @@ namespace zimage::cuda {
 
 namespace {
 
-constexpr int kD = 128;              // head dim
-constexpr int kBM = 64;              // queries per block (16 per warp)
-constexpr int kBN = 64;              // keys per tile
-constexpr int kThreads = 128;        // 4 warps
-constexpr int kStride = kD + 8;      // shared row stride in elements: 272 B, conflict-free ldmatrix rows
+constexpr int kD = 128;          // head dim
+constexpr int kBM = 64;          // queries per block (16 per warp)
+constexpr int kBN = 64;          // keys per tile
+constexpr int kThreads = 128;    // 4 warps
+constexpr int kStride = kD + 8;  // shared row stride in elements: 272 B, conflict-free ldmatrix rows
 constexpr size_t kSmemBytes = size_t(kBM + 2 * kBN) * kStride * sizeof(__nv_bfloat16);
 constexpr float kLog2e = 1.4426950408889634f;
 

@@ -11,7 +11,10 @@ namespace zimage::cuda {
 constexpr int kAttnBatchChunk = 64;
 
 struct AttnArgs {
-  const void* q; const void* k; const void* v; void* o;
+  const void* q;
+  const void* k;
+  const void* v;
+  void* o;
   DType qt, ot;  // q/k/v share a dtype
   int64_t B, Sq, Sk;
   int Hq, Hkv, D;

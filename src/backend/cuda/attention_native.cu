@@ -27,9 +27,9 @@ __device__ float block_reduce(float v, float* scratch, bool is_max) {
 __global__ void native_attention_kernel(AttnArgs a) {
   extern __shared__ float smem[];
   const int D = a.D;
-  float* sq = smem;          // [D] the query, float
-  float* red = sq + D;       // [32] reduction scratch
-  float* p = red + 32;       // [Sk] scores, then probabilities
+  float* sq = smem;     // [D] the query, float
+  float* red = sq + D;  // [32] reduction scratch
+  float* p = red + 32;  // [Sk] scores, then probabilities
   const int64_t i = blockIdx.x;
   const int h = blockIdx.y, b = blockIdx.z, hk = h / (a.Hq / a.Hkv);
   const int64_t q_off = ((int64_t(b) * a.Sq + i) * a.Hq + h) * D;
@@ -77,7 +77,8 @@ void launch_native_attention(const AttnArgs& a) {
   const size_t smem = smem_bytes(a.D, a.Sk);
   static size_t raised = 48 * 1024;
   if (smem > raised) {
-    ZI_CUDA_CHECK(cudaFuncSetAttribute(native_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    ZI_CUDA_CHECK(
+        cudaFuncSetAttribute(native_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     raised = smem;
   }
   const dim3 grid(unsigned(a.Sq), unsigned(a.Hq), unsigned(a.B));

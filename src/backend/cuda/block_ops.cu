@@ -29,13 +29,9 @@ __global__ void convert_into_kernel(const void* x, DType xt, void* y, DType yt, 
   ZI_GRID_STRIDE(i, n) store_f(y, yt, i, load_f(x, xt, i));
 }
 
-__global__ void round_bf16_kernel(float* x, int64_t n) {
-  ZI_GRID_STRIDE(i, n) x[i] = rbf(x[i]);
-}
+__global__ void round_bf16_kernel(float* x, int64_t n) { ZI_GRID_STRIDE(i, n) x[i] = rbf(x[i]); }
 
-__global__ void silu_kernel(float* x, int64_t n) {
-  ZI_GRID_STRIDE(i, n) x[i] = x[i] / (1.f + expf(-x[i]));
-}
+__global__ void silu_kernel(float* x, int64_t n) { ZI_GRID_STRIDE(i, n) x[i] = x[i] / (1.f + expf(-x[i])); }
 
 __global__ void add_kernel(float* x, const void* y, DType yt, int64_t n) {
   ZI_GRID_STRIDE(i, n) x[i] += load_f(y, yt, i);
@@ -84,14 +80,16 @@ __global__ void adaln_chunks_kernel(const float* mod, float* s0, float* g0, floa
 }
 
 struct RmsArgs {
-  const void* x; DType xt;  // rows to normalise
-  bool round_in;            // x rounded to bf16 as read (a raw f32 GEMM result)
-  bool bf;                  // bf16 steps: n = bf16(x * inv), then bf16(n * w)
-  const float* w;           // [N] or null
-  const float* scale;       // [items, N] or null: out = st(n * scale[item])
-  const float* gate;        // gate-add mode only: [items, N] or null
-  float* resid;             // gate-add mode: resid = st(resid + (gate ? st(gate * n) : n)); else null
-  void* out; DType ot;      // plain mode: out = n (or n * scale), stored as ot
+  const void* x;
+  DType xt;            // rows to normalise
+  bool round_in;       // x rounded to bf16 as read (a raw f32 GEMM result)
+  bool bf;             // bf16 steps: n = bf16(x * inv), then bf16(n * w)
+  const float* w;      // [N] or null
+  const float* scale;  // [items, N] or null: out = st(n * scale[item])
+  const float* gate;   // gate-add mode only: [items, N] or null
+  float* resid;        // gate-add mode: resid = st(resid + (gate ? st(gate * n) : n)); else null
+  void* out;
+  DType ot;  // plain mode: out = n (or n * scale), stored as ot
   int64_t rows, N;
   float eps;
   ItemRows items;
@@ -149,8 +147,8 @@ void convert_into(const DeviceTensor& x, DeviceTensor& out) {
   if (x.numel() != out.numel())
     fail("[convert] ", shape_str(x.shape()), " into ", shape_str(out.shape()), ": element counts differ");
   if (x.numel() == 0) return;
-  convert_into_kernel<<<blocks_for(x.numel()), kThreads, 0, ctx().stream>>>(x.data(), x.dtype(), out.data(), out.dtype(),
-                                                                            x.numel());
+  convert_into_kernel<<<blocks_for(x.numel()), kThreads, 0, ctx().stream>>>(x.data(), x.dtype(), out.data(),
+                                                                            out.dtype(), x.numel());
   ZI_CUDA_CHECK_LAUNCH("convert_into_kernel");
 }
 
@@ -190,8 +188,8 @@ DeviceTensor modulate(const DeviceTensor& x, const DeviceTensor& scale, const st
   return y;
 }
 
-void gate_add_prepared_(DeviceTensor& x, const DeviceTensor* gate, const DeviceTensor& y, const std::vector<int64_t>& rows,
-                        bool bf) {
+void gate_add_prepared_(DeviceTensor& x, const DeviceTensor* gate, const DeviceTensor& y,
+                        const std::vector<int64_t>& rows, bool bf) {
   check_f32("gate_add", x, "x");
   if (x.ndim() != 2 || y.numel() != x.numel())
     fail("[gate_add] x ", shape_str(x.shape()), " and y ", shape_str(y.shape()), " disagree");
@@ -199,7 +197,8 @@ void gate_add_prepared_(DeviceTensor& x, const DeviceTensor* gate, const DeviceT
   const bool has_gate = gate && gate->defined() && gate->numel() > 0;
   if (has_gate && (gate->ndim() != 2 || gate->dim(1) != N))
     fail("[gate_add] gate ", shape_str(gate->shape()), " does not match x ", shape_str(x.shape()));
-  const ItemRows items = make_item_rows("gate_add", rows, T, has_gate ? gate->dim(0) : int64_t(rows.empty() ? 1 : rows.size()));
+  const ItemRows items =
+      make_item_rows("gate_add", rows, T, has_gate ? gate->dim(0) : int64_t(rows.empty() ? 1 : rows.size()));
   const float* g = has_gate ? f32_ptr("gate_add", gate, "gate", gate->numel()) : nullptr;
   if (x.numel() == 0) return;
   gate_add_kernel<<<blocks_for(x.numel()), kThreads, 0, ctx().stream>>>(static_cast<float*>(x.data()), g, y.data(),
@@ -212,8 +211,8 @@ void silu_mul_into(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& o
     fail("[silu_mul] shapes ", shape_str(a.shape()), ", ", shape_str(b.shape()), " and out ", shape_str(out.shape()),
          " disagree");
   if (a.numel() == 0) return;
-  silu_mul_kernel<<<blocks_for(a.numel()), kThreads, 0, ctx().stream>>>(a.data(), a.dtype(), b.data(), b.dtype(),
-                                                                         out.data(), out.dtype(), a.numel(), bf, round_in);
+  silu_mul_kernel<<<blocks_for(a.numel()), kThreads, 0, ctx().stream>>>(
+      a.data(), a.dtype(), b.data(), b.dtype(), out.data(), out.dtype(), a.numel(), bf, round_in);
   ZI_CUDA_CHECK_LAUNCH("silu_mul_kernel");
 }
 
@@ -235,7 +234,8 @@ std::array<DeviceTensor, 4> adaln_chunks(const DeviceTensor& mod, bool bf) {
 void rms_norm_into(const DeviceTensor& x, const DeviceTensor* weight, float eps, bool bf, bool round_in,
                    const DeviceTensor* scale, const std::vector<int64_t>& rows, DeviceTensor& out) {
   const int64_t N = x.ndim() ? x.dim(-1) : 0, R = N ? x.numel() / N : 0;
-  if (out.numel() != x.numel()) fail("[rms_norm] output ", shape_str(out.shape()), " does not match x ", shape_str(x.shape()));
+  if (out.numel() != x.numel())
+    fail("[rms_norm] output ", shape_str(out.shape()), " does not match x ", shape_str(x.shape()));
   RmsArgs a{};
   a.x = x.data(), a.xt = x.dtype(), a.round_in = round_in, a.bf = bf;
   a.w = f32_ptr("rms_norm", weight, "weight", N);
@@ -248,8 +248,9 @@ void rms_norm_into(const DeviceTensor& x, const DeviceTensor* weight, float eps,
   launch_rms(a);
 }
 
-void rms_norm_gate_add_(DeviceTensor& resid, const DeviceTensor* gate, const DeviceTensor& y, const DeviceTensor* weight,
-                        float eps, bool bf, bool round_in, const std::vector<int64_t>& rows) {
+void rms_norm_gate_add_(DeviceTensor& resid, const DeviceTensor* gate, const DeviceTensor& y,
+                        const DeviceTensor* weight, float eps, bool bf, bool round_in,
+                        const std::vector<int64_t>& rows) {
   check_f32("rms_norm_gate_add", resid, "x");
   if (resid.ndim() != 2 || y.numel() != resid.numel())
     fail("[rms_norm_gate_add] x ", shape_str(resid.shape()), " and y ", shape_str(y.shape()), " disagree");
@@ -260,7 +261,8 @@ void rms_norm_gate_add_(DeviceTensor& resid, const DeviceTensor* gate, const Dev
   a.gate = f32_ptr("rms_norm_gate_add", gate, "gate", -1);
   if (a.gate && (gate->ndim() != 2 || gate->dim(1) != N))
     fail("[rms_norm_gate_add] gate ", shape_str(gate->shape()), " does not match x ", shape_str(resid.shape()));
-  a.items = make_item_rows("rms_norm_gate_add", rows, T, a.gate ? gate->dim(0) : int64_t(rows.empty() ? 1 : rows.size()));
+  a.items =
+      make_item_rows("rms_norm_gate_add", rows, T, a.gate ? gate->dim(0) : int64_t(rows.empty() ? 1 : rows.size()));
   a.resid = static_cast<float*>(resid.data());
   a.rows = T, a.N = N, a.eps = eps;
   launch_rms(a);

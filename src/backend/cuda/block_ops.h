@@ -30,7 +30,8 @@ std::array<DeviceTensor, 4> adaln_chunks(const DeviceTensor& mod, bool bf);
 void rms_norm_into(const DeviceTensor& x, const DeviceTensor* weight, float eps, bool bf, bool round_in,
                    const DeviceTensor* scale, const std::vector<int64_t>& rows, DeviceTensor& out);
 // resid = st(resid + (gate ? st(gate[item] * n) : n)), n the RMSNorm of y as above.
-void rms_norm_gate_add_(DeviceTensor& resid, const DeviceTensor* gate, const DeviceTensor& y, const DeviceTensor* weight,
-                        float eps, bool bf, bool round_in, const std::vector<int64_t>& rows);
+void rms_norm_gate_add_(DeviceTensor& resid, const DeviceTensor* gate, const DeviceTensor& y,
+                        const DeviceTensor* weight, float eps, bool bf, bool round_in,
+                        const std::vector<int64_t>& rows);
 
 }  // namespace zimage::cuda

@@ -14,8 +14,8 @@ const char* base_name(const char* file) {
 
 void throw_cuda_error(cudaError_t e, const char* expr, const char* file, int line) {
   cudaGetLastError();  // clear a non-sticky error so later calls are not blamed for it
-  fail("[cuda] ", expr, " failed: ", cudaGetErrorName(e), ": ", cudaGetErrorString(e), " (", base_name(file), ":",
-       line, ")");
+  fail("[cuda] ", expr, " failed: ", cudaGetErrorName(e), ": ", cudaGetErrorString(e), " (", base_name(file), ":", line,
+       ")");
 }
 
 void throw_cublas_error(cublasStatus_t s, const char* expr, const char* file, int line) {

@@ -22,15 +22,15 @@ bool sync_after_launch();
 
 }  // namespace zimage::cuda
 
-#define ZI_CUDA_CHECK(expr)                                                              \
-  do {                                                                                   \
-    const cudaError_t zi_e_ = (expr);                                                    \
+#define ZI_CUDA_CHECK(expr)                                                                       \
+  do {                                                                                            \
+    const cudaError_t zi_e_ = (expr);                                                             \
     if (zi_e_ != cudaSuccess) ::zimage::cuda::throw_cuda_error(zi_e_, #expr, __FILE__, __LINE__); \
   } while (0)
 
-#define ZI_CUBLAS_CHECK(expr)                                                                  \
-  do {                                                                                         \
-    const cublasStatus_t zi_s_ = (expr);                                                       \
+#define ZI_CUBLAS_CHECK(expr)                                                                                 \
+  do {                                                                                                        \
+    const cublasStatus_t zi_s_ = (expr);                                                                      \
     if (zi_s_ != CUBLAS_STATUS_SUCCESS) ::zimage::cuda::throw_cublas_error(zi_s_, #expr, __FILE__, __LINE__); \
   } while (0)
 

@@ -17,7 +17,9 @@ class DeviceTensor {
   static DeviceTensor zeros(DType dt, Shape shape, const char* component = "cuda");
   // Copies `t` to the device as dtype `as` (converted on the host). Waits for the copy.
   static DeviceTensor upload(const Tensor& t, DType as, const char* component = "cuda");
-  static DeviceTensor upload(const Tensor& t, const char* component = "cuda") { return upload(t, t.dtype(), component); }
+  static DeviceTensor upload(const Tensor& t, const char* component = "cuda") {
+    return upload(t, t.dtype(), component);
+  }
   // Copies to a new host tensor of dtype `as`. Waits for all queued work on the stream.
   Tensor download(DType as = DType::F32) const;
   // The same memory seen as the other type (no copy): a zimage::Tensor on Device::CUDA (what the
@@ -40,7 +42,7 @@ class DeviceTensor {
   void* data() { return ptr_; }
   const void* data() const { return ptr_; }
 
-  DeviceTensor reshape(Shape s) const;         // same storage, same element count
+  DeviceTensor reshape(Shape s) const;                    // same storage, same element count
   DeviceTensor slice0(int64_t begin, int64_t end) const;  // rows [begin, end) of dim 0
 
  private:

@@ -13,7 +13,8 @@ ItemRows make_item_rows(const char* op, const std::vector<int64_t>& rows, int64_
     return r;
   }
   if (int64_t(rows.size()) != items) fail("[", op, "] ", rows.size(), " row counts for ", items, " items");
-  if (rows.size() > size_t(kMaxItems)) fail("[", op, "] ", rows.size(), " items; the CUDA backend takes at most ", kMaxItems);
+  if (rows.size() > size_t(kMaxItems))
+    fail("[", op, "] ", rows.size(), " items; the CUDA backend takes at most ", kMaxItems);
   int64_t acc = 0;
   for (size_t b = 0; b < rows.size(); ++b) {
     if (rows[b] < 0) fail("[", op, "] negative row count ", rows[b]);
@@ -79,7 +80,8 @@ void gate_add_(DeviceTensor& x, const DeviceTensor* gate, const DeviceTensor& y,
   const int64_t T = x.dim(0), N = x.dim(1);
   if (gate && (gate->ndim() != 2 || gate->dim(1) != N))
     fail("[gate_add] gate ", shape_str(gate->shape()), " does not match x ", shape_str(x.shape()));
-  const ItemRows items = make_item_rows("gate_add", rows, T, gate ? gate->dim(0) : int64_t(rows.empty() ? 1 : rows.size()));
+  const ItemRows items =
+      make_item_rows("gate_add", rows, T, gate ? gate->dim(0) : int64_t(rows.empty() ? 1 : rows.size()));
   if (x.numel() == 0) return;
   gate_add_kernel<<<blocks_for(x.numel()), kThreads, 0, ctx().stream>>>(
       x.data(), x.dtype(), gate ? gate->data() : nullptr, gate ? gate->dtype() : DType::F32, y.data(), y.dtype(), T, N,
@@ -88,7 +90,8 @@ void gate_add_(DeviceTensor& x, const DeviceTensor* gate, const DeviceTensor& y,
 }
 
 DeviceTensor silu_mul(const DeviceTensor& a, const DeviceTensor& b) {
-  if (a.shape() != b.shape()) fail("[silu_mul] shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " differ");
+  if (a.shape() != b.shape())
+    fail("[silu_mul] shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " differ");
   DeviceTensor y = DeviceTensor::empty(a.dtype(), a.shape());
   if (a.numel() == 0) return y;
   silu_mul_kernel<<<blocks_for(a.numel()), kThreads, 0, ctx().stream>>>(a.data(), a.dtype(), b.data(), b.dtype(),

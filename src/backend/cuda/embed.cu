@@ -43,8 +43,8 @@ __global__ void timestep_kernel(const float* t, float* emb, int64_t B, int64_t d
 }
 
 void check_dims(const PatchDims& p) {
-  if (p.C <= 0 || p.F <= 0 || p.H <= 0 || p.W <= 0 || p.pF <= 0 || p.pH <= 0 || p.pW <= 0 || p.F % p.pF ||
-      p.H % p.pH || p.W % p.pW)
+  if (p.C <= 0 || p.F <= 0 || p.H <= 0 || p.W <= 0 || p.pF <= 0 || p.pH <= 0 || p.pW <= 0 || p.F % p.pF || p.H % p.pH ||
+      p.W % p.pW)
     fail("[patchify] latent [", p.C, ", ", p.F, ", ", p.H, ", ", p.W, "] is not divisible into patches [", p.pF, ", ",
          p.pH, ", ", p.pW, "]");
 }
@@ -52,7 +52,7 @@ void check_dims(const PatchDims& p) {
 void launch(const DeviceTensor& src, DeviceTensor& dst, const PatchDims& p, bool to_tokens) {
   const int64_t n = src.numel();
   const unsigned cap = unsigned(ctx().sm_count) * 16u, g = grid_for(n, kThreads);
-  patch_kernel<<<g < cap ? g : cap, kThreads, 0, ctx().stream>>>(src.data(), src.dtype(), dst.data(), dst.dtype(), p, n,
+  patch_kernel < <<g<cap ? g : cap, kThreads, 0, ctx().stream>>>(src.data(), src.dtype(), dst.data(), dst.dtype(), p, n,
                                                                  to_tokens);
   ZI_CUDA_CHECK_LAUNCH("patch_kernel");
 }

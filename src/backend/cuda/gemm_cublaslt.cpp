@@ -20,9 +20,12 @@ namespace {
 
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
-    case DType::BF16: return CUDA_R_16BF;
-    case DType::F16: return CUDA_R_16F;
-    default: return CUDA_R_32F;
+    case DType::BF16:
+      return CUDA_R_16BF;
+    case DType::F16:
+      return CUDA_R_16F;
+    default:
+      return CUDA_R_32F;
   }
 }
 
@@ -71,19 +74,24 @@ Plan make_plan(const Key& k) {
   cublasLtMatmulPreference_t pref = nullptr;
   ZI_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws = c.workspace_bytes;
-  ZI_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-  ZI_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &k.aw, sizeof(k.aw)));
-  ZI_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &k.ax, sizeof(k.ax)));
-  ZI_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &k.ay, sizeof(k.ay)));
-  ZI_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &k.ay, sizeof(k.ay)));
+  ZI_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  ZI_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &k.aw, sizeof(k.aw)));
+  ZI_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &k.ax, sizeof(k.ax)));
+  ZI_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &k.ay, sizeof(k.ay)));
+  ZI_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &k.ay, sizeof(k.ay)));
   cublasLtMatmulHeuristicResult_t res{};
   int found = 0;
   const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(c.lt, p.desc, p.a, p.b, p.c, p.c, pref, 1, &res, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0)
     fail("[linear] cuBLASLt has no algorithm for y[", k.M, ", ", k.N, "] = x[", k.M, ", ", k.K, "] (", dtype_name(k.xt),
-         ") · w[", k.N, ", ", k.K, "]^T -> ", dtype_name(k.yt), k.bias ? " with bias " : "", k.bias ? dtype_name(k.bt) : "",
-         ": ", cublasLtGetStatusString(st));
+         ") · w[", k.N, ", ", k.K, "]^T -> ", dtype_name(k.yt), k.bias ? " with bias " : "",
+         k.bias ? dtype_name(k.bt) : "", ": ", cublasLtGetStatusString(st));
   p.algo = res.algo;
   return p;
 }
@@ -98,7 +106,8 @@ DeviceTensor linear(const DeviceTensor& x, const DeviceTensor& w, const DeviceTe
   if (x.dtype() != w.dtype() || x.dtype() == DType::F16)
     fail("[linear] input ", dtype_name(x.dtype()), " and weight ", dtype_name(w.dtype()),
          " must both be bfloat16 or both float32");
-  if (x.dtype() == DType::F32 && out != DType::F32) fail("[linear] float32 inputs give a float32 result, not ", dtype_name(out));
+  if (x.dtype() == DType::F32 && out != DType::F32)
+    fail("[linear] float32 inputs give a float32 result, not ", dtype_name(out));
   if (out == DType::F16) fail("[linear] result must be float32 or bfloat16");
   if (bias && (bias->numel() != N || (bias->dtype() != DType::F32 && bias->dtype() != out)))
     fail("[linear] bias ", shape_str(bias->shape()), " ", dtype_name(bias->dtype()), " must be [", N, "] float32 or ",
@@ -116,8 +125,17 @@ DeviceTensor linear(const DeviceTensor& x, const DeviceTensor& w, const DeviceTe
     bias_conv = convert(*bias, out);
     b = &bias_conv;
   }
-  Key key{M, N, K, x.dtype(), out, b ? b->dtype() : out, b != nullptr,
-          alignment(x.data()), alignment(w.data()), alignment(y.data()), b ? alignment(b->data()) : 256u};
+  Key key{M,
+          N,
+          K,
+          x.dtype(),
+          out,
+          b ? b->dtype() : out,
+          b != nullptr,
+          alignment(x.data()),
+          alignment(w.data()),
+          alignment(y.data()),
+          b ? alignment(b->data()) : 256u};
   auto& c = ctx();
   std::lock_guard<std::mutex> lock(g_mu);
   auto it = g_plans.find(key);
@@ -128,8 +146,8 @@ DeviceTensor linear(const DeviceTensor& x, const DeviceTensor& w, const DeviceTe
     ZI_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof(bp)));
   }
   const float alpha = 1.f, beta = 0.f;
-  ZI_CUBLAS_CHECK(cublasLtMatmul(c.lt, p.desc, &alpha, w.data(), p.a, x.data(), p.b, &beta, y.data(), p.c, y.data(), p.c,
-                                 &p.algo, c.workspace, c.workspace_bytes, c.stream));
+  ZI_CUBLAS_CHECK(cublasLtMatmul(c.lt, p.desc, &alpha, w.data(), p.a, x.data(), p.b, &beta, y.data(), p.c, y.data(),
+                                 p.c, &p.algo, c.workspace, c.workspace_bytes, c.stream));
   ZI_CUDA_CHECK_LAUNCH("cublasLtMatmul");
   return y;
 }

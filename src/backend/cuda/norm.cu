@@ -11,10 +11,14 @@ namespace {
 constexpr int kWarpsPerBlock = 8;
 
 struct NormArgs {
-  const void* x; DType xt;
-  void* y; DType yt;
-  const void* weight; DType wt;  // RMSNorm weight [dim] or null
-  const void* scale; DType st;   // adaLN scale [items, dim] or null
+  const void* x;
+  DType xt;
+  void* y;
+  DType yt;
+  const void* weight;
+  DType wt;  // RMSNorm weight [dim] or null
+  const void* scale;
+  DType st;  // adaLN scale [items, dim] or null
   int64_t rows, dim;
   float eps;
   ItemRows items;

@@ -19,7 +19,8 @@ namespace {
 // x as a DeviceTensor; an Error naming the op and argument when it is defined but not on CUDA.
 DeviceTensor dev(const char* op, const char* name, const Tensor& t) {
   if (t.defined() && t.numel() > 0 && t.device() != Device::CUDA)
-    fail("[ops] ", op, ": ", name, " is a ", device_name(t.device()), " tensor; all tensors of a cuda op must be on cuda");
+    fail("[ops] ", op, ": ", name, " is a ", device_name(t.device()),
+         " tensor; all tensors of a cuda op must be on cuda");
   return DeviceTensor::of(t);
 }
 const DeviceTensor* opt(const DeviceTensor& t) { return t.defined() && t.numel() > 0 ? &t : nullptr; }
@@ -35,7 +36,8 @@ DeviceTensor gemm(const char* op, const Tensor& x, const Tensor& w, const Tensor
   const DeviceTensor dx = dev(op, "x", x), dw = dev(op, "weight", w);
   const DeviceTensor db = bias ? dev(op, "bias", *bias) : DeviceTensor();
   if (dw.dtype() != DType::F32 && dw.dtype() != DType::BF16)
-    fail("[ops] ", op, ": ", dtype_name(dw.dtype()), " weights are not supported on cuda (prepare_weight gives float32 or bfloat16)");
+    fail("[ops] ", op, ": ", dtype_name(dw.dtype()),
+         " weights are not supported on cuda (prepare_weight gives float32 or bfloat16)");
   const DeviceTensor xx = dx.dtype() == dw.dtype() ? dx : convert(dx, dw.dtype());
   return linear(xx, dw, opt(db), out);
 }
@@ -55,7 +57,8 @@ void t_linear_into(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor&
 
 Tensor t_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
                    const std::vector<int64_t>& key_valid) {
-  return attention(dev("attention", "q", q), dev("attention", "k", k), dev("attention", "v", v), scale, causal, key_valid)
+  return attention(dev("attention", "q", q), dev("attention", "k", k), dev("attention", "v", v), scale, causal,
+                   key_valid)
       .tensor();
 }
 
@@ -124,8 +127,8 @@ Tensor t_rms_norm_as(const Tensor& x, const Tensor& weight, float eps, DType sto
   rms_norm_into(dx, opt(w), eps, is_bf("rms_norm", storage), false, nullptr, {}, out);
   return out.tensor();
 }
-void t_rms_norm_modulate_bf16(const Tensor& x, const Tensor& weight, const Tensor& scale, const std::vector<int64_t>& rows,
-                              float eps, Tensor& out) {
+void t_rms_norm_modulate_bf16(const Tensor& x, const Tensor& weight, const Tensor& scale,
+                              const std::vector<int64_t>& rows, float eps, Tensor& out) {
   const DeviceTensor dx = dev("rms_norm_modulate", "x", x), w = f32(dev("rms_norm_modulate", "weight", weight));
   const DeviceTensor s = dev("rms_norm_modulate", "scale", scale);
   DeviceTensor o = dev("rms_norm_modulate", "out", out);
@@ -142,7 +145,8 @@ void t_rms_norm_gate_add_bf16_(Tensor& x, const Tensor& gate, const Tensor& y, c
 void t_head_norm_rope_bf16_(Tensor& x, const Tensor& weight, const Tensor& cs, float eps) {
   DeviceTensor dx = dev("head_norm_rope", "x", x);
   if (dx.ndim() != 3 || dx.dtype() != DType::F32)
-    fail("[head_norm_rope] x must be a float32 [T, H, D] tensor, got ", dtype_name(dx.dtype()), " ", shape_str(dx.shape()));
+    fail("[head_norm_rope] x must be a float32 [T, H, D] tensor, got ", dtype_name(dx.dtype()), " ",
+         shape_str(dx.shape()));
   const DeviceTensor w = f32(dev("head_norm_rope", "weight", weight)), dcs = dev("head_norm_rope", "cs", cs);
   round_to_bf16_(dx);
   if (opt(w)) rms_norm_into(dx, &w, eps, true, false, nullptr, {}, dx);

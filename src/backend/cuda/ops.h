@@ -24,8 +24,8 @@ DeviceTensor linear(const DeviceTensor& x, const DeviceTensor& w, const DeviceTe
 
 // RMSNorm over the last dim: y = x * rsqrt(mean(x^2) + eps) * weight (weight optional, [dim]),
 // then, when `scale` is given ([items, dim], raw adaLN output), y *= (1 + scale[item]).
-DeviceTensor rms_norm(const DeviceTensor& x, const DeviceTensor* weight, float eps,
-                      const DeviceTensor* scale = nullptr, const std::vector<int64_t>& rows = {});
+DeviceTensor rms_norm(const DeviceTensor& x, const DeviceTensor* weight, float eps, const DeviceTensor* scale = nullptr,
+                      const std::vector<int64_t>& rows = {});
 // LayerNorm over the last dim without affine parameters (norm_final), then the same optional
 // (1 + scale[item]) modulation.
 DeviceTensor layer_norm(const DeviceTensor& x, float eps, const DeviceTensor* scale = nullptr,

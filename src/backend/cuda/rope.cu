@@ -52,8 +52,8 @@ void rope_interleaved_(DeviceTensor& x, const DeviceTensor& cs) {
   const int64_t T = x.dim(0), H = x.dim(1), D = x.dim(2);
   if (D % 2 != 0) fail("[rope_interleaved] head dim ", D, " is odd");
   if (cs.dtype() != DType::F32 || cs.shape() != Shape{T, D / 2, 2})
-    fail("[rope_interleaved] cos/sin table must be float32 ", shape_str({T, D / 2, 2}), ", got ", dtype_name(cs.dtype()),
-         " ", shape_str(cs.shape()));
+    fail("[rope_interleaved] cos/sin table must be float32 ", shape_str({T, D / 2, 2}), ", got ",
+         dtype_name(cs.dtype()), " ", shape_str(cs.shape()));
   if (x.numel() == 0) return;
   rope_interleaved_kernel<<<blocks_for(x.numel() / 2), kThreads, 0, ctx().stream>>>(
       x.data(), x.dtype(), static_cast<const float*>(cs.data()), T, H, D);
