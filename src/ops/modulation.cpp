@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "backend/cpu/cpu_level.h"
 #include "backend/cpu/kernels.h"
 #include "ops/backend.h"
 #include "ops/ops.h"
@@ -38,11 +39,11 @@ constexpr int64_t kSiluChunk = 1024;
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-void silu_mul_bf16_chunk(const float* a, const float* b, float* y, int64_t n) {
+void silu_mul_bf16_chunk(const float* a, const float* b, float* y, int64_t n, const cpu::Kernels& K) {
   float e[kSiluChunk];
   for (int64_t i = 0; i < n; ++i) e[i] = -a[i];
-  cpu::exp_f32(e, e, n);
-  for (int64_t i = 0; i < n; ++i) y[i] = round_bf16(round_bf16(a[i] / (1.f + e[i])) * b[i]);
+  K.exp_f32(e, e, n);
+  K.silu_mul_row_bf16(a, b, e, y, n);
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
@@ -138,8 +139,10 @@ Tensor silu_mul_as(const Tensor& a, const Tensor& b, DType storage) {
   const float* bp = b.f32();
   float* yp = y.f32();
   const int64_t n = a.numel();
+  const cpu::Kernels& K = cpu::kernels();
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i += kSiluChunk) silu_mul_bf16_chunk(ap + i, bp + i, yp + i, std::min(kSiluChunk, n - i));
+  for (int64_t i = 0; i < n; i += kSiluChunk)
+    silu_mul_bf16_chunk(ap + i, bp + i, yp + i, std::min(kSiluChunk, n - i), K);
   return y;
 }
 
@@ -175,10 +178,9 @@ const float* row_f32(const Tensor& x, int64_t r, int64_t n, float* buf) {
 }
 
 // Row r of x rounded to bf16 values, in buf (n floats).
-const float* row_bf16_values(const Tensor& x, int64_t r, int64_t n, float* buf) {
+const float* row_bf16_values(const Tensor& x, int64_t r, int64_t n, float* buf, const cpu::Kernels& K) {
   if (x.dtype() != DType::F32) return row_f32(x, r, n, buf);
-  const float* xr = x.f32() + r * n;
-  for (int64_t i = 0; i < n; ++i) buf[i] = round_bf16(xr[i]);
+  K.round_row_bf16(x.f32() + r * n, buf, n);
   return buf;
 }
 
@@ -218,6 +220,8 @@ void rms_norm_modulate_bf16(const Tensor& x, const Tensor& weight, const Tensor&
   const auto item = row_items(off);
   const std::vector<float> w = affine("rms_norm_modulate", weight, N);
   uint16_t* op = static_cast<uint16_t*>(out.raw());
+  const cpu::Kernels& K = cpu::kernels();
+  const float* wp = w.empty() ? nullptr : w.data();
 #pragma omp parallel
   {
     std::vector<float> buf(static_cast<size_t>(N));
@@ -226,12 +230,7 @@ void rms_norm_modulate_bf16(const Tensor& x, const Tensor& weight, const Tensor&
       const float* xr = row_f32(x, r, N, buf.data());
       const float inv = detail::rms_inv(xr, N, eps);
       const float* s = has_scale ? scale.f32() + int64_t(item[size_t(r)]) * N : nullptr;
-      uint16_t* o = op + r * N;
-      for (int64_t i = 0; i < N; ++i) {
-        float v = round_bf16(xr[i] * inv);
-        if (!w.empty()) v = round_bf16(v * w[size_t(i)]);
-        o[i] = f32_to_bf16(s ? v * s[i] : v);
-      }
+      K.modulate_row_bf16(xr, N, inv, wp, s, op + r * N);
     }
   }
 }
@@ -252,21 +251,17 @@ void rms_norm_gate_add_bf16_(Tensor& x, const Tensor& gate, const Tensor& y, con
   const auto item = row_items(off);
   const std::vector<float> w = affine("rms_norm_gate_add", weight, N);
   float* xp = x.f32();
+  const cpu::Kernels& K = cpu::kernels();
+  const float* wp = w.empty() ? nullptr : w.data();
 #pragma omp parallel
   {
     std::vector<float> buf(static_cast<size_t>(N));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < T; ++r) {
-      const float* yr = row_bf16_values(y, r, N, buf.data());
+      const float* yr = row_bf16_values(y, r, N, buf.data(), K);
       const float inv = detail::rms_inv(yr, N, eps);
       const float* g = has_gate ? gate.f32() + int64_t(item[size_t(r)]) * N : nullptr;
-      float* xr = xp + r * N;
-      for (int64_t i = 0; i < N; ++i) {
-        float n = round_bf16(yr[i] * inv);
-        if (!w.empty()) n = round_bf16(n * w[size_t(i)]);
-        const float d = g ? round_bf16(g[i] * n) : n;
-        xr[i] = round_bf16(xr[i] + d);
-      }
+      K.gate_add_row_bf16(yr, N, inv, wp, g, xp + r * N);
     }
   }
 }
@@ -308,9 +303,10 @@ void silu_mul_bf16(const Tensor& a, const Tensor& b, Tensor& out) {
          dtype_name(a.dtype()), " ", shape_str(a.shape()), ", ", dtype_name(b.dtype()), " ", shape_str(b.shape()),
          " and ", dtype_name(out.dtype()), " ", shape_str(out.shape()));
   // Chunk [i, i + m) of t as bf16 values.
-  auto load = [](const Tensor& t, int64_t i, int64_t m, float* dst) {
+  const cpu::Kernels& K = cpu::kernels();
+  auto load = [&K](const Tensor& t, int64_t i, int64_t m, float* dst) {
     if (t.dtype() == DType::F32)
-      for (int64_t j = 0; j < m; ++j) dst[j] = round_bf16(t.f32()[i + j]);
+      K.round_row_bf16(t.f32() + i, dst, m);
     else
       convert(static_cast<const uint16_t*>(t.raw()) + i, DType::BF16, dst, DType::F32, size_t(m));
   };
@@ -322,7 +318,7 @@ void silu_mul_bf16(const Tensor& a, const Tensor& b, Tensor& out) {
     const int64_t m = std::min(kSiluChunk, n - i);
     load(a, i, m, av);
     load(b, i, m, bv);
-    silu_mul_bf16_chunk(av, bv, av, m);
+    silu_mul_bf16_chunk(av, bv, av, m, K);
     convert(av, DType::F32, op + i, DType::BF16, size_t(m));  // exact: bf16 values
   }
 }

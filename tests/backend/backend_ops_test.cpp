@@ -233,6 +233,42 @@ TEST_P(BackendOps, Modulation) {
   EXPECT_LT(rel_l2(xb, ops::ref::gate_add(x, Tensor(), y, rows)), 1e-6);
 }
 
+// The fused bf16 row ops (their element loops are the level's row kernels, row_kernels.inc) equal
+// the plain composition of the separate ops bit for bit, with and without the affine weight,
+// scale and gate, at lengths that leave vector tails.
+TEST_P(BackendOps, FusedBf16RowsEqualPlainComposition) {
+  const std::vector<int64_t> rows = {3, 5};
+  const float eps = 1e-6f;
+  auto bits_equal = [](const Tensor& a, const Tensor& b) {
+    const auto av = a.to(DType::F32).to_vector(), bv = b.to(DType::F32).to_vector();
+    if (av.size() != bv.size()) return false;
+    return std::memcmp(av.data(), bv.data(), av.size() * sizeof(float)) == 0;
+  };
+  for (int64_t N : {37, 200}) {
+    SCOPED_TRACE("N = " + std::to_string(N));
+    Tensor x = randt({8, N}, 40, 2.f), y = randt({8, N}, 41, 3.f);
+    Tensor w = randt({N}, 42, 0.5f, true), sc = randt({2, N}, 43), g = randt({2, N}, 44);
+    for (bool has_w : {false, true})
+      for (bool has_s : {false, true}) {
+        SCOPED_TRACE(std::string("weight ") + (has_w ? "yes" : "no") + ", scale/gate " + (has_s ? "yes" : "no"));
+        const Tensor wt = has_w ? w : Tensor(), st = has_s ? sc : Tensor(), gt = has_s ? g : Tensor();
+        Tensor fused = Tensor::empty(DType::BF16, x.shape());
+        ops::rms_norm_modulate_bf16(x, wt, st, rows, eps, fused);
+        Tensor plain = ops::rms_norm_as(x, wt, eps, DType::BF16);
+        if (has_s) plain = ops::modulate(plain, st, rows, DType::BF16);
+        EXPECT_TRUE(bits_equal(fused, plain)) << "rms_norm_modulate_bf16";
+        Tensor xf = bf16_values(x), xp = bf16_values(x);  // the residual stream holds bf16 values
+        ops::rms_norm_gate_add_bf16_(xf, gt, y, wt, rows, eps);
+        ops::gate_add_(xp, gt, ops::rms_norm_as(bf16_values(y), wt, eps, DType::BF16), rows, DType::BF16);
+        EXPECT_TRUE(bits_equal(xf, xp)) << "rms_norm_gate_add_bf16_";
+      }
+    Tensor a = randt({8, N}, 45, 3.f), b = randt({8, N}, 46);
+    Tensor fused = Tensor::empty(DType::BF16, a.shape());
+    ops::silu_mul_bf16(a, b, fused);
+    EXPECT_TRUE(bits_equal(fused, ops::silu_mul_as(bf16_values(a), bf16_values(b), DType::BF16))) << "silu_mul_bf16";
+  }
+}
+
 struct ConvCase {
   Shape x, w;
   int64_t stride;

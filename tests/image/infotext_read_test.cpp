@@ -13,18 +13,7 @@
 using namespace zimage;
 namespace fs = std::filesystem;
 
-namespace {
-// The message of the zimage::Error that f throws ("" if none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-}  // namespace
+using zimage::test::error_of;  // "(no error)" when nothing is thrown: every assertion below fails then
 
 TEST(ReadInfotext, ReadsWhatFormatInfotextWrites) {
   InfotextParams p;

@@ -62,6 +62,9 @@ def main():
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--controlnet", choices=sorted(UNION_CONFIGS), help="write only a ControlNet with this placement")
     ap.add_argument("--controlnet-out", help="folder of --controlnet")
+    ap.add_argument("--only", choices=["text_encoder", "transformer", "vae"],
+                    help="write only this component (and the tokenizer) into --out, e.g. a 36-layer text encoder "
+                    "to link beside another folder's transformer and VAE")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     torch.set_default_dtype(dtype)
@@ -77,32 +80,41 @@ def main():
     tok = AutoTokenizer.from_pretrained(os.path.join(ROOT, "tests/fixtures/qwen3_tokenizer"))
     tok.save_pretrained(os.path.join(args.out, "tokenizer"))
 
-    te = Qwen3Model(Qwen3Config(vocab_size=151936, hidden_size=2560, intermediate_size=9728,
-                                num_hidden_layers=args.te_layers, num_attention_heads=32, num_key_value_heads=8,
-                                head_dim=128, rope_theta=1000000.0, rms_norm_eps=1e-6, max_position_embeddings=40960,
-                                tie_word_embeddings=True, torch_dtype=args.dtype)).to(dtype)
-    randomize(te, 1)
-    te_params = sum(p.numel() for p in te.parameters())
-    te.save_pretrained(os.path.join(args.out, "text_encoder"), safe_serialization=True, max_shard_size="5GB")
-    del te
+    te_params = tr_params = vae_params = 0
+    if args.only in (None, "text_encoder"):
+        te = Qwen3Model(Qwen3Config(vocab_size=151936, hidden_size=2560, intermediate_size=9728,
+                                    num_hidden_layers=args.te_layers, num_attention_heads=32, num_key_value_heads=8,
+                                    head_dim=128, rope_theta=1000000.0, rms_norm_eps=1e-6, max_position_embeddings=40960,
+                                    tie_word_embeddings=True, torch_dtype=args.dtype)).to(dtype)
+        randomize(te, 1)
+        te_params = sum(p.numel() for p in te.parameters())
+        te.save_pretrained(os.path.join(args.out, "text_encoder"), safe_serialization=True, max_shard_size="5GB")
+        del te
 
-    tr = ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=3840,
-                                  n_layers=args.layers, n_refiner_layers=2, n_heads=30, n_kv_heads=30, norm_eps=1e-5,
-                                  qk_norm=True, cap_feat_dim=2560, rope_theta=256.0, t_scale=1000.0,
-                                  axes_dims=[32, 48, 48], axes_lens=[1536, 512, 512]).to(dtype)
-    randomize(tr, 2)
-    tr_params = sum(p.numel() for p in tr.parameters())
-    tr.save_pretrained(os.path.join(args.out, "transformer"), safe_serialization=True, max_shard_size="5GB")
-    del tr
+    if args.only in (None, "transformer"):
+        tr = ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=3840,
+                                      n_layers=args.layers, n_refiner_layers=2, n_heads=30, n_kv_heads=30, norm_eps=1e-5,
+                                      qk_norm=True, cap_feat_dim=2560, rope_theta=256.0, t_scale=1000.0,
+                                      axes_dims=[32, 48, 48], axes_lens=[1536, 512, 512]).to(dtype)
+        randomize(tr, 2)
+        tr_params = sum(p.numel() for p in tr.parameters())
+        tr.save_pretrained(os.path.join(args.out, "transformer"), safe_serialization=True, max_shard_size="5GB")
+        del tr
 
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512),
-                        layers_per_block=2, latent_channels=16, norm_num_groups=32, scaling_factor=0.3611,
-                        shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False, force_upcast=True,
-                        sample_size=1024).to(dtype)
-    randomize(vae, 3, std=0.05)
-    vae.save_pretrained(os.path.join(args.out, "vae"), safe_serialization=True)
-    vae_params = sum(p.numel() for p in vae.parameters())
+    if args.only in (None, "vae"):
+        vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                            up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512),
+                            layers_per_block=2, latent_channels=16, norm_num_groups=32, scaling_factor=0.3611,
+                            shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False, force_upcast=True,
+                            sample_size=1024).to(dtype)
+        randomize(vae, 3, std=0.05)
+        vae.save_pretrained(os.path.join(args.out, "vae"), safe_serialization=True)
+        vae_params = sum(p.numel() for p in vae.parameters())
+
+    if args.only:
+        print(f"wrote {args.out}: {args.only} only (text encoder {te_params/1e9:.2f}B, transformer "
+              f"{tr_params/1e9:.2f}B, vae {vae_params/1e6:.1f}M params)")
+        return 0
 
     sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False)
     sched.save_pretrained(os.path.join(args.out, "scheduler"))

@@ -71,6 +71,17 @@ struct Kernels {
                         int64_t p1, bool silu);
   // y[i] = bf16(y[i] + x[i]) for i in [0, n), one thread.
   void (*add_bf16)(uint16_t* y, const uint16_t* x, int64_t n);
+  // The element loops of the fused bf16 row ops (row_kernels.inc; ops/modulation.cpp), every
+  // level the same bits. w, s, g may be null (no affine weight / scale / gate). inv: the row's
+  // RMSNorm factor.
+  //   modulate:  o[i] = bf16(bf16(bf16(x[i] * inv) * w[i]) * s[i])
+  //   gate_add:  x[i] = bf16(x[i] + bf16(g[i] * bf16(bf16(y[i] * inv) * w[i])))
+  //   silu_mul:  y[i] = bf16(bf16(a[i] / (1 + e[i])) * b[i]), e = exp(-a)
+  //   round:     y[i] = bf16(x[i])
+  void (*modulate_row_bf16)(const float* x, int64_t n, float inv, const float* w, const float* s, uint16_t* o);
+  void (*gate_add_row_bf16)(const float* y, int64_t n, float inv, const float* w, const float* g, float* x);
+  void (*silu_mul_row_bf16)(const float* a, const float* b, const float* e, float* y, int64_t n);
+  void (*round_row_bf16)(const float* x, float* y, int64_t n);
   // The integer GEMM's tile (qgemm.h, qgemm_kernels.h); act_u8: it takes the activations as q + 128.
   void (*qgemm_tile)(const QTile& t);
   bool qgemm_act_u8;

@@ -3,3 +3,4 @@
 #define ZI_PLAIN_NS portable
 #include "backend/cpu/gemm_rows.inc"
 #include "backend/cpu/plain_kernels.inc"
+#include "backend/cpu/row_kernels.inc"
