@@ -252,7 +252,8 @@ int run_generate(GenerateArgs a) {
   if (a.control_scale && a.control_image.empty()) fail("[generate] --control-scale needs --control-image");
   if (!a.controlnet.empty()) {
     std::error_code ec;
-    if (!fs::exists(a.controlnet, ec)) fail("[controlnet] folder '", a.controlnet, "' does not exist");
+    if (!fs::exists(a.controlnet, ec))
+      fail("[controlnet] '", a.controlnet, "' does not exist (a ZImageControlNetModel folder or a .safetensors file)");
   }
   validate_pretrained_options(po);
 

@@ -574,7 +574,8 @@ const std::vector<GenerationParam> kParams = {
                    A& a) { restore_input(P, v, "--control-image", "control_image", "control image", a.control_image); },
      .record = [](const A&, const ImageRecord& img, json& out) { record_input(img, "control_image", out); }},
     {.flags = "--controlnet",
-     .help = "ControlNet: a diffusers ZImageControlNetModel folder (config.json + diffusion_pytorch_model.safetensors)",
+     .help = "ControlNet: a diffusers ZImageControlNetModel folder (config.json + diffusion_pytorch_model.safetensors) "
+             "or a single .safetensors file (e.g. alibaba-pai's Union 1.0 / 2.x; its config inferred from the tensors)",
      .field = &A::controlnet,
      .key = "controlnet",
      .library = "PretrainedOptions::controlnet",
