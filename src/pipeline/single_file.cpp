@@ -120,6 +120,25 @@ bool all_zero(const WeightStore& ws, const std::string& name) {
 }
 }  // namespace
 
+void check_single_file_options(const PretrainedOptions& o) {
+  std::string missing;
+  using File = std::pair<const std::string*, const char*>;
+  for (const File& e :
+       {File{&o.transformer_file, "transformer_file (--transformer)"},
+        File{&o.text_encoder_file, "text_encoder_file (--text-encoder)"}, File{&o.vae_file, "vae_file (--vae)"}})
+    if (e.first->empty()) {
+      if (!missing.empty()) missing += ", ";
+      missing += e.second;
+    }
+  if (!missing.empty())
+    fail("[from_pretrained] no model folder or hub id: give one, or every component as a single file (missing: ",
+         missing, ")");
+  if (o.tokenizer.empty() && !is_gguf_file(o.text_encoder_file))
+    fail("[from_pretrained] no tokenizer: the text encoder '", o.text_encoder_file,
+         "' is not a GGUF file (only a GGUF carries its tokenizer); give a tokenizer/ folder (tokenizer.json + "
+         "tokenizer_config.json): --tokenizer DIR (PretrainedOptions::tokenizer), or -m MODEL");
+}
+
 bool is_gguf_file(const std::string& file) {
   std::ifstream f(file, std::ios::binary);
   char magic[4] = {};

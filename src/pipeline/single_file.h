@@ -34,6 +34,7 @@
 #include "transformer/config.h"
 #include "transformer/controlnet_z_image.h"
 #include "vae/autoencoder_kl_config.h"
+#include "zimage/pipeline.h"
 
 namespace zimage {
 
@@ -47,6 +48,9 @@ AutoencoderKLConfig infer_vae_config(const std::string& file);
 nlohmann::json infer_controlnet_config_json(const std::string& file, const ZImageTransformerConfig& t);
 ZImageControlNetConfig infer_controlnet_config(const std::string& file, const ZImageTransformerConfig& t);
 scheduler::FlowMatchEulerConfig zimage_turbo_scheduler_config();
+// Without a model folder: every component's file given, and a tokenizer (a GGUF text encoder's
+// or PretrainedOptions::tokenizer); errors start with "[from_pretrained]".
+void check_single_file_options(const PretrainedOptions& o);
 // Whether `file` is a GGUF file (its magic).
 bool is_gguf_file(const std::string& file);
 

@@ -240,22 +240,7 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
     m.folder = resolve_model_folder(path_or_id, ro);
     m.index = read_model_index(m.folder);
   } else {  // single files: every component's weights given, their configs inferred (pipeline/single_file.h)
-    std::string missing;
-    using File = std::pair<const std::string*, const char*>;
-    for (const File& e :
-         {File{&o.transformer_file, "transformer_file (--transformer)"},
-          File{&o.text_encoder_file, "text_encoder_file (--text-encoder)"}, File{&o.vae_file, "vae_file (--vae)"}})
-      if (e.first->empty()) {
-        if (!missing.empty()) missing += ", ";
-        missing += e.second;
-      }
-    if (!missing.empty())
-      fail("[from_pretrained] no model folder or hub id: give one, or every component as a single file (missing: ",
-           missing, ")");
-    if (o.tokenizer.empty() && !is_gguf_file(o.text_encoder_file))
-      fail("[from_pretrained] no tokenizer: the text encoder '", o.text_encoder_file,
-           "' is not a GGUF file (only a GGUF carries its tokenizer); give a tokenizer/ folder (tokenizer.json + "
-           "tokenizer_config.json): --tokenizer DIR (PretrainedOptions::tokenizer), or -m MODEL");
+    check_single_file_options(o);
   }
   m.compute = parse_dtype(o.torch_dtype);  // bfloat16 or float32 (validate_pretrained_options)
   m.vae_compute = parse_dtype(o.vae_dtype) == DType::BF16 ? DType::BF16 : DType::F32;

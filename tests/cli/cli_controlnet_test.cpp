@@ -182,3 +182,25 @@ TEST_F(CliControlNet, MismatchedControlNetIsRefused) {
        test::fixture("edit/rgb_48.png"), "--mask", test::fixture("edit/mask_holes_48.png"), "-s", "1", "-o", out},
       "[pipeline] ControlNet inpainting needs a ControlNet with control_in_dim 33");
 }
+
+// `zimage info --controlnet`: a file's config as inferred (the keys of the folder's config.json,
+// the same values), a folder's as saved.
+TEST_F(CliControlNet, InfoShowsTheControlNetConfig) {
+  for (const char* net : {"cn_plain", "cn_layers", "cn_refiner"}) {
+    const std::string file = nets + net + "/diffusion_pytorch_model.safetensors";
+    const test::CommandResult r = test::run_command({ZIMAGE_CLI_PATH, "info", model, "--controlnet", file});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json c = json::parse(r.out)["components"]["controlnet"];
+    EXPECT_EQ(c["file"], file);
+    EXPECT_EQ(c["config_inferred"], true);
+    json saved = json::parse(test::read_file(nets + net + "/config.json"));
+    saved.erase("_diffusers_version");
+    for (auto& [k, v] : saved.items()) EXPECT_EQ(c["config"][k], v) << net << " " << k;
+    EXPECT_GT(c["parameters"].get<int64_t>(), 0);
+  }
+  const test::CommandResult r = test::run_command({ZIMAGE_CLI_PATH, "info", model, "--controlnet", nets + "cn_plain"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json c = json::parse(r.out)["components"]["controlnet"];
+  EXPECT_EQ(c["folder"], nets + "cn_plain");
+  EXPECT_EQ(c["config"]["control_layers_places"], json({0, 2}));
+}
