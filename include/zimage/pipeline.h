@@ -57,7 +57,9 @@ struct PretrainedOptions {
   // metadata; what the files cannot tell is Z-Image-Turbo's: README "Which file do I download").
   // The tokenizer comes from a GGUF text encoder's metadata, else from `tokenizer`.
   // A ZImageControlNetModel folder (diffusers' save_pretrained: config.json +
-  // diffusion_pytorch_model.safetensors) to attach; "" = none (load_controlnet attaches one later).
+  // diffusion_pytorch_model.safetensors) or one .safetensors file (alibaba-pai's Union files: the
+  // config inferred from its tensors for the transformer, README "ControlNet") to attach; "" =
+  // none (load_controlnet attaches one later).
   std::string controlnet;
   // LoRA adapters for the transformer (.safetensors: diffusers/PEFT, kohya `lora_unet_`, or
   // `diffusion_model.` keys), each with its scale (diffusers' set_adapters weight) and adapter
@@ -240,10 +242,11 @@ class ZImagePipeline {
 
   const std::string& folder() const;
 
-  // Attaches a ZImageControlNetModel from its diffusers folder; it shares the loaded transformer's
+  // Attaches a ZImageControlNetModel from its diffusers folder or a single file (as
+  // PretrainedOptions::controlnet); it shares the loaded transformer's
   // modules (nothing of the base model is loaded again). A ControlNet whose config does not match
   // the transformer is an Error before any weight is read. Replaces an attached one.
-  void load_controlnet(const std::string& folder);
+  void load_controlnet(const std::string& folder_or_file);
   void remove_controlnet();
   bool has_controlnet() const;
   // The shape of the initial latents of `batch` images of height x width pixels

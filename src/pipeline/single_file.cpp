@@ -15,6 +15,7 @@
 #include "core/gguf.h"
 #include "core/safetensors.h"
 #include "text_encoder/qwen3_text_encoder.h"
+#include "transformer/controlnet_z_image.h"
 #include "transformer/transformer_z_image.h"
 #include "vae/autoencoder_kl.h"
 
@@ -30,8 +31,9 @@ bool ends_with(const std::string& s, const std::string& p) {
 struct Shapes {
   const WeightStore& ws;
   std::string tag, file;
+  std::string while_doing = "inferring the config from the file without -m";
   [[noreturn]] void bad(const std::string& what) const {
-    fail("[", tag, "] ", file, ": ", what, " (inferring the config from the file without -m)");
+    fail("[", tag, "] ", file, ": ", what, " (", while_doing, ")");
   }
   bool has(const std::string& n) const { return ws.has(n); }
   Shape get(const std::string& n, size_t ndim) const {
@@ -63,7 +65,79 @@ int64_t divide(const Shapes& s, int64_t a, int64_t b, const std::string& what) {
   if (b <= 0 || a % b != 0) s.bad(what + ": " + std::to_string(a) + " is not a multiple of " + std::to_string(b));
   return a / b;
 }
+
+// The patch embedders `<pre>{p}-{f}.weight` ([rows, f*p*p*in]): their patch sizes, rows (checked
+// against `dim` unless it is 0) and the one input width they imply (`in_what` names it).
+struct PatchEmbedders {
+  std::vector<int64_t> patch, f_patch;
+  int64_t rows = 0, in = 0;
+};
+PatchEmbedders patch_embedders(const Shapes& s, const std::string& pre, int64_t dim, const std::string& dim_from,
+                               const std::string& in_what) {
+  PatchEmbedders e;
+  e.rows = dim;
+  std::set<int64_t> in;
+  for (const std::string& n : s.ws.names()) {
+    const std::string suf = ".weight";
+    if (!starts_with(n, pre) || !ends_with(n, suf)) continue;
+    const std::string key = n.substr(pre.size(), n.size() - pre.size() - suf.size());
+    int64_t p = 0, f = 0;
+    char dash = 0, extra = 0;
+    if (std::sscanf(key.c_str(), "%ld%c%ld%c", &p, &dash, &f, &extra) != 3 || dash != '-' || p < 1 || p > 64 || f < 1 ||
+        f > 64 || ZImageTransformerConfig::patch_key(p, f) != key)
+      s.bad("tensor '" + n + "': '" + key + "' is not a patch key 'p-f'");
+    const Shape w = s.get(n, 2);
+    if (e.rows == 0) e.rows = w[0];
+    if (w[0] != e.rows)
+      s.bad("tensor '" + n + "' has shape " + shape_str(w) + ": " + std::to_string(w[0]) + " rows, but dim is " +
+            std::to_string(e.rows) + " (" + (dim ? dim_from : "the first " + pre + "p-f.weight") + ")");
+    in.insert(divide(s, w[1], p * p * f, "tensor '" + n + "' columns (patch " + key + ")"));
+    e.patch.push_back(p);
+    e.f_patch.push_back(f);
+  }
+  if (in.size() > 1) s.bad("the " + pre.substr(0, pre.size() - 1) + " tensors imply different " + in_what);
+  if (!in.empty()) e.in = *in.begin();
+  return e;
+}
+
+// Whether every value of tensor `name` is zero (+0 or -0).
+bool all_zero(const WeightStore& ws, const std::string& name) {
+  if (ws.is_quantized(name) && !ws.is_fp8(name)) {
+    const QuantizedTensor q = ws.quantized(name, ws.info(name).shape);
+    const int64_t rows = q.shape.empty() ? 1 : q.shape[0], cols = rows ? shape_numel(q.shape) / rows : 0;
+    std::vector<float> row(size_t(std::max<int64_t>(cols, 1)));
+    for (int64_t r = 0; r < rows; ++r) {
+      dequantize_row(q, r, row.data());
+      for (int64_t i = 0; i < cols; ++i)
+        if (row[size_t(i)] != 0.0f) return false;
+    }
+    return true;
+  }
+  const Tensor t = ws.get(name).to(DType::F32);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (t.f32()[i] != 0.0f) return false;
+  return true;
+}
 }  // namespace
+
+void check_single_file_options(const PretrainedOptions& o) {
+  std::string missing;
+  using File = std::pair<const std::string*, const char*>;
+  for (const File& e :
+       {File{&o.transformer_file, "transformer_file (--transformer)"},
+        File{&o.text_encoder_file, "text_encoder_file (--text-encoder)"}, File{&o.vae_file, "vae_file (--vae)"}})
+    if (e.first->empty()) {
+      if (!missing.empty()) missing += ", ";
+      missing += e.second;
+    }
+  if (!missing.empty())
+    fail("[from_pretrained] no model folder or hub id: give one, or every component as a single file (missing: ",
+         missing, ")");
+  if (o.tokenizer.empty() && !is_gguf_file(o.text_encoder_file))
+    fail("[from_pretrained] no tokenizer: the text encoder '", o.text_encoder_file,
+         "' is not a GGUF file (only a GGUF carries its tokenizer); give a tokenizer/ folder (tokenizer.json + "
+         "tokenizer_config.json): --tokenizer DIR (PretrainedOptions::tokenizer), or -m MODEL");
+}
 
 bool is_gguf_file(const std::string& file) {
   std::ifstream f(file, std::ios::binary);
@@ -79,29 +153,11 @@ ZImageTransformerConfig infer_transformer_config(const std::string& file) {
   c.dim = s.get("x_pad_token", 2)[1];
   c.cap_feat_dim = s.get("cap_embedder.0.weight", 1)[0];
   // all_x_embedder.{p}-{f}: patch sizes and in_channels
-  c.all_patch_size.clear();
-  c.all_f_patch_size.clear();
-  std::set<int64_t> in_channels;
-  for (const std::string& n : ws.names()) {
-    const std::string pre = "all_x_embedder.", suf = ".weight";
-    if (!starts_with(n, pre) || !ends_with(n, suf)) continue;
-    const std::string key = n.substr(pre.size(), n.size() - pre.size() - suf.size());
-    int64_t p = 0, f = 0;
-    char dash = 0, extra = 0;
-    if (std::sscanf(key.c_str(), "%ld%c%ld%c", &p, &dash, &f, &extra) != 3 || dash != '-' || p < 1 || p > 64 || f < 1 ||
-        f > 64 || ZImageTransformerConfig::patch_key(p, f) != key)
-      s.bad("tensor '" + n + "': '" + key + "' is not a patch key 'p-f'");
-    const Shape w = s.get(n, 2);
-    if (w[0] != c.dim)
-      s.bad("tensor '" + n + "' has shape " + shape_str(w) + ": " + std::to_string(w[0]) + " rows, but dim is " +
-            std::to_string(c.dim) + " (x_pad_token)");
-    in_channels.insert(divide(s, w[1], p * p * f, "tensor '" + n + "' columns (patch " + key + ")"));
-    c.all_patch_size.push_back(p);
-    c.all_f_patch_size.push_back(f);
-  }
-  if (c.all_patch_size.empty()) s.bad("missing tensor 'all_x_embedder.2-1.weight' (or x_embedder.weight)");
-  if (in_channels.size() != 1) s.bad("the x_embedder tensors imply different in_channels");
-  c.in_channels = *in_channels.begin();
+  const PatchEmbedders e = patch_embedders(s, "all_x_embedder.", c.dim, "x_pad_token", "in_channels");
+  if (e.patch.empty()) s.bad("missing tensor 'all_x_embedder.2-1.weight' (or x_embedder.weight)");
+  c.all_patch_size = e.patch;
+  c.all_f_patch_size = e.f_patch;
+  c.in_channels = e.in;
   c.n_layers = s.count("layers.", ".attention.to_q.weight");
   c.n_refiner_layers = s.count("noise_refiner.", ".attention.to_q.weight");
   const int64_t ctx = s.count("context_refiner.", ".attention.to_q.weight");
@@ -282,6 +338,80 @@ nlohmann::json infer_vae_config_json(const std::string& file) {
 AutoencoderKLConfig infer_vae_config(const std::string& file) {
   const AutoencoderKLConfig c = AutoencoderKLConfig::parse(JsonConfig::from_json(infer_vae_config_json(file), file));
   AutoencoderKL::open_weights("", c, file);  // every tensor's name and shape
+  return c;
+}
+
+nlohmann::json infer_controlnet_config_json(const std::string& file, const ZImageTransformerConfig& t) {
+  WeightStore ws = with_component("controlnet", [&] { return WeightStore::open_file(file); });
+  const Shapes s{ws, "controlnet", file, "inferring the ControlNet's config from the file"};
+  const std::string pre = "control_all_x_embedder.";
+  const PatchEmbedders e = patch_embedders(s, pre, 0, "", "control_in_dim");
+  if (e.patch.empty()) {
+    std::string what = "not a Z-Image ControlNet: missing tensor 'control_all_x_embedder.2-1.weight'";
+    for (const char* n : {"x_pad_token", "model.diffusion_model.x_pad_token"})
+      if (ws.has(n)) what += std::string(": it has '") + n + "', a Z-Image transformer's (give it as --transformer)";
+    s.bad(what);
+  }
+  // Control layers: their number from the file; their places (the main layers their hints go
+  // into) are not in it: spread evenly over the transformer's layers, one every round(L / N)
+  // (half to even), which gives the places of the hub configs diffusers uses (hlky/Z-Image-Turbo-
+  // Fun-Controlnet-Union*): Union 1.0's 6 of 30 -> [0, 5, ..., 25], 2.x's 15 -> [0, 2, ..., 28].
+  const int64_t n = s.count("control_layers.", ".attention.to_q.weight");
+  if (n == 0) s.bad("missing tensor 'control_layers.0.attention.to_q.weight'");
+  const int64_t head_dim = s.get("control_layers.0.attention.norm_q.weight", 1)[0];
+  const int64_t heads = divide(
+      s, e.rows, head_dim, "dim (" + pre + "p-f.weight rows) over head_dim (control_layers.0.attention.norm_q.weight)");
+  const int64_t L = t.n_layers;
+  if (n > L)
+    s.bad("it has " + std::to_string(n) + " control layers (control_layers.0 to ." + std::to_string(n - 1) +
+          ") but the transformer has " + std::to_string(L) + " layers: their places cannot be inferred");
+  int64_t stride = L / n;
+  if (const int64_t r = L % n; 2 * r > n || (2 * r == n && stride % 2 == 1)) ++stride;
+  if ((n - 1) * stride >= L)
+    s.bad("its " + std::to_string(n) + " control layers, one every " + std::to_string(stride) +
+          " (round(layers / control layers)), do not fit the transformer's " + std::to_string(L) +
+          " layers: their places cannot be inferred");
+  std::vector<int64_t> places;
+  for (int64_t i = 0; i < n; ++i) places.push_back(i * stride);
+  // control_noise_refiner: its blocks tell the variant (diffusers' Union 1.0 / 2.0 / 2.1 rule).
+  const std::string r0 = "control_noise_refiner.0.";
+  const int64_t nr = s.count("control_noise_refiner.", ".attention.to_q.weight");
+  nlohmann::json refiner_places = nullptr, mode = nullptr;
+  int64_t n_refiner = 0;
+  auto first_refiner_places = [&](int64_t hints) {
+    refiner_places = nlohmann::json::array();
+    for (int64_t i = 0; i < std::min(hints, t.n_refiner_layers); ++i) refiner_places.push_back(i);
+  };
+  if (nr > 0 && ws.has(r0 + "before_proj.weight") && !all_zero(ws, r0 + "before_proj.weight")) {
+    mode = "control_noise_refiner";  // Union 2.1: control blocks over the image tokens, hints into noise_refiner
+    n_refiner = nr;
+    first_refiner_places(nr);
+  } else if (nr == 0 || ws.has(r0 + "before_proj.weight") || ws.has(r0 + "after_proj.weight")) {
+    mode = "control_layers";  // Union 2.0 (zeroed control_noise_refiner, dropped) or none at all
+    n_refiner = t.n_refiner_layers;
+    first_refiner_places(n);
+  } else {
+    n_refiner = nr;  // Union 1.0: plain refiner blocks on the control context
+  }
+  return {{"_class_name", "ZImageControlNetModel"},
+          {"add_control_noise_refiner", mode},
+          {"all_f_patch_size", e.f_patch},
+          {"all_patch_size", e.patch},
+          {"control_in_dim", e.in},
+          {"control_layers_places", places},
+          {"control_refiner_layers_places", refiner_places},
+          {"dim", e.rows},
+          {"n_heads", heads},
+          {"n_kv_heads", heads},
+          {"n_refiner_layers", n_refiner},
+          {"norm_eps", 1e-5},
+          {"qk_norm", true}};
+}
+
+ZImageControlNetConfig infer_controlnet_config(const std::string& file, const ZImageTransformerConfig& t) {
+  const ZImageControlNetConfig c = ZImageControlNetConfig::parse(infer_controlnet_config_json(file, t), file);
+  c.check_compatible(t, file);
+  ZImageControlNetModel::open_weights(file, c, t);  // every tensor's name and shape
   return c;
 }
 

@@ -12,6 +12,17 @@
 //     sample_size 1024 and, for 16 latent channels, the Flux VAE's scaling 0.3611 / shift 0.1159
 //     (any other latent width is an error).
 //   scheduler: FlowMatchEulerDiscreteScheduler with shift 3 (Z-Image-Turbo's).
+//   ControlNet (--controlnet FILE; diffusers' ZImageControlNetModel.from_single_file takes the
+//     config from the hub, hlky/Z-Image-Turbo-Fun-Controlnet-Union*): dim, patch sizes and
+//     control_in_dim from control_all_x_embedder.{p}-{f}, heads from the q norm, the number of
+//     control layers from the tensors; their places spread evenly over the transformer's layers
+//     (one every round(n_layers / count), half to even: the hub configs' places for Union 1.0's 6
+//     -> [0, 5, ..., 25] and 2.x's 15 -> [0, 2, ..., 28]). The variant from control_noise_refiner.0: a non-zero
+//     before_proj -> "control_noise_refiner" (Union 2.1); a zero or missing before_proj of a control
+//     block, or no control_noise_refiner at all -> "control_layers" (Union 2.0; its
+//     control_noise_refiner is dropped as diffusers' conversion drops it); plain blocks -> null
+//     (Union 1.0). control_refiner_layers_places: the first min(hints, transformer's
+//     n_refiner_layers) noise_refiner layers. norm_eps 1e-5, qk_norm true.
 // Each result is validated by the component's own config checks and its weights are checked
 // against it (every tensor's name and shape); errors name the file and the tensor.
 #pragma once
@@ -21,7 +32,9 @@
 #include "scheduler/flow_match_euler_config.h"
 #include "text_encoder/qwen3_config.h"
 #include "transformer/config.h"
+#include "transformer/controlnet_z_image.h"
 #include "vae/autoencoder_kl_config.h"
+#include "zimage/pipeline.h"
 
 namespace zimage {
 
@@ -30,7 +43,14 @@ Qwen3Config infer_text_encoder_config(const std::string& file);
 // The VAE's config.json as inferred (before validation), and the validated config.
 nlohmann::json infer_vae_config_json(const std::string& file);
 AutoencoderKLConfig infer_vae_config(const std::string& file);
+// The ControlNet's config.json as inferred for transformer `t` (before validation), and the
+// validated config (checked against `t` and the file's tensors).
+nlohmann::json infer_controlnet_config_json(const std::string& file, const ZImageTransformerConfig& t);
+ZImageControlNetConfig infer_controlnet_config(const std::string& file, const ZImageTransformerConfig& t);
 scheduler::FlowMatchEulerConfig zimage_turbo_scheduler_config();
+// Without a model folder: every component's file given, and a tokenizer (a GGUF text encoder's
+// or PretrainedOptions::tokenizer); errors start with "[from_pretrained]".
+void check_single_file_options(const PretrainedOptions& o);
 // Whether `file` is a GGUF file (its magic).
 bool is_gguf_file(const std::string& file);
 

@@ -173,27 +173,29 @@ struct ZImagePipeline::Impl {
     return *transformer;
   }
   ZImageControlNetModel& cnet() {
-    if (!controlnet) controlnet = ZImageControlNetModel::load(controlnet_dir, compute, *transformer_cfg);
+    if (!controlnet)
+      controlnet = ZImageControlNetModel::load(controlnet_dir, *controlnet_cfg, compute, *transformer_cfg);
     return *controlnet;
   }
-  void attach_controlnet(const std::string& dir) {
+  // A diffusers folder (config.json + weights) or one file (its config inferred for the loaded
+  // transformer: pipeline/single_file.h).
+  void attach_controlnet(const std::string& path) {
     std::error_code ec;
-    if (std::filesystem::is_regular_file(dir, ec))
-      fail("[controlnet] '", dir,
-           "' is a file: a ControlNet loads from its diffusers folder (config.json + "
-           "diffusion_pytorch_model.safetensors); diffusers' from_single_file takes the config of a single file "
-           "from the hub (hlky/Z-Image-Turbo-Fun-Controlnet-Union*), which this build does not do; make a folder "
-           "with diffusers: ZImageControlNetModel.from_single_file(file).save_pretrained(folder)");
-    if (!std::filesystem::is_directory(dir, ec)) fail("[controlnet] folder '", dir, "' does not exist");
-    ZImageControlNetConfig c = ZImageControlNetConfig::load(dir + "/config.json");
-    c.check_compatible(*transformer_cfg, dir + "/config.json");
-    if (opts.low_memory) {  // loaded per call: check the weights' headers now
-      ZImageControlNetModel::open_weights(dir, c, *transformer_cfg);
-      controlnet.reset();
+    ZImageControlNetConfig c;
+    if (std::filesystem::is_regular_file(path, ec)) {
+      c = infer_controlnet_config(path, *transformer_cfg);  // checks the tensors' headers too
     } else {
-      controlnet = ZImageControlNetModel::load(dir, compute, *transformer_cfg);
+      if (!std::filesystem::is_directory(path, ec))
+        fail("[controlnet] '", path, "' does not exist (a ZImageControlNetModel folder or a .safetensors file)");
+      c = ZImageControlNetConfig::load(path + "/config.json");
+      c.check_compatible(*transformer_cfg, path + "/config.json");
+      if (opts.low_memory) ZImageControlNetModel::open_weights(path, c, *transformer_cfg);
     }
-    controlnet_dir = dir;
+    if (opts.low_memory)  // loaded per call (the headers were checked above)
+      controlnet.reset();
+    else
+      controlnet = ZImageControlNetModel::load(path, c, compute, *transformer_cfg);
+    controlnet_dir = path;
     controlnet_cfg = c;
   }
   AutoencoderKL& autoencoder() {
@@ -238,22 +240,7 @@ ZImagePipeline ZImagePipeline::from_pretrained(const std::string& path_or_id, co
     m.folder = resolve_model_folder(path_or_id, ro);
     m.index = read_model_index(m.folder);
   } else {  // single files: every component's weights given, their configs inferred (pipeline/single_file.h)
-    std::string missing;
-    using File = std::pair<const std::string*, const char*>;
-    for (const File& e :
-         {File{&o.transformer_file, "transformer_file (--transformer)"},
-          File{&o.text_encoder_file, "text_encoder_file (--text-encoder)"}, File{&o.vae_file, "vae_file (--vae)"}})
-      if (e.first->empty()) {
-        if (!missing.empty()) missing += ", ";
-        missing += e.second;
-      }
-    if (!missing.empty())
-      fail("[from_pretrained] no model folder or hub id: give one, or every component as a single file (missing: ",
-           missing, ")");
-    if (o.tokenizer.empty() && !is_gguf_file(o.text_encoder_file))
-      fail("[from_pretrained] no tokenizer: the text encoder '", o.text_encoder_file,
-           "' is not a GGUF file (only a GGUF carries its tokenizer); give a tokenizer/ folder (tokenizer.json + "
-           "tokenizer_config.json): --tokenizer DIR (PretrainedOptions::tokenizer), or -m MODEL");
+    check_single_file_options(o);
   }
   m.compute = parse_dtype(o.torch_dtype);  // bfloat16 or float32 (validate_pretrained_options)
   m.vae_compute = parse_dtype(o.vae_dtype) == DType::BF16 ? DType::BF16 : DType::F32;
@@ -395,9 +382,9 @@ void validate_vae_tiling(const VaeTilingOptions& o) {
 }
 void ZImagePipeline::interrupt() { impl_->interrupted = true; }
 const std::string& ZImagePipeline::folder() const { return impl_->folder; }
-void ZImagePipeline::load_controlnet(const std::string& folder) {
+void ZImagePipeline::load_controlnet(const std::string& folder_or_file) {
   auto lock = impl_->lock_for("load_controlnet()");
-  impl_->attach_controlnet(folder);
+  impl_->attach_controlnet(folder_or_file);
 }
 void ZImagePipeline::remove_controlnet() {
   auto lock = impl_->lock_for("remove_controlnet()");

@@ -75,6 +75,7 @@ PngMetadata image_metadata(const GenerateRequest& r, const ModelInfo& m, int i, 
                  {"model", m.path},
                  {"generator", "torch.Generator(\"cpu\")"},
                  {"version", std::string("zimage.cpp ") + ZIMAGE_VERSION}};
+  for (const auto& [key, file] : m.files) meta.zimage[key] = file;
   if (!loras.empty()) {
     nlohmann::json js = nlohmann::json::array();
     for (const auto& l : loras)

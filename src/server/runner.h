@@ -1,6 +1,7 @@
 // Runs a queued request on the shared pipeline and encodes its PNGs with the metadata the CLI
 // writes (A1111 "parameters" infotext and the "zimage" JSON chunk).
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,10 +13,12 @@ namespace zimage::server {
 
 struct ModelInfo {
   std::string name;  // infotext "Model:" (hub id or folder name)
-  std::string path;  // as given to -m
+  std::string path;  // as given to -m ("" without one: the model is `files`)
   std::string dtype = "bfloat16", vae_dtype = "float32";
   std::string vae_tiling = "auto", vae_tile_mode = "seamless";
   int vae_tile_size = 0;
+  // The model's single files, under the keys generate records them ("transformer_file", ...).
+  std::map<std::string, std::string> files;
 };
 
 // The runner of a JobQueue: one pipeline call per job; a cancelled job stops after the current

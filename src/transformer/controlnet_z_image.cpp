@@ -1,6 +1,8 @@
 #include "transformer/controlnet_z_image.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <functional>
 #include <set>
 
 #include "core/config.h"
@@ -18,9 +20,18 @@ std::string list_str(const std::vector<int64_t>& v) {
 }  // namespace
 
 ZImageControlNetConfig ZImageControlNetConfig::load(const std::string& path) {
+  return parse_with([&] { return JsonConfig::load(path); }, path);
+}
+
+ZImageControlNetConfig ZImageControlNetConfig::parse(const nlohmann::json& json, const std::string& origin) {
+  return parse_with([&] { return JsonConfig::from_json(json, origin); }, origin);
+}
+
+ZImageControlNetConfig ZImageControlNetConfig::parse_with(const std::function<JsonConfig()>& read,
+                                                          const std::string& path) {
   ZImageControlNetConfig c;
   try {
-    JsonConfig j = JsonConfig::load(path);
+    JsonConfig j = read();
     const std::string cls = j.get_string("_class_name", "ZImageControlNetModel");
     if (cls != "ZImageControlNetModel") j.bad("_class_name", "is '" + cls + "', expected 'ZImageControlNetModel'");
     if (!j.has("control_layers_places")) j.bad("control_layers_places", "is missing (diffusers asserts 0 in it)");
@@ -178,10 +189,17 @@ std::vector<TensorSpec> ZImageControlNetModel::expected_tensors(const ZImageCont
   return s;
 }
 
-WeightStore ZImageControlNetModel::open_weights(const std::string& dir, const ZImageControlNetConfig& c,
+WeightStore ZImageControlNetModel::open_weights(const std::string& path, const ZImageControlNetConfig& c,
                                                 const ZImageTransformerConfig& t) {
   return with_component("controlnet", [&] {
-    WeightStore ws = WeightStore::open_dir(dir);
+    std::error_code ec;
+    WeightStore ws =
+        std::filesystem::is_regular_file(path, ec) ? WeightStore::open_file(path) : WeightStore::open_dir(path);
+    // Union 2.0's zeroed control_noise_refiner of a "control_layers" ControlNet: dropped, as
+    // diffusers' single-file conversion drops it.
+    if (c.add_control_noise_refiner == "control_layers")
+      for (const std::string& n : ws.names())
+        if (n.rfind("control_noise_refiner.", 0) == 0) ws.hide(n);
     ws.check(expected_tensors(c, t));
     return ws;
   });
@@ -189,14 +207,21 @@ WeightStore ZImageControlNetModel::open_weights(const std::string& dir, const ZI
 
 ZImageControlNetModel ZImageControlNetModel::load(const std::string& dir, DType compute,
                                                   const ZImageTransformerConfig& t) {
+  const std::string cfg_path = dir + "/config.json";
+  const ZImageControlNetConfig c = ZImageControlNetConfig::load(cfg_path);
+  c.check_compatible(t, cfg_path);
+  return load(dir, c, compute, t);
+}
+
+ZImageControlNetModel ZImageControlNetModel::load(const std::string& path, const ZImageControlNetConfig& config,
+                                                  DType compute, const ZImageTransformerConfig& t) {
   if (compute != DType::F32 && compute != DType::BF16)
     fail("[controlnet] compute dtype ", dtype_name(compute), " is not supported (use float32 or bfloat16)");
   ZImageControlNetModel m;
-  const std::string cfg_path = dir + "/config.json";
-  m.cfg_ = ZImageControlNetConfig::load(cfg_path);
-  m.cfg_.check_compatible(t, cfg_path);
+  m.cfg_ = config;
+  m.cfg_.check_compatible(t, path);
   m.compute_ = compute;
-  m.store_ = std::make_shared<WeightStore>(open_weights(dir, m.cfg_, t));
+  m.store_ = std::make_shared<WeightStore>(open_weights(path, m.cfg_, t));
   const auto& c = m.cfg_;
   const ZImageTransformerConfig bc = c.block_config(t);
   transformer::WeightLoader w(*m.store_, compute, "controlnet");

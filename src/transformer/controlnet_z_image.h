@@ -4,8 +4,10 @@
 // the transformer's, shared as diffusers' from_transformer shares it: ZImageTransformer2DModel::
 // forward runs the ControlNet with its own modules when given a ControlInput.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +18,8 @@
 #include "transformer/transformer_block.h"
 
 namespace zimage {
+
+class JsonConfig;
 
 struct ZImageControlNetConfig {
   std::vector<int64_t> control_layers_places;          // main layer index each control layer's hint is added to
@@ -36,6 +40,9 @@ struct ZImageControlNetConfig {
 
   // Parses and validates `path`; errors start with "[controlnet]" and name the key and value.
   static ZImageControlNetConfig load(const std::string& path);
+  // The same for a config given as JSON (`origin` names it in errors), e.g. one inferred from a
+  // single file (pipeline/single_file.h).
+  static ZImageControlNetConfig parse(const nlohmann::json& json, const std::string& origin);
   // The transformer-shaped config of the control blocks (dim, heads, eps, qk_norm).
   ZImageTransformerConfig block_config(const ZImageTransformerConfig& t) const;
   // Errors ("[controlnet] ... does not match the transformer ...") when this ControlNet cannot run
@@ -44,6 +51,9 @@ struct ZImageControlNetConfig {
   void check_compatible(const ZImageTransformerConfig& t, const std::string& origin) const;
   // Number of hints the refiner stage makes (0 without add_control_noise_refiner).
   int64_t refiner_hints() const;
+
+ private:
+  static ZImageControlNetConfig parse_with(const std::function<JsonConfig()>& read, const std::string& path);
 };
 
 namespace transformer {
@@ -71,9 +81,14 @@ class ZImageControlNetModel {
   // `transformer`: the config of the transformer it will run with (checked first: a mismatch is an
   // error before any weight is read).
   static ZImageControlNetModel load(const std::string& dir, DType compute, const ZImageTransformerConfig& transformer);
+  // The weights at `path` (a folder as above, or one .safetensors / .gguf file) with `config`
+  // (e.g. inferred from the file: pipeline/single_file.h).
+  static ZImageControlNetModel load(const std::string& path, const ZImageControlNetConfig& config, DType compute,
+                                    const ZImageTransformerConfig& transformer);
   static std::vector<TensorSpec> expected_tensors(const ZImageControlNetConfig& c, const ZImageTransformerConfig& t);
-  // Checks the weights' headers against expected_tensors (no data read).
-  static WeightStore open_weights(const std::string& dir, const ZImageControlNetConfig& c,
+  // Checks the weights' headers (a folder, or one file) against expected_tensors (no data read);
+  // a "control_layers" ControlNet's control_noise_refiner.* tensors are hidden (dropped).
+  static WeightStore open_weights(const std::string& path, const ZImageControlNetConfig& c,
                                   const ZImageTransformerConfig& t);
 
   const ZImageControlNetConfig& config() const { return cfg_; }

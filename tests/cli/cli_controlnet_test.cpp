@@ -83,6 +83,13 @@ TEST_F(CliControlNet, ControlNetParityAndFromPng) {
   EXPECT_EQ(j["controlnet_conditioning_scale"], 0.75);
   EXPECT_EQ(j["width"], 32);
   EXPECT_FALSE(j.contains("strength"));
+  // The ControlNet as one .safetensors file (config inferred from its tensors): the same pixels.
+  const std::string file = nets + "cn_plain/diffusion_pytorch_model.safetensors";
+  r = generate({"-m", model, "-p", "a photo of a cat", "--controlnet", file, "--control-image", ctrl, "--control-scale",
+                "0.75", "-s", "3", "--seed", "1", "-o", dir + "/file.png"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_png(dir + "/file.png").pixels, read_png(dir + "/out.png").pixels);
+  EXPECT_EQ(json::parse(read_png_metadata(dir + "/file.png").at("zimage"))["controlnet"], file);
 
   ASSERT_EQ(generate({"--from-png", dir + "/out.png", "-o", dir + "/again.png"}).code, 0);
   EXPECT_EQ(read_png(dir + "/again.png").pixels, read_png(dir + "/out.png").pixels);
@@ -148,8 +155,9 @@ TEST_F(CliControlNet, BadInputIsRefusedBeforeLoading) {
                "[generate] --controlnet needs --control-image FILE");
   expect_error({"-m", nomodel, "-p", "x", "--control-scale", "0.5", "-o", out},
                "[generate] --control-scale needs --control-image");
-  expect_error({"-m", nomodel, "-p", "x", "--controlnet", dir + "/no-net", "--control-image", ctrl, "-o", out},
-               "[controlnet] folder '" + dir + "/no-net' does not exist");
+  expect_error(
+      {"-m", nomodel, "-p", "x", "--controlnet", dir + "/no-net", "--control-image", ctrl, "-o", out},
+      "[controlnet] '" + dir + "/no-net' does not exist (a ZImageControlNetModel folder or a .safetensors file)");
   expect_error(
       {"-m", nomodel, "-p", "x", "--controlnet", net, "--control-image", ctrl, "--init-image", ctrl, "-o", out},
       "[pipeline] control_image with an init image but no mask_image");
@@ -159,17 +167,40 @@ TEST_F(CliControlNet, BadInputIsRefusedBeforeLoading) {
 }
 
 // A ControlNet that does not fit the model fails at load, before any weight is read; so do a
-// single file (no config) and inpainting with a ControlNet that cannot inpaint.
+// file that is no ControlNet and inpainting with a ControlNet that cannot inpaint.
 TEST_F(CliControlNet, MismatchedControlNetIsRefused) {
   const std::string ctrl = test::fixture("controlnet/ctrl_32.png"), out = dir + "/out.png";
   expect_error({"-m", model, "-p", "x", "--controlnet", test::fixture("controlnet/tiny-bf16/cn_plain"),
                 "--control-image", ctrl, "-o", out},
                "this ControlNet does not match the transformer: dim 64 != the transformer's dim 72");
-  expect_error({"-m", model, "-p", "x", "--controlnet", nets + "cn_plain/diffusion_pytorch_model.safetensors",
-                "--control-image", ctrl, "-o", out},
-               "is a file: a ControlNet loads from its diffusers folder");
+  const std::string transformer = model + "/transformer/diffusion_pytorch_model.safetensors";
+  expect_error(
+      {"-m", model, "-p", "x", "--controlnet", transformer, "--control-image", ctrl, "-o", out},
+      "[controlnet] " + transformer + ": not a Z-Image ControlNet: missing tensor 'control_all_x_embedder.2-1.weight'");
   expect_error(
       {"-m", model, "-p", "x", "--controlnet", nets + "cn_plain", "--control-image", ctrl, "--init-image",
        test::fixture("edit/rgb_48.png"), "--mask", test::fixture("edit/mask_holes_48.png"), "-s", "1", "-o", out},
       "[pipeline] ControlNet inpainting needs a ControlNet with control_in_dim 33");
+}
+
+// `zimage info --controlnet`: a file's config as inferred (the keys of the folder's config.json,
+// the same values), a folder's as saved.
+TEST_F(CliControlNet, InfoShowsTheControlNetConfig) {
+  for (const char* net : {"cn_plain", "cn_layers", "cn_refiner"}) {
+    const std::string file = nets + net + "/diffusion_pytorch_model.safetensors";
+    const test::CommandResult r = test::run_command({ZIMAGE_CLI_PATH, "info", model, "--controlnet", file});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json c = json::parse(r.out)["components"]["controlnet"];
+    EXPECT_EQ(c["file"], file);
+    EXPECT_EQ(c["config_inferred"], true);
+    json saved = json::parse(test::read_file(nets + net + "/config.json"));
+    saved.erase("_diffusers_version");
+    for (auto& [k, v] : saved.items()) EXPECT_EQ(c["config"][k], v) << net << " " << k;
+    EXPECT_GT(c["parameters"].get<int64_t>(), 0);
+  }
+  const test::CommandResult r = test::run_command({ZIMAGE_CLI_PATH, "info", model, "--controlnet", nets + "cn_plain"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json c = json::parse(r.out)["components"]["controlnet"];
+  EXPECT_EQ(c["folder"], nets + "cn_plain");
+  EXPECT_EQ(c["config"]["control_layers_places"], json({0, 2}));
 }

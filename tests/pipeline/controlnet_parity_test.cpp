@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "transformer/controlnet_z_image.h"
+#include "util/single_files.h"
 #include "util/test_util.h"
 #include "zimage/pipeline.h"
 
@@ -254,5 +255,45 @@ TEST(ControlNetApi, ConfigErrorsNameTheField) {
   expect([](json& j) { j["add_control_noise_refiner"] = nullptr; },  // then it expects control_noise_refiner weights
          "control_noise_refiner.0.");
   EXPECT_FALSE(pipe.has_controlnet());
+  std::filesystem::remove_all(dir);
+}
+
+// A ControlNet as one .safetensors file (the form alibaba-pai publishes; config inferred from its
+// tensors for the transformer) gives the folder's images bit for bit, in each variant: the
+// "control_layers" one written as Union 2.0 files are (a zeroed control_noise_refiner, dropped).
+TEST(ControlNetSingleFile, SameImagesAsTheFolder) {
+  const std::string dir = test::temp_dir("cnfile");
+  ZImagePipeline& pipe = pipe_for("tiny-fp32");
+  const ZImageTransformerConfig t =
+      ZImageTransformerConfig::load(test::fixture("models/tiny-fp32/transformer/config.json"));
+  const std::string nets = test::fixture("controlnet/tiny-fp32/");
+  const std::map<std::string, std::string> file_of = {
+      {"cn_plain", nets + "cn_plain/diffusion_pytorch_model.safetensors"},
+      {"cn_refiner", nets + "cn_refiner/diffusion_pytorch_model.safetensors"},
+      {"cn_layers", test::write_controlnet_file("tiny-fp32", "cn_layers", dir + "/union20.safetensors",
+                                                test::control_refiner_tensors(t, 2, true, true, 8000))}};
+  for (const char* name : {"plain_s075", "layers_s075", "refiner_s075", "inpaint_holes"}) {
+    const json c = cn_case("tiny-fp32", name);
+    ASSERT_FALSE(c.is_null()) << name;
+    const std::string folder = test::fixture(c["controlnet"].get<std::string>());
+    pipe.load_controlnet(folder);
+    const PipelineOutput a = pipe(cn_params(c));
+    pipe.load_controlnet(file_of.at(std::filesystem::path(folder).filename().string()));
+    const PipelineOutput b = pipe(cn_params(c));
+    ASSERT_EQ(a.latents.shape(), b.latents.shape()) << name;
+    EXPECT_EQ(a.latents.to_vector(), b.latents.to_vector()) << name;
+    ASSERT_EQ(a.images.size(), b.images.size()) << name;
+    for (size_t i = 0; i < a.images.size(); ++i) EXPECT_EQ(a.images[i].pixels, b.images[i].pixels) << name;
+  }
+  // PretrainedOptions::controlnet with a file, loaded per call (low_memory): the same latents.
+  const json c = cn_case("tiny-fp32", "layers_s04");
+  PretrainedOptions o;
+  o.torch_dtype = o.vae_dtype = "float32";
+  o.low_memory = true;
+  o.controlnet = file_of.at("cn_layers");
+  auto low_file = ZImagePipeline::from_pretrained(test::fixture("models/tiny-fp32"), o);
+  o.controlnet = nets + "cn_layers";
+  auto low_folder = ZImagePipeline::from_pretrained(test::fixture("models/tiny-fp32"), o);
+  EXPECT_EQ(low_file(cn_params(c)).latents.to_vector(), low_folder(cn_params(c)).latents.to_vector());
   std::filesystem::remove_all(dir);
 }

@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "pipeline/single_file.h"
+#include "transformer/controlnet_z_image.h"
 #include "util/gguf_writer.h"
 #include "util/single_files.h"
 #include "util/test_util.h"
@@ -259,6 +260,182 @@ TEST(SingleFileConfig, PipelineWithoutModelNeedsEveryFileAndATokenizer) {
             "[from_pretrained] no tokenizer: the text encoder '" + o.text_encoder_file +
                 "' is not a GGUF file (only a GGUF carries its tokenizer); give a tokenizer/ folder (tokenizer.json + "
                 "tokenizer_config.json): --tokenizer DIR (PretrainedOptions::tokenizer), or -m MODEL");
+}
+
+// ControlNet single files (--controlnet FILE): the config inferred from the tensors for the
+// transformer is the one the diffusers folder was saved with, for every fixture ControlNet (the
+// three add_control_noise_refiner variants, two transformers).
+namespace {
+ZImageTransformerConfig tiny_transformer(const std::string& model) {
+  return ZImageTransformerConfig::load(test::fixture("models/" + model + "/transformer/config.json"));
+}
+void expect_same_config(const ZImageControlNetConfig& a, const ZImageControlNetConfig& b, const std::string& what) {
+  EXPECT_EQ(a.control_layers_places, b.control_layers_places) << what;
+  EXPECT_EQ(a.control_refiner_layers_places, b.control_refiner_layers_places) << what;
+  EXPECT_EQ(a.control_in_dim, b.control_in_dim) << what;
+  EXPECT_EQ(a.add_control_noise_refiner, b.add_control_noise_refiner) << what;
+  EXPECT_EQ(a.all_patch_size, b.all_patch_size) << what;
+  EXPECT_EQ(a.all_f_patch_size, b.all_f_patch_size) << what;
+  EXPECT_EQ(a.dim, b.dim) << what;
+  EXPECT_EQ(a.n_refiner_layers, b.n_refiner_layers) << what;
+  EXPECT_EQ(a.n_heads, b.n_heads) << what;
+  EXPECT_EQ(a.n_kv_heads, b.n_kv_heads) << what;
+  EXPECT_EQ(a.norm_eps, b.norm_eps) << what;
+  EXPECT_EQ(a.qk_norm, b.qk_norm) << what;
+}
+}  // namespace
+
+TEST(SingleFileControlNet, ConfigOfEachFixtureNetIsTheSavedOne) {
+  const std::pair<const char*, const char*> nets[] = {{"tiny-fp32", "cn_plain"},
+                                                      {"tiny-fp32", "cn_layers"},
+                                                      {"tiny-fp32", "cn_refiner"},
+                                                      {"tiny-bf16", "cn_plain"},
+                                                      {"tiny-bf16", "cn_refiner"}};
+  for (auto& [model, net] : nets) {
+    const std::string folder = test::fixture(std::string("controlnet/") + model + "/" + net);
+    const std::string file = folder + "/diffusion_pytorch_model.safetensors";  // already one file
+    expect_same_config(infer_controlnet_config(file, tiny_transformer(model)),
+                       ZImageControlNetConfig::load(folder + "/config.json"), std::string(model) + "/" + net);
+  }
+}
+
+// Union 2.x files carry control_noise_refiner control blocks: a non-zero before_proj makes it
+// "control_noise_refiner" (2.1), a zeroed or missing one "control_layers" (2.0: the blocks are
+// dropped, as diffusers' conversion drops them); plain blocks are Union 1.0's null.
+TEST(SingleFileControlNet, RefinerVariantFromTheRefinerBlocks) {
+  const ZImageTransformerConfig t = tiny_transformer("tiny-fp32");
+  const ZImageControlNetConfig layers =
+      ZImageControlNetConfig::load(test::fixture("controlnet/tiny-fp32/cn_layers/config.json"));
+  const std::string dir = files().dir;
+  {  // 2.0: zeroed before_proj -> the saved "control_layers" config; the refiner is not loaded
+    const std::string f = test::write_controlnet_file("tiny-fp32", "cn_layers", dir + "/cn20.safetensors",
+                                                      test::control_refiner_tensors(t, 2, true, true, 7000));
+    expect_same_config(infer_controlnet_config(f, t), layers, "2.0");
+    WeightStore ws = ZImageControlNetModel::open_weights(f, infer_controlnet_config(f, t), t);
+    EXPECT_FALSE(ws.has("control_noise_refiner.0.before_proj.weight"));
+    EXPECT_TRUE(ws.has("control_layers.0.before_proj.weight"));
+  }
+  {  // a control refiner without before_proj: "control_layers" too (diffusers' rule)
+    const std::string f = test::write_controlnet_file("tiny-fp32", "cn_layers", dir + "/cn20b.safetensors",
+                                                      test::control_refiner_tensors(t, 2, false, false, 7100));
+    expect_same_config(infer_controlnet_config(f, t), layers, "2.0 without before_proj");
+  }
+  {  // 2.1: non-zero before_proj -> "control_noise_refiner", one hint per refiner block
+    const std::string f = test::write_controlnet_file("tiny-fp32", "cn_layers", dir + "/cn21.safetensors",
+                                                      test::control_refiner_tensors(t, 2, true, false, 7200));
+    const ZImageControlNetConfig c = infer_controlnet_config(f, t);
+    EXPECT_EQ(c.add_control_noise_refiner, "control_noise_refiner");
+    EXPECT_EQ(c.n_refiner_layers, 2);
+    EXPECT_EQ(c.control_refiner_layers_places, (std::vector<int64_t>{0, 1}));
+    EXPECT_EQ(c.control_layers_places, (std::vector<int64_t>{0, 2}));
+  }
+  {  // one refiner block: its hint goes into noise_refiner 0 only
+    const std::string f = test::write_controlnet_file("tiny-fp32", "cn_layers", dir + "/cn21one.safetensors",
+                                                      test::control_refiner_tensors(t, 1, true, false, 7300));
+    EXPECT_EQ(infer_controlnet_config(f, t).control_refiner_layers_places, (std::vector<int64_t>{0}));
+  }
+}
+
+// Places: one control layer every round(layers / control layers) of the transformer's layers.
+TEST(SingleFileControlNet, PlacesSpreadOverTheTransformerLayers) {
+  const std::string f = test::fixture("controlnet/tiny-fp32/cn_plain/diffusion_pytorch_model.safetensors");
+  ZImageTransformerConfig t = tiny_transformer("tiny-fp32");  // 2 control layers
+  const std::pair<int64_t, std::vector<int64_t>> want[] = {{2, {0, 1}}, {3, {0, 2}}, {4, {0, 2}},  {5, {0, 2}},
+                                                           {6, {0, 3}}, {7, {0, 4}}, {30, {0, 15}}};
+  for (auto& [layers, places] : want) {
+    t.n_layers = layers;
+    EXPECT_EQ(infer_controlnet_config_json(f, t)["control_layers_places"].get<std::vector<int64_t>>(), places)
+        << layers;
+  }
+  // The Union files' counts on Z-Image-Turbo's 30 layers: the places of hlky's diffusers configs.
+  WeightStore ws = WeightStore::open_dir(test::fixture("controlnet/tiny-fp32/cn_plain"));
+  t.n_layers = 30;
+  for (const int64_t n : {6, 15}) {
+    std::map<std::string, Tensor> more;
+    for (const std::string& name : ws.names())
+      if (name.rfind("control_layers.1.", 0) == 0)
+        for (int64_t i = 2; i < n; ++i)
+          more["control_layers." + std::to_string(i) + "." + name.substr(17)] = ws.get(name);
+    const std::string g = test::write_controlnet_file(
+        "tiny-fp32", "cn_plain", files().dir + "/union" + std::to_string(n) + ".safetensors", more);
+    std::vector<int64_t> places;
+    for (int64_t i = 0; i < n; ++i) places.push_back(i * (30 / n));
+    EXPECT_EQ(infer_controlnet_config_json(g, t)["control_layers_places"].get<std::vector<int64_t>>(), places) << n;
+  }
+}
+
+TEST(SingleFileControlNet, BadFilesAreNamed) {
+  const ZImageTransformerConfig t = tiny_transformer("tiny-fp32");
+  const std::string dir = files().dir, tail = " (inferring the ControlNet's config from the file)";
+  auto error = [&](const std::string& f) { return test::error_of([&] { infer_controlnet_config(f, t); }); };
+  {  // a transformer given as the ControlNet
+    const std::string f = test::fixture("models/tiny-fp32/transformer/diffusion_pytorch_model.safetensors");
+    EXPECT_EQ(error(f), "[controlnet] " + f +
+                            ": not a Z-Image ControlNet: missing tensor 'control_all_x_embedder.2-1.weight': it has "
+                            "'x_pad_token', a Z-Image transformer's (give it as --transformer)" +
+                            tail);
+  }
+  {  // not a weights file at all
+    const std::string f = dir + "/garbage.safetensors";
+    test::write_file(f, "this is not a safetensors file");
+    const std::string e = error(f);
+    EXPECT_TRUE(contains(e, "[controlnet]") && contains(e, f)) << e;
+  }
+  auto is = [](const std::string& prefix) {
+    return [prefix](const std::string& n) { return n.rfind(prefix, 0) == 0; };
+  };
+  {  // no control layers
+    const std::string f =
+        test::write_controlnet_file("tiny-fp32", "cn_plain", dir + "/nolayers.safetensors", {}, is("control_layers."));
+    EXPECT_EQ(error(f), "[controlnet] " + f + ": missing tensor 'control_layers.0.attention.to_q.weight'" + tail);
+  }
+  {  // a gap: layers 0 and 2
+    WeightStore ws = WeightStore::open_dir(test::fixture("controlnet/tiny-fp32/cn_plain"));
+    std::map<std::string, Tensor> moved;
+    for (const std::string& n : ws.names())
+      if (n.rfind("control_layers.1.", 0) == 0) moved["control_layers.2." + n.substr(17)] = ws.get(n);
+    const std::string f =
+        test::write_controlnet_file("tiny-fp32", "cn_plain", dir + "/gap.safetensors", moved, is("control_layers.1."));
+    const std::string e = error(f);
+    EXPECT_TRUE(contains(e, "[controlnet] " + f + ": has 'control_layers.2.") &&
+                contains(e, "' but is missing tensor 'control_layers.1.attention.to_q.weight'" + tail))
+        << e;
+  }
+  {  // more control layers than the transformer has layers
+    WeightStore ws = WeightStore::open_dir(test::fixture("controlnet/tiny-fp32/cn_plain"));
+    std::map<std::string, Tensor> more;
+    for (const std::string& n : ws.names())
+      if (n.rfind("control_layers.1.", 0) == 0)
+        for (const char* i : {"2", "3"}) more[std::string("control_layers.") + i + "." + n.substr(17)] = ws.get(n);
+    const std::string f = test::write_controlnet_file("tiny-fp32", "cn_plain", dir + "/four.safetensors", more);
+    EXPECT_EQ(error(f), "[controlnet] " + f +
+                            ": it has 4 control layers (control_layers.0 to .3) but the transformer has 3 layers: "
+                            "their places cannot be inferred" +
+                            tail);
+  }
+  {  // embedder columns that are no multiple of the patch
+    const std::string f =
+        test::write_controlnet_file("tiny-fp32", "cn_plain", dir + "/badx.safetensors",
+                                    {{"control_all_x_embedder.2-1.weight", test::randn({72, 63}, 1)}});
+    EXPECT_EQ(error(f), "[controlnet] " + f +
+                            ": tensor 'control_all_x_embedder.2-1.weight' columns (patch 2-1): 63 is not a multiple "
+                            "of 4" +
+                            tail);
+  }
+  {  // a block tensor of the wrong shape: the weights check names it
+    const std::string f =
+        test::write_controlnet_file("tiny-fp32", "cn_plain", dir + "/badproj.safetensors",
+                                    {{"control_layers.1.after_proj.weight", test::randn({72, 70}, 2)}});
+    const std::string e = error(f);
+    EXPECT_TRUE(contains(e, "[controlnet]") && contains(e, f) && contains(e, "control_layers.1.after_proj.weight") &&
+                contains(e, "[72, 70]"))
+        << e;
+  }
+  {  // another transformer's ControlNet (dim 64)
+    const std::string f = test::fixture("controlnet/tiny-bf16/cn_plain/diffusion_pytorch_model.safetensors");
+    EXPECT_EQ(error(f), "[controlnet] " + f +
+                            ": this ControlNet does not match the transformer: dim 64 != the transformer's dim 72");
+  }
 }
 
 }  // namespace zimage

@@ -8,12 +8,14 @@
 #pragma once
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "transformer/transformer_block.h"
 #include "transformer/transformer_z_image.h"
 #include "util/gguf_tokenizer.h"
 #include "util/gguf_writer.h"
@@ -209,6 +211,45 @@ inline SingleFiles write_single_files(const std::string& dir) {
                              {"use_quant_conv", false}};
   write_file(f.model + "/vae/config.json", vj.dump(2));
   return f;
+}
+
+// A tiny fixture ControlNet (tests/fixtures/controlnet/<model>/<net>, diffusers names) as the one
+// .safetensors file alibaba-pai publishes, written to `path`: its tensors unchanged (dtype too),
+// without those `drop` returns true for, plus `extra` ones.
+inline std::string write_controlnet_file(const std::string& model, const std::string& net, const std::string& path,
+                                         const std::map<std::string, Tensor>& extra = {},
+                                         const std::function<bool(const std::string&)>& drop = nullptr) {
+  WeightStore store = WeightStore::open_dir(fixture("controlnet/" + model + "/" + net));
+  std::map<std::string, Tensor> ts;
+  for (const std::string& name : store.names())
+    if (!drop || !drop(name)) ts[name] = store.get(name);
+  for (const auto& [name, t] : extra) ts[name] = t;
+  save_safetensors(path, ts);
+  return path;
+}
+
+// Union 2.x's control_noise_refiner: `n` control blocks (before_proj on the first) of width `dim`
+// with random weights; `zero_before` zeroes the first one's before_proj (Union 2.0, whose refiner
+// diffusers' conversion drops), `before` false leaves it out.
+inline std::map<std::string, Tensor> control_refiner_tensors(const ZImageTransformerConfig& block, int64_t n,
+                                                             bool before, bool zero_before, uint32_t seed) {
+  std::vector<TensorSpec> specs;
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string p = "control_noise_refiner." + std::to_string(i) + ".";
+    transformer::block_tensor_specs(specs, p, block, true);
+    if (i == 0 && before) {
+      specs.push_back({p + "before_proj.weight", {block.dim, block.dim}});
+      specs.push_back({p + "before_proj.bias", {block.dim}});
+    }
+    specs.push_back({p + "after_proj.weight", {block.dim, block.dim}});
+    specs.push_back({p + "after_proj.bias", {block.dim}});
+  }
+  std::map<std::string, Tensor> w = random_weights(specs, seed);
+  if (before && zero_before)
+    for (const char* n : {"control_noise_refiner.0.before_proj.weight", "control_noise_refiner.0.before_proj.bias"})
+      for (int64_t i = 0; i < w[n].numel(); ++i) w[n].f32()[i] = 0.0f;
+  for (auto& [name, t] : w) t = t.to(DType::BF16);
+  return w;
 }
 
 }  // namespace zimage::test

@@ -198,22 +198,7 @@ class ProgressPrinter {
 int run_generate(GenerateArgs a) {
   if (!a.from_png.empty()) apply_png_parameters(a.from_png, a);
   if (a.prompt.empty()) fail("[generate] no prompt: give -p/--prompt (or --from-png)");
-  if (a.model.empty()) {  // single files: every component
-    if (a.transformer_file.empty() && a.text_encoder_file.empty() && a.vae_file.empty())
-      fail(
-          "[generate] no model: give -m/--model, or every component as a single file (--transformer, --text-encoder, "
-          "--vae)");
-    std::string missing;
-    using File = std::pair<const std::string*, const char*>;
-    for (const File& e : {File{&a.transformer_file, "--transformer"}, File{&a.text_encoder_file, "--text-encoder"},
-                          File{&a.vae_file, "--vae"}})
-      if (e.first->empty()) {
-        if (!missing.empty()) missing += ", ";
-        missing += e.second;
-      }
-    if (!missing.empty())
-      fail("[generate] no model (-m): every component must then be a single file; missing ", missing);
-  }
+  check_model_or_files(a, "[generate] ", "-m/--model");  // without one: every component a single file
   params::check_prompt_text(a.prompt, "prompt", "[generate] ");
   params::check_prompt_text(a.negative_prompt, "negative prompt", "[generate] ");
   std::vector<std::optional<uint64_t>> seed_args;
@@ -252,7 +237,8 @@ int run_generate(GenerateArgs a) {
   if (a.control_scale && a.control_image.empty()) fail("[generate] --control-scale needs --control-image");
   if (!a.controlnet.empty()) {
     std::error_code ec;
-    if (!fs::exists(a.controlnet, ec)) fail("[controlnet] folder '", a.controlnet, "' does not exist");
+    if (!fs::exists(a.controlnet, ec))
+      fail("[controlnet] '", a.controlnet, "' does not exist (a ZImageControlNetModel folder or a .safetensors file)");
   }
   validate_pretrained_options(po);
 
@@ -435,10 +421,12 @@ int run_generate(GenerateArgs a) {
   return 0;
 }
 
-int run_info(const std::string& model) {
+int run_info(const GenerateArgs& a) {
+  check_model_or_files(a, "[info] ", "MODEL");  // without one: every component a single file
   PretrainedOptions po;
-  po.local_files_only = true;  // info never downloads (`zimage pull` does)
-  std::printf("%s\n", describe_model(model, po).c_str());
+  apply_pretrained_params(a, po, kInfo);  // --transformer, --text-encoder, --vae, --tokenizer, --controlnet
+  po.local_files_only = true;             // info never downloads (`zimage pull` does)
+  std::printf("%s\n", describe_model(a.model, po).c_str());
   return 0;
 }
 

@@ -65,6 +65,7 @@ int run_generate(GenerateArgs a);
 // A1111 "parameters" text; options in a.given win. Every value is type- and range-checked
 // (zimage::Error "[from-png] <png>: '<key>' is <value>, expected ...").
 void apply_png_parameters(const std::string& png, GenerateArgs& a);
-int run_info(const std::string& model);
+// `zimage info [MODEL] [--transformer F --text-encoder F --vae F [--tokenizer DIR]] [--controlnet P]`.
+int run_info(const GenerateArgs& a);
 
 }  // namespace zimage::cli

@@ -60,7 +60,6 @@ void add_serve_options(CLI::App& s, ServeArgs& a) {
       ->check(CLI::ExistingDirectory);
   // generate's options that make sense for a server: the model's and the per-request defaults.
   add_param_options(s, g, kServe);
-  s.get_option("--model")->required();
   s.get_option("--negative-prompt")->expected(1);
   for (CLI::Option* o : s.get_options())
     if (o->get_items_expected_max() == 1) o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -141,6 +140,7 @@ int run_serve(ServeArgs a) {
   if (g.steps < 1 || g.steps > a.max_steps)
     fail("[serve] --steps ", g.steps, " is outside [1, --max-steps ", a.max_steps, "]");
   if (g.negative_prompt.size() > 1) fail("[serve] give one default --negative-prompt");
+  check_model_or_files(g, "[serve] ", "-m/--model");  // without one: every component a single file
   server::ServerOptions so;
   so.api_key = resolve_key(a);
   so.host = a.host;
@@ -160,15 +160,11 @@ int run_serve(ServeArgs a) {
                  g.cfg_truncation,
                  g.max_sequence_length};
   so.limits = {a.max_size, a.max_steps, a.max_images};
-  so.model_name = model_name(g.model);
-  so.model_path = g.model;
-  PretrainedOptions po;
-  po.torch_dtype = g.dtype;
-  po.vae_dtype = g.vae_dtype;
-  po.device = g.device;
-  po.num_threads = g.threads;
-  po.low_memory = g.low_memory;
-  po.local_files_only = g.local_files_only;
+  // Without a model: the transformer file's name (as generate's PNG metadata).
+  so.model_name = g.model.empty() ? fs::path(g.transformer_file).stem().string() : model_name(g.model);
+  so.model_path = g.model.empty() ? g.transformer_file : g.model;
+  PretrainedOptions po;  // dtypes, device, threads, low memory, local files, single files: the table's serve rows
+  apply_pretrained_params(g, po, kServe);
   // LoRAs: run time (a request's <lora:NAME:SCALE> changes scales between calls).
   std::vector<server::LoraFile> lora_files;
   for (const auto& arg : g.lora) {
@@ -209,7 +205,8 @@ int run_serve(ServeArgs a) {
 
   server::Server srv(so);
   const int port = srv.bind();
-  std::fprintf(stderr, "zimage serve: listening on http://%s:%d (loading %s)\n", a.host.c_str(), port, g.model.c_str());
+  std::fprintf(stderr, "zimage serve: listening on http://%s:%d (loading %s)\n", a.host.c_str(), port,
+               so.model_path.c_str());
   std::fflush(stderr);
   std::atomic<bool> http_done{false};
   std::thread http([&] {
@@ -245,8 +242,8 @@ int run_serve(ServeArgs a) {
     pipe.emplace(ZImagePipeline::from_pretrained(g.model, po));
     pipe->set_attention_backend(g.attention);
     pipe->set_vae_tiling(tiling);
-    server::ModelInfo info{so.model_name, g.model,         g.dtype,        g.vae_dtype,
-                           g.vae_tiling,  g.vae_tile_mode, g.vae_tile_size};
+    server::ModelInfo info{so.model_name, g.model,         g.dtype,         g.vae_dtype,
+                           g.vae_tiling,  g.vae_tile_mode, g.vae_tile_size, record_model_files(g)};
     q = std::make_unique<server::JobQueue>(
         server::pipeline_runner(*pipe, info, so.loras),
         server::QueueOptions{size_t(a.queue_size), a.keep_seconds, size_t(a.keep_count)});

@@ -6,6 +6,7 @@
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 
 #include <openssl/evp.h>
 
@@ -369,6 +370,8 @@ const std::vector<GenerationParam> kParams = {
      .key = "transformer_file",
      .library = "PretrainedOptions::transformer_file",
      .diffusers = "ZImageTransformer2DModel.from_single_file",
+     .server = "serve option",
+     .scope = kGenerate | kServe | kInfo,
      .restored = true,
      .recorded_when = "when given",
      .capture_default = false,
@@ -384,6 +387,8 @@ const std::vector<GenerationParam> kParams = {
      .key = "text_encoder_file",
      .library = "PretrainedOptions::text_encoder_file",
      .diffusers = "text_encoder=...",
+     .server = "serve option",
+     .scope = kGenerate | kServe | kInfo,
      .restored = true,
      .recorded_when = "when given",
      .capture_default = false,
@@ -401,6 +406,8 @@ const std::vector<GenerationParam> kParams = {
      .key = "vae_file",
      .library = "PretrainedOptions::vae_file",
      .diffusers = "AutoencoderKL.from_single_file",
+     .server = "serve option",
+     .scope = kGenerate | kServe | kInfo,
      .restored = true,
      .recorded_when = "when given",
      .capture_default = false,
@@ -417,6 +424,8 @@ const std::vector<GenerationParam> kParams = {
      .key = "tokenizer",
      .library = "PretrainedOptions::tokenizer",
      .diffusers = "tokenizer=...",
+     .server = "serve option",
+     .scope = kGenerate | kServe | kInfo,
      .restored = true,
      .recorded_when = "when given",
      .capture_default = false,
@@ -574,11 +583,13 @@ const std::vector<GenerationParam> kParams = {
                    A& a) { restore_input(P, v, "--control-image", "control_image", "control image", a.control_image); },
      .record = [](const A&, const ImageRecord& img, json& out) { record_input(img, "control_image", out); }},
     {.flags = "--controlnet",
-     .help = "ControlNet: a diffusers ZImageControlNetModel folder (config.json + diffusion_pytorch_model.safetensors)",
+     .help = "ControlNet: a diffusers ZImageControlNetModel folder (config.json + diffusion_pytorch_model.safetensors) "
+             "or a single .safetensors file (e.g. alibaba-pai's Union 1.0 / 2.x; its config inferred from the tensors)",
      .field = &A::controlnet,
      .key = "controlnet",
      .library = "PretrainedOptions::controlnet",
      .diffusers = "ZImageControlNetPipeline(controlnet=...)",
+     .scope = kGenerate | kInfo,
      .restored = true,
      .recorded_when = "ControlNet",
      .capture_default = false,
@@ -680,6 +691,41 @@ void add_param_options(CLI::App& app, GenerateArgs& a, ParamScope scope) {
 void apply_params(const GenerateArgs& a, PipelineTargets& t) {
   for (const auto& p : kParams)
     if (p.apply) p.apply(a, t);
+}
+
+void apply_pretrained_params(const GenerateArgs& a, PretrainedOptions& po, ParamScope scope) {
+  CallParams call;
+  VaeTilingOptions tiling;
+  PipelineTargets t{po, call, tiling};
+  for (const auto& p : kParams)
+    if ((p.scope & scope) && p.apply && std::string_view(p.library).rfind("PretrainedOptions::", 0) == 0) p.apply(a, t);
+}
+
+std::map<std::string, std::string> record_model_files(const GenerateArgs& a) {
+  json out = json::object();
+  for (const auto& p : kParams)
+    if ((p.scope & kServe) && (p.scope & kInfo) && p.record) p.record(a, ImageRecord{}, out);
+  std::map<std::string, std::string> files;
+  for (auto& [key, v] : out.items()) files[key] = v.get<std::string>();
+  return files;
+}
+
+void check_model_or_files(const GenerateArgs& a, const char* tag, const char* model_opt) {
+  if (!a.model.empty()) return;
+  if (a.transformer_file.empty() && a.text_encoder_file.empty() && a.vae_file.empty())
+    fail(tag, "no model: give ", model_opt,
+         ", or every component as a single file (--transformer, --text-encoder, --vae)");
+  std::string missing;
+  using File = std::pair<const std::string*, const char*>;
+  for (const File& e : {File{&a.transformer_file, "--transformer"}, File{&a.text_encoder_file, "--text-encoder"},
+                        File{&a.vae_file, "--vae"}})
+    if (e.first->empty()) {
+      if (!missing.empty()) missing += ", ";
+      missing += e.second;
+    }
+  const std::string opt = model_opt, short_opt = opt.substr(0, opt.find('/'));  // "-m/--model" -> "-m"
+  if (!missing.empty())
+    fail(tag, "no model (", short_opt, "): every component must then be a single file; missing ", missing);
 }
 
 json record_params(const GenerateArgs& a, const ImageRecord& img) {

@@ -9,6 +9,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -75,7 +76,7 @@ using ArgsField = std::variant<std::monostate, std::string GenerateArgs::*, std:
                                int GenerateArgs::*, double GenerateArgs::*, bool GenerateArgs::*,
                                std::optional<double> GenerateArgs::*>;
 
-enum ParamScope : unsigned { kGenerate = 1, kServe = 2 };
+enum ParamScope : unsigned { kGenerate = 1, kServe = 2, kInfo = 4 };  // kInfo: `zimage info` (the model's files)
 
 struct GenerationParam {
   const char* flags = nullptr;  // CLI11 names, e.g. "-s,--steps"
@@ -114,6 +115,14 @@ const GenerationParam& generation_param(const std::string& long_name);  // throw
 void add_param_options(CLI::App& app, GenerateArgs& a, ParamScope scope);
 // Every row's `apply`.
 void apply_params(const GenerateArgs& a, PipelineTargets& t);
+// The `apply` of the rows of `scope` that go into PretrainedOptions (how serve and info load the model).
+void apply_pretrained_params(const GenerateArgs& a, PretrainedOptions& po, ParamScope scope);
+// The model's single files as the PNG metadata records them ({"transformer_file": ..., ...}, the
+// rows serve and info share with generate), for `zimage serve`'s images.
+std::map<std::string, std::string> record_model_files(const GenerateArgs& a);
+// Without a model (`model_opt`, e.g. "-m/--model") every component must be a single file
+// (--transformer, --text-encoder, --vae: configs inferred from them); errors start with `tag`.
+void check_model_or_files(const GenerateArgs& a, const char* tag, const char* model_opt);
 // The "zimage" metadata JSON of one image: every recorded row.
 json record_params(const GenerateArgs& a, const ImageRecord& img);
 // Restores every recorded, restorable row present in the JSON and not given on the command line.

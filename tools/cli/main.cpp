@@ -33,9 +33,12 @@ int main(int argc, char** argv) {
   auto* g = app.add_subcommand("generate", "generate images from a prompt");
   zimage::cli::add_generate_options(*g, gen);
   g->footer(zimage::cli::kExitCodes);
-  std::string info_model;
-  auto* info = app.add_subcommand("info", "show a model folder's components, configs, dtypes and sizes");
-  info->add_option("model", info_model, "model folder or hub id in the Hugging Face cache")->required();
+  zimage::cli::GenerateArgs info_args;
+  auto* info = app.add_subcommand("info", "show a model's components, configs, dtypes and sizes");
+  info->add_option("model", info_args.model,
+                   "model folder or hub id in the Hugging Face cache (or none: --transformer, --text-encoder and --vae "
+                   "give every component, their configs inferred from the files)");
+  zimage::cli::add_param_options(*info, info_args, zimage::cli::kInfo);
   info->footer(zimage::cli::kExitCodes);
   zimage::cli::PullArgs pull_args;
   auto* pull = app.add_subcommand("pull", "download a model from the Hugging Face hub into its cache");
@@ -64,7 +67,7 @@ int main(int argc, char** argv) {
           stdout);
       return kExitOk;
     }
-    if (info->parsed()) return zimage::cli::run_info(info_model);
+    if (info->parsed()) return zimage::cli::run_info(info_args);
     if (pull->parsed()) return zimage::cli::run_pull(pull_args);
     if (serve->parsed()) return zimage::cli::run_serve(serve_args);
   } catch (const zimage::Error& e) {
