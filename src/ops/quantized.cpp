@@ -1,9 +1,7 @@
 #include "ops/quantized.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -14,13 +12,33 @@
 #include "backend/cpu/qgemm.h"
 #include "core/fp8.h"
 #include "core/gguf.h"
+#include "core/mapping.h"
 #include "core/safetensors.h"
 
 namespace zimage::ops {
 
+namespace {
+std::atomic<int64_t> g_live_packed{0};  // bytes of every packed copy alive (kept or transient)
+thread_local bool t_transient = false;  // a TransientPacking scope is open on this thread
+
+// A packed copy, counted in live_packed_bytes() while it lives.
+struct Counted {
+  std::unique_ptr<cpu::QPacked> p;
+  explicit Counted(std::unique_ptr<cpu::QPacked> q) : p(std::move(q)) {
+    if (p) g_live_packed += int64_t(p->bytes());
+  }
+  ~Counted() {
+    if (p) g_live_packed -= int64_t(p->bytes());
+  }
+  Counted(const Counted&) = delete;
+  Counted& operator=(const Counted&) = delete;
+};
+
+}  // namespace
+
 struct QuantPack {
   std::mutex mu;
-  std::unique_ptr<cpu::QPacked> packed;
+  std::unique_ptr<Counted> packed;
   const uint8_t* data = nullptr;  // what it was made from (a copy of the matrix edited later repacks)
   uint32_t type = 0;
   int64_t rows = 0, cols = 0;
@@ -29,10 +47,16 @@ struct QuantPack {
 
 std::shared_ptr<QuantPack> new_quant_pack() { return std::make_shared<QuantPack>(); }
 
+TransientPacking::TransientPacking(bool on) : previous_(t_transient) { t_transient = on; }
+TransientPacking::~TransientPacking() { t_transient = previous_; }
+bool TransientPacking::active() { return t_transient; }
+
+size_t live_packed_bytes() { return size_t(std::max<int64_t>(0, g_live_packed.load())); }
+
 size_t packed_bytes(const QuantizedMatrix& w) {
   if (!w.pack) return 0;
   std::lock_guard<std::mutex> l(w.pack->mu);
-  return w.pack->packed ? w.pack->packed->bytes() : 0;
+  return w.pack->packed && w.pack->packed->p ? w.pack->packed->p->bytes() : 0;
 }
 
 int64_t quant_tile_rows(int64_t cols) {
@@ -57,46 +81,30 @@ bool uses_integer_gemm(const QuantizedMatrix& w) {
 
 namespace {
 
-// Drops the pages of [p, p + n) from this process when they lie in a read-only private file
-// mapping (a GGUF file's): they are clean, and touching them again rereads the file. Anything
-// else (anonymous or writable memory, where DONTNEED would lose the data) is left alone.
-void release_file_pages(const void* p, size_t n) {
-  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p), begin = (a + page - 1) & ~(page - 1), end = (a + n) & ~(page - 1);
-  if (begin >= end) return;
-  std::FILE* f = std::fopen("/proc/self/maps", "r");
-  if (!f) return;
-  char line[512];
-  bool ok = false;
-  while (std::fgets(line, sizeof line, f)) {
-    unsigned long lo = 0, hi = 0, off = 0, inode = 0;
-    char perms[8] = {0}, dev[32] = {0};
-    if (std::sscanf(line, "%lx-%lx %7s %lx %31s %lu", &lo, &hi, perms, &off, dev, &inode) != 6) continue;
-    if (begin >= lo && end <= hi) {
-      ok = inode != 0 && perms[1] == '-' && perms[3] == 'p';
-      break;
-    }
-  }
-  std::fclose(f);
-  if (ok) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+std::unique_ptr<Counted> pack_of(const QuantizedMatrix& w) {
+  auto c = std::make_unique<Counted>(cpu::qgemm_pack(w.rows, w.cols, w.data, w.row_bytes, w.ggml_type));
+  // The packed copy replaces the file's pages (a read-only GGUF mapping rereads them if touched).
+  release_file_pages(w.data, size_t(w.rows) * w.row_bytes);
+  return c;
 }
 
-// The packed copy of w for the integer GEMM, made on first use.
-const cpu::QPacked& packed(const QuantizedMatrix& w) {
+// The packed copy of w kept with it (made on first use), or null inside a TransientPacking scope
+// when none is kept.
+const cpu::QPacked* kept_packed(const QuantizedMatrix& w) {
   QuantPack& c = *w.pack;
   std::lock_guard<std::mutex> l(c.mu);
-  if (!c.packed || c.data != w.data || c.type != w.ggml_type || c.rows != w.rows || c.cols != w.cols ||
-      c.row_bytes != w.row_bytes) {
-    c.packed.reset();
-    c.packed = cpu::qgemm_pack(w.rows, w.cols, w.data, w.row_bytes, w.ggml_type);
-    c.data = w.data;
-    c.type = w.ggml_type;
-    c.rows = w.rows;
-    c.cols = w.cols;
-    c.row_bytes = w.row_bytes;
-    release_file_pages(w.data, size_t(w.rows) * w.row_bytes);
-  }
-  return *c.packed;
+  const bool same = c.packed && c.data == w.data && c.type == w.ggml_type && c.rows == w.rows && c.cols == w.cols &&
+                    c.row_bytes == w.row_bytes;
+  if (same) return c.packed->p.get();
+  if (t_transient) return nullptr;
+  c.packed.reset();
+  c.packed = pack_of(w);
+  c.data = w.data;
+  c.type = w.ggml_type;
+  c.rows = w.rows;
+  c.cols = w.cols;
+  c.row_bytes = w.row_bytes;
+  return c.packed->p.get();
 }
 
 int64_t check(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias) {
@@ -127,7 +135,12 @@ void run(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias, Tensor& 
   const float* bp = bias ? b32.f32() : nullptr;
   if (uses_integer_gemm(w)) {
     if (!w.pack) fail("[linear] quantized weight [", N, ", ", K, "] has no pack cache");
-    cpu::qgemm_nt_packed(M, x.raw(), x.dtype(), K, packed(w), bp, y.raw(), N, y.dtype());
+    if (const cpu::QPacked* kept = kept_packed(w)) {
+      cpu::qgemm_nt_packed(M, x.raw(), x.dtype(), K, *kept, bp, y.raw(), N, y.dtype());
+      return;
+    }
+    const std::unique_ptr<Counted> transient = pack_of(w);  // freed when the GEMM is done
+    cpu::qgemm_nt_packed(M, x.raw(), x.dtype(), K, *transient->p, bp, y.raw(), N, y.dtype());
     return;
   }
   const bool bf16 = w.compute == DType::BF16;
@@ -153,6 +166,7 @@ void run(const Tensor& x, const QuantizedMatrix& w, const Tensor* bias, Tensor& 
                     bf16 ? DType::BF16 : DType::F32, bp ? bp + n0 : nullptr,
                     static_cast<char*>(y.raw()) + size_t(n0) * ysz, N, y.dtype());
   }
+  if (t_transient) release_file_pages(w.data, size_t(N) * w.row_bytes);
 }
 
 }  // namespace

@@ -10,7 +10,11 @@
 // into its kernels' layout (qgemm.h's QPacked: 1.25 bytes per weight for Q8_0 against 1.06 in the
 // file, 0.875 for Q4_K against 0.56), kept with the matrix; then the pages of the file mapping it
 // came from are released (madvise DONTNEED: a read-only file mapping rereads them if touched), so
-// the resident size is the packed copy's, not both.
+// the resident size is the packed copy's, not both. Inside a TransientPacking scope a matrix with
+// no packed copy kept is packed for one GEMM and the copy freed after it (the same kernels and
+// values: the result is bit-identical), and its file pages are released after each use (the
+// dequantizing path too): the pipeline's text encoder, and the transformer under --low-memory,
+// then hold one weight's packed copy at a time instead of the whole model's.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -39,6 +43,25 @@ struct QuantizedMatrix {
   // The integer GEMM's packed copy (made on first use; copies of the matrix share it).
   std::shared_ptr<QuantPack> pack = new_quant_pack();
 };
+
+// While alive, quantized linears on this thread pack transiently (on = true) or keep their packed
+// copy (on = false, the default outside any scope). Scopes nest; the destructor restores the
+// setting it found.
+class TransientPacking {
+ public:
+  explicit TransientPacking(bool on = true);
+  ~TransientPacking();
+  TransientPacking(const TransientPacking&) = delete;
+  TransientPacking& operator=(const TransientPacking&) = delete;
+  static bool active();  // on this thread
+
+ private:
+  bool previous_;
+};
+
+// Bytes of every integer-GEMM packed copy alive in this process (kept ones and, during a GEMM, a
+// transient one).
+size_t live_packed_bytes();
 
 // Bytes of the integer GEMM's packed copy of `w` (0 until its first integer linear).
 size_t packed_bytes(const QuantizedMatrix& w);

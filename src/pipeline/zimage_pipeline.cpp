@@ -10,9 +10,11 @@
 #include <thread>
 
 #include "core/config.h"
+#include "core/mapping.h"
 #include "image/image_processor.h"
 #include "image/postprocess.h"
 #include "ops/ops.h"
+#include "ops/quantized.h"
 #include "pipeline/model_configs.h"
 #include "pipeline/model_folder.h"
 #include "pipeline/pipeline_internal.h"
@@ -204,6 +206,9 @@ struct ZImagePipeline::Impl {
   }
 
   std::vector<Tensor> encode(const std::vector<std::string>& prompts, int max_len, std::vector<std::string>& warnings) {
+    // The text encoder runs once per prompt: its quantized weights are packed for one GEMM at a
+    // time, never kept (ops/quantized.h), so it holds no packed copy between calls.
+    const ops::TransientPacking transient;
     std::vector<Tensor> out;
     for (auto& p : prompts) {
       TokenizedPrompt tp = tokenizer->encode_prompt(p, max_len);
@@ -484,7 +489,10 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     for (auto& e : *list)
       if (e.ndim() != 2 || e.dim(1) != cap_dim || e.dim(0) < 1)
         fail("[pipeline] prompt embeddings must be [L, ", cap_dim, "] with L >= 1, got ", shape_str(e.shape()));
-  if (opts.low_memory) text_encoder.reset();
+  if (opts.low_memory)
+    text_encoder.reset();
+  else if (!opts.text_encoder_file.empty())  // it stays loaded: its file's pages leave the process until the next call
+    release_file_mappings(opts.text_encoder_file);
   out.times.text_encoder = since(t0);
   if (progress) progress({"text_encoder", 0, 0, out.times.text_encoder});
 
@@ -628,8 +636,10 @@ PipelineOutput ZImagePipeline::Impl::call(ZImagePipeline& self, const CallParams
     if (do_cfg) repeat(negative_embeds);
   }
 
-  // 4. Denoising loop.
+  // 4. Denoising loop. --low-memory packs each quantized weight for its GEMM and frees the copy
+  // (ops/quantized.h) and releases its file pages: the transformer is never resident as a whole.
   t0 = Clock::now();
+  const ops::TransientPacking transient(opts.low_memory);
   ZImageTransformer2DModel& model = dit();
   ControlInput control_input;
   if (control) {

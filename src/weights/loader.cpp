@@ -8,10 +8,10 @@ Loader::~Loader() {
   if (used_ && used_.use_count() == 1) prefetch::enqueue(component_, std::move(*used_));
 }
 
-void Loader::record(const std::string& name, const void* data, size_t bytes) const {
+void Loader::record(const std::string& name, const void* data, size_t bytes, bool map) const {
   if (!used_ || bytes == 0) return;
   try {
-    used_->push_back(prefetch::Range{store_.mapping(name), data, bytes});
+    used_->push_back(prefetch::Range{store_.mapping(name), data, bytes, map});
   } catch (...) {
     // prefetch is an optimisation: a weight it does not know is read when the forward uses it
   }
@@ -70,7 +70,7 @@ LinearWeight Loader::linear_weight(const std::string& name, int64_t out, int64_t
   m->keepalive = q.keepalive;
   m->compute = compute_;
   m->scale = std::move(q.scale);
-  record(name, q.data, q.nbytes);
+  record(name, q.data, q.nbytes, /*map=*/false);  // packed (or dequantized) from the page cache
   w.quantized = std::move(m);
   return w;
 }

@@ -85,7 +85,7 @@ class Loader {
   Device device_ = Device::CPU;
   Tensor place(const Tensor& t) const;
   std::shared_ptr<std::vector<prefetch::Range>> used_;  // null: prefetch off
-  void record(const std::string& name, const void* data, size_t bytes) const;
+  void record(const std::string& name, const void* data, size_t bytes, bool map = true) const;
 };
 
 }  // namespace zimage::weights

@@ -128,7 +128,12 @@ class Reader {
         std::shared_ptr<const void> keep = r.owner.lock();
         if (!keep || keep.use_count() <= 1) return false;
         const size_t n = size_t(std::min<uintptr_t>(kChunk, end - p));
-        populate(reinterpret_cast<void*>(p), n, page);
+        if (r.map) {
+          populate(reinterpret_cast<void*>(p), n, page);
+        } else {
+          madvise(reinterpret_cast<void*>(p), n, MADV_WILLNEED);
+          set_method("willneed");
+        }
         std::lock_guard<std::mutex> l(mu_);
         stats_.bytes_read += n;
       }

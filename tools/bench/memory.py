@@ -11,7 +11,9 @@ Each --run LABEL=ARG,ARG,... is one `zimage generate` (':' in an ARG stands for 
 option and its value), run one after the other (never two at once). Peak RSS is the kernel's
 (wait4 ru_maxrss); while the process runs, /proc/PID/smaps_rollup is read every --interval seconds
 and the sample with the largest Rss is reported split into anonymous and file-backed pages
-(reading smaps_rollup costs CPU time: keep --interval at 1 s or more on a small machine).
+(reading smaps_rollup costs CPU time: keep --interval at 1 s or more on a small machine); zimage's
+progress lines on stderr say which stage each sample falls in, and the largest sample of each stage
+(load + text encoding, denoising, VAE decode) is reported too.
 
 --te-layers N: the folder's text_encoder/config.json says how many layers to run; a text encoder
 file with another depth (e.g. quantize_gguf.py --random-text-encoder 36 on a folder made with
@@ -65,42 +67,74 @@ def rollup(pid):
         return None
 
 
+STAGE_RE = re.compile(r"^(text_encoder|vae): [\d.]+ s$|^denoise step (\d+)/(\d+):")
+
+
 def run(cmd, env, interval):
+    """Runs one zimage generate. Its stderr is read as it comes: the progress lines ("text_encoder:
+    S s", "denoise step i/n: ...", "vae: S s") tell which stage each smaps_rollup sample falls in
+    (load + text encoding, denoising, VAE decode), and the largest sample of each stage is kept."""
     print(f"[memory] {' '.join(cmd)}", file=sys.stderr, flush=True)
-    with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
+    with tempfile.TemporaryFile() as fo:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env)
+        p = subprocess.Popen(cmd, stdout=fo, stderr=subprocess.PIPE, env=env)
         best = {}
+        stages = {}
+        stage = ["load+text_encoder"]
+        err_lines = []
         done = threading.Event()
 
         def sample():
             nonlocal best
             while not done.is_set():
                 r = rollup(p.pid)
-                if r and r.get("Rss", 0) > best.get("Rss", 0):
-                    best = dict(r, t=time.perf_counter() - t0)
+                if r:
+                    st = stage[0]
+                    if r.get("Rss", 0) > best.get("Rss", 0):
+                        best = dict(r, t=time.perf_counter() - t0, stage=st)
+                    if r.get("Rss", 0) > stages.get(st, {}).get("Rss", 0):
+                        stages[st] = r
                 done.wait(interval)
+
+        def read_err():
+            for raw in p.stderr:
+                line = raw.decode("utf-8", "replace")
+                err_lines.append(line)
+                m = STAGE_RE.match(line.strip())
+                if m:
+                    if m.group(1) == "text_encoder":
+                        stage[0] = "denoise"
+                    elif m.group(1) == "vae":
+                        stage[0] = "end"
+                    elif m.group(2) and m.group(2) == m.group(3):
+                        stage[0] = "vae"
         th = threading.Thread(target=sample, daemon=True)
+        te = threading.Thread(target=read_err, daemon=True)
         th.start()
+        te.start()
         _, status, ru = os.wait4(p.pid, 0)
         done.set()
         th.join()
+        te.join()
         wall = time.perf_counter() - t0
         rc = os.waitstatus_to_exitcode(status)
-        fe.seek(0)
-        err = fe.read().decode("utf-8", "replace")
+        err = "".join(err_lines)
     if rc != 0:
         raise SystemExit(f"[memory] failed (exit {rc}):\n{err[-4000:]}")
     m = bench.TIME_RE.search(err)
     if not m:
         raise SystemExit(f"[memory] no 'time:' line in zimage's stderr:\n{err[-3000:]}")
-    load, te, den, _, vae, total = map(float, m.groups())
+    load, te_s, den, _, vae, total = map(float, m.groups())
     gib = 1024 ** 2  # kB -> GiB
-    return dict(peak_rss_gb=ru.ru_maxrss / gib, wall_s=wall, load_s=load, text_encoder_s=te, denoise_s=den, vae_s=vae,
-                total_s=total, sampled_peak_rss_gb=best.get("Rss", 0) / gib,
+    steps = [float(x.group(3)) for x in bench.STEP_RE.finditer(err)]
+    by_stage = {k: dict(rss_gb=v.get("Rss", 0) / gib, anon_gb=v.get("Anonymous", 0) / gib,
+                        file_gb=(v.get("Rss", 0) - v.get("Anonymous", 0)) / gib) for k, v in stages.items()}
+    return dict(peak_rss_gb=ru.ru_maxrss / gib, wall_s=wall, load_s=load, text_encoder_s=te_s, denoise_s=den, vae_s=vae,
+                total_s=total, step_s=steps, sampled_peak_rss_gb=best.get("Rss", 0) / gib,
                 sampled_anon_gb=best.get("Anonymous", 0) / gib,
                 sampled_file_gb=(best.get("Rss", 0) - best.get("Anonymous", 0)) / gib,
-                sampled_at_s=best.get("t"), stderr_tail=err[-2000:])
+                sampled_at_s=best.get("t"), sampled_stage=best.get("stage"), by_stage=by_stage,
+                stderr_tail=err[-2000:])
 
 
 def main():
@@ -142,14 +176,22 @@ def main():
     env = bench.environment(argparse.Namespace(commit=None, build_dir=os.path.dirname(os.path.abspath(args.zimage_bin)),
                                                threads=args.threads))
     env["loadavg_end"] = os.getloadavg()[0]
-    rows = [[label, " ".join(r["args"]), r["peak_rss_gb"], r["sampled_anon_gb"], r["sampled_file_gb"], r["load_s"],
-             r["text_encoder_s"], r["denoise_s"] / args.steps, r["vae_s"], r["total_s"] - r["load_s"]]
+
+    def stage_gb(r, st):
+        v = r["by_stage"].get(st)
+        return f"{v['rss_gb']:.2f} ({v['anon_gb']:.2f} + {v['file_gb']:.2f})" if v else "-"
+
+    rows = [[label, " ".join(r["args"]), r["peak_rss_gb"], r["sampled_stage"] or "-", r["sampled_anon_gb"],
+             r["sampled_file_gb"], stage_gb(r, "load+text_encoder"), stage_gb(r, "denoise"), stage_gb(r, "vae"),
+             r["load_s"], r["text_encoder_s"], " / ".join(f"{x:.2f}" for x in r["step_s"]), r["vae_s"],
+             r["total_s"] - r["load_s"], r["loadavg_before"]]
             for label, r in res.items()]
     text = (f"zimage peak RSS on {args.model}{f' (text encoder run with {args.te_layers} layers)' if args.te_layers else ''}, "
             f"{args.size}x{args.size}, {args.steps} step(s), bf16 compute and VAE: {bench.env_line(env)}\n\n"
-            + bench.md_table(["run", "arguments", "peak RSS GB (wait4)", "at the peak: anonymous GB",
-                              "at the peak: file-backed GB", "load s", "text encoding s", "s / step", "VAE s",
-                              "end-to-end s (excl. load)"], rows) + "\n")
+            + bench.md_table(["run", "arguments", "peak RSS GB (wait4)", "sampled peak in", "at the peak: anonymous GB",
+                              "at the peak: file-backed GB", "load + text encoding: max RSS GB (anon + file)",
+                              "denoising: max RSS GB", "VAE: max RSS GB", "load s", "text encoding s", "s per step",
+                              "VAE s", "end-to-end s (excl. load)", "load average before"], rows) + "\n")
     print(text)
     if args.markdown:
         open(args.markdown, "w").write(text)
