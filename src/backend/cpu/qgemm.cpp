@@ -363,7 +363,8 @@ void qgemm_nt_packed(int64_t M, const void* x, DType xt, int64_t ldx, const QPac
   const int64_t npanels = w.npanels;
   const int64_t chunk = std::min(npanels, std::max<int64_t>(2, kChunkBytes / L.bytes()) / 2 * 2);
   const int64_t nchunks = (npanels + chunk - 1) / chunk;
-  const int64_t mtiles = (M + 3) / 4;
+  constexpr int R = kQTileMaxRows, P = 2;  // rows and panels per tile
+  const int64_t mtiles = (M + R - 1) / R;
   const int64_t want = 2 * int64_t(omp_get_max_threads());
   const int64_t msplit = std::min(mtiles, std::max<int64_t>(1, (want + nchunks - 1) / nchunks));
   const int64_t tiles_per = (mtiles + msplit - 1) / msplit;
@@ -373,17 +374,17 @@ void qgemm_nt_packed(int64_t M, const void* x, DType xt, int64_t ldx, const QPac
     for (int64_t m = 0; m < M; ++m)
       kt.qgemm_quantize_row(static_cast<const char*>(x) + size_t(m * ldx) * (xt == DType::BF16 ? 2 : 4),
                             xt == DType::BF16, K, G, xq.get() + m * K, xd.get() + m * nb, xs.get() + m * nb);
-    alignas(64) float out[4 * 32];
+    const size_t ysz = yt == DType::BF16 ? 2 : 4;
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < nchunks * msplit; ++item) {
-      const int64_t c = item / msplit, c0 = c * chunk, cp = std::min(chunk, npanels - c0), npairs = (cp + 1) / 2;
+      const int64_t c = item / msplit, c0 = c * chunk, cp = std::min(chunk, npanels - c0), npairs = (cp + P - 1) / P;
       const int64_t t0 = item % msplit * tiles_per, t1 = std::min(mtiles, t0 + tiles_per);
       for (int64_t mt = t0; mt < t1; ++mt)
         for (int64_t pp = 0; pp < npairs; ++pp) {
-          const int64_t m0 = mt * 4, pi = c0 + pp * 2;
+          const int64_t m0 = mt * R, pi = c0 + pp * P;
           QTile tl;
-          tl.mr = int(std::min<int64_t>(4, M - m0));
-          tl.np = int(std::min<int64_t>(2, c0 + cp - pi));
+          tl.mr = int(std::min<int64_t>(R, M - m0));
+          tl.np = int(std::min<int64_t>(P, c0 + cp - pi));
           tl.G = G;
           tl.nib = w.nib;
           tl.off = w.off;
@@ -395,19 +396,13 @@ void qgemm_nt_packed(int64_t M, const void* x, DType xt, int64_t ldx, const QPac
           tl.ldxd = nb;
           for (int j = 0; j < tl.np; ++j) tl.p[j] = view(w.base + (pi + j) * L.bytes(), L);
           if (tl.np == 1) tl.p[1] = tl.p[0];
-          tl.out = out;
+          const int64_t n0 = pi * 16;
+          tl.y = static_cast<char*>(y) + size_t(m0 * ldy + n0) * ysz;
+          tl.ldy = ldy;
+          tl.y_bf16 = yt == DType::BF16;
+          tl.bias = bias ? bias + n0 : nullptr;
+          tl.nn = int(std::min<int64_t>(16 * tl.np, N - n0));
           kt.qgemm_tile(tl);
-          const int64_t n0 = pi * 16, nn = std::min<int64_t>(16 * tl.np, N - n0);
-          for (int m = 0; m < tl.mr; ++m) {
-            const float* o = out + m * 32;
-            if (yt == DType::BF16) {
-              uint16_t* yr = static_cast<uint16_t*>(y) + (m0 + m) * ldy + n0;
-              for (int64_t n = 0; n < nn; ++n) yr[n] = f32_to_bf16(bias ? o[n] + bias[n0 + n] : o[n]);
-            } else {
-              float* yr = static_cast<float*>(y) + (m0 + m) * ldy + n0;
-              for (int64_t n = 0; n < nn; ++n) yr[n] = bias ? o[n] + bias[n0 + n] : o[n];
-            }
-          }
         }
     }
   }

@@ -18,7 +18,7 @@ namespace {
 // (unsigned values 0..15, two groups a byte): vpmaddubsw takes them as they are, the pair sums stay
 // within 2 * 15 * 127; OFF: the weights are stored as q + t.off (idot takes off * xs).
 template <int MR, int G, bool ASYM, bool NIB, bool OFF>
-void half(const QTile& t, int m0, int j) {
+void half(const QTile& t, int m0, int j, float* out) {
   constexpr int NG = G / 4;
   constexpr int64_t QB = NIB ? G * 8 : G * 16;
   const QPanel& p = t.p[j];
@@ -76,16 +76,18 @@ void half(const QTile& t, int m0, int j) {
     }
   }
   for (int m = 0; m < MR; ++m)
-    for (int h = 0; h < 2; ++h) _mm256_storeu_ps(t.out + (m0 + m) * 32 + j * 16 + h * 8, acc[m][h]);
+    for (int h = 0; h < 2; ++h) _mm256_storeu_ps(out + (m0 + m) * 32 + j * 16 + h * 8, acc[m][h]);
 }
 
 template <int G, bool ASYM, bool NIB = false, bool OFF = false>
 void run(const QTile& t) {
+  alignas(32) float out[kQTileMaxRows * 32];
   for (int j = 0; j < t.np; ++j) {
     int m = 0;
-    for (; m + 2 <= t.mr; m += 2) half<2, G, ASYM, NIB, OFF>(t, m, j);
-    if (m < t.mr) half<1, G, ASYM, NIB, OFF>(t, m, j);
+    for (; m + 2 <= t.mr; m += 2) half<2, G, ASYM, NIB, OFF>(t, m, j, out);
+    if (m < t.mr) half<1, G, ASYM, NIB, OFF>(t, m, j, out);
   }
+  qtile_store(t, out);
 }
 
 // ---- the panel packer (qgemm_kernels.h): the bytes of qgemm_pack_panel_scalar, 8 rows (lanes

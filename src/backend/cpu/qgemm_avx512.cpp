@@ -19,6 +19,32 @@
 namespace zimage::cpu::avx512 {
 namespace {
 
+// Round to nearest even bf16 bits (NaN -> 0x7fc0), exactly as f32_to_bf16.
+inline __m512i bf16_bits(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  return _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7fc0));
+}
+
+// The tile's sums (+ bias) into t.y (qgemm_kernels.h), columns past t.nn left alone.
+template <int MR, int NP>
+inline void store(const QTile& t, const __m512 (&acc)[MR][NP]) {
+  for (int j = 0; j < NP; ++j) {
+    const int left = t.nn - j * 16;
+    const __mmask16 k = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+    const __m512 b = t.bias ? _mm512_maskz_loadu_ps(k, t.bias + j * 16) : _mm512_setzero_ps();
+    for (int m = 0; m < MR; ++m) {
+      const __m512 v = t.bias ? _mm512_add_ps(acc[m][j], b) : acc[m][j];
+      if (t.y_bf16)
+        _mm256_mask_storeu_epi16(static_cast<uint16_t*>(t.y) + m * t.ldy + j * 16, k,
+                                 _mm512_cvtepi32_epi16(bf16_bits(v)));
+      else
+        _mm512_mask_storeu_ps(static_cast<float*>(t.y) + m * t.ldy + j * 16, k, v);
+    }
+  }
+}
+
 // NIB: the panel holds 4-bit values two to a byte (group g in the low nibbles, group g + G / 8 in
 // the high ones, qgemm_kernels.h); OFF: the weights are stored as q + t.off (idot takes off * xs).
 template <int MR, int NP, int G, bool ASYM, bool NIB, bool OFF>
@@ -85,13 +111,12 @@ void tile(const QTile& t) {
       }
     }
   }
-  for (int m = 0; m < MR; ++m)
-    for (int j = 0; j < NP; ++j) _mm512_storeu_ps(t.out + m * 32 + j * 16, acc[m][j]);
+  store(t, acc);
 }
 
 template <int G, bool ASYM, bool NIB = false, bool OFF = false>
 void by_shape(const QTile& t) {
-  static constexpr QTileKernel k[4][2] = {
+  static constexpr QTileKernel k[kQTileMaxRows][2] = {
       {tile<1, 1, G, ASYM, NIB, OFF>, tile<1, 2, G, ASYM, NIB, OFF>},
       {tile<2, 1, G, ASYM, NIB, OFF>, tile<2, 2, G, ASYM, NIB, OFF>},
       {tile<3, 1, G, ASYM, NIB, OFF>, tile<3, 2, G, ASYM, NIB, OFF>},

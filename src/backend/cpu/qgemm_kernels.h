@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace zimage::cpu {
 
 // 16 weight rows (lanes) x K, packed: for block b (of G) the values as q[b][G / 4][16][4] (lane
@@ -20,8 +22,10 @@ struct QPanel {
   const int32_t* neg;
 };
 
+constexpr int kQTileMaxRows = 4;
+
 struct QTile {
-  int mr = 1, np = 1;         // 1..4 activation rows, 1..2 panels
+  int mr = 1, np = 1;         // 1..kQTileMaxRows activation rows, 1..2 panels
   int G = 32;                 // block size (16 or 32)
   bool nib = false;           // 4-bit panels (G = 32)
   int off = 0;                // the weights are stored as q + off (the sums subtract off * xs)
@@ -32,14 +36,34 @@ struct QTile {
   const float* xs = nullptr;  // block sums of q (exact integers, as float) [row][nb]
   int64_t ldxd = 0;
   QPanel p[2];
-  float* out = nullptr;  // [mr][32]: the sums (without bias)
+  // The results: y[m * ldy + n] for n < nn (<= 16 * np), float32 or (y_bf16) rounded to bf16
+  // (nearest even, NaN -> 0x7fc0), + bias[n] (float32) when bias is not null.
+  void* y = nullptr;
+  int64_t ldy = 0;
+  bool y_bf16 = false;
+  const float* bias = nullptr;
+  int nn = 0;
 };
 
-// The result of one tile: for each row m < mr and lane n < 16 * np,
-//   out[m * 32 + n] = sum_b xd[m][b] * (s[b][n] * idot + mn[b][n] * xs[m][b]),
+// The result of one tile: for each row m < mr and lane n < nn,
+//   y[m][n] = sum_b xd[m][b] * (s[b][n] * idot + mn[b][n] * xs[m][b]) (+ bias[n]),
 // idot = the exact integer sum of q_w * q_x over block b (q_w as unpacked: stored value - off), the
 // terms added in block order.
 using QTileKernel = void (*)(const QTile&);
+
+// The sums out[m * 32 + n] (without bias) stored as QTile says (the plain-loop levels).
+inline void qtile_store(const QTile& t, const float* out) {
+  for (int m = 0; m < t.mr; ++m) {
+    const float* o = out + m * 32;
+    if (t.y_bf16) {
+      uint16_t* yr = static_cast<uint16_t*>(t.y) + m * t.ldy;
+      for (int n = 0; n < t.nn; ++n) yr[n] = f32_to_bf16(t.bias ? o[n] + t.bias[n] : o[n]);
+    } else {
+      float* yr = static_cast<float*>(t.y) + m * t.ldy;
+      for (int n = 0; n < t.nn; ++n) yr[n] = t.bias ? o[n] + t.bias[n] : o[n];
+    }
+  }
+}
 
 // One activation row x[K] (float32, or bf16 bits when bf16) quantized as qgemm.h states: per
 // block b of G, d[b] = max|x| / 127, q = nearbyint(x * (1 / d)) into q[b * G ...] (as q + 128 in
