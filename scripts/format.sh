@@ -4,7 +4,9 @@
 # fails, listing the files, when one is not formatted (scripts/test.sh runs it first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(git ls-files '*.cpp' '*.h' '*.cc' '*.hpp' '*.cu' '*.cuh' '*.inc' | grep -v '^tests/fixtures/')
+# Tracked and new (not ignored) files, each once (a merge in progress lists a file per stage).
+mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.cpp' '*.h' '*.cc' '*.hpp' '*.cu' '*.cuh' '*.inc' |
+  grep -v '^tests/fixtures/' | sort -u)
 if [ "${1:-}" = "--check" ]; then
   bad=()
   for f in "${files[@]}"; do

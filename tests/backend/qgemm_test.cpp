@@ -25,6 +25,7 @@
 
 #include "backend/cpu/cpu_level.h"
 #include "backend/cpu/qgemm.h"
+#include "backend/cpu/qgemm_kernels.h"
 #include "core/gguf.h"
 #include "ops/quantized.h"
 #include "util/gguf_writer.h"
@@ -226,11 +227,94 @@ TEST_P(Qgemm, NonFiniteActivationsGiveNan) {
     EXPECT_TRUE(std::isnan(y[N + n]));
     EXPECT_TRUE(std::isfinite(y[2 * N + n]));
   }
+  // a NaN followed by finite values in its block
+  x[2 * K + 3] = std::numeric_limits<float>::quiet_NaN();
+  cpu::qgemm_nt(M, N, K, x.data(), DType::F32, K, reinterpret_cast<const uint8_t*>(bytes.data()), 68,
+                uint32_t(GgmlType::Q8_0), nullptr, y.data(), N, DType::F32);
+  for (int64_t n = 0; n < N; ++n) EXPECT_TRUE(std::isnan(y[2 * N + n])) << n;
   // a row of denormals only: its blocks count as zeros (1 / d would overflow to infinity)
   for (int64_t k = 0; k < K; ++k) x[2 * K + k] = (k % 2 ? -1e-40f : 3e-41f);
   cpu::qgemm_nt(M, N, K, x.data(), DType::F32, K, reinterpret_cast<const uint8_t*>(bytes.data()), 68,
                 uint32_t(GgmlType::Q8_0), nullptr, y.data(), N, DType::F32);
   for (int64_t n = 0; n < N; ++n) EXPECT_EQ(y[2 * N + n], 0.f);
+}
+
+// Every level's panel packer (cpu::Kernels::qgemm_pack_panel) writes the bytes of the plain-loop
+// reference packer (qgemm_pack_panel_scalar, the portable level's): whole and partial panels (the
+// rows past N are zeros), a row stride with a gap after each row, and blocks of random bytes
+// throughout (scales that are NaN, infinite or subnormal halves).
+TEST_P(Qgemm, PackedPanelsEqualTheReferencePackers) {
+  uint32_t seed = 300;
+  for (GgmlType t : kTypes) {
+    const gguf::TypeTraits* tt = gguf::type_traits(uint32_t(t));
+    struct Case {
+      int64_t N, K, gap;
+      bool raw;
+    };
+    for (const Case c :
+         {Case{40, 512, 0, false}, Case{16, 256, 0, true}, Case{7, 1024, 24, false}, Case{53, 256, 8, true}}) {
+      SCOPED_TRACE(std::string(tt->name) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) +
+                   " gap=" + std::to_string(c.gap) + (c.raw ? " random bytes" : ""));
+      const size_t rb = size_t(c.K / tt->block * tt->bytes), stride = rb + size_t(c.gap);
+      std::string blocks = c.raw ? std::string() : test::random_blocks(uint32_t(t), c.N * c.K, seed, scale_of(t));
+      std::mt19937 rng(seed++);
+      std::string w(size_t(c.N) * stride, '\0');
+      for (char& ch : w) ch = char(rng() & 0xFF);
+      if (!c.raw)
+        for (int64_t n = 0; n < c.N; ++n) std::memcpy(&w[size_t(n) * stride], &blocks[size_t(n) * rb], rb);
+      const auto* wp = reinterpret_cast<const uint8_t*>(w.data());
+      const std::unique_ptr<cpu::QPacked> got = cpu::qgemm_pack(c.N, c.K, wp, stride, uint32_t(t));
+      std::unique_ptr<cpu::QPacked> ref;
+      {
+        cpu::ScopedLevel portable(Level::Portable);
+        ref = cpu::qgemm_pack(c.N, c.K, wp, stride, uint32_t(t));
+      }
+      ASSERT_EQ(got->bytes(), ref->bytes());
+      ASSERT_EQ(got->bytes(), cpu::qgemm_packed_bytes(c.N, c.K, uint32_t(t)));
+      size_t diff = 0, first = 0;
+      for (size_t i = got->bytes(); i-- > 0;)
+        if (got->base[i] != ref->base[i]) {
+          ++diff;
+          first = i;
+        }
+      EXPECT_EQ(diff, 0u) << "first differing byte at " << first << " of " << got->bytes() << " (panel bytes "
+                          << got->panel_bytes << ")";
+    }
+  }
+}
+
+// Each level's activation quantizer (cpu::Kernels::qgemm_quantize_row) gives the plain-loop one's
+// bytes, scales and sums: float32 and bf16 rows, G = 32 and 16, blocks with a NaN, an infinity,
+// only denormals, only zeros, and values half-way between two integers (ties to even).
+TEST_P(Qgemm, QuantizedActivationsEqualTheReference) {
+  const cpu::Kernels& k = cpu::kernels();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int G : {32, 16})
+    for (bool bf16 : {false, true}) {
+      SCOPED_TRACE("G=" + std::to_string(G) + (bf16 ? " bf16" : " f32"));
+      const int64_t K = 512;
+      std::vector<float> x = randv(size_t(K), uint32_t(40 + G), 3.f);
+      x[5] = std::numeric_limits<float>::quiet_NaN();
+      x[40] = inf;
+      x[70] = -inf;
+      for (int i = 96; i < 128; ++i) x[size_t(i)] = (i % 2 ? -1.f : 1.f) * 1e-40f * float(i % 5 + 1);
+      for (int i = 128; i < 160; ++i) x[size_t(i)] = 0.f;
+      for (int i = 160; i < 192; ++i) x[size_t(i)] = i < 191 ? float(i - 176) + 0.5f : 127.f;  // d = 1: ties
+      for (int i = 192; i < 224; ++i) x[size_t(i)] = float(i - 208) * 0.25f + (i == 223 ? 31.75f : 0.f);
+      std::vector<uint16_t> xb(x.size());
+      for (size_t i = 0; i < x.size(); ++i) xb[i] = f32_to_bf16(x[i]);
+      const void* xp = bf16 ? static_cast<const void*>(xb.data()) : x.data();
+      const size_t nb = size_t(K / G);
+      std::vector<int8_t> q(size_t(K), 1), qr(size_t(K), 2);
+      std::vector<float> d(nb, -1.f), dr(nb, -2.f), sm(nb, -1.f), sr(nb, -2.f);
+      k.qgemm_quantize_row(xp, bf16, K, G, q.data(), d.data(), sm.data());
+      cpu::qgemm_quantize_row_scalar(xp, bf16, K, G, qr.data(), dr.data(), sr.data(), k.qgemm_act_u8);
+      EXPECT_EQ(std::memcmp(q.data(), qr.data(), q.size()), 0);
+      EXPECT_EQ(std::memcmp(d.data(), dr.data(), nb * 4), 0);
+      EXPECT_EQ(std::memcmp(sm.data(), sr.data(), nb * 4), 0);
+      EXPECT_TRUE(std::isnan(d[0]));
+      EXPECT_EQ(d[size_t(128 / G)], 0.f);
+    }
 }
 
 // ---- the packed copy ops::linear keeps with a quantized matrix (ops/quantized.h) ----

@@ -11,6 +11,11 @@
 //   bench_gemm --peak [--threads N]   (the CPU's instruction peaks, best of 40 short register-only
 //              loops per thread: int8 dot products (vpdpbusd zmm, 64 multiply-adds each) in GOP/s and
 //              bf16 dot products (vdpbf16ps zmm, 32) in GFLOP/s, where the CPU has them)
+//   bench_gemm --pack [--threads N] [--shape MxKxN ...]   (packing a quantized W [N, K] into the
+//              integer GEMM's panels, cpu::qgemm_pack at the active level (ZIMAGE_CPU=portable: the
+//              plain-loop reference packer): ns per weight by wall time and by the process's CPU time
+//              (all threads), best of 5 after one warm-up, allocation and first touch of the packed
+//              copy included; default N = 10240, K = 3840)
 // GFLOP/s(cpu): by the process CPU time of the fastest call (with --threads 1 a figure that a
 // shared machine's preemption does not lower; with more threads it also counts spin-waits).
 // The first (warm-up) call's time is reported apart: for quantized weights it includes packing the
@@ -29,6 +34,7 @@
 
 #include "backend/cpu/cpu_level.h"
 #include "backend/cpu/peak.h"
+#include "backend/cpu/qgemm.h"
 #include "core/error.h"
 #include "core/gguf.h"
 #include "ops/ops.h"
@@ -162,12 +168,83 @@ int run_peak(bool json) {
   return 0;
 }
 
+// Random blocks of `t` whose f16 scales are sane (1e-3, mins 5e-4): timing only.
+std::string random_blocks(gguf::GgmlType t, int64_t n) {
+  const gguf::TypeTraits* tt = gguf::type_traits(uint32_t(t));
+  std::string b(size_t(n / tt->block * tt->bytes), '\0');
+  std::mt19937 rng(5);
+  for (char& c : b) c = char(rng() & 0xFF);
+  const uint16_t d = f32_to_f16(1e-3f), dm = f32_to_f16(5e-4f);
+  int at = 0, at_min = -1;  // where d (and dmin) lie in a block
+  if (t == gguf::GgmlType::Q4_K || t == gguf::GgmlType::Q5_K) at_min = 2;
+  if (t == gguf::GgmlType::Q6_K) at = 208;
+  for (size_t i = 0; i < b.size(); i += size_t(tt->bytes)) {
+    std::memcpy(&b[i + size_t(at)], &d, 2);
+    if (at_min >= 0) std::memcpy(&b[i + size_t(at_min)], &dm, 2);
+  }
+  return b;
+}
+
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+int run_pack(std::vector<Shape3> shapes, bool json) {
+  if (shapes.empty()) shapes = {{1, 3840, 10240}};
+  const gguf::GgmlType types[] = {gguf::GgmlType::Q8_0, gguf::GgmlType::Q4_0, gguf::GgmlType::Q4_K,
+                                  gguf::GgmlType::Q5_K, gguf::GgmlType::Q6_K};
+  if (json)
+    std::printf("{\"threads\": %d, \"cpu_kernel_level\": \"%s\", \"pack\": [\n", ops::num_threads(),
+                ops::cpu_kernel_level());
+  else
+    std::printf("threads %d, CPU kernel level %s\n%-6s %6s %6s %10s %12s %15s %12s\n", ops::num_threads(),
+                ops::cpu_kernel_level(), "type", "K", "N", "ms(best)", "ns/weight", "ns/weight(cpu)", "GB/s(out)");
+  bool first = true;
+  for (const Shape3& s : shapes)
+    for (gguf::GgmlType t : types) {
+      const gguf::TypeTraits* tt = gguf::type_traits(uint32_t(t));
+      if (s.K % tt->block != 0) continue;
+      const std::string w = random_blocks(t, s.N * s.K);
+      const size_t rb = size_t(s.K / tt->block * tt->bytes);
+      double best = 1e30, best_cpu = 1e30;
+      size_t out = 0;
+      for (int r = 0; r < 6; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const double c0 = cpu_seconds();
+        const auto p = cpu::qgemm_pack(s.N, s.K, reinterpret_cast<const uint8_t*>(w.data()), rb, uint32_t(t));
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double dc = cpu_seconds() - c0;
+        out = p->bytes();
+        if (r > 0) {
+          best = std::min(best, dt);
+          best_cpu = std::min(best_cpu, dc);
+        }
+      }
+      const double nsw = best * 1e9 / double(s.N * s.K), nsc = best_cpu * 1e9 / double(s.N * s.K);
+      if (json)
+        std::printf(
+            "%s  {\"type\": \"%s\", \"K\": %ld, \"N\": %ld, \"ms_best\": %.3f, \"ns_per_weight\": %.4f, "
+            "\"ns_per_weight_cpu\": %.4f}",
+            first ? "" : ",\n", tt->name, s.K, s.N, best * 1e3, nsw, nsc);
+      else
+        std::printf("%-6s %6ld %6ld %10.2f %12.4f %15.4f %12.2f\n", tt->name, s.K, s.N, best * 1e3, nsw, nsc,
+                    double(out) / best / 1e9);
+      std::fflush(stdout);
+      first = false;
+    }
+  if (json) std::printf("\n]}\n");
+  return 0;
+}
+
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: bench_gemm [--threads N] [--min-seconds S] [--dtype bf16|f32|both|quant|q8_0|q8_0-dequant|q4_k|"
                "q4_k-dequant] [--shape MxKxN ...] [--json]\n"
                "       bench_gemm --kernel-level\n"
                "       bench_gemm --peak [--threads N] [--json]\n"
+               "       bench_gemm --pack [--threads N] [--shape MxKxN ...] [--json]\n"
                "default shapes: M in {1024, 4096}, K = 3840, N in {3840, 10240} (Z-Image attention / FFN linears)\n");
   std::exit(2);
 }
@@ -178,7 +255,7 @@ int main(int argc, char** argv) {
   int threads = 0;
   double min_seconds = 1.0;
   std::string dtype = "both";
-  bool json = false, peak_only = false;
+  bool json = false, peak_only = false, pack_only = false;
   std::vector<Shape3> shapes;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -196,6 +273,8 @@ int main(int argc, char** argv) {
       json = true;
     else if (a == "--peak")
       peak_only = true;
+    else if (a == "--pack")
+      pack_only = true;
     else if (a == "--kernel-level") {
       try {
         std::printf("{\"cpu_kernel_level\": \"%s\"}\n", ops::cpu_kernel_level());
@@ -217,6 +296,14 @@ int main(int argc, char** argv) {
   if (std::find(known.begin(), known.end(), dtype) == known.end()) usage();
   ops::set_num_threads(threads);
   if (peak_only) return run_peak(json);
+  if (pack_only) {
+    try {
+      return run_pack(shapes, json);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "bench_gemm: error: %s\n", e.what());
+      return 1;
+    }
+  }
   if (shapes.empty()) {
     shapes = {{1024, 3840, 3840}, {1024, 3840, 10240}, {4096, 3840, 3840}, {4096, 3840, 10240}};
     if (dtype != "bf16" && dtype != "f32" && dtype != "both")  // quantized: also the FFN's w2 (K = 10240)

@@ -109,11 +109,12 @@ bool gemm_onednn_forced() {
   return e && std::strcmp(e, "onednn") == 0;
 }
 
-#define ZI_PLAIN_TABLE(ns, lvl)                                                                                      \
-  Kernels {                                                                                                          \
-    lvl, ns::attention_f32, ns::attention_bf16, ns::exp_f32, gemm_onednn_forced() ? nullptr : ns::gemm_f32, false,   \
-        ns::cl_sums_f32, ns::cl_sums_bf16, ns::cl_apply_f32, ns::cl_apply_bf16, ns::add_bf16, ns::modulate_row_bf16, \
-        ns::gate_add_row_bf16, ns::silu_mul_row_bf16, ns::round_row_bf16, ns::qgemm_tile, false                      \
+#define ZI_PLAIN_TABLE(ns, lvl)                                                                                        \
+  Kernels {                                                                                                            \
+    lvl, ns::attention_f32, ns::attention_bf16, ns::exp_f32, gemm_onednn_forced() ? nullptr : ns::gemm_f32, false,     \
+        ns::cl_sums_f32, ns::cl_sums_bf16, ns::cl_apply_f32, ns::cl_apply_bf16, ns::add_bf16, ns::modulate_row_bf16,   \
+        ns::gate_add_row_bf16, ns::silu_mul_row_bf16, ns::round_row_bf16, ns::qgemm_tile, false, ns::qgemm_pack_panel, \
+        ns::qgemm_quantize_row                                                                                         \
   }
 
 const Kernels& table(Level l) {
@@ -122,11 +123,12 @@ const Kernels& table(Level l) {
       ZI_PLAIN_TABLE(avx2, Level::Avx2),
       {Level::Avx512, attention_avx512, attention_bf16_avx512, exp_avx512, nullptr, false, avx512::cl_sums_f32,
        avx512::cl_sums_bf16, avx512::cl_apply_f32, avx512::cl_apply_bf16, avx512::add_bf16, avx512::modulate_row_bf16,
-       avx512::gate_add_row_bf16, avx512::silu_mul_row_bf16, avx512::round_row_bf16, avx512::qgemm_tile, true},
+       avx512::gate_add_row_bf16, avx512::silu_mul_row_bf16, avx512::round_row_bf16, avx512::qgemm_tile, true,
+       avx512::qgemm_pack_panel, avx512::qgemm_quantize_row},
       {Level::Amx, attention_avx512, attention_bf16_amx, exp_avx512, nullptr, !gemm_onednn_forced(),
        avx512::cl_sums_f32, avx512::cl_sums_bf16, avx512::cl_apply_f32, avx512::cl_apply_bf16, avx512::add_bf16,
        avx512::modulate_row_bf16, avx512::gate_add_row_bf16, avx512::silu_mul_row_bf16, avx512::round_row_bf16,
-       avx512::qgemm_tile, true},
+       avx512::qgemm_tile, true, avx512::qgemm_pack_panel, avx512::qgemm_quantize_row},
   };
   return tables[int(l)];
 }

@@ -12,7 +12,8 @@
 
 namespace zimage::cpu {
 
-struct QTile;  // qgemm_kernels.h
+struct QTile;     // qgemm_kernels.h
+struct QPackJob;  // qgemm_kernels.h
 
 enum class Level { Portable = 0, Avx2 = 1, Avx512 = 2, Amx = 3 };
 const char* level_name(Level l);  // "portable", "avx2", "avx512", "amx"
@@ -85,6 +86,10 @@ struct Kernels {
   // The integer GEMM's tile (qgemm.h, qgemm_kernels.h); act_u8: it takes the activations as q + 128.
   void (*qgemm_tile)(const QTile& t);
   bool qgemm_act_u8;
+  // Packs one panel of the integer GEMM's weights (qgemm_kernels.h), the same bytes at every level.
+  void (*qgemm_pack_panel)(const QPackJob& j);
+  // Quantizes one activation row for qgemm_tile (qgemm_kernels.h: QQuantizeRow).
+  void (*qgemm_quantize_row)(const void* x, bool bf16, int64_t K, int G, int8_t* q, float* d, float* s);
 };
 
 // The table of active_level() (throws as active_level()). Resolve it outside parallel regions.

@@ -30,14 +30,16 @@ float f16(const uint8_t* p) {
 
 // ---- the block formats as s * q + mn (the expressions of core/gguf_dequant.cpp) ----
 
-void unpack_q8_0(const uint8_t* b, int8_t* q, float* s, float* mn) {  // d f16, qs int8[32]
+void scales_d(const uint8_t* b, float* s, float* mn) {  // Q8_0, Q4_0: d f16 first
   s[0] = f16(b);
   mn[0] = 0.f;
+}
+void unpack_q8_0(const uint8_t* b, int8_t* q, float* s, float* mn) {  // d f16, qs int8[32]
+  scales_d(b, s, mn);
   std::memcpy(q, b + 2, 32);
 }
 void unpack_q4_0(const uint8_t* b, int8_t* q, float* s, float* mn) {  // d f16, qs[16]
-  s[0] = f16(b);
-  mn[0] = 0.f;
+  scales_d(b, s, mn);
   for (int j = 0; j < 16; ++j) {
     q[j] = int8_t(int(b[2 + j] & 0x0F) - 8);
     q[j + 16] = int8_t(int(b[2 + j] >> 4) - 8);
@@ -62,39 +64,42 @@ void scale_min_k4(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
     mn[4 + j] = uint8_t((s[8 + j] >> 4) | ((s[4 + j] >> 2) & 0x30));
   }
 }
-void unpack_q4_k(const uint8_t* b, int8_t* q, float* s, float* mn) {  // d, dmin, scales[12], qs[128]
+void scales_q4_k(const uint8_t* b, float* s, float* mn) {  // d, dmin, scales[12]
   const float d = f16(b), dmin = f16(b + 2);
   uint8_t sc[8], m[8];
   scale_min_k4(b + 4, sc, m);
-  const uint8_t* qs = b + 16;
   for (int j = 0; j < 8; ++j) {
     s[j] = d * float(sc[j]);
     mn[j] = -(dmin * float(m[j]));
-    for (int l = 0; l < 32; ++l) q[j * 32 + l] = int8_t((qs[(j / 2) * 32 + l] >> (4 * (j % 2))) & 0x0F);
   }
 }
+void unpack_q4_k(const uint8_t* b, int8_t* q, float* s, float* mn) {  // d, dmin, scales[12], qs[128]
+  scales_q4_k(b, s, mn);
+  const uint8_t* qs = b + 16;
+  for (int j = 0; j < 8; ++j)
+    for (int l = 0; l < 32; ++l) q[j * 32 + l] = int8_t((qs[(j / 2) * 32 + l] >> (4 * (j % 2))) & 0x0F);
+}
 void unpack_q5_k(const uint8_t* b, int8_t* q, float* s, float* mn) {  // d, dmin, scales[12], qh[32], qs[128]
-  const float d = f16(b), dmin = f16(b + 2);
-  uint8_t sc[8], m[8];
-  scale_min_k4(b + 4, sc, m);
+  scales_q4_k(b, s, mn);                                              // the same first 16 bytes
   const uint8_t* qh = b + 16;
   const uint8_t* qs = b + 48;
   for (int j = 0; j < 8; ++j) {
-    s[j] = d * float(sc[j]);
-    mn[j] = -(dmin * float(m[j]));
     for (int l = 0; l < 32; ++l)
       q[j * 32 + l] = int8_t(((qs[(j / 2) * 32 + l] >> (4 * (j % 2))) & 0x0F) | (((qh[l] >> j) & 1) << 4));
   }
 }
-void unpack_q6_k(const uint8_t* b, int8_t* q, float* s, float* mn) {  // ql[128], qh[64], scales int8[16], d
-  const uint8_t* ql = b;
-  const uint8_t* qh = b + 128;
+void scales_q6_k(const uint8_t* b, float* s, float* mn) {  // scales int8[16] at 192, d at 208
   const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
   const float d = f16(b + 208);
   for (int i = 0; i < 16; ++i) {
     s[i] = d * float(sc[i]);
     mn[i] = 0.f;
   }
+}
+void unpack_q6_k(const uint8_t* b, int8_t* q, float* s, float* mn) {  // ql[128], qh[64], scales int8[16], d
+  const uint8_t* ql = b;
+  const uint8_t* qh = b + 128;
+  scales_q6_k(b, s, mn);
   for (int pos = 0; pos < 256; ++pos) {
     const int g = pos / 128, r = pos % 128;
     const int lo = (ql[g * 64 + r % 64] >> (4 * (r / 64))) & 0x0F;
@@ -134,20 +139,14 @@ void unpack_q2_k(const uint8_t* b, int8_t* q, float* s, float* mn) {  // scales[
   }
 }
 
-struct Format {
-  int G;          // weights per (s, mn) block
-  int64_t super;  // weights per stored ggml block
-  int64_t bytes;  // bytes per stored ggml block
-  bool asym;      // has offsets
-  void (*unpack)(const uint8_t*, int8_t*, float*, float*);
-  bool nib = false;  // packed 4 bits a value, as q + off (Q4_0: q in [-8, 7], Q4_K: [0, 15])
-  int off = 0;
-};
+using Format = QFormat;
 
 const Format* format(uint32_t type) {
-  static const Format q8_0{32, 32, 34, false, unpack_q8_0}, q4_0{32, 32, 18, false, unpack_q4_0, true, 8},
-      q5_0{32, 32, 22, false, unpack_q5_0}, q4_k{32, 256, 144, true, unpack_q4_k, true, 0},
-      q5_k{32, 256, 176, true, unpack_q5_k}, q6_k{16, 256, 210, false, unpack_q6_k},
+  static const Format q8_0{32, 32, 34, false, unpack_q8_0, false, 0, scales_d, Format::Pack::Q8_0},
+      q4_0{32, 32, 18, false, unpack_q4_0, true, 8, scales_d, Format::Pack::Q4_0}, q5_0{32, 32, 22, false, unpack_q5_0},
+      q4_k{32, 256, 144, true, unpack_q4_k, true, 0, scales_q4_k, Format::Pack::Q4_K},
+      q5_k{32, 256, 176, true, unpack_q5_k, false, 0, scales_q4_k, Format::Pack::Q5_K},
+      q6_k{16, 256, 210, false, unpack_q6_k, false, 0, scales_q6_k, Format::Pack::Q6_K},
       q3_k{16, 256, 110, false, unpack_q3_k}, q2_k{16, 256, 84, true, unpack_q2_k};
   switch (GgmlType(type)) {
     case GgmlType::Q8_0:
@@ -186,6 +185,7 @@ void quantize_row(const T* x, int64_t K, int G, int8_t* q, float* d, float* s, b
     for (int k = 0; k < G; ++k) {
       const float a = std::fabs(to_f32(xb[k]));
       if (!(a <= amax)) amax = a;
+      if (std::isnan(a)) break;  // (a later value would replace a NaN amax)
     }
     int8_t* qb = q + b * G;
     if (!std::isfinite(amax)) {
@@ -215,35 +215,47 @@ void unpack_with(const Format& f, const uint8_t* row, int64_t K, int8_t* q, floa
 
 constexpr int64_t kChunkBytes = 512 << 10;  // packed weights per work item (a thread's L2 holds it)
 
-struct PanelLayout {
-  int64_t nb, G;
-  bool asym;
-  bool nib = false;
-  int64_t q_bytes() const { return nb * G * (nib ? 8 : 16); }
-  int64_t bytes() const { return q_bytes() + nb * 16 * (asym ? 12 : 8); }  // + s, (mn,) neg
-};
+using PanelLayout = QPanelLayout;
 
 QPanel view(const uint8_t* base, const PanelLayout& L) {
   QPanel p;
   p.q = reinterpret_cast<const int8_t*>(base);
-  p.s = reinterpret_cast<const float*>(base + L.q_bytes());
-  p.mn = L.asym ? p.s + L.nb * 16 : nullptr;
-  p.neg = reinterpret_cast<const int32_t*>(base + L.q_bytes() + L.nb * 16 * (L.asym ? 8 : 4));
+  p.s = reinterpret_cast<const float*>(base + L.s_at());
+  p.mn = L.asym ? reinterpret_cast<const float*>(base + L.mn_at()) : nullptr;
+  p.neg = reinterpret_cast<const int32_t*>(base + L.neg_at());
   return p;
 }
 
-// Rows [n0, n0 + 16) of W (zeros past N) into the panel at `base`.
-void pack_panel(const Format& f, const uint8_t* w, size_t row_bytes, int64_t n0, int64_t N, int64_t K,
-                const PanelLayout& L, uint8_t* base, int8_t* qrow, float* srow, float* mrow) {
+const Format& checked_format(uint32_t type, int64_t K) {
+  const Format* f = format(type);
+  if (!f || K % f->super != 0) fail("[qgemm] no integer path for ", gguf::type_name(type), " rows of ", K);
+  return *f;
+}
+
+}  // namespace
+
+const QFormat* qgemm_format(uint32_t type) { return format(type); }
+
+// The reference packer: each row unpacked in plain loops, then scattered into the panel.
+void qgemm_pack_panel_scalar(const QPackJob& j) {
+  const Format& f = *j.f;
+  const PanelLayout& L = j.L;
+  const int64_t K = j.K;
+  std::vector<int8_t> qv(static_cast<size_t>(K));
+  std::vector<float> sv(static_cast<size_t>(L.nb)), mv(static_cast<size_t>(L.nb));
+  int8_t* qrow = qv.data();
+  float* srow = sv.data();
+  float* mrow = mv.data();
+  uint8_t* base = j.dst;
   int8_t* q = reinterpret_cast<int8_t*>(base);
-  float* s = reinterpret_cast<float*>(base + L.q_bytes());
-  float* mn = L.asym ? s + L.nb * 16 : nullptr;
-  int32_t* neg = reinterpret_cast<int32_t*>(base + L.q_bytes() + L.nb * 16 * (L.asym ? 8 : 4));
+  float* s = reinterpret_cast<float*>(base + L.s_at());
+  float* mn = L.asym ? reinterpret_cast<float*>(base + L.mn_at()) : nullptr;
+  int32_t* neg = reinterpret_cast<int32_t*>(base + L.neg_at());
   const int64_t G = L.G, NG = G / 4;
   for (int l = 0; l < 16; ++l) {
-    const int64_t n = n0 + l;
-    if (n < N) {
-      unpack_with(f, w + size_t(n) * row_bytes, K, qrow, srow, mrow);
+    const bool in = l < j.rows;
+    if (in) {
+      unpack_with(f, j.w + size_t(l) * j.row_bytes, K, qrow, srow, mrow);
     } else {
       std::memset(qrow, 0, size_t(K));
       std::fill(srow, srow + L.nb, 0.f);
@@ -253,7 +265,7 @@ void pack_panel(const Format& f, const uint8_t* w, size_t row_bytes, int64_t n0,
       const int8_t* src = qrow + b * G;
       int32_t sum = 0;
       if (L.nib) {  // stored u = q + off in [0, 15]: group g low, group g + NG / 2 high
-        const int off = n < N ? f.off : 0;
+        const int off = in ? f.off : 0;
         uint8_t* qb = reinterpret_cast<uint8_t*>(q) + b * G * 8 + l * 4;
         for (int64_t k = 0; k < G; ++k) sum += src[k] + off;
         for (int64_t g = 0; g < NG / 2; ++g)
@@ -271,13 +283,19 @@ void pack_panel(const Format& f, const uint8_t* w, size_t row_bytes, int64_t n0,
   }
 }
 
-const Format& checked_format(uint32_t type, int64_t K) {
-  const Format* f = format(type);
-  if (!f || K % f->super != 0) fail("[qgemm] no integer path for ", gguf::type_name(type), " rows of ", K);
-  return *f;
+void qgemm_quantize_row_scalar(const void* x, bool bf16, int64_t K, int G, int8_t* q, float* d, float* s, bool u8) {
+  if (bf16)
+    quantize_row(static_cast<const uint16_t*>(x), K, G, q, d, s, u8);
+  else
+    quantize_row(static_cast<const float*>(x), K, G, q, d, s, u8);
 }
 
-}  // namespace
+namespace portable {
+void qgemm_pack_panel(const QPackJob& j) { qgemm_pack_panel_scalar(j); }
+void qgemm_quantize_row(const void* x, bool bf16, int64_t K, int G, int8_t* q, float* d, float* s) {
+  qgemm_quantize_row_scalar(x, bf16, K, G, q, d, s, false);
+}
+}  // namespace portable
 
 bool qgemm_supports(uint32_t type) { return format(type) != nullptr; }
 int qgemm_block(uint32_t type) {
@@ -312,13 +330,18 @@ std::unique_ptr<QPacked> qgemm_pack(int64_t N, int64_t K, const uint8_t* w, size
   p->mem.reset(new uint8_t[p->bytes() + 64]);
   p->base = p->mem.get() + (64 - reinterpret_cast<uintptr_t>(p->mem.get()) % 64) % 64;
   const int64_t np = p->npanels;
-#pragma omp parallel
-  {
-    std::vector<int8_t> qrow(static_cast<size_t>(K));
-    std::vector<float> srow(static_cast<size_t>(L.nb)), mrow(static_cast<size_t>(L.nb));
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < np; ++i)
-      pack_panel(f, w, row_bytes, i * 16, p->N, K, L, p->base + i * L.bytes(), qrow.data(), srow.data(), mrow.data());
+  const QPackKernel pack = kernels().qgemm_pack_panel;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < np; ++i) {
+    QPackJob j;
+    j.f = &f;
+    j.L = L;
+    j.w = w + size_t(i * 16) * row_bytes;
+    j.row_bytes = row_bytes;
+    j.rows = int(std::min<int64_t>(16, p->N - i * 16));
+    j.K = K;
+    j.dst = p->base + i * L.bytes();
+    pack(j);
   }
   return p;
 }
@@ -332,7 +355,6 @@ void qgemm_nt_packed(int64_t M, const void* x, DType xt, int64_t ldx, const QPac
   const int64_t nb = w.nb;
   std::unique_ptr<int8_t[]> xq(new int8_t[size_t(M * K)]);
   std::unique_ptr<float[]> xd(new float[size_t(M * nb)]), xs(new float[size_t(M * nb)]);
-  const bool u8 = kt.qgemm_act_u8;
   // Work items: a chunk of weight panels (about kChunkBytes, kept in the thread's L2 while the
   // activation rows pass) x a range of activation rows. The only barrier is the one after the
   // activations are quantized (a shared, overloaded machine makes every barrier expensive). Rows
@@ -341,32 +363,28 @@ void qgemm_nt_packed(int64_t M, const void* x, DType xt, int64_t ldx, const QPac
   const int64_t npanels = w.npanels;
   const int64_t chunk = std::min(npanels, std::max<int64_t>(2, kChunkBytes / L.bytes()) / 2 * 2);
   const int64_t nchunks = (npanels + chunk - 1) / chunk;
-  const int64_t mtiles = (M + 3) / 4;
+  constexpr int R = kQTileMaxRows, P = 2;  // rows and panels per tile
+  const int64_t mtiles = (M + R - 1) / R;
   const int64_t want = 2 * int64_t(omp_get_max_threads());
   const int64_t msplit = std::min(mtiles, std::max<int64_t>(1, (want + nchunks - 1) / nchunks));
   const int64_t tiles_per = (mtiles + msplit - 1) / msplit;
 #pragma omp parallel
   {
 #pragma omp for schedule(static)
-    for (int64_t m = 0; m < M; ++m) {
-      if (xt == DType::BF16)
-        quantize_row(static_cast<const uint16_t*>(x) + m * ldx, K, G, xq.get() + m * K, xd.get() + m * nb,
-                     xs.get() + m * nb, u8);
-      else
-        quantize_row(static_cast<const float*>(x) + m * ldx, K, G, xq.get() + m * K, xd.get() + m * nb,
-                     xs.get() + m * nb, u8);
-    }
-    alignas(64) float out[4 * 32];
+    for (int64_t m = 0; m < M; ++m)
+      kt.qgemm_quantize_row(static_cast<const char*>(x) + size_t(m * ldx) * (xt == DType::BF16 ? 2 : 4),
+                            xt == DType::BF16, K, G, xq.get() + m * K, xd.get() + m * nb, xs.get() + m * nb);
+    const size_t ysz = yt == DType::BF16 ? 2 : 4;
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < nchunks * msplit; ++item) {
-      const int64_t c = item / msplit, c0 = c * chunk, cp = std::min(chunk, npanels - c0), npairs = (cp + 1) / 2;
+      const int64_t c = item / msplit, c0 = c * chunk, cp = std::min(chunk, npanels - c0), npairs = (cp + P - 1) / P;
       const int64_t t0 = item % msplit * tiles_per, t1 = std::min(mtiles, t0 + tiles_per);
       for (int64_t mt = t0; mt < t1; ++mt)
         for (int64_t pp = 0; pp < npairs; ++pp) {
-          const int64_t m0 = mt * 4, pi = c0 + pp * 2;
+          const int64_t m0 = mt * R, pi = c0 + pp * P;
           QTile tl;
-          tl.mr = int(std::min<int64_t>(4, M - m0));
-          tl.np = int(std::min<int64_t>(2, c0 + cp - pi));
+          tl.mr = int(std::min<int64_t>(R, M - m0));
+          tl.np = int(std::min<int64_t>(P, c0 + cp - pi));
           tl.G = G;
           tl.nib = w.nib;
           tl.off = w.off;
@@ -378,19 +396,13 @@ void qgemm_nt_packed(int64_t M, const void* x, DType xt, int64_t ldx, const QPac
           tl.ldxd = nb;
           for (int j = 0; j < tl.np; ++j) tl.p[j] = view(w.base + (pi + j) * L.bytes(), L);
           if (tl.np == 1) tl.p[1] = tl.p[0];
-          tl.out = out;
+          const int64_t n0 = pi * 16;
+          tl.y = static_cast<char*>(y) + size_t(m0 * ldy + n0) * ysz;
+          tl.ldy = ldy;
+          tl.y_bf16 = yt == DType::BF16;
+          tl.bias = bias ? bias + n0 : nullptr;
+          tl.nn = int(std::min<int64_t>(16 * tl.np, N - n0));
           kt.qgemm_tile(tl);
-          const int64_t n0 = pi * 16, nn = std::min<int64_t>(16 * tl.np, N - n0);
-          for (int m = 0; m < tl.mr; ++m) {
-            const float* o = out + m * 32;
-            if (yt == DType::BF16) {
-              uint16_t* yr = static_cast<uint16_t*>(y) + (m0 + m) * ldy + n0;
-              for (int64_t n = 0; n < nn; ++n) yr[n] = f32_to_bf16(bias ? o[n] + bias[n0 + n] : o[n]);
-            } else {
-              float* yr = static_cast<float*>(y) + (m0 + m) * ldy + n0;
-              for (int64_t n = 0; n < nn; ++n) yr[n] = bias ? o[n] + bias[n0 + n] : o[n];
-            }
-          }
         }
     }
   }

@@ -5,6 +5,7 @@
 namespace zimage::cpu::portable {
 
 void qgemm_tile(const QTile& t) {
+  float out[kQTileMaxRows * 32];
   const int G = t.G, NG = G / 4;
   const int64_t QB = t.nib ? G * 8 : G * 16;
   for (int m = 0; m < t.mr; ++m)
@@ -26,9 +27,10 @@ void qgemm_tile(const QTile& t) {
           if (p.mn) v += p.mn[b * 16 + l] * t.xs[m * t.ldxd + b];
           acc += v * t.xd[m * t.ldxd + b];
         }
-        t.out[m * 32 + j * 16 + l] = acc;
+        out[m * 32 + j * 16 + l] = acc;
       }
     }
+  qtile_store(t, out);
 }
 
 }  // namespace zimage::cpu::portable
