@@ -52,8 +52,8 @@ void check_dims(const PatchDims& p) {
 void launch(const DeviceTensor& src, DeviceTensor& dst, const PatchDims& p, bool to_tokens) {
   const int64_t n = src.numel();
   const unsigned cap = unsigned(ctx().sm_count) * 16u, g = grid_for(n, kThreads);
-  patch_kernel < <<g<cap ? g : cap, kThreads, 0, ctx().stream>>>(src.data(), src.dtype(), dst.data(), dst.dtype(), p, n,
-                                                                 to_tokens);
+  const unsigned grid = g < cap ? g : cap;  // a `<` inside <<<...>>> misleads clang-format
+  patch_kernel<<<grid, kThreads, 0, ctx().stream>>>(src.data(), src.dtype(), dst.data(), dst.dtype(), p, n, to_tokens);
   ZI_CUDA_CHECK_LAUNCH("patch_kernel");
 }
 
