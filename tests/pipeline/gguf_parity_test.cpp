@@ -18,6 +18,7 @@
 
 #include "core/gguf.h"
 #include "core/safetensors.h"
+#include "util/fixture_call.h"
 #include "util/test_util.h"
 #include "zimage/pipeline.h"
 
@@ -44,14 +45,7 @@ void parity(const std::string& dtype, const std::string& kind, double tol) {
     o.torch_dtype = dtype == "fp32" ? "float32" : "bfloat16";
     o.transformer_file = test::fixture("ref/gguf/" + m["gguf"].get<std::string>());
     auto pipe = ZImagePipeline::from_pretrained(test::fixture("models/" + m["model"].get<std::string>()), o);
-    CallParams p;
-    p.prompt = {m["prompt"].get<std::string>()};
-    p.height = m["height"].get<int>();
-    p.width = m["width"].get<int>();
-    p.num_inference_steps = m["num_inference_steps"].get<int>();
-    p.guidance_scale = m["guidance_scale"].get<float>();
-    p.generator = {{m["seed"].get<uint64_t>(), "cpu"}};
-    p.output_type = OutputType::Latent;
+    CallParams p = test::fixture_call(m);
     const Tensor out = pipe(p).latents, want = latents("ref/gguf/" + c["latents"].get<std::string>());
     const double err = rel_l2(out, want), effect = rel_l2(own, want);
     const std::string name = c["name"];

@@ -13,6 +13,7 @@
 
 #include "core/safetensors.h"
 #include "transformer/transformer_z_image.h"
+#include "util/fixture_call.h"
 #include "util/gguf_writer.h"
 #include "util/test_util.h"
 #include "weights/lora.h"
@@ -32,17 +33,7 @@ std::string lora_file(const std::string& model, const std::string& layout) {
   return test::fixture("lora/" + model + "_" + layout + ".safetensors");
 }
 
-CallParams fixture_call(const json& m) {
-  CallParams p;
-  p.prompt = {m["prompt"].get<std::string>()};
-  p.height = m["height"].get<int>();
-  p.width = m["width"].get<int>();
-  p.num_inference_steps = m["num_inference_steps"].get<int>();
-  p.guidance_scale = m["guidance_scale"].get<float>();
-  p.generator = {{m["seed"].get<uint64_t>(), "cpu"}};
-  p.output_type = OutputType::Latent;
-  return p;
-}
+using test::fixture_call;
 
 Tensor run(const std::string& model, const json& c, const json& m, const std::string& mode = "merge") {
   PretrainedOptions o;

@@ -188,17 +188,7 @@ Observed generate(ZImagePipeline& pipe) {
   return o;
 }
 
-const test::SingleFiles& files() {
-  struct Files {
-    test::SingleFiles f;
-    ~Files() {
-      std::error_code ec;
-      fs::remove_all(f.dir, ec);
-    }
-  };
-  static const Files h{test::write_single_files(test::temp_dir("mem_singlefiles"))};
-  return h.f;
-}
+const test::SingleFiles& files() { return test::shared_single_files(); }
 
 PretrainedOptions options(bool low_memory) {
   PretrainedOptions o;

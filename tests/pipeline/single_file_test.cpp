@@ -17,18 +17,8 @@ namespace zimage {
 namespace {
 namespace fs = std::filesystem;
 
-// Written once per test binary, removed at its exit.
-const test::SingleFiles& files() {
-  struct Files {
-    test::SingleFiles f;
-    ~Files() {
-      std::error_code ec;
-      fs::remove_all(f.dir, ec);
-    }
-  };
-  static const Files h{test::write_single_files(test::temp_dir("singlefiles"))};
-  return h.f;
-}
+// Written once per test binary (shared with the other pipeline tests), removed at its exit.
+const test::SingleFiles& files() { return test::shared_single_files(); }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

@@ -213,6 +213,20 @@ inline SingleFiles write_single_files(const std::string& dir) {
   return f;
 }
 
+// The files of write_single_files, written once per test binary (a function-local static of an
+// inline function: one for every test file of the binary) and removed at its exit.
+inline const SingleFiles& shared_single_files() {
+  struct Files {
+    SingleFiles f;
+    ~Files() {
+      std::error_code ec;
+      std::filesystem::remove_all(f.dir, ec);
+    }
+  };
+  static const Files h{write_single_files(temp_dir("singlefiles"))};
+  return h.f;
+}
+
 // A tiny fixture ControlNet (tests/fixtures/controlnet/<model>/<net>, diffusers names) as the one
 // .safetensors file alibaba-pai publishes, written to `path`: its tensors unchanged (dtype too),
 // without those `drop` returns true for, plus `extra` ones.
