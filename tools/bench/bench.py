@@ -91,6 +91,9 @@ def pipeline():
     step_marks = []
     def on_step(p, i, t, kw):
         step_marks.append(clock())
+        if a.get("latents_out") and i == a["steps"] - 1:  # the final latents, before the VAE (zimage's --save-latents)
+            from safetensors.torch import save_file
+            save_file({"latents": kw["latents"].float().contiguous()}, a["latents_out"])
         return kw
     extra = {}
     if a.get("controlnet"):  # ZImageControlNetPipeline on the same components (+ the ControlNet's load time)
@@ -847,10 +850,11 @@ def bench_quant(args, report, md):
         def torch_run(gguf):
             def run(tag, w, h):
                 png = os.path.join(outdir, f"diffusers_{w}x{h}{tag}.png")
+                lat = os.path.join(outdir, f"diffusers_latents_{w}x{h}{tag}.safetensors")
                 kw = dict(gguf=gguf) if gguf else {}
                 return dict(run_torch(args, "pipeline", dtype="bf16", vae_dtype=args.vae_dtype or "bf16", width=w,
                                       height=h, steps=args.steps, guidance=args.guidance, seed=args.seed,
-                                      prompt=args.prompt, output=png, **kw), output=png, latents=None)
+                                      prompt=args.prompt, output=png, latents_out=lat, **kw), output=png, latents=lat)
             return run
         variants.append(("diffusers bf16", "diffusers", torch_run(None)))
         for t in (args.quant if args.torch_quant is None else args.torch_quant):
@@ -878,7 +882,7 @@ def bench_quant(args, report, md):
         for name in res:
             if name != "bf16" and "bf16" in res and res[name]["engine"] != "sd.cpp":
                 ref = "bf16" if res[name]["engine"] == "zimage" else "diffusers bf16"
-                if ref in res:
+                if ref in res and ref != name:
                     pairs.append([f"{name} vs bf16", res[name]["output"], res[ref]["output"], res[name]["latents"],
                                   res[ref]["latents"]])
             if name.endswith(" int"):
@@ -890,10 +894,12 @@ def bench_quant(args, report, md):
                 zq = name[len("diffusers "):-len(" GGUF")]
                 for zn in (f"{zq} dequant", f"{zq} int"):
                     if zn in res:
-                        pairs.append([f"{name} vs zimage {zn}", res[name]["output"], res[zn]["output"], None, None])
+                        pairs.append([f"{name} vs zimage {zn}", res[name]["output"], res[zn]["output"],
+                                      res[name]["latents"], res[zn]["latents"]])
                         break
             if name == "diffusers bf16" and "bf16" in res:
-                pairs.append(["diffusers bf16 vs zimage bf16", res[name]["output"], res["bf16"]["output"], None, None])
+                pairs.append(["diffusers bf16 vs zimage bf16", res[name]["output"], res["bf16"]["output"],
+                              res[name]["latents"], res["bf16"]["latents"]])
         quality = {}
         if pairs:
             r = subprocess.run([args.python, "-c", QUANT_COMPARE_SCRIPT, json.dumps(pairs)], capture_output=True,
@@ -912,7 +918,7 @@ def bench_quant(args, report, md):
             rows.append([kind, name, v["steady_step_s"], x_ratio(ratio(base, v["steady_step_s"])), v["first_step_s"],
                          v.get("text_encoder_s"), v.get("vae_s"), v["total_s"], v["peak_rss_gb"],
                          q.get("latents_rel_l2"), q.get("psnr_db"), qd.get("latents_rel_l2"), qd.get("psnr_db"),
-                         qz.get("psnr_db")])
+                         qz.get("latents_rel_l2"), qz.get("psnr_db")])
         sd_note = ""
         if args.sdcpp:
             sd_note = (f"; stable-diffusion.cpp {os.path.abspath(args.sdcpp)} with text encoder "
@@ -927,7 +933,7 @@ def bench_quant(args, report, md):
                   + md_table(["engine", "transformer", "s / step (steady)", "zimage bf16 step / this step",
                               "first step s", "text encoding s", "VAE s", "end-to-end s", "peak RSS GB",
                               "latents rel-L2 vs bf16", "PSNR vs bf16 dB", "latents rel-L2 vs dequant",
-                              "PSNR vs dequant dB", "PSNR vs zimage dB"], rows))
+                              "PSNR vs dequant dB", "latents rel-L2 vs zimage", "PSNR vs zimage dB"], rows))
 
 
 def default_corpus(path):
