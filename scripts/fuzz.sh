@@ -40,7 +40,7 @@ RSS_MB=${ZIMAGE_FUZZ_RSS_MB:-2048}
 
 if [ "${ZIMAGE_FUZZ_NO_BUILD:-0}" != 1 ]; then  # 1: run the targets already in $BUILD
   CC=clang CXX=clang++ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DZIMAGE_FUZZ=ON \
-    -DZIMAGE_TESTS=OFF -DZIMAGE_BENCH=OFF >/dev/null || exit 1
+    -DZIMAGE_WERROR=ON -DZIMAGE_TESTS=OFF -DZIMAGE_BENCH=OFF >/dev/null || exit 1
   cmake --build "$BUILD" -j "$JOBS" --target "${targets[@]}" || exit 1
 fi
 

@@ -386,7 +386,7 @@ void Server::Impl::routes() {
       send_error(req, res, res.status, "[serve] bad request (HTTP " + std::to_string(res.status) + ")");
   });
 
-  S.set_exception_handler([this](const Request& req, Response& res, std::exception_ptr ep) {
+  S.set_exception_handler([](const Request& req, Response& res, std::exception_ptr ep) {
     try {
       std::rethrow_exception(ep);
     } catch (const RequestError& e) {

@@ -14,7 +14,7 @@ constexpr float kQkNormEps = 1e-5f;  // Attention(..., qk_norm="rms_norm", eps=1
 
 ZSingleStreamAttention::ZSingleStreamAttention(const WeightLoader& w, const std::string& prefix, int64_t dim,
                                                int64_t heads, bool qk_norm)
-    : dim_(dim), heads_(heads), head_dim_(dim / heads) {
+    : heads_(heads), head_dim_(dim / heads) {
   to_q_ = w.linear_weight(prefix + "to_q.weight", dim, dim);
   to_k_ = w.linear_weight(prefix + "to_k.weight", dim, dim);
   to_v_ = w.linear_weight(prefix + "to_v.weight", dim, dim);

@@ -42,7 +42,7 @@ class ZSingleStreamAttention {
   void forward(ops::Precision p, BlockBuffers::Views& buf, const std::vector<int64_t>& rows, const Tensor& rope) const;
 
  private:
-  int64_t dim_ = 0, heads_ = 0, head_dim_ = 0;
+  int64_t heads_ = 0, head_dim_ = 0;
   weights::LinearWeight to_q_, to_k_, to_v_, to_out_;
   Tensor norm_q_, norm_k_;
 };

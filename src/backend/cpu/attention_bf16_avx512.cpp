@@ -14,11 +14,13 @@
 
 #include "backend/cpu/kernels.h"
 
+#if !defined(__clang__)  // GCC only: clang takes the ISA from CMakeLists.txt
 #pragma GCC push_options
 #pragma GCC diagnostic push
 // GCC 12 flags the deliberately undefined operands inside its own AVX-512 intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,fma,amx-tile,amx-bf16")
+#endif
 #include "backend/cpu/amx_tiles.h"
 #include "backend/cpu/attention_common.h"
 
@@ -290,5 +292,7 @@ void attention_torch_bf16_avx512(const float* q, const float* k, const float* v,
 
 }  // namespace zimage::cpu
 
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
+#endif

@@ -10,11 +10,13 @@
 
 #include "backend/cpu/kernels.h"
 
+#if !defined(__clang__)  // GCC only: clang takes the ISA from CMakeLists.txt
 #pragma GCC push_options
 #pragma GCC diagnostic push
 // GCC 12 flags the deliberately undefined operands inside its own AVX-512 intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
+#endif
 #include "backend/cpu/attention_common.h"
 
 namespace zimage::cpu {
@@ -243,5 +245,7 @@ void exp_avx512(const float* x, float* y, int64_t n) {
 
 }  // namespace zimage::cpu
 
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
+#endif

@@ -7,11 +7,13 @@
 
 #include "backend/cpu/level_kernels.h"
 
+#if !defined(__clang__)  // GCC only: clang takes the ISA from CMakeLists.txt
 #pragma GCC push_options
 #pragma GCC diagnostic push
 // GCC 12 flags the deliberately undefined operands inside its own AVX-512 intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
+#endif
 #include <immintrin.h>
 
 namespace zimage::cpu::avx512 {
@@ -121,5 +123,7 @@ void add_bf16(uint16_t* y, const uint16_t* x, int64_t n) {
 
 }  // namespace zimage::cpu::avx512
 
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
+#endif

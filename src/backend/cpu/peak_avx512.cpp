@@ -1,8 +1,10 @@
 // The instruction-peak loops of peak.h (AVX-512 VNNI and BF16).
 #include "backend/cpu/peak.h"
 
+#if !defined(__clang__)  // GCC only: clang takes the ISA from CMakeLists.txt
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vnni,avx512bf16")
+#endif
 #include <immintrin.h>
 
 namespace zimage::cpu {
@@ -39,4 +41,6 @@ int64_t peak_loop_vdpbf16ps(int64_t iters) {
 
 }  // namespace zimage::cpu
 
+#if !defined(__clang__)
 #pragma GCC pop_options
+#endif

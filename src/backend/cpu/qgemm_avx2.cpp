@@ -7,8 +7,10 @@
 
 #include "backend/cpu/qgemm_kernels.h"
 
+#if !defined(__clang__)  // GCC only: clang takes the ISA from CMakeLists.txt
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 #include <immintrin.h>
 
 namespace zimage::cpu::avx2 {
@@ -244,4 +246,6 @@ void qgemm_tile(const QTile& t) {
 
 }  // namespace zimage::cpu::avx2
 
+#if !defined(__clang__)
 #pragma GCC pop_options
+#endif

@@ -9,11 +9,13 @@
 
 #include "backend/cpu/qgemm_kernels.h"
 
+#if !defined(__clang__)  // GCC only: clang takes the ISA from CMakeLists.txt
 #pragma GCC push_options
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"  // GCC 12: _mm512_undefined_epi32 in its own intrinsics
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")
+#endif
 #include <immintrin.h>
 
 namespace zimage::cpu::avx512 {
@@ -392,5 +394,7 @@ void qgemm_tile(const QTile& t) {
 
 }  // namespace zimage::cpu::avx512
 
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
+#endif
