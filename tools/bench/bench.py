@@ -89,11 +89,11 @@ def pipeline():
         return r
     pipe.vae.decode = timed_decode
     step_marks = []
+    final = {}
     def on_step(p, i, t, kw):
         step_marks.append(clock())
         if a.get("latents_out") and i == a["steps"] - 1:  # the final latents, before the VAE (zimage's --save-latents)
-            from safetensors.torch import save_file
-            save_file({"latents": kw["latents"].float().contiguous()}, a["latents_out"])
+            final["latents"] = kw["latents"].float().clone()  # written after the timed call
         return kw
     extra = {}
     if a.get("controlnet"):  # ZImageControlNetPipeline on the same components (+ the ControlNet's load time)
@@ -121,6 +121,9 @@ def pipeline():
     out["vae_s"] = t_end - step_marks[-1]  # unscale + vae.decode + postprocess, as zimage's "vae" stage
     if a.get("output"):
         img.save(a["output"])
+    if "latents" in final:
+        from safetensors.torch import save_file
+        save_file({"latents": final["latents"].contiguous()}, a["latents_out"])
 
 @torch.no_grad()
 def text_encoder():
